@@ -1,0 +1,88 @@
+//! A tiny character cursor shared by the query-string parsers.
+
+pub struct Cursor<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub fn new(s: &'a str) -> Self {
+        Cursor { s, pos: 0 }
+    }
+
+    pub fn rest(&self) -> &'a str {
+        &self.s[self.pos..]
+    }
+
+    pub fn at_end(&self) -> bool {
+        self.pos >= self.s.len()
+    }
+
+    pub fn peek(&self) -> Option<char> {
+        self.rest().chars().next()
+    }
+
+    pub fn bump(&mut self) -> Option<char> {
+        let ch = self.peek()?;
+        self.pos += ch.len_utf8();
+        Some(ch)
+    }
+
+    pub fn eat(&mut self, ch: char) -> bool {
+        if self.peek() == Some(ch) {
+            self.pos += ch.len_utf8();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// An identifier: letters, digits, `_`, `$`, `-` not followed by `>`, or a double-quoted name.
+    pub fn name(&mut self) -> Result<String, String> {
+        if self.peek() == Some('"') {
+            return self.quoted();
+        }
+        let start = self.pos;
+        while let Some(ch) = self.peek() {
+            let dash_ok = ch == '-' && !self.rest().starts_with("->");
+            if ch.is_alphanumeric() || ch == '_' || ch == '$' || ch == ' ' || dash_ok {
+                self.pos += ch.len_utf8();
+            } else {
+                break;
+            }
+        }
+        if self.pos == start {
+            return Err(match self.peek() {
+                Some(ch) => format!("unexpected \"{ch}\" expecting field name (* or [a..z0..9_$])"),
+                None => "unexpected end of input expecting field name (* or [a..z0..9_$])".into(),
+            });
+        }
+        Ok(self.s[start..self.pos].to_string())
+    }
+
+    /// A JSON path key: a name or a (possibly negative) integer.
+    pub fn name_or_number(&mut self) -> Result<String, String> {
+        if self.peek() == Some('-') {
+            self.bump();
+            let n = self.name()?;
+            return Ok(format!("-{n}"));
+        }
+        self.name()
+    }
+
+    fn quoted(&mut self) -> Result<String, String> {
+        self.bump();
+        let mut out = String::new();
+        loop {
+            match self.bump() {
+                None => return Err("unexpected end of input expecting closing quote".into()),
+                Some('\\') => match self.bump() {
+                    Some(ch) => out.push(ch),
+                    None => return Err("unexpected end of input after \\".into()),
+                },
+                Some('"') => return Ok(out),
+                Some(ch) => out.push(ch),
+            }
+        }
+    }
+}

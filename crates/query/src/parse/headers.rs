@@ -1,0 +1,83 @@
+//! `Prefer`, `Accept` and `Range` headers.
+
+use crate::error::{Error, Result};
+use crate::request::{CountPref, MediaType, Preferences, Resolution, ReturnPref};
+
+/// Parses `Prefer` (comma separated; unknown preferences are ignored, as `handling=lenient`).
+pub fn parse_prefer(header: Option<&str>) -> Result<Preferences> {
+    let mut p = Preferences::default();
+    for token in header.unwrap_or_default().split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let applied = match token {
+            "return=minimal" => p.return_.replace(ReturnPref::Minimal).is_none(),
+            "return=representation" => p.return_.replace(ReturnPref::Representation).is_none(),
+            "return=headers-only" => p.return_.replace(ReturnPref::HeadersOnly).is_none(),
+            "count=exact" => p.count.replace(CountPref::Exact).is_none(),
+            "count=planned" => p.count.replace(CountPref::Planned).is_none(),
+            "count=estimated" => p.count.replace(CountPref::Estimated).is_none(),
+            "resolution=merge-duplicates" => p.resolution.replace(Resolution::MergeDuplicates).is_none(),
+            "resolution=ignore-duplicates" => p.resolution.replace(Resolution::IgnoreDuplicates).is_none(),
+            "missing=default" => {
+                p.missing_default = true;
+                true
+            }
+            _ => false,
+        };
+        if applied {
+            p.applied.push(token.to_string());
+        }
+    }
+    Ok(p)
+}
+
+/// Picks the first media type Basalt can produce; 406 PGRST107 when none fits.
+pub fn parse_accept(header: Option<&str>) -> Result<MediaType> {
+    let Some(h) = header.filter(|h| !h.trim().is_empty()) else { return Ok(MediaType::Json) };
+    for item in h.split(',') {
+        let mime = item.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        match mime.as_str() {
+            "application/json" | "*/*" | "application/*" | "application/vnd.pgrst.array+json" => return Ok(MediaType::Json),
+            "application/vnd.pgrst.object+json" | "application/vnd.pgrst.object" => return Ok(MediaType::SingleObject),
+            "text/csv" | "text/*" => return Ok(MediaType::Csv),
+            _ => {}
+        }
+    }
+    Err(Error::new(406, "PGRST107", format!("None of these media types are available: {h}")))
+}
+
+/// Parses `Range: 0-9` (also `items=0-9`) into (offset, inclusive end).
+pub fn parse_range_header(h: &str) -> Result<Option<(i64, Option<i64>)>> {
+    let spec = h.trim().trim_start_matches("items=");
+    let Some((a, b)) = spec.split_once('-') else { return Ok(None) };
+    let from = a.trim().parse::<i64>().map_err(|_| Error::bad_range(format!("invalid Range header: {h}")))?;
+    let to = match b.trim() {
+        "" => None,
+        s => Some(s.parse::<i64>().map_err(|_| Error::bad_range(format!("invalid Range header: {h}")))?),
+    };
+    if to.is_some_and(|t| t < from) {
+        return Err(Error::bad_range(format!("invalid Range header: {h}")));
+    }
+    Ok(Some((from, to)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefer_tokens() {
+        let p = parse_prefer(Some("resolution=merge-duplicates, return=representation,count=exact, tx=commit")).unwrap();
+        assert_eq!(p.return_, Some(ReturnPref::Representation));
+        assert_eq!(p.resolution, Some(Resolution::MergeDuplicates));
+        assert_eq!(p.count, Some(CountPref::Exact));
+        assert_eq!(p.applied.len(), 3);
+    }
+
+    #[test]
+    fn accept_and_range() {
+        assert_eq!(parse_accept(Some("application/vnd.pgrst.object+json")).unwrap(), MediaType::SingleObject);
+        assert_eq!(parse_accept(Some("text/csv")).unwrap(), MediaType::Csv);
+        assert_eq!(parse_accept(Some("image/png")).unwrap_err().code, "PGRST107");
+        assert_eq!(parse_range_header("0-9").unwrap(), Some((0, Some(9))));
+        assert_eq!(parse_range_header("10-").unwrap(), Some((10, None)));
+    }
+}

@@ -1,0 +1,157 @@
+//! Parse: HTTP method, path, query string, headers and body into an [`ApiRequest`].
+//! Names are not checked here; the planner checks them against the catalog.
+
+mod cursor;
+mod filter;
+mod headers;
+mod select;
+
+pub use filter::{parse_field, parse_filter, parse_list, parse_logic, parse_order};
+pub use headers::{parse_accept, parse_prefer, parse_range_header};
+pub use select::parse_select;
+
+use crate::error::{Error, Result};
+use crate::request::*;
+
+/// The headers the data API reads.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Headers<'a> {
+    pub prefer: Option<&'a str>,
+    pub accept: Option<&'a str>,
+    pub range: Option<&'a str>,
+}
+
+/// Parses one request to `/rest/v1/{table}`.
+pub fn parse_request(method: &str, table: &str, query: &str, headers: Headers, body: &[u8]) -> Result<ApiRequest> {
+    let action = match method {
+        "GET" => Action::Read { head: false },
+        "HEAD" => Action::Read { head: true },
+        "POST" => Action::Insert,
+        "PATCH" => Action::Update,
+        "DELETE" => Action::Delete,
+        other => return Err(Error::new(405, "PGRST117", format!("Unsupported HTTP method: {other}"))),
+    };
+    let mut req = ApiRequest {
+        action,
+        table: table.to_string(),
+        select: vec![SelectItem::Star],
+        filters: Vec::new(),
+        logic: Vec::new(),
+        order: Vec::new(),
+        ranges: Vec::new(),
+        on_conflict: None,
+        columns: None,
+        prefer: parse_prefer(headers.prefer)?,
+        accept: parse_accept(headers.accept)?,
+        range_header: match headers.range {
+            Some(r) if matches!(action, Action::Read { .. }) => parse_range_header(r)?,
+            _ => None,
+        },
+        body: None,
+    };
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        apply_param(&mut req, &key, &value)?;
+    }
+    if matches!(action, Action::Insert | Action::Update) {
+        req.body = Some(parse_body(body, action)?);
+    }
+    Ok(req)
+}
+
+fn parse_body(body: &[u8], action: Action) -> Result<serde_json::Value> {
+    let value: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::bad_body("Empty or invalid json"));
+    } else {
+        serde_json::from_slice(body).map_err(|e| Error::bad_body("Empty or invalid json").details(e.to_string()))?
+    };
+    match (&value, action) {
+        (serde_json::Value::Object(_), _) => Ok(value),
+        (serde_json::Value::Array(items), Action::Insert) if items.iter().all(|i| i.is_object()) => Ok(value),
+        (serde_json::Value::Array(_), Action::Insert) => Err(Error::bad_body("All object keys must match")),
+        _ => Err(Error::bad_body("Empty or invalid json").details("expected a JSON object")),
+    }
+}
+
+fn parse_int(key: &str, value: &str) -> Result<i64> {
+    value.parse::<i64>().map_err(|_| Error::parse(key, value, format!("unexpected \"{value}\" expecting an integer")))
+}
+
+fn apply_param(req: &mut ApiRequest, key: &str, value: &str) -> Result<()> {
+    match key {
+        "select" => {
+            req.select = parse_select(value)?;
+            return Ok(());
+        }
+        "columns" => {
+            let cols = value.split(',').map(|c| c.trim().trim_matches('"').to_string()).filter(|c| !c.is_empty()).collect();
+            req.columns = Some(cols);
+            return Ok(());
+        }
+        "on_conflict" => {
+            req.on_conflict = Some(value.split(',').map(|c| c.trim().trim_matches('"').to_string()).collect());
+            return Ok(());
+        }
+        "apikey" => return Ok(()),
+        _ => {}
+    }
+    let parts: Vec<&str> = key.split('.').collect();
+    let (path, last, negated_logic) = match parts.as_slice() {
+        [prefix @ .., "not", l @ ("or" | "and")] => (prefix, *l, true),
+        [prefix @ .., l] => (prefix, *l, false),
+        [] => return Ok(()),
+    };
+    let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+    match last {
+        "or" | "and" => req.logic.push((path, parse_logic(last == "or", negated_logic, value)?)),
+        "order" => req.order.push((path, parse_order(value)?)),
+        "limit" | "offset" => {
+            let n = parse_int(last, value)?;
+            let idx = match req.ranges.iter().position(|(p, _)| *p == path) {
+                Some(i) => i,
+                None => {
+                    req.ranges.push((path, Range::default()));
+                    req.ranges.len() - 1
+                }
+            };
+            let r = &mut req.ranges[idx].1;
+            if last == "limit" {
+                r.limit = Some(n);
+            } else {
+                r.offset = Some(n);
+            }
+        }
+        _ => {
+            // A filter: the key is `embed.path.field`; the field itself may carry `->` steps.
+            let field = parse_field(last)?;
+            req.filters.push((path, parse_filter(field, value)?));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_supabase_js_url() {
+        let q = "select=id%2Ctitle%2Cowner%3Alists%21list_id%28name%29&done=eq.false&order=created_at.desc&limit=10&or=%28status.eq.open%2Ctitle.ilike.*a+b*%29&comments.order=id.asc&comments.limit=2";
+        let r = parse_request("GET", "todos", q, Headers::default(), b"").unwrap();
+        assert_eq!(r.select.len(), 3);
+        assert_eq!(r.filters.len(), 1);
+        assert_eq!(r.order[0].1[0].desc, true);
+        assert_eq!(r.ranges[0].1.limit, Some(10));
+        assert_eq!(r.ranges[1].0, vec!["comments".to_string()]);
+        let Logic::Or { items, .. } = &r.logic[0].1 else { panic!() };
+        let Logic::Filter(f) = &items[1] else { panic!() };
+        assert_eq!(f.op, Operation::Like { insensitive: true, quant: None, pattern: "%a b%".into() });
+    }
+
+    #[test]
+    fn bodies() {
+        assert_eq!(parse_request("POST", "t", "", Headers::default(), b"{x").unwrap_err().code, "PGRST102");
+        assert_eq!(parse_request("PATCH", "t", "", Headers::default(), b"[]").unwrap_err().code, "PGRST102");
+        assert!(parse_request("POST", "t", "", Headers::default(), b"[{\"a\":1}]").is_ok());
+        assert_eq!(parse_request("GET", "t", "limit=x", Headers::default(), b"").unwrap_err().code, "PGRST100");
+    }
+}

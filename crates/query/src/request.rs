@@ -1,0 +1,183 @@
+//! The parsed request: what the client asked for, before any name is checked against the catalog.
+
+/// One HTTP request to `/rest/v1/{table}`, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiRequest {
+    pub action: Action,
+    pub table: String,
+    pub select: Vec<SelectItem>,
+    /// Filters, each at an embed path (empty = the root table).
+    pub filters: Vec<(Vec<String>, Filter)>,
+    /// `or=`/`and=` trees, each at an embed path.
+    pub logic: Vec<(Vec<String>, Logic)>,
+    pub order: Vec<(Vec<String>, Vec<OrderTerm>)>,
+    /// `limit`/`offset`, each at an embed path.
+    pub ranges: Vec<(Vec<String>, Range)>,
+    pub on_conflict: Option<Vec<String>>,
+    pub columns: Option<Vec<String>>,
+    pub prefer: Preferences,
+    pub accept: MediaType,
+    /// The `Range` header (offset, inclusive end).
+    pub range_header: Option<(i64, Option<i64>)>,
+    pub body: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Read { head: bool },
+    Insert,
+    Update,
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SelectItem {
+    Star,
+    Field { alias: Option<String>, field: Field, cast: Option<String> },
+    Embed { alias: Option<String>, relation: String, hint: Option<String>, join: JoinKind, select: Vec<SelectItem> },
+    /// Legacy `rel(count)`.
+    Count { alias: Option<String>, relation: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    Left,
+    Inner,
+}
+
+/// A column with an optional JSON path: `meta->a->>b`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Field {
+    pub column: String,
+    pub path: Vec<PathStep>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathStep {
+    /// `->>` (text) rather than `->` (json).
+    pub as_text: bool,
+    pub key: PathKey,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PathKey {
+    Name(String),
+    Index(i64),
+}
+
+impl Field {
+    /// The output name: the last JSON key, else the column.
+    pub fn output_name(&self) -> String {
+        match self.path.last() {
+            Some(PathStep { key: PathKey::Name(n), .. }) => n.clone(),
+            Some(PathStep { key: PathKey::Index(_), .. }) | None => self.column.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filter {
+    pub field: Field,
+    pub negate: bool,
+    pub op: Operation,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operation {
+    Compare { op: CompareOp, quant: Option<Quantifier>, value: String },
+    /// `like`/`ilike` with `*` already turned into `%`.
+    Like { insensitive: bool, quant: Option<Quantifier>, pattern: String },
+    Is(IsValue),
+    In(Vec<String>),
+    Contains(String),
+    ContainedBy(String),
+    Overlaps(String),
+    Match { insensitive: bool, pattern: String },
+    IsDistinct(String),
+}
+
+/// `(any)` / `(all)` modifiers: the value is a `{a,b}` list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantifier {
+    Any,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareOp {
+    Eq,
+    Neq,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsValue {
+    Null,
+    NotNull,
+    True,
+    False,
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Logic {
+    And { negate: bool, items: Vec<Logic> },
+    Or { negate: bool, items: Vec<Logic> },
+    Filter(Filter),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderTerm {
+    pub field: Field,
+    pub desc: bool,
+    /// None: PostgreSQL's default (nulls last ascending, first descending).
+    pub nulls_first: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Range {
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReturnPref {
+    #[default]
+    Minimal,
+    Representation,
+    HeadersOnly,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    MergeDuplicates,
+    IgnoreDuplicates,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountPref {
+    Exact,
+    Planned,
+    Estimated,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Preferences {
+    pub return_: Option<ReturnPref>,
+    pub count: Option<CountPref>,
+    pub resolution: Option<Resolution>,
+    pub missing_default: bool,
+    /// What to echo in `Preference-Applied`.
+    pub applied: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MediaType {
+    #[default]
+    Json,
+    SingleObject,
+    Csv,
+}

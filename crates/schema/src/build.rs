@@ -1,0 +1,303 @@
+//! Turns a parsed schema file into a validated catalog, naming table, column and line on error.
+
+use indexmap::IndexMap;
+
+use crate::catalog::*;
+use crate::default::DefaultExpr;
+use crate::error::{Result, SchemaError};
+use crate::file::{ColumnDef, SchemaFile, TableDef};
+use crate::ident;
+use crate::types::ColumnType;
+
+pub fn build(source: &str) -> Result<Catalog> {
+    let file: SchemaFile = toml::from_str(source).map_err(|e| {
+        let line = e.span().map(|s| line_of(source, s.start));
+        SchemaError::at(e.message().trim().to_string(), line)
+    })?;
+    let mut catalog = Catalog::default();
+    for (name, def) in &file.tables {
+        let line = Some(line_of(source, def.span().start));
+        let table = build_table(source, name, def.get_ref(), line)?;
+        catalog.tables.insert(name.clone(), table);
+    }
+    resolve_foreign_keys(source, &file, &mut catalog)?;
+    Ok(catalog)
+}
+
+fn line_of(source: &str, offset: usize) -> usize {
+    source[..offset.min(source.len())].matches('\n').count() + 1
+}
+
+fn err(table: &str, column: Option<&str>, line: Option<usize>, msg: impl std::fmt::Display) -> SchemaError {
+    let place = match column {
+        Some(c) => format!("table {table}, column {c}"),
+        None => format!("table {table}"),
+    };
+    SchemaError::at(format!("{place}: {msg}"), line)
+}
+
+fn build_table(source: &str, name: &str, def: &TableDef, line: Option<usize>) -> Result<Table> {
+    if !ident::is_valid(name) || name.starts_with("_basalt") {
+        return Err(err(name, None, line, "table names are lowercase snake_case, not starting with _basalt"));
+    }
+    if def.columns.is_empty() {
+        return Err(err(name, None, line, "a table needs at least one column"));
+    }
+    let mut columns = IndexMap::new();
+    let mut primary_key = Vec::new();
+    let mut uniques = Vec::new();
+    let mut checks = Vec::new();
+    for (col_name, cdef) in &def.columns {
+        let cline = Some(line_of(source, cdef.span().start));
+        let cdef = cdef.get_ref();
+        let col = build_column(name, col_name, cdef, cline)?;
+        if cdef.primary_key {
+            primary_key.push(col_name.clone());
+        }
+        if cdef.unique && !cdef.primary_key {
+            uniques.push(UniqueConstraint { name: format!("{name}_{col_name}_key"), columns: vec![col_name.clone()] });
+        }
+        if let Some(values) = &cdef.one_of {
+            checks.push(build_check(name, &col, values, cline)?);
+        }
+        columns.insert(col_name.clone(), col);
+    }
+    if def.timestamps {
+        for ts in ["created_at", "updated_at"] {
+            columns.entry(ts.to_string()).or_insert_with(|| Column {
+                name: ts.to_string(),
+                ty: ColumnType::Timestamptz,
+                not_null: true,
+                default: Some(DefaultExpr::Now),
+                description: None,
+            });
+        }
+    }
+    if primary_key.is_empty() {
+        return Err(err(name, None, line, "no primary key: mark a column with primary_key = true"));
+    }
+    for pk in &primary_key {
+        if let Some(c) = columns.get_mut(pk) {
+            c.not_null = true;
+        }
+    }
+    for set in &def.unique {
+        for c in set {
+            if !columns.contains_key(c) {
+                return Err(err(name, Some(c), line, "unique names a column the table does not have"));
+            }
+        }
+        if set.is_empty() {
+            return Err(err(name, None, line, "an empty unique constraint"));
+        }
+        uniques.push(UniqueConstraint { name: format!("{name}_{}_key", set.join("_")), columns: set.clone() });
+    }
+    let indexes = build_indexes(source, name, def, &columns)?;
+    if let Some(owner) = &def.owner {
+        match columns.get(owner) {
+            Some(c) if c.ty == ColumnType::Uuid => {}
+            Some(_) => return Err(err(name, Some(owner), line, "the owner column must be of type uuid")),
+            None => return Err(err(name, Some(owner), line, "owner names a column the table does not have")),
+        }
+    }
+    let policies = def
+        .policies
+        .iter()
+        .map(|p| {
+            let p = p.get_ref();
+            Policy {
+                name: p.name.clone(),
+                command: p.command.to_ascii_lowercase(),
+                roles: p.roles.clone(),
+                using: p.using.clone(),
+                with_check: p.with_check.clone(),
+            }
+        })
+        .collect();
+    let maintains_updated_at = columns.get("updated_at").is_some_and(|c| c.ty == ColumnType::Timestamptz);
+    let foreign_keys = Vec::new();
+    Ok(Table {
+        name: name.to_string(),
+        description: def.description.clone(),
+        columns,
+        primary_key,
+        uniques,
+        foreign_keys,
+        checks,
+        indexes,
+        maintains_updated_at,
+        owner: def.owner.clone(),
+        policies,
+    })
+}
+
+fn build_column(table: &str, name: &str, def: &ColumnDef, line: Option<usize>) -> Result<Column> {
+    if !ident::is_valid(name) {
+        return Err(err(table, Some(name), line, "column names are lowercase snake_case"));
+    }
+    let ty = ColumnType::parse(&def.ty).ok_or_else(|| {
+        err(table, Some(name), line, format!("unknown type \"{}\" (see docs/schema.md for the supported types)", def.ty))
+    })?;
+    let default = match &def.default {
+        None => None,
+        Some(raw) => Some(DefaultExpr::parse(raw, ty).map_err(|m| err(table, Some(name), line, m))?),
+    };
+    if def.on_delete.is_some() && def.references.is_none() {
+        return Err(err(table, Some(name), line, "on_delete needs references"));
+    }
+    Ok(Column { name: name.to_string(), ty, not_null: def.not_null || def.primary_key, default, description: def.description.clone() })
+}
+
+fn build_check(table: &str, col: &Column, values: &[toml::Value], line: Option<usize>) -> Result<CheckConstraint> {
+    if values.is_empty() {
+        return Err(err(table, Some(&col.name), line, "one_of needs at least one value"));
+    }
+    let one_of = values
+        .iter()
+        .map(|v| match (v, col.ty) {
+            (toml::Value::String(s), t) if t.is_textual() => Ok(serde_json::Value::from(s.clone())),
+            (toml::Value::Integer(i), t) if t.is_numeric() => Ok(serde_json::Value::from(*i)),
+            (toml::Value::Float(f), t) if t.is_numeric() => Ok(serde_json::Value::from(*f)),
+            _ => Err(err(table, Some(&col.name), line, format!("one_of value {v} does not fit type {}", col.ty.pg_name()))),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(CheckConstraint { name: format!("{table}_{}_check", col.name), column: col.name.clone(), one_of })
+}
+
+fn build_indexes(source: &str, table: &str, def: &TableDef, columns: &IndexMap<String, Column>) -> Result<Vec<Index>> {
+    let mut out = Vec::new();
+    for idx in &def.indexes {
+        let line = Some(line_of(source, idx.span().start));
+        let idx = idx.get_ref();
+        if idx.columns.is_empty() {
+            return Err(err(table, None, line, "an index needs columns"));
+        }
+        let mut cols = Vec::new();
+        for raw in &idx.columns {
+            let mut parts = raw.split_whitespace();
+            let col = parts.next().unwrap_or_default();
+            let desc = match parts.next().map(|s| s.to_ascii_lowercase()) {
+                None => false,
+                Some(d) if d == "desc" => true,
+                Some(d) if d == "asc" => false,
+                Some(d) => return Err(err(table, Some(col), line, format!("index direction is asc or desc, not {d}"))),
+            };
+            if !columns.contains_key(col) {
+                return Err(err(table, Some(col), line, "the index names a column the table does not have"));
+            }
+            cols.push((col.to_string(), desc));
+        }
+        let name = match &idx.name {
+            Some(n) if ident::is_valid(n) => n.clone(),
+            Some(n) => return Err(err(table, None, line, format!("index name {n} is not lowercase snake_case"))),
+            None => format!("{table}_{}_idx", cols.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join("_")),
+        };
+        out.push(Index { name, columns: cols, unique: idx.unique });
+    }
+    Ok(out)
+}
+
+/// Foreign keys need every table first, so they are resolved in a second pass.
+fn resolve_foreign_keys(source: &str, file: &SchemaFile, catalog: &mut Catalog) -> Result<()> {
+    for (tname, def) in &file.tables {
+        let mut fks = Vec::new();
+        for (cname, cdef) in &def.get_ref().columns {
+            let line = Some(line_of(source, cdef.span().start));
+            let cdef = cdef.get_ref();
+            let Some(target) = &cdef.references else { continue };
+            let (rt, rc) = match target.rsplit_once('.') {
+                Some((t, c)) if catalog.tables.contains_key(t) => (t.to_string(), Some(c.to_string())),
+                _ => (target.clone(), None),
+            };
+            let ref_table = catalog.tables.get(&rt).ok_or_else(|| {
+                err(tname, Some(cname), line, format!("references unknown table \"{target}\" (write table.column)"))
+            })?;
+            let rc = match rc {
+                Some(c) => c,
+                None if ref_table.primary_key.len() == 1 => ref_table.primary_key[0].clone(),
+                None => return Err(err(tname, Some(cname), line, format!("{rt} has no single-column primary key to reference"))),
+            };
+            let ref_col = ref_table.column(&rc).ok_or_else(|| {
+                err(tname, Some(cname), line, format!("references unknown column {rt}.{rc}"))
+            })?;
+            if !ref_table.is_unique_set(std::slice::from_ref(&rc)) {
+                return Err(err(tname, Some(cname), line, format!("{rt}.{rc} is neither primary key nor unique")));
+            }
+            let own = &catalog.tables[tname].columns[cname];
+            if own.ty != ref_col.ty && !(own.ty.is_textual() && ref_col.ty.is_textual()) {
+                return Err(err(tname, Some(cname), line, format!("type {} does not match {rt}.{rc} ({})", own.ty.pg_name(), ref_col.ty.pg_name())));
+            }
+            let on_delete = match cdef.on_delete.as_deref().map(|s| s.to_ascii_lowercase()) {
+                None => OnDelete::NoAction,
+                Some(s) => match s.replace('_', " ").as_str() {
+                    "cascade" => OnDelete::Cascade,
+                    "set null" => OnDelete::SetNull,
+                    "restrict" => OnDelete::Restrict,
+                    "no action" => OnDelete::NoAction,
+                    _ => return Err(err(tname, Some(cname), line, format!("on_delete is cascade, set null, restrict or no action, not {s}"))),
+                },
+            };
+            if on_delete == OnDelete::SetNull && own.not_null {
+                return Err(err(tname, Some(cname), line, "on_delete = \"set null\" on a not_null column"));
+            }
+            fks.push(ForeignKey { name: format!("{tname}_{cname}_fkey"), columns: vec![cname.clone()], ref_table: rt, ref_columns: vec![rc], on_delete });
+        }
+        if let Some(t) = catalog.tables.get_mut(tname) {
+            t.foreign_keys = fks;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TODOS: &str = r#"
+[tables.lists]
+columns.id      = { type = "uuid", primary_key = true, default = "gen_random_uuid()" }
+columns.name    = { type = "text", not_null = true, unique = true }
+
+[tables.todos]
+columns.id      = { type = "uuid", primary_key = true, default = "gen_random_uuid()" }
+columns.list_id = { type = "uuid", references = "lists.id", on_delete = "cascade" }
+columns.title   = { type = "text", not_null = true }
+columns.done    = { type = "boolean", default = "false" }
+columns.tags    = { type = "text[]", default = "'{}'" }
+columns.meta    = { type = "jsonb", default = "'{}'" }
+indexes = [{ columns = ["list_id", "created_at desc"] }]
+"#;
+
+    #[test]
+    fn builds_the_contract_example() {
+        let c = build(TODOS).expect("valid");
+        let todos = &c.tables["todos"];
+        assert_eq!(todos.primary_key, vec!["id"]);
+        assert!(todos.columns.contains_key("created_at"));
+        assert_eq!(todos.foreign_keys[0].name, "todos_list_id_fkey");
+        assert_eq!(todos.foreign_keys[0].on_delete, OnDelete::Cascade);
+        assert_eq!(todos.indexes[0].columns[1], ("created_at".to_string(), true));
+        assert_eq!(c.tables["lists"].uniques[0].name, "lists_name_key");
+        let rels = c.relationships(&c.tables["lists"], todos);
+        assert_eq!(rels.len(), 1);
+        assert!(!rels[0].to_one);
+    }
+
+    #[test]
+    fn errors_name_table_column_and_line() {
+        let src = "[tables.a]\ncolumns.id = { type = \"uuid\", primary_key = true }\ncolumns.x = { type = \"money\" }\n";
+        let e = build(src).unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("table a, column x") && e.contains("money"), "{e}");
+        let src = "[tables.a]\ncolumns.id = { type = \"uuid\", primary_key = true }\ncolumns.b = { type = \"uuid\", references = \"nope.id\" }\n";
+        let e = build(src).unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("nope.id"), "{e}");
+        let e = build("[tables.a]\ncolumns.id = { type = \"uuid\", primary_ky = true }\n").unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("primary_ky"), "{e}");
+    }
+
+    #[test]
+    fn requires_a_primary_key() {
+        let e = build("[tables.a]\ncolumns.x = { type = \"text\" }\n").unwrap_err().to_string();
+        assert!(e.contains("primary key"), "{e}");
+    }
+}

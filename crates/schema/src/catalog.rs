@@ -1,0 +1,190 @@
+//! The catalog: every table, column, key and relationship, resolved once per schema load.
+//! The planner resolves every name in a request against it, so SQL only ever sees catalog names.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use crate::default::DefaultExpr;
+use crate::types::ColumnType;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Catalog {
+    pub tables: IndexMap<String, Table>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Table {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub columns: IndexMap<String, Column>,
+    pub primary_key: Vec<String>,
+    pub uniques: Vec<UniqueConstraint>,
+    pub foreign_keys: Vec<ForeignKey>,
+    pub checks: Vec<CheckConstraint>,
+    pub indexes: Vec<Index>,
+    /// Whether the server maintains `updated_at` on update.
+    pub maintains_updated_at: bool,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub policies: Vec<Policy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    pub ty: ColumnType,
+    pub not_null: bool,
+    pub default: Option<DefaultExpr>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UniqueConstraint {
+    pub name: String,
+    pub columns: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDelete {
+    NoAction,
+    Cascade,
+    SetNull,
+    Restrict,
+}
+
+impl OnDelete {
+    pub fn sql(&self) -> &'static str {
+        match self {
+            OnDelete::NoAction => "NO ACTION",
+            OnDelete::Cascade => "CASCADE",
+            OnDelete::SetNull => "SET NULL",
+            OnDelete::Restrict => "RESTRICT",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForeignKey {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub ref_table: String,
+    pub ref_columns: Vec<String>,
+    pub on_delete: OnDelete,
+}
+
+/// A check constraint: `column IN (values)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckConstraint {
+    pub name: String,
+    pub column: String,
+    pub one_of: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Index {
+    pub name: String,
+    /// (column, descending)
+    pub columns: Vec<(String, bool)>,
+    pub unique: bool,
+}
+
+/// A row-level security policy as declared; compiled by the auth layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Policy {
+    pub name: String,
+    pub command: String,
+    pub roles: Vec<String>,
+    pub using: Option<String>,
+    pub with_check: Option<String>,
+}
+
+/// How an embedded resource relates to its parent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Relationship<'a> {
+    /// The foreign key that links the two tables.
+    pub fk: &'a ForeignKey,
+    /// True when the parent holds the foreign key (many-to-one: the embed is one object).
+    pub parent_holds_fk: bool,
+    /// True when the embed yields at most one row (many-to-one, or one-to-one through a unique key).
+    pub to_one: bool,
+}
+
+impl Catalog {
+    pub fn table(&self, name: &str) -> Option<&Table> {
+        self.tables.get(name)
+    }
+
+    /// All relationships between `parent` and `target`, for resolving `select=target(*)`.
+    pub fn relationships<'a>(&'a self, parent: &'a Table, target: &'a Table) -> Vec<Relationship<'a>> {
+        let mut found = Vec::new();
+        for fk in &parent.foreign_keys {
+            if fk.ref_table == target.name {
+                found.push(Relationship { fk, parent_holds_fk: true, to_one: true });
+            }
+        }
+        for fk in &target.foreign_keys {
+            if fk.ref_table == parent.name {
+                found.push(Relationship { fk, parent_holds_fk: false, to_one: target.is_unique_set(&fk.columns) });
+            }
+        }
+        found
+    }
+
+    /// The nearest table name, for "Perhaps you meant" hints.
+    pub fn suggest_table(&self, name: &str) -> Option<&str> {
+        closest(name, self.tables.keys().map(String::as_str))
+    }
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.get(name)
+    }
+
+    /// True when `cols` is exactly the primary key or a unique constraint.
+    pub fn is_unique_set(&self, cols: &[String]) -> bool {
+        let same = |a: &[String]| a.len() == cols.len() && a.iter().all(|c| cols.contains(c));
+        same(&self.primary_key) || self.uniques.iter().any(|u| same(&u.columns))
+    }
+
+    pub fn suggest_column(&self, name: &str) -> Option<&str> {
+        closest(name, self.columns.keys().map(String::as_str))
+    }
+}
+
+/// Picks the candidate with the smallest edit distance, if it is close enough to be a typo.
+fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (levenshtein(name, c), c))
+        .filter(|(d, c)| *d <= (c.len().max(name.len()) / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_near_names_only() {
+        assert_eq!(closest("todo", ["todos", "lists"].into_iter()), Some("todos"));
+        assert_eq!(closest("zzzzzz", ["todos", "lists"].into_iter()), None);
+    }
+}

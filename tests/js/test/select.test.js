@@ -1,0 +1,276 @@
+// Vertical filtering: select=*, column lists, aliases, casts, JSON paths, embeds.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { useServer, uniq, ok } from './helpers/server.js';
+
+const TODO_COLUMNS = [
+  'created_at', 'done', 'due', 'id', 'list_id', 'meta', 'price', 'rank', 'status', 'tags', 'title', 'updated_at',
+];
+
+const byKey = (k) => (a, b) => (a[k] < b[k] ? -1 : a[k] > b[k] ? 1 : 0);
+
+describe('select', () => {
+  const ctx = useServer();
+
+  async function newList(prefix = 'list') {
+    return ok(await ctx.admin.from('lists').insert({ name: uniq(prefix) }).select().single(), 201);
+  }
+
+  async function newTodo(fields) {
+    return ok(await ctx.admin.from('todos').insert(fields).select().single(), 201);
+  }
+
+  async function newComments(todoId, bodies) {
+    const rows = bodies.map((b) => (typeof b === 'string' ? { todo_id: todoId, body: b } : { todo_id: todoId, ...b }));
+    return ok(await ctx.admin.from('comments').insert(rows).select(), 201);
+  }
+
+  test('select * returns every column, including created_at/updated_at', async () => {
+    const list = await newList();
+    const todo = await newTodo({ list_id: list.id, title: 'star', rank: 3 });
+    const rows = ok(await ctx.admin.from('todos').select('*').eq('id', todo.id), 200);
+    assert.equal(rows.length, 1);
+    assert.deepEqual(Object.keys(rows[0]).sort(), TODO_COLUMNS);
+    assert.equal(rows[0].id, todo.id);
+    assert.equal(rows[0].list_id, list.id);
+    assert.equal(rows[0].title, 'star');
+    assert.equal(rows[0].rank, 3);
+    assert.equal(rows[0].done, false);
+    assert.equal(rows[0].status, 'open');
+    assert.deepEqual(rows[0].tags, []);
+    assert.deepEqual(rows[0].meta, {});
+    assert.equal(rows[0].due, null);
+    assert.equal(rows[0].price, null);
+  });
+
+  test('select() with no argument means *', async () => {
+    const list = await newList();
+    const rows = ok(await ctx.admin.from('lists').select().eq('id', list.id), 200);
+    assert.deepEqual(Object.keys(rows[0]).sort(), ['created_at', 'id', 'name', 'updated_at']);
+    assert.equal(rows[0].name, list.name);
+  });
+
+  test('column list returns exactly those columns, in order', async () => {
+    const list = await newList();
+    const todo = await newTodo({ list_id: list.id, title: 'cols', rank: 7, done: true });
+    const rows = ok(await ctx.admin.from('todos').select('title, rank,done').eq('id', todo.id), 200);
+    assert.deepEqual(rows, [{ title: 'cols', rank: 7, done: true }]);
+    assert.deepEqual(Object.keys(rows[0]), ['title', 'rank', 'done']);
+  });
+
+  test('aliases rename output keys', async () => {
+    const list = await newList();
+    const todo = await newTodo({ list_id: list.id, title: 'aliased', rank: 2 });
+    const rows = ok(await ctx.admin.from('todos').select('heading:title, r:rank, id').eq('id', todo.id), 200);
+    assert.deepEqual(rows, [{ heading: 'aliased', r: 2, id: todo.id }]);
+  });
+
+  test('casts change the JSON type (rank::text is a string)', async () => {
+    const list = await newList();
+    const todo = await newTodo({ list_id: list.id, title: 'cast', rank: 42 });
+    const rows = ok(await ctx.admin.from('todos').select('rank::text, r:rank::text, title').eq('id', todo.id), 200);
+    assert.deepEqual(rows, [{ rank: '42', r: '42', title: 'cast' }]);
+  });
+
+  test('JSON paths: -> keeps JSON, ->> gives text, key = last path element', async () => {
+    const list = await newList();
+    const meta = { a: { b: 'x', n: 2, deep: { k: [1, 2] } }, top: 'T', num: 5 };
+    const todo = await newTodo({ list_id: list.id, title: 'json', meta });
+    const rows = ok(
+      await ctx.admin
+        .from('todos')
+        .select('meta->a->>b, meta->a->n, meta->>top, meta->a->deep, meta->>num, bee:meta->a->>b, meta->>missing')
+        .eq('id', todo.id),
+      200,
+    );
+    assert.equal(rows.length, 1);
+    assert.deepEqual(rows[0], {
+      b: 'x',
+      n: 2,
+      top: 'T',
+      deep: { k: [1, 2] },
+      num: '5',
+      bee: 'x',
+      missing: null,
+    });
+  });
+
+  test('filter on a JSON path (meta->>color)', async () => {
+    const list = await newList();
+    await newTodo({ list_id: list.id, title: 'red one', meta: { color: 'red' } });
+    await newTodo({ list_id: list.id, title: 'blue one', meta: { color: 'blue' } });
+    const rows = ok(
+      await ctx.admin.from('todos').select('title, color:meta->>color').eq('list_id', list.id).eq('meta->>color', 'red'),
+      200,
+    );
+    assert.deepEqual(rows, [{ title: 'red one', color: 'red' }]);
+  });
+
+  test('many-to-one embed: todos with lists(*) gives an object', async () => {
+    const list = await newList('parent');
+    const todo = await newTodo({ list_id: list.id, title: 'child' });
+    const rows = ok(await ctx.admin.from('todos').select('title, lists(*)').eq('id', todo.id), 200);
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0].title, 'child');
+    assert.ok(rows[0].lists && !Array.isArray(rows[0].lists), `lists should be an object: ${JSON.stringify(rows[0].lists)}`);
+    assert.equal(rows[0].lists.id, list.id);
+    assert.equal(rows[0].lists.name, list.name);
+    assert.deepEqual(Object.keys(rows[0].lists).sort(), ['created_at', 'id', 'name', 'updated_at']);
+  });
+
+  test('many-to-one embed is null when the foreign key is null', async () => {
+    const todo = await newTodo({ title: 'orphan' });
+    const rows = ok(await ctx.admin.from('todos').select('title, lists(name)').eq('id', todo.id), 200);
+    assert.deepEqual(rows, [{ title: 'orphan', lists: null }]);
+  });
+
+  test('embed with alias and *: select("*, list:lists(name)")', async () => {
+    const list = await newList();
+    const todo = await newTodo({ list_id: list.id, title: 'alias-embed' });
+    const rows = ok(await ctx.admin.from('todos').select('*, list:lists(name)').eq('id', todo.id), 200);
+    assert.equal(rows.length, 1);
+    assert.deepEqual(rows[0].list, { name: list.name });
+    assert.equal(rows[0].title, 'alias-embed');
+    assert.equal(rows[0].id, todo.id);
+    assert.ok(!('lists' in rows[0]));
+  });
+
+  test('one-to-many embed: lists with todos(*) gives an array', async () => {
+    const list = await newList();
+    const empty = await newList('empty');
+    await newTodo({ list_id: list.id, title: 'one', rank: 1 });
+    await newTodo({ list_id: list.id, title: 'two', rank: 2 });
+    const rows = ok(
+      await ctx.admin.from('lists').select('name, todos(*)').in('id', [list.id, empty.id]).order('name'),
+      200,
+    );
+    assert.equal(rows.length, 2);
+    const full = rows.find((r) => r.name === list.name);
+    const none = rows.find((r) => r.name === empty.name);
+    assert.ok(Array.isArray(full.todos));
+    assert.deepEqual(full.todos.map((t) => t.title).sort(), ['one', 'two']);
+    assert.deepEqual(Object.keys(full.todos[0]).sort(), TODO_COLUMNS);
+    for (const t of full.todos) assert.equal(t.list_id, list.id);
+    assert.deepEqual(none.todos, []);
+  });
+
+  test('nested embeds two levels down: lists(todos(comments(*)))', async () => {
+    const list = await newList();
+    const t1 = await newTodo({ list_id: list.id, title: 'a' });
+    const t2 = await newTodo({ list_id: list.id, title: 'b' });
+    await newComments(t1.id, ['a1', 'a2']);
+    const rows = ok(
+      await ctx.admin.from('lists').select('name, todos(title, comments(*))').eq('id', list.id),
+      200,
+    );
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0].name, list.name);
+    const todos = [...rows[0].todos].sort(byKey('title'));
+    assert.deepEqual(todos.map((t) => t.title), ['a', 'b']);
+    assert.ok(Array.isArray(todos[0].comments));
+    assert.deepEqual(todos[0].comments.map((c) => c.body).sort(), ['a1', 'a2']);
+    for (const c of todos[0].comments) {
+      assert.equal(c.todo_id, t1.id);
+      assert.equal(c.approved, true);
+      assert.deepEqual(Object.keys(c).sort(), ['approved', 'body', 'created_at', 'id', 'todo_id', 'updated_at']);
+    }
+    assert.deepEqual(todos[1].comments, []);
+    assert.ok(t2.id);
+  });
+
+  test('nested many-to-one embeds: comments -> todos -> lists', async () => {
+    const list = await newList();
+    const todo = await newTodo({ list_id: list.id, title: 'mid' });
+    const [c] = await newComments(todo.id, ['leaf']);
+    const rows = ok(await ctx.admin.from('comments').select('body, todos(title, lists(name))').eq('id', c.id), 200);
+    assert.deepEqual(rows, [{ body: 'leaf', todos: { title: 'mid', lists: { name: list.name } } }]);
+  });
+
+  test('!inner drops parents without children', async () => {
+    const withTodos = await newList('with');
+    const without = await newList('without');
+    await newTodo({ list_id: withTodos.id, title: 'kid' });
+    const rows = ok(
+      await ctx.admin.from('lists').select('name, todos!inner(title)').in('id', [withTodos.id, without.id]),
+      200,
+    );
+    assert.deepEqual(rows, [{ name: withTodos.name, todos: [{ title: 'kid' }] }]);
+
+    // Without !inner both parents come back.
+    const left = ok(
+      await ctx.admin.from('lists').select('name, todos(title)').in('id', [withTodos.id, without.id]).order('name'),
+      200,
+    );
+    assert.equal(left.length, 2);
+  });
+
+  test('filter on an embedded resource filters the children only', async () => {
+    const list = await newList();
+    const t1 = await newTodo({ list_id: list.id, title: 'has approved' });
+    const t2 = await newTodo({ list_id: list.id, title: 'only rejected' });
+    await newComments(t1.id, [{ body: 'good', approved: true }, { body: 'bad', approved: false }]);
+    await newComments(t2.id, [{ body: 'nope', approved: false }]);
+    const rows = ok(
+      await ctx.admin
+        .from('todos')
+        .select('title, comments(body)')
+        .eq('list_id', list.id)
+        .eq('comments.approved', true)
+        .order('title'),
+      200,
+    );
+    assert.deepEqual(rows, [
+      { title: 'has approved', comments: [{ body: 'good' }] },
+      { title: 'only rejected', comments: [] },
+    ]);
+  });
+
+  test('!inner combined with an embedded filter drops non-matching parents', async () => {
+    const list = await newList();
+    const t1 = await newTodo({ list_id: list.id, title: 'has approved' });
+    const t2 = await newTodo({ list_id: list.id, title: 'only rejected' });
+    await newComments(t1.id, [{ body: 'good', approved: true }, { body: 'bad', approved: false }]);
+    await newComments(t2.id, [{ body: 'nope', approved: false }]);
+    const rows = ok(
+      await ctx.admin
+        .from('todos')
+        .select('title, comments!inner(body)')
+        .eq('list_id', list.id)
+        .eq('comments.approved', true),
+      200,
+    );
+    assert.deepEqual(rows, [{ title: 'has approved', comments: [{ body: 'good' }] }]);
+  });
+
+  test('order and limit inside an embed (referencedTable)', async () => {
+    const list = await newList();
+    const todo = await newTodo({ list_id: list.id, title: 'many comments' });
+    await newComments(todo.id, ['c2', 'c4', 'c1', 'c3']);
+    const rows = ok(
+      await ctx.admin
+        .from('todos')
+        .select('title, comments(body)')
+        .eq('id', todo.id)
+        .order('body', { referencedTable: 'comments', ascending: false })
+        .limit(2, { referencedTable: 'comments' }),
+      200,
+    );
+    assert.deepEqual(rows, [{ title: 'many comments', comments: [{ body: 'c4' }, { body: 'c3' }] }]);
+  });
+
+  test('single() returns one object with embeds', async () => {
+    const list = await newList();
+    await newTodo({ list_id: list.id, title: 'x' });
+    const obj = ok(await ctx.admin.from('lists').select('name, todos(title)').eq('id', list.id).single(), 200);
+    assert.deepEqual(obj, { name: list.name, todos: [{ title: 'x' }] });
+  });
+
+  test('maybeSingle() gives null for no rows and the object for one row', async () => {
+    const list = await newList();
+    const none = await ctx.admin.from('lists').select('name').eq('name', uniq('absent')).maybeSingle();
+    assert.equal(none.error, null);
+    assert.equal(none.data, null);
+    const one = ok(await ctx.admin.from('lists').select('name').eq('id', list.id).maybeSingle(), 200);
+    assert.deepEqual(one, { name: list.name });
+  });
+});
