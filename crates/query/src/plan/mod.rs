@@ -1,0 +1,171 @@
+//! Plan: the request resolved against the catalog. Every name here exists, every value is
+//! typed, so rendering cannot fail. Built by small passes (fields, filters, order, ranges,
+//! inner joins), as PostgREST's planner is.
+
+mod mutate;
+mod read;
+mod resolve;
+
+pub use mutate::plan_mutate;
+pub use read::plan_read;
+
+use basalt_schema::{Column, ColumnType};
+
+use crate::request::{CompareOp, IsValue, PathStep, Quantifier};
+use crate::value::Param;
+
+/// A read: one table node with its output fields, conditions, order and window; embeds nest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadPlan {
+    pub table: String,
+    pub alias: String,
+    pub source: Source,
+    pub fields: Vec<OutField>,
+    pub conds: Vec<Cond>,
+    pub order: Vec<PlanOrder>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+/// Where the root rows come from: the table, or the rows a mutation just touched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Table,
+    Mutated,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutField {
+    Column { key: String, expr: ColExpr },
+    Embed { key: String, join: Join, to_one: bool, inner: bool, plan: Box<ReadPlan> },
+    /// Legacy `rel(count)`: `[{"count": n}]`.
+    Count { key: String, join: Join, table: String, alias: String },
+}
+
+/// How a child node joins its parent: pairs of (parent column, child column).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Join {
+    pub parent_alias: String,
+    pub pairs: Vec<(String, String)>,
+}
+
+/// A column, possibly followed by JSON path steps and a cast.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColExpr {
+    pub alias: String,
+    pub column: String,
+    pub column_type: ColumnType,
+    pub path: Vec<PathStep>,
+    pub cast: Option<ColumnType>,
+}
+
+/// What an expression evaluates to, for typing values and output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExprType {
+    Column(ColumnType),
+    /// `->>` : text
+    JsonText,
+    /// `->` : json
+    Json,
+}
+
+impl ColExpr {
+    pub fn expr_type(&self) -> ExprType {
+        if let Some(c) = self.cast {
+            return ExprType::Column(c);
+        }
+        match self.path.last() {
+            None => ExprType::Column(self.column_type),
+            Some(s) if s.as_text => ExprType::JsonText,
+            Some(_) => ExprType::Json,
+        }
+    }
+
+    /// The type used to coerce a filter value compared with this expression.
+    pub fn value_type(&self) -> ColumnType {
+        match self.expr_type() {
+            ExprType::Column(t) => t,
+            ExprType::JsonText => ColumnType::Text,
+            ExprType::Json => ColumnType::Jsonb,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cond {
+    Filter { lhs: ColExpr, negate: bool, op: PlanOp },
+    And(Vec<Cond>),
+    Or(Vec<Cond>),
+    Not(Box<Cond>),
+    /// A child row exists (inner embeds, `rel=not.is.null`), or not.
+    Exists { negate: bool, table: String, alias: String, join: Join, conds: Vec<Cond> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlanOp {
+    Compare(CompareOp, Param),
+    Like { insensitive: bool, pattern: Param },
+    Match { insensitive: bool, pattern: Param },
+    /// `(any)`/`(all)` over compare or like.
+    Quantified { base: QuantBase, quant: Quantifier, values: Vec<Param> },
+    Is(IsValue),
+    /// Values as one JSON array parameter, typed like the left side.
+    In(Param),
+    Contains(Param),
+    ContainedBy(Param),
+    Overlaps(Param),
+    IsDistinct(Param),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantBase {
+    Compare(CompareOp),
+    Like { insensitive: bool },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanOrder {
+    pub expr: ColExpr,
+    pub desc: bool,
+    pub nulls_first: bool,
+}
+
+/// A write, with the representation to return (shaped by `select=`) when asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MutatePlan {
+    pub table: String,
+    pub kind: MutateKind,
+    pub returning: Option<ReadPlan>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MutateKind {
+    Insert {
+        columns: Vec<Column>,
+        /// A JSON array of objects keyed by column name, values canonical for their type.
+        rows: Param,
+        on_conflict: Option<OnConflict>,
+        /// Absent keys take the column default (`Prefer: missing=default`).
+        missing_default: bool,
+    },
+    Update {
+        alias: String,
+        columns: Vec<Column>,
+        /// One JSON object keyed by column name.
+        values: Param,
+        conds: Vec<Cond>,
+        touch_updated_at: bool,
+    },
+    Delete {
+        alias: String,
+        conds: Vec<Cond>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnConflict {
+    pub columns: Vec<String>,
+    /// Columns to overwrite; empty means DO NOTHING.
+    pub update: Vec<String>,
+    pub touch_updated_at: bool,
+}

@@ -1,0 +1,259 @@
+//! Render: plans into SQL text and bound parameters, one renderer per dialect.
+//! Identifiers come from the catalog (checked at planning) and are quoted by one function;
+//! every value is a parameter.
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::Postgres;
+pub use sqlite::Sqlite;
+
+use basalt_schema::ident::quote;
+use basalt_schema::ColumnType;
+
+use crate::plan::{ColExpr, Cond, MutatePlan, PlanOp, PlanOrder, QuantBase, ReadPlan};
+use crate::request::{CompareOp, IsValue, PathKey, Quantifier};
+use crate::value::Param;
+
+/// SQL text with its parameters, in placeholder order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fragment {
+    pub sql: String,
+    pub params: Vec<Param>,
+}
+
+/// A rendered read: the body query returns one row `(row_count, json_text)`;
+/// the count query (when asked for) returns one row `(total)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadSql {
+    pub body: Fragment,
+    pub count: Option<Fragment>,
+}
+
+/// A rendered write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MutateSql {
+    /// One statement returning `(affected, inserted, json_text_or_null)` (PostgreSQL).
+    Single(Fragment),
+    /// Statements run in order in one transaction (SQLite, which has no writable CTEs):
+    /// `max_rowid` returns the highest rowid before the write (to tell inserts from updates);
+    /// `collect` returns the rowids of affected rows; `read` and `finish` take that rowid list
+    /// as JSON in their first parameter, which the store fills in.
+    Steps { max_rowid: Option<Fragment>, collect: Fragment, read: Option<Fragment>, finish: Option<Fragment> },
+}
+
+/// What differs between SQL dialects; the shared walk over conditions lives in [`Builder`].
+pub trait Dialect {
+    /// Pushes a placeholder for `p`, typed as `ty` where the dialect needs it.
+    fn param(&self, b: &mut Builder, p: Param, ty: Option<ColumnType>);
+    /// A JSON path step: `->`/`->>` with a key.
+    fn path_key(&self, b: &mut Builder, key: &PathKey);
+    /// Wraps `->>` results so both dialects compare them as text.
+    fn text_result(&self, expr: String) -> String {
+        expr
+    }
+    fn like(&self, b: &mut Builder, lhs: &str, insensitive: bool, pattern: Param);
+    fn regex(&self, b: &mut Builder, lhs: &str, insensitive: bool, pattern: Param);
+    fn contains(&self, b: &mut Builder, container: Side, contained: Side, ty: ColumnType);
+    fn overlaps(&self, b: &mut Builder, lhs: &str, p: Param, ty: ColumnType);
+    fn in_list(&self, b: &mut Builder, lhs: &str, list: Param, ty: ColumnType);
+    fn is_distinct(&self, b: &mut Builder, lhs: &str, p: Param, ty: ColumnType);
+    fn cast(&self, expr: String, ty: ColumnType) -> String;
+    /// The LIMIT that means no limit.
+    fn no_limit(&self) -> &'static str;
+
+    fn read(&self, plan: &ReadPlan, with_count: bool) -> ReadSql;
+    fn mutate(&self, plan: &MutatePlan) -> MutateSql;
+}
+
+/// One side of a containment test: the column expression or a parameter.
+pub enum Side<'a> {
+    Expr(&'a str),
+    Param(Param),
+}
+
+/// Accumulates SQL text and parameters.
+#[derive(Debug, Default)]
+pub struct Builder {
+    pub sql: String,
+    pub params: Vec<Param>,
+}
+
+impl Builder {
+    pub fn push(&mut self, s: &str) -> &mut Self {
+        self.sql.push_str(s);
+        self
+    }
+
+    pub fn finish(self) -> Fragment {
+        Fragment { sql: self.sql, params: self.params }
+    }
+
+    /// A column reference `alias."col"` with its JSON path steps and cast.
+    pub fn expr(&mut self, d: &dyn Dialect, e: &ColExpr) -> String {
+        let mut sub = Builder { sql: format!("{}.{}", e.alias, quote(&e.column)), params: std::mem::take(&mut self.params) };
+        for (i, step) in e.path.iter().enumerate() {
+            sub.sql = format!("({}", sub.sql);
+            sub.push(if step.as_text { " ->> " } else { " -> " });
+            d.path_key(&mut sub, &step.key);
+            sub.push(")");
+            if step.as_text && i + 1 == e.path.len() {
+                sub.sql = d.text_result(sub.sql);
+            }
+        }
+        self.params = sub.params;
+        match e.cast {
+            Some(t) => d.cast(sub.sql, t),
+            None => sub.sql,
+        }
+    }
+
+    pub fn conds(&mut self, d: &dyn Dialect, conds: &[Cond]) {
+        for (i, c) in conds.iter().enumerate() {
+            if i > 0 {
+                self.push(" AND ");
+            }
+            self.cond(d, c);
+        }
+    }
+
+    pub fn cond(&mut self, d: &dyn Dialect, c: &Cond) {
+        match c {
+            Cond::And(items) | Cond::Or(items) => {
+                let joiner = if matches!(c, Cond::And(_)) { " AND " } else { " OR " };
+                self.push("(");
+                if items.is_empty() {
+                    self.push(if matches!(c, Cond::And(_)) { "1 = 1" } else { "1 = 0" });
+                }
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        self.push(joiner);
+                    }
+                    self.cond(d, item);
+                }
+                self.push(")");
+            }
+            Cond::Not(inner) => {
+                self.push("NOT ");
+                self.cond(d, inner);
+            }
+            Cond::Exists { negate, table, alias, join, conds } => {
+                self.push(if *negate { "NOT EXISTS (SELECT 1 FROM " } else { "EXISTS (SELECT 1 FROM " });
+                self.push(&format!("{} AS {alias} WHERE ", quote(table)));
+                self.join_on(join, alias);
+                if !conds.is_empty() {
+                    self.push(" AND ");
+                    self.conds(d, conds);
+                }
+                self.push(")");
+            }
+            Cond::Filter { lhs, negate, op } => {
+                if *negate {
+                    self.push("NOT (");
+                }
+                let l = self.expr(d, lhs);
+                self.op(d, &l, lhs.value_type(), op);
+                if *negate {
+                    self.push(")");
+                }
+            }
+        }
+    }
+
+    pub fn join_on(&mut self, join: &crate::plan::Join, child_alias: &str) {
+        for (i, (p, c)) in join.pairs.iter().enumerate() {
+            if i > 0 {
+                self.push(" AND ");
+            }
+            let s = format!("{child_alias}.{} = {}.{}", quote(c), join.parent_alias, quote(p));
+            self.push(&s);
+        }
+    }
+
+    fn op(&mut self, d: &dyn Dialect, l: &str, ty: ColumnType, op: &PlanOp) {
+        match op {
+            PlanOp::Compare(c, p) => self.compare(d, l, *c, p.clone(), ty),
+            PlanOp::Like { insensitive, pattern } => d.like(self, l, *insensitive, pattern.clone()),
+            PlanOp::Match { insensitive, pattern } => d.regex(self, l, *insensitive, pattern.clone()),
+            PlanOp::Quantified { base, quant, values } => {
+                self.push("(");
+                if values.is_empty() {
+                    self.push(if *quant == Quantifier::Any { "1 = 0" } else { "1 = 1" });
+                }
+                for (i, v) in values.iter().enumerate() {
+                    if i > 0 {
+                        self.push(if *quant == Quantifier::Any { " OR " } else { " AND " });
+                    }
+                    match base {
+                        QuantBase::Compare(c) => self.compare(d, l, *c, v.clone(), ty),
+                        QuantBase::Like { insensitive } => d.like(self, l, *insensitive, v.clone()),
+                    }
+                }
+                self.push(")");
+            }
+            PlanOp::Is(v) => {
+                let s = match v {
+                    IsValue::Null | IsValue::Unknown => " IS NULL",
+                    IsValue::NotNull => " IS NOT NULL",
+                    IsValue::True => " IS TRUE",
+                    IsValue::False => " IS FALSE",
+                };
+                self.push(l).push(s);
+            }
+            PlanOp::In(list) => d.in_list(self, l, list.clone(), ty),
+            PlanOp::Contains(p) => d.contains(self, Side::Expr(l), Side::Param(p.clone()), ty),
+            PlanOp::ContainedBy(p) => d.contains(self, Side::Param(p.clone()), Side::Expr(l), ty),
+            PlanOp::Overlaps(p) => d.overlaps(self, l, p.clone(), ty),
+            PlanOp::IsDistinct(p) => d.is_distinct(self, l, p.clone(), ty),
+        }
+    }
+
+    fn compare(&mut self, d: &dyn Dialect, l: &str, c: CompareOp, p: Param, ty: ColumnType) {
+        let sym = match c {
+            CompareOp::Eq => " = ",
+            CompareOp::Neq => " <> ",
+            CompareOp::Gt => " > ",
+            CompareOp::Gte => " >= ",
+            CompareOp::Lt => " < ",
+            CompareOp::Lte => " <= ",
+        };
+        self.push(l).push(sym);
+        d.param(self, p, Some(ty));
+    }
+
+    /// `ORDER BY` with explicit null placement, so SQLite sorts as PostgreSQL does.
+    pub fn order(&mut self, d: &dyn Dialect, order: &[PlanOrder]) {
+        if order.is_empty() {
+            return;
+        }
+        self.push(" ORDER BY ");
+        for (i, o) in order.iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            let e = self.expr(d, &o.expr);
+            self.push(&e);
+            self.push(if o.desc { " DESC" } else { " ASC" });
+            self.push(if o.nulls_first { " NULLS FIRST" } else { " NULLS LAST" });
+        }
+    }
+
+    pub fn limit_offset(&mut self, d: &dyn Dialect, limit: Option<i64>, offset: Option<i64>) {
+        if limit.is_some() || offset.is_some() {
+            self.push(" LIMIT ");
+            match limit {
+                Some(l) => d.param(self, Param::Int(l), Some(ColumnType::BigInt)),
+                None => {
+                    self.push(d.no_limit());
+                }
+            }
+            if let Some(o) = offset {
+                self.push(" OFFSET ");
+                d.param(self, Param::Int(o), Some(ColumnType::BigInt));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,125 @@
+//! Write planning: payload columns checked and values canonicalised, filters resolved,
+//! the representation planned as a read over the affected rows.
+
+use basalt_schema::{Catalog, Column, Table};
+use serde_json::{Map, Value};
+
+use super::read::{build_node, lookup};
+use super::{resolve, MutateKind, MutatePlan, OnConflict, Source};
+use crate::error::{Error, Result};
+use crate::request::{Action, ApiRequest, Resolution, ReturnPref};
+use crate::value::{from_json, Param};
+
+/// Plans a POST (insert/upsert), PATCH or DELETE.
+pub fn plan_mutate(catalog: &Catalog, req: &ApiRequest) -> Result<MutatePlan> {
+    let table = lookup(catalog, &req.table)?;
+    let mut counter = 0;
+    let wants_body = req.prefer.return_ == Some(ReturnPref::Representation);
+    let returning = if wants_body { Some(build_node(catalog, table, &req.select, Source::Mutated, &mut counter)?) } else { None };
+    let alias = format!("_t{counter}");
+    let conds = |alias: &str| -> Result<Vec<_>> {
+        let mut out = Vec::new();
+        for (path, f) in &req.filters {
+            if !path.is_empty() {
+                return Err(Error::new(400, "PGRST108", "Filters on embedded resources are not allowed on writes"));
+            }
+            out.push(resolve::filter(table, alias, f)?);
+        }
+        for (path, l) in &req.logic {
+            if path.is_empty() {
+                out.push(resolve::logic(table, alias, l)?);
+            }
+        }
+        Ok(out)
+    };
+    let body = req.body.as_ref();
+    let kind = match req.action {
+        Action::Insert => insert(table, req, body.ok_or_else(|| Error::bad_body("Empty or invalid json"))?)?,
+        Action::Update => {
+            let obj = body.and_then(Value::as_object).ok_or_else(|| Error::bad_body("Empty or invalid json"))?;
+            let (columns, values) = row_values(table, obj, None)?;
+            let touch = table.maintains_updated_at && !obj.contains_key("updated_at");
+            MutateKind::Update { conds: conds(&alias)?, alias, columns, values: Param::Json(Value::Object(values).to_string()), touch_updated_at: touch }
+        }
+        Action::Delete => MutateKind::Delete { conds: conds(&alias)?, alias },
+        Action::Read { .. } => return Err(Error::new(405, "PGRST117", "Unsupported HTTP method")),
+    };
+    Ok(MutatePlan { table: table.name.clone(), kind, returning })
+}
+
+fn insert(table: &Table, req: &ApiRequest, body: &Value) -> Result<MutateKind> {
+    let rows: Vec<&Map<String, Value>> = match body {
+        Value::Object(o) => vec![o],
+        Value::Array(items) => items.iter().filter_map(Value::as_object).collect(),
+        _ => return Err(Error::bad_body("Empty or invalid json")),
+    };
+    // Target columns: `columns=` if given, else every key in the payload (first-seen order).
+    let names: Vec<String> = match &req.columns {
+        Some(cols) => cols.clone(),
+        None => {
+            let mut seen: Vec<String> = Vec::new();
+            for r in &rows {
+                for k in r.keys() {
+                    if !seen.contains(k) {
+                        seen.push(k.clone());
+                    }
+                }
+            }
+            seen
+        }
+    };
+    let columns = names
+        .iter()
+        .map(|n| table.column(n).cloned().ok_or_else(|| Error::unknown_payload_column(&table.name, n)))
+        .collect::<Result<Vec<Column>>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let (_, values) = row_values(table, r, Some(&columns))?;
+        out.push(Value::Object(values));
+    }
+    let on_conflict = match req.prefer.resolution {
+        None => None,
+        Some(res) => {
+            let target = req.on_conflict.clone().unwrap_or_else(|| table.primary_key.clone());
+            for c in &target {
+                if table.column(c).is_none() {
+                    return Err(Error::unknown_column(&table.name, c, table.suggest_column(c)));
+                }
+            }
+            if !table.is_unique_set(&target) {
+                return Err(Error::new(400, "42P10", "there is no unique or exclusion constraint matching the ON CONFLICT specification"));
+            }
+            let update = match res {
+                Resolution::IgnoreDuplicates => Vec::new(),
+                Resolution::MergeDuplicates => columns.iter().map(|c| c.name.clone()).filter(|c| !target.contains(c)).collect(),
+            };
+            let touch = res == Resolution::MergeDuplicates && table.maintains_updated_at && !names.iter().any(|n| n == "updated_at");
+            Some(OnConflict { columns: target, update, touch_updated_at: touch })
+        }
+    };
+    Ok(MutateKind::Insert {
+        columns,
+        rows: Param::Json(Value::Array(out).to_string()),
+        on_conflict,
+        missing_default: req.prefer.missing_default,
+    })
+}
+
+/// Canonicalises one payload object. With `only`, keys outside it are ignored (as `columns=`);
+/// without it, every key must be a column.
+fn row_values(table: &Table, obj: &Map<String, Value>, only: Option<&[Column]>) -> Result<(Vec<Column>, Map<String, Value>)> {
+    let mut cols = Vec::new();
+    let mut values = Map::new();
+    for (k, v) in obj {
+        let col = match only {
+            Some(list) => match list.iter().find(|c| c.name == *k) {
+                Some(c) => c,
+                None => continue,
+            },
+            None => table.column(k).ok_or_else(|| Error::unknown_payload_column(&table.name, k))?,
+        };
+        values.insert(k.clone(), from_json(col.ty, v)?);
+        cols.push(col.clone());
+    }
+    Ok((cols, values))
+}

@@ -1,0 +1,221 @@
+//! Read planning: select items into a tree of nodes, then filters, logic, order and ranges
+//! onto the node their path names, then inner joins into existence conditions.
+
+use basalt_schema::{Catalog, Table};
+
+use super::{resolve, Cond, Join, OutField, PlanOrder, ReadPlan, Source};
+use crate::error::{Error, Result};
+use crate::request::{ApiRequest, IsValue, JoinKind, Operation, SelectItem};
+
+/// Plans a GET/HEAD.
+pub fn plan_read(catalog: &Catalog, req: &ApiRequest) -> Result<ReadPlan> {
+    let table = lookup(catalog, &req.table)?;
+    let mut counter = 0;
+    let mut root = build_node(catalog, table, &req.select, Source::Table, &mut counter)?;
+    apply_modifiers(catalog, &mut root, req)?;
+    if let Some((from, to)) = req.range_header {
+        let explicit = req.ranges.iter().any(|(p, _)| p.is_empty());
+        if !explicit {
+            root.offset = Some(from);
+            root.limit = to.map(|t| t - from + 1);
+        }
+    }
+    finalize_inner(&mut root);
+    Ok(root)
+}
+
+pub fn lookup<'a>(catalog: &'a Catalog, name: &str) -> Result<&'a Table> {
+    catalog.table(name).ok_or_else(|| Error::unknown_table(name, catalog.suggest_table(name)))
+}
+
+/// Builds a node and its embeds from select items.
+pub(super) fn build_node(catalog: &Catalog, table: &Table, items: &[SelectItem], source: Source, counter: &mut usize) -> Result<ReadPlan> {
+    let alias = format!("_t{counter}");
+    *counter += 1;
+    let mut fields = Vec::new();
+    for item in items {
+        match item {
+            SelectItem::Star => {
+                for c in table.columns.values() {
+                    let f = crate::request::Field { column: c.name.clone(), path: vec![] };
+                    fields.push(OutField::Column { key: c.name.clone(), expr: resolve::column(table, &alias, &f)? });
+                }
+            }
+            SelectItem::Field { alias: a, field, cast } => {
+                let mut expr = resolve::column(table, &alias, field)?;
+                expr.cast = cast.as_deref().map(resolve::cast).transpose()?;
+                fields.push(OutField::Column { key: a.clone().unwrap_or_else(|| field.output_name()), expr });
+            }
+            SelectItem::Embed { alias: a, relation, hint, join, select } => {
+                let (target, join_on, to_one) = relate(catalog, table, &alias, relation, hint.as_deref())?;
+                let child = build_node(catalog, target, select, Source::Table, counter)?;
+                fields.push(OutField::Embed {
+                    key: a.clone().unwrap_or_else(|| relation.clone()),
+                    join: join_on,
+                    to_one,
+                    inner: *join == JoinKind::Inner,
+                    plan: Box::new(child),
+                });
+            }
+            SelectItem::Count { alias: a, relation } => {
+                let (target, join_on, _) = relate(catalog, table, &alias, relation, None)?;
+                let child_alias = format!("_t{counter}");
+                *counter += 1;
+                fields.push(OutField::Count { key: a.clone().unwrap_or_else(|| relation.clone()), join: join_on, table: target.name.clone(), alias: child_alias });
+            }
+        }
+    }
+    Ok(ReadPlan { table: table.name.clone(), alias, source, fields, conds: Vec::new(), order: Vec::new(), limit: None, offset: None })
+}
+
+/// Finds the one foreign key between `parent` and `relation` (narrowed by `hint`).
+fn relate<'a>(catalog: &'a Catalog, parent: &'a Table, parent_alias: &str, relation: &str, hint: Option<&str>) -> Result<(&'a Table, Join, bool)> {
+    let not_found = || {
+        Error::new(400, "PGRST200", format!("Could not find a relationship between '{}' and '{relation}' in the schema cache", parent.name))
+            .details(format!("Searched for a foreign key relationship between '{}' and '{relation}' in the schema 'public', but no matches were found.", parent.name))
+    };
+    let target = catalog.table(relation).ok_or_else(not_found)?;
+    let rels: Vec<_> = catalog
+        .relationships(parent, target)
+        .into_iter()
+        .filter(|r| hint.is_none_or(|h| r.fk.name == h || r.fk.columns.iter().any(|c| c == h)))
+        .collect();
+    let rel = match rels.as_slice() {
+        [] => return Err(not_found()),
+        [one] => one,
+        many => {
+            let options: Vec<String> = many.iter().map(|r| format!("'{relation}!{}'", r.fk.name)).collect();
+            return Err(Error::new(300, "PGRST201", format!("Could not embed because more than one relationship was found for '{}' and '{relation}'", parent.name))
+                .details(many.iter().map(|r| r.fk.name.clone()).collect::<Vec<_>>().join(", "))
+                .hint(format!("Try changing '{relation}' to one of the following: {}. Find the desired relationship in the 'details' key.", options.join(", "))));
+        }
+    };
+    let pairs = if rel.parent_holds_fk {
+        rel.fk.columns.iter().cloned().zip(rel.fk.ref_columns.iter().cloned()).collect()
+    } else {
+        rel.fk.ref_columns.iter().cloned().zip(rel.fk.columns.iter().cloned()).collect()
+    };
+    Ok((target, Join { parent_alias: parent_alias.to_string(), pairs }, rel.to_one))
+}
+
+/// Follows embed keys (alias or relation name) from the root.
+fn node_at<'a>(root: &'a mut ReadPlan, path: &[String]) -> Result<&'a mut ReadPlan> {
+    let Some((first, rest)) = path.split_first() else { return Ok(root) };
+    let table = root.table.clone();
+    let child = root.fields.iter_mut().find_map(|f| match f {
+        OutField::Embed { key, plan, .. } if key == first || plan.table == *first => Some(plan.as_mut()),
+        _ => None,
+    });
+    match child {
+        Some(c) => node_at(c, rest),
+        None => Err(Error::new(400, "PGRST108", format!("'{first}' is not an embedded resource in this request"))
+            .hint(format!("Verify that '{first}' is included in the 'select' query parameter of '{table}'."))),
+    }
+}
+
+fn apply_modifiers(catalog: &Catalog, root: &mut ReadPlan, req: &ApiRequest) -> Result<()> {
+    for (path, f) in &req.filters {
+        let node = node_at(root, path)?;
+        let table = lookup(catalog, &node.table)?;
+        if let Some(cond) = embed_existence(node, &f.field.column, &f.op, f.negate)? {
+            node.conds.push(cond);
+            continue;
+        }
+        node.conds.push(resolve::filter(table, &node.alias, f)?);
+    }
+    for (path, l) in &req.logic {
+        let node = node_at(root, path)?;
+        let table = lookup(catalog, &node.table)?;
+        node.conds.push(resolve::logic(table, &node.alias, l)?);
+    }
+    for (path, terms) in &req.order {
+        let node = node_at(root, path)?;
+        let table = lookup(catalog, &node.table)?;
+        for t in terms {
+            let expr = resolve::column(table, &node.alias, &t.field)?;
+            node.order.push(PlanOrder { expr, desc: t.desc, nulls_first: t.nulls_first.unwrap_or(t.desc) });
+        }
+    }
+    for (path, r) in &req.ranges {
+        let node = node_at(root, path)?;
+        if r.limit.is_some_and(|l| l < 0) {
+            return Err(Error::bad_range("Limit should be greater than or equal to zero."));
+        }
+        if r.offset.is_some_and(|o| o < 0) {
+            return Err(Error::bad_range("Offset should be greater than or equal to zero."));
+        }
+        node.limit = r.limit.or(node.limit);
+        node.offset = r.offset.or(node.offset);
+    }
+    Ok(())
+}
+
+/// `embed=is.null` / `embed=not.is.null`: filter parents by whether a child row exists.
+fn embed_existence(node: &ReadPlan, key: &str, op: &Operation, negate: bool) -> Result<Option<Cond>> {
+    let embed = node.fields.iter().find_map(|f| match f {
+        OutField::Embed { key: k, join, plan, .. } if k == key => Some((join, plan)),
+        _ => None,
+    });
+    let Some((join, child)) = embed else { return Ok(None) };
+    let wants_missing = match (op, negate) {
+        (Operation::Is(IsValue::Null), false) | (Operation::Is(IsValue::NotNull), true) => true,
+        (Operation::Is(IsValue::NotNull), false) | (Operation::Is(IsValue::Null), true) => false,
+        _ => {
+            return Err(Error::new(400, "PGRST120", "Bad operator on the embedded resource")
+                .details("Only is null or not is null filters are allowed on embedded resources"))
+        }
+    };
+    Ok(Some(Cond::Exists { negate: wants_missing, table: child.table.clone(), alias: child.alias.clone(), join: join.clone(), conds: child.conds.clone() }))
+}
+
+/// Inner embeds keep only parents with a matching child (after the child's own filters).
+fn finalize_inner(node: &mut ReadPlan) {
+    let mut extra = Vec::new();
+    for f in &mut node.fields {
+        if let OutField::Embed { join, inner, plan, .. } = f {
+            finalize_inner(plan);
+            if *inner {
+                extra.push(Cond::Exists { negate: false, table: plan.table.clone(), alias: plan.alias.clone(), join: join.clone(), conds: plan.conds.clone() });
+            }
+        }
+    }
+    node.conds.extend(extra);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::{parse_request, Headers};
+
+    fn catalog() -> Catalog {
+        basalt_schema::parse_schema(
+            r#"
+[tables.lists]
+columns.id = { type = "uuid", primary_key = true }
+[tables.todos]
+columns.id = { type = "uuid", primary_key = true }
+columns.list_id = { type = "uuid", references = "lists.id" }
+columns.meta = { type = "jsonb" }
+columns.rank = { type = "integer" }
+"#,
+        )
+        .unwrap()
+    }
+
+    fn plan(q: &str) -> Result<ReadPlan> {
+        plan_read(&catalog(), &parse_request("GET", "todos", q, Headers::default(), b"")?)
+    }
+
+    #[test]
+    fn resolves_names() {
+        assert_eq!(plan("select=nope").unwrap_err().code, "42703");
+        assert_eq!(plan("rank=eq.x").unwrap_err().code, "22P02");
+        assert_eq!(plan("select=*,nope(*)").unwrap_err().code, "PGRST200");
+        assert_eq!(plan("nope.rank=eq.1").unwrap_err().code, "PGRST108");
+        assert_eq!(plan_read(&catalog(), &parse_request("GET", "todo", "", Headers::default(), b"").unwrap()).unwrap_err().code, "PGRST205");
+        let p = plan("select=id,lists!inner(id)&lists.id=eq.a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11&order=rank.desc&limit=5").unwrap();
+        assert_eq!(p.limit, Some(5));
+        assert!(p.order[0].nulls_first);
+        assert!(matches!(p.conds.last(), Some(Cond::Exists { negate: false, .. })));
+    }
+}

@@ -1,0 +1,259 @@
+//! PostgreSQL renderer, shaped like PostgREST's queries: rows built in a subquery and
+//! aggregated with `json_agg`, writes in a CTE so one statement returns the representation.
+//! Every parameter is sent as text and cast here, so one prepared shape serves every value.
+
+use basalt_schema::ident::quote;
+use basalt_schema::{ColumnType, DdlDialect};
+
+use super::{Builder, Dialect, MutateSql, ReadSql, Side};
+use crate::plan::{Join, MutateKind, MutatePlan, OutField, ReadPlan, Source};
+use crate::request::PathKey;
+use crate::value::Param;
+
+pub struct Postgres;
+
+impl Postgres {
+    /// `SELECT <fields> FROM (<rows>) AS alias` for one node.
+    fn row_select(&self, b: &mut Builder, node: &ReadPlan, join: Option<&Join>) {
+        b.push("SELECT ");
+        if node.fields.is_empty() {
+            b.push("NULL AS \"_\"");
+        }
+        for (i, f) in node.fields.iter().enumerate() {
+            if i > 0 {
+                b.push(", ");
+            }
+            match f {
+                OutField::Column { key, expr } => {
+                    let e = b.expr(self, expr);
+                    b.push(&e).push(" AS ").push(&quote(key));
+                }
+                OutField::Embed { key, join, to_one, plan, .. } => {
+                    let r = format!("_r{}", &plan.alias[2..]);
+                    if *to_one {
+                        b.push(&format!("(SELECT row_to_json({r}) FROM ("));
+                    } else {
+                        b.push(&format!("(SELECT coalesce(json_agg({r}), '[]') FROM ("));
+                    }
+                    self.row_select(b, plan, Some(join));
+                    b.push(&format!(") AS {r}) AS {}", quote(key)));
+                }
+                OutField::Count { key, join, table, alias } => {
+                    b.push(&format!("json_build_array(json_build_object('count', (SELECT count(*) FROM {} AS {alias} WHERE ", quote(table)));
+                    b.join_on(join, alias);
+                    b.push(&format!("))) AS {}", quote(key)));
+                }
+            }
+        }
+        b.push(" FROM (");
+        let a = &node.alias;
+        match node.source {
+            Source::Table => b.push(&format!("SELECT {a}.* FROM {} AS {a}", quote(&node.table))),
+            Source::Mutated => b.push(&format!("SELECT {a}.* FROM _m AS {a}")),
+        };
+        let mut first = true;
+        let mut and = |b: &mut Builder| {
+            b.push(if first { " WHERE " } else { " AND " });
+            first = false;
+        };
+        if let Some(j) = join {
+            and(b);
+            b.join_on(j, a);
+        }
+        if !node.conds.is_empty() {
+            and(b);
+            b.conds(self, &node.conds);
+        }
+        b.order(self, &node.order);
+        b.limit_offset(self, node.limit, node.offset);
+        b.push(&format!(") AS {a}"));
+    }
+
+    fn body(&self, b: &mut Builder, plan: &ReadPlan) {
+        b.push("SELECT count(*), coalesce(json_agg(_r), '[]')::text FROM (");
+        self.row_select(b, plan, None);
+        b.push(") AS _r");
+    }
+
+    fn cast_name(ty: ColumnType) -> String {
+        match ty {
+            ColumnType::Varchar(_) => "text".into(),
+            other => other.pg_name(),
+        }
+    }
+}
+
+impl Dialect for Postgres {
+    fn param(&self, b: &mut Builder, p: Param, ty: Option<ColumnType>) {
+        // Arrays travel as JSON; PostgreSQL wants its own array literal.
+        let p = match (p, ty) {
+            (Param::Json(j), Some(t)) if t.is_array() => {
+                let v: serde_json::Value = serde_json::from_str(&j).unwrap_or_default();
+                Param::Text(basalt_schema::ddl::pg_array_literal(&v))
+            }
+            (p, _) => p,
+        };
+        b.params.push(p);
+        let n = b.params.len();
+        match ty {
+            None | Some(ColumnType::Text) => b.push(&format!("${n}")),
+            Some(t) => b.push(&format!("${n}::{}", Self::cast_name(t))),
+        };
+    }
+
+    fn path_key(&self, b: &mut Builder, key: &PathKey) {
+        match key {
+            PathKey::Index(i) => {
+                b.push(&format!("({i})::int"));
+            }
+            PathKey::Name(n) => self.param(b, Param::Text(n.clone()), Some(ColumnType::Text)),
+        }
+    }
+
+    fn like(&self, b: &mut Builder, lhs: &str, insensitive: bool, pattern: Param) {
+        b.push(lhs).push(if insensitive { " ILIKE " } else { " LIKE " });
+        self.param(b, pattern, None);
+    }
+
+    fn regex(&self, b: &mut Builder, lhs: &str, insensitive: bool, pattern: Param) {
+        b.push(lhs).push(if insensitive { " ~* " } else { " ~ " });
+        self.param(b, pattern, None);
+    }
+
+    fn contains(&self, b: &mut Builder, container: Side, contained: Side, ty: ColumnType) {
+        for (i, side) in [container, contained].into_iter().enumerate() {
+            if i > 0 {
+                b.push(" @> ");
+            }
+            match side {
+                Side::Expr(e) => {
+                    b.push(e);
+                }
+                Side::Param(p) => self.param(b, p, Some(ty)),
+            }
+        }
+    }
+
+    fn overlaps(&self, b: &mut Builder, lhs: &str, p: Param, ty: ColumnType) {
+        b.push(lhs).push(" && ");
+        self.param(b, p, Some(ty));
+    }
+
+    fn in_list(&self, b: &mut Builder, lhs: &str, list: Param, ty: ColumnType) {
+        b.push(lhs).push(" IN (SELECT _v::");
+        b.push(&Self::cast_name(ty));
+        b.push(" FROM jsonb_array_elements_text(");
+        self.param(b, list, Some(ColumnType::Jsonb));
+        b.push(") AS _v)");
+    }
+
+    fn is_distinct(&self, b: &mut Builder, lhs: &str, p: Param, ty: ColumnType) {
+        b.push(lhs).push(" IS DISTINCT FROM ");
+        self.param(b, p, Some(ty));
+    }
+
+    fn cast(&self, expr: String, ty: ColumnType) -> String {
+        format!("CAST({expr} AS {})", ty.pg_name())
+    }
+
+    fn no_limit(&self) -> &'static str {
+        "ALL"
+    }
+
+    fn read(&self, plan: &ReadPlan, with_count: bool) -> ReadSql {
+        let mut b = Builder::default();
+        self.body(&mut b, plan);
+        let count = with_count.then(|| {
+            let mut c = Builder::default();
+            c.push(&format!("SELECT count(*) FROM {} AS {}", quote(&plan.table), plan.alias));
+            if !plan.conds.is_empty() {
+                c.push(" WHERE ");
+                c.conds(self, &plan.conds);
+            }
+            c.finish()
+        });
+        ReadSql { body: b.finish(), count }
+    }
+
+    fn mutate(&self, plan: &MutatePlan) -> MutateSql {
+        let t = quote(&plan.table);
+        let mut b = Builder::default();
+        b.push("WITH _m AS (");
+        match &plan.kind {
+            MutateKind::Insert { columns, rows, on_conflict, missing_default } => {
+                if columns.is_empty() {
+                    b.push(&format!("INSERT INTO {t} AS _ins DEFAULT VALUES"));
+                } else {
+                    let names: Vec<String> = columns.iter().map(|c| quote(&c.name)).collect();
+                    let values: Vec<String> = columns
+                        .iter()
+                        .map(|c| {
+                            let v = format!("_r.{}", quote(&c.name));
+                            if *missing_default {
+                                let d = c.default.as_ref().map(|d| basalt_schema::ddl::default_sql(d, c.ty, DdlDialect::Postgres)).unwrap_or_else(|| "NULL".into());
+                                format!("CASE WHEN _j ? {} THEN {v} ELSE {d} END", basalt_schema::ident::literal(&c.name))
+                            } else {
+                                v
+                            }
+                        })
+                        .collect();
+                    b.push(&format!("INSERT INTO {t} AS _ins ({}) SELECT {} FROM jsonb_array_elements(", names.join(", "), values.join(", ")));
+                    self.param(&mut b, rows.clone(), Some(ColumnType::Jsonb));
+                    b.push(&format!(") WITH ORDINALITY AS _e(_j, _n), LATERAL jsonb_populate_record(NULL::{t}, _j) AS _r ORDER BY _n"));
+                }
+                if let Some(oc) = on_conflict {
+                    let target: Vec<String> = oc.columns.iter().map(|c| quote(c)).collect();
+                    b.push(&format!(" ON CONFLICT ({}) DO ", target.join(", ")));
+                    let mut sets: Vec<String> = oc.update.iter().map(|c| format!("{} = EXCLUDED.{}", quote(c), quote(c))).collect();
+                    if oc.touch_updated_at {
+                        sets.push("\"updated_at\" = now()".into());
+                    }
+                    if oc.update.is_empty() {
+                        b.push("NOTHING");
+                    } else {
+                        b.push(&format!("UPDATE SET {}", sets.join(", ")));
+                    }
+                }
+                b.push(" RETURNING _ins.*, (_ins.xmax = 0) AS _basalt_inserted");
+            }
+            MutateKind::Update { alias, columns, values, conds, touch_updated_at } => {
+                let mut sets: Vec<String> = columns.iter().map(|c| format!("{} = _r.{}", quote(&c.name), quote(&c.name))).collect();
+                if *touch_updated_at {
+                    sets.push("\"updated_at\" = now()".into());
+                }
+                if sets.is_empty() {
+                    sets.push(format!("{c} = {alias}.{c}", c = quote(&columns.first().map(|c| c.name.clone()).unwrap_or_else(|| "updated_at".into()))));
+                }
+                b.push(&format!("UPDATE {t} AS {alias} SET {} FROM jsonb_populate_record(NULL::{t}, ", sets.join(", ")));
+                self.param(&mut b, values.clone(), Some(ColumnType::Jsonb));
+                b.push(") AS _r");
+                if !conds.is_empty() {
+                    b.push(" WHERE ");
+                    b.conds(self, conds);
+                }
+                b.push(&format!(" RETURNING {alias}.*, false AS _basalt_inserted"));
+            }
+            MutateKind::Delete { alias, conds } => {
+                b.push(&format!("DELETE FROM {t} AS {alias}"));
+                if !conds.is_empty() {
+                    b.push(" WHERE ");
+                    b.conds(self, conds);
+                }
+                b.push(&format!(" RETURNING {alias}.*, false AS _basalt_inserted"));
+            }
+        }
+        b.push(") SELECT (SELECT count(*) FROM _m), (SELECT count(*) FROM _m WHERE _basalt_inserted), ");
+        match &plan.returning {
+            Some(r) => {
+                b.push("(SELECT coalesce(json_agg(_r), '[]')::text FROM (");
+                self.row_select(&mut b, r, None);
+                b.push(") AS _r)");
+            }
+            None => {
+                b.push("NULL::text");
+            }
+        }
+        MutateSql::Single(b.finish())
+    }
+}
+

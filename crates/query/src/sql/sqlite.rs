@@ -1,0 +1,338 @@
+//! SQLite renderer. JSON is built by SQLite (`json_group_array(json_object(..))`); values are
+//! stored canonically (booleans 0/1, JSON as text), and a few functions Basalt registers on
+//! every connection stand in for PostgreSQL operators (`basalt_contains`, `regexp`, ...).
+
+use basalt_schema::ident::quote;
+use basalt_schema::{ColumnType, DdlDialect};
+
+use super::{Builder, Dialect, Fragment, MutateSql, ReadSql, Side};
+use crate::plan::{ExprType, MutateKind, MutatePlan, OutField, ReadPlan, Source};
+use crate::request::PathKey;
+use crate::value::Param;
+
+pub struct Sqlite;
+
+impl Sqlite {
+    /// `json_object('k', v, ...)` for a node's fields.
+    fn object(&self, b: &mut Builder, node: &ReadPlan) {
+        b.push("json_object(");
+        for (i, f) in node.fields.iter().enumerate() {
+            if i > 0 {
+                b.push(", ");
+            }
+            match f {
+                OutField::Column { key, expr } => {
+                    b.push(&basalt_schema::ident::literal(key)).push(", ");
+                    let e = b.expr(self, expr);
+                    let v = match expr.expr_type() {
+                        ExprType::Column(ColumnType::Boolean) => format!("json(CASE WHEN {e} THEN 'true' WHEN NOT {e} THEN 'false' END)"),
+                        ExprType::Column(t) if t.is_json_like() => format!("json({e})"),
+                        ExprType::Json => format!("json({e})"),
+                        _ => e,
+                    };
+                    b.push(&v);
+                }
+                OutField::Embed { key, join, to_one, plan, .. } => {
+                    b.push(&basalt_schema::ident::literal(key)).push(", json((SELECT ");
+                    if *to_one {
+                        self.object(b, plan);
+                    } else {
+                        b.push("coalesce(json_group_array(");
+                        self.object(b, plan);
+                        b.push("), '[]')");
+                    }
+                    b.push(" FROM (");
+                    self.inner_select(b, plan, Some(join));
+                    b.push(&format!(") AS {}))", plan.alias));
+                }
+                OutField::Count { key, join, table, alias } => {
+                    b.push(&basalt_schema::ident::literal(key));
+                    b.push(&format!(", json_array(json_object('count', (SELECT count(*) FROM {} AS {alias} WHERE ", quote(table)));
+                    b.join_on(join, alias);
+                    b.push("))))");
+                }
+            }
+        }
+        b.push(")");
+    }
+
+    /// The rows of one node: filtered, ordered and windowed, before JSON is built from them.
+    fn inner_select(&self, b: &mut Builder, node: &ReadPlan, join: Option<&crate::plan::Join>) {
+        let a = &node.alias;
+        match node.source {
+            Source::Table => {
+                b.push(&format!("SELECT {a}.* FROM {} AS {a}", quote(&node.table)));
+            }
+            Source::Mutated => {
+                // The rowid list is the first parameter; order follows it.
+                b.push(&format!("SELECT {a}.* FROM json_each(?1) AS _ids JOIN {} AS {a} ON {a}.rowid = _ids.value", quote(&node.table)));
+            }
+        }
+        let mut first = true;
+        let mut and = |b: &mut Builder| {
+            b.push(if first { " WHERE " } else { " AND " });
+            first = false;
+        };
+        if let Some(j) = join {
+            and(b);
+            b.join_on(j, a);
+        }
+        if !node.conds.is_empty() {
+            and(b);
+            b.conds(self, &node.conds);
+        }
+        if node.source == Source::Mutated {
+            b.push(" ORDER BY _ids.key");
+        }
+        b.order(self, &node.order);
+        b.limit_offset(self, node.limit, node.offset);
+    }
+
+    fn body(&self, plan: &ReadPlan, reserve_ids: bool) -> Fragment {
+        let mut b = Builder::default();
+        if reserve_ids {
+            b.params.push(Param::Json("[]".into()));
+        }
+        b.push("SELECT count(*), coalesce(json_group_array(");
+        self.object(&mut b, plan);
+        b.push("), '[]') FROM (");
+        self.inner_select(&mut b, plan, None);
+        b.push(&format!(") AS {}", plan.alias));
+        b.finish()
+    }
+
+    /// The value of payload key `col` from the JSON object `src`.
+    fn extract(&self, src: &str, col: &basalt_schema::Column) -> String {
+        let path = basalt_schema::ident::literal(&format!("$.\"{}\"", col.name));
+        if col.ty.is_json_like() {
+            format!("nullif({src} -> {path}, 'null')")
+        } else {
+            format!("({src} ->> {path})")
+        }
+    }
+}
+
+impl Dialect for Sqlite {
+    fn param(&self, b: &mut Builder, p: Param, ty: Option<ColumnType>) {
+        b.params.push(p);
+        let n = b.params.len();
+        match ty {
+            Some(t) if t.is_json_like() => b.push(&format!("json(?{n})")),
+            _ => b.push(&format!("?{n}")),
+        };
+    }
+
+    fn path_key(&self, b: &mut Builder, key: &PathKey) {
+        match key {
+            PathKey::Index(i) => {
+                b.push(&i.to_string());
+            }
+            PathKey::Name(n) => self.param(b, Param::Text(n.clone()), None),
+        }
+    }
+
+    fn text_result(&self, expr: String) -> String {
+        format!("CAST({expr} AS TEXT)")
+    }
+
+    fn like(&self, b: &mut Builder, lhs: &str, insensitive: bool, pattern: Param) {
+        // LIKE is case-insensitive in SQLite; GLOB is the case-sensitive match.
+        if insensitive {
+            b.push(lhs).push(" LIKE ");
+            self.param(b, pattern, None);
+            b.push(" ESCAPE '\\'");
+        } else {
+            let glob = match pattern {
+                Param::Text(p) => Param::Text(like_to_glob(&p)),
+                other => other,
+            };
+            b.push(lhs).push(" GLOB ");
+            self.param(b, glob, None);
+        }
+    }
+
+    fn regex(&self, b: &mut Builder, lhs: &str, insensitive: bool, pattern: Param) {
+        b.push(lhs).push(" REGEXP ");
+        if insensitive {
+            b.push("('(?i)' || ");
+            self.param(b, pattern, None);
+            b.push(")");
+        } else {
+            self.param(b, pattern, None);
+        }
+    }
+
+    fn contains(&self, b: &mut Builder, container: Side, contained: Side, _ty: ColumnType) {
+        b.push("basalt_contains(");
+        for (i, side) in [container, contained].into_iter().enumerate() {
+            if i > 0 {
+                b.push(", ");
+            }
+            match side {
+                Side::Expr(e) => {
+                    b.push(e);
+                }
+                Side::Param(p) => self.param(b, p, None),
+            }
+        }
+        b.push(")");
+    }
+
+    fn overlaps(&self, b: &mut Builder, lhs: &str, p: Param, _ty: ColumnType) {
+        b.push("basalt_overlaps(").push(lhs).push(", ");
+        self.param(b, p, None);
+        b.push(")");
+    }
+
+    fn in_list(&self, b: &mut Builder, lhs: &str, list: Param, _ty: ColumnType) {
+        b.push(lhs).push(" IN (SELECT value FROM json_each(");
+        self.param(b, list, None);
+        b.push("))");
+    }
+
+    fn is_distinct(&self, b: &mut Builder, lhs: &str, p: Param, ty: ColumnType) {
+        b.push(lhs).push(" IS NOT ");
+        self.param(b, p, Some(ty));
+    }
+
+    fn cast(&self, expr: String, ty: ColumnType) -> String {
+        let t = match ty {
+            ColumnType::Boolean | ColumnType::SmallInt | ColumnType::Integer | ColumnType::BigInt => "INTEGER",
+            ColumnType::Numeric => "NUMERIC",
+            ColumnType::Real | ColumnType::Double => "REAL",
+            _ => "TEXT",
+        };
+        format!("CAST({expr} AS {t})")
+    }
+
+    fn no_limit(&self) -> &'static str {
+        "-1"
+    }
+
+    fn read(&self, plan: &ReadPlan, with_count: bool) -> ReadSql {
+        let count = with_count.then(|| {
+            let mut b = Builder::default();
+            b.push(&format!("SELECT count(*) FROM {} AS {}", quote(&plan.table), plan.alias));
+            if !plan.conds.is_empty() {
+                b.push(" WHERE ");
+                b.conds(self, &plan.conds);
+            }
+            b.finish()
+        });
+        ReadSql { body: self.body(plan, false), count }
+    }
+
+    fn mutate(&self, plan: &MutatePlan) -> MutateSql {
+        let t = quote(&plan.table);
+        let read = plan.returning.as_ref().map(|r| self.body(r, true));
+        match &plan.kind {
+            MutateKind::Insert { columns, rows, on_conflict, missing_default } => {
+                let mut b = Builder::default();
+                b.params.push(rows.clone());
+                if columns.is_empty() {
+                    b.push(&format!("INSERT INTO {t} DEFAULT VALUES"));
+                } else {
+                    let names: Vec<String> = columns.iter().map(|c| quote(&c.name)).collect();
+                    let values: Vec<String> = columns
+                        .iter()
+                        .map(|c| {
+                            let v = self.extract("_j.value", c);
+                            if *missing_default {
+                                let d = c.default.as_ref().map(|d| basalt_schema::ddl::default_sql(d, c.ty, DdlDialect::Sqlite)).unwrap_or_else(|| "NULL".into());
+                                let path = basalt_schema::ident::literal(&format!("$.\"{}\"", c.name));
+                                format!("CASE WHEN json_type(_j.value, {path}) IS NULL THEN {d} ELSE {v} END")
+                            } else {
+                                v
+                            }
+                        })
+                        .collect();
+                    b.push(&format!("INSERT INTO {t} ({}) SELECT {} FROM json_each(?1) AS _j WHERE true", names.join(", "), values.join(", ")));
+                }
+                if let Some(oc) = on_conflict {
+                    let target: Vec<String> = oc.columns.iter().map(|c| quote(c)).collect();
+                    b.push(&format!(" ON CONFLICT ({}) DO ", target.join(", ")));
+                    let mut sets: Vec<String> = oc.update.iter().map(|c| format!("{} = excluded.{}", quote(c), quote(c))).collect();
+                    if oc.touch_updated_at {
+                        sets.push("\"updated_at\" = basalt_now()".into());
+                    }
+                    if oc.update.is_empty() {
+                        b.push("NOTHING");
+                    } else {
+                        b.push(&format!("UPDATE SET {}", sets.join(", ")));
+                    }
+                }
+                b.push(" RETURNING rowid");
+                let max_rowid = on_conflict.as_ref().map(|_| Fragment { sql: format!("SELECT coalesce(max(rowid), 0) FROM {t}"), params: vec![] });
+                MutateSql::Steps { max_rowid, collect: b.finish(), read, finish: None }
+            }
+            MutateKind::Update { alias, columns, values, conds, touch_updated_at } => {
+                let mut b = Builder::default();
+                b.params.push(values.clone());
+                let mut sets: Vec<String> = columns.iter().map(|c| format!("{} = {}", quote(&c.name), self.extract("?1", c))).collect();
+                if *touch_updated_at {
+                    sets.push("\"updated_at\" = basalt_now()".into());
+                }
+                if sets.is_empty() {
+                    sets.push("rowid = rowid".into());
+                }
+                b.push(&format!("UPDATE {t} AS {alias} SET {}", sets.join(", ")));
+                if !conds.is_empty() {
+                    b.push(" WHERE ");
+                    b.conds(self, conds);
+                }
+                b.push(" RETURNING rowid");
+                MutateSql::Steps { max_rowid: None, collect: b.finish(), read, finish: None }
+            }
+            MutateKind::Delete { alias, conds } => {
+                let mut b = Builder::default();
+                let returning_body = read.is_some();
+                if returning_body {
+                    b.push(&format!("SELECT {alias}.rowid FROM {t} AS {alias}"));
+                } else {
+                    b.push(&format!("DELETE FROM {t} AS {alias}"));
+                }
+                if !conds.is_empty() {
+                    b.push(" WHERE ");
+                    b.conds(self, conds);
+                }
+                if !returning_body {
+                    b.push(" RETURNING rowid");
+                }
+                let finish = returning_body.then(|| Fragment {
+                    sql: format!("DELETE FROM {t} WHERE rowid IN (SELECT value FROM json_each(?1))"),
+                    params: vec![Param::Json("[]".into())],
+                });
+                MutateSql::Steps { max_rowid: None, collect: b.finish(), read, finish }
+            }
+        }
+    }
+}
+
+/// Turns a LIKE pattern (`%`, `_`, `\` escapes) into a GLOB pattern.
+pub fn like_to_glob(p: &str) -> String {
+    let mut out = String::with_capacity(p.len());
+    let mut chars = p.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '%' => out.push('*'),
+            '_' => out.push('?'),
+            '\\' => match chars.next() {
+                Some(n) => push_literal(&mut out, n),
+                None => push_literal(&mut out, '\\'),
+            },
+            other => push_literal(&mut out, other),
+        }
+    }
+    out
+}
+
+fn push_literal(out: &mut String, c: char) {
+    match c {
+        '*' | '?' | '[' => {
+            out.push('[');
+            out.push(c);
+            out.push(']');
+        }
+        other => out.push(other),
+    }
+}

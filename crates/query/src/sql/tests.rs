@@ -1,0 +1,62 @@
+//! Rendered SQL per dialect for representative plans.
+
+use super::*;
+use crate::parse::{parse_request, Headers};
+use crate::plan::{plan_mutate, plan_read};
+
+fn catalog() -> basalt_schema::Catalog {
+    basalt_schema::parse_schema(
+        r#"
+[tables.lists]
+columns.id = { type = "uuid", primary_key = true }
+[tables.todos]
+columns.id = { type = "uuid", primary_key = true, default = "gen_random_uuid()" }
+columns.list_id = { type = "uuid", references = "lists.id" }
+columns.done = { type = "boolean" }
+columns.tags = { type = "text[]" }
+columns.rank = { type = "integer" }
+"#,
+    )
+    .unwrap()
+}
+
+fn read(d: &dyn Dialect, q: &str) -> ReadSql {
+    let req = parse_request("GET", "todos", q, Headers::default(), b"").unwrap();
+    d.read(&plan_read(&catalog(), &req).unwrap(), true)
+}
+
+#[test]
+fn sqlite_read() {
+    let r = read(&Sqlite, "select=id,done,lists(id)&rank=gt.3&tags=cs.{a}&order=rank.desc&limit=2");
+    assert!(r.body.sql.starts_with("SELECT count(*), coalesce(json_group_array(json_object('id', _t0.\"id\", 'done', json(CASE WHEN _t0.\"done\""), "{}", r.body.sql);
+    assert!(r.body.sql.contains("WHERE _t0.\"rank\" > ?1 AND basalt_contains(_t0.\"tags\", ?2)"), "{}", r.body.sql);
+    assert!(r.body.sql.contains("ORDER BY _t0.\"rank\" DESC NULLS FIRST LIMIT ?3"), "{}", r.body.sql);
+    assert_eq!(r.body.params.len(), 3);
+    assert!(r.count.unwrap().sql.starts_with("SELECT count(*) FROM \"todos\" AS _t0 WHERE"));
+}
+
+#[test]
+fn postgres_read() {
+    let r = read(&Postgres, "select=id,lists(id)&rank=in.(1,2)&tags=cs.{a}");
+    assert!(r.body.sql.contains("(SELECT row_to_json(_r1) FROM (SELECT _t1.\"id\" AS \"id\" FROM (SELECT _t1.* FROM \"lists\" AS _t1 WHERE _t1.\"id\" = _t0.\"list_id\") AS _t1) AS _r1) AS \"lists\""), "{}", r.body.sql);
+    assert!(r.body.sql.contains("_t0.\"rank\" IN (SELECT _v::integer FROM jsonb_array_elements_text($1::jsonb) AS _v)"), "{}", r.body.sql);
+    assert!(r.body.sql.contains("_t0.\"tags\" @> $2::text[]"), "{}", r.body.sql);
+    assert_eq!(r.body.params[1], Param::Text("{\"a\"}".into()));
+}
+
+#[test]
+fn writes() {
+    let mut req = parse_request("POST", "todos", "select=id", Headers { prefer: Some("return=representation"), ..Default::default() }, b"[{\"rank\":1}]").unwrap();
+    req.prefer.resolution = None;
+    let plan = plan_mutate(&catalog(), &req).unwrap();
+    let MutateSql::Single(pg) = Postgres.mutate(&plan) else { panic!() };
+    assert!(pg.sql.starts_with("WITH _m AS (INSERT INTO \"todos\" AS _ins (\"rank\") SELECT _r.\"rank\" FROM jsonb_array_elements($1::jsonb)"), "{}", pg.sql);
+    let MutateSql::Steps { collect, read, .. } = Sqlite.mutate(&plan) else { panic!() };
+    assert!(collect.sql.contains("SELECT (_j.value ->> '$.\"rank\"') FROM json_each(?1) AS _j WHERE true RETURNING rowid"), "{}", collect.sql);
+    assert!(read.unwrap().sql.contains("FROM json_each(?1) AS _ids JOIN \"todos\" AS _t0 ON _t0.rowid = _ids.value ORDER BY _ids.key"));
+}
+
+#[test]
+fn like_to_glob_escapes() {
+    assert_eq!(sqlite::like_to_glob("a%b_c\\%*"), "a*b?c%[*]");
+}
