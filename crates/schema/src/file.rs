@@ -6,9 +6,17 @@ use toml::Spanned;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(dead_code)]
 pub struct SchemaFile {
     #[serde(default)]
     pub tables: IndexMap<String, Spanned<TableDef>>,
+    /// Server settings live in the same file; the server crate reads them.
+    #[serde(default)]
+    pub server: Option<toml::Table>,
+    #[serde(default)]
+    pub database: Option<toml::Table>,
+    #[serde(default)]
+    pub auth: Option<toml::Table>,
 }
 
 #[derive(Debug, Deserialize)]

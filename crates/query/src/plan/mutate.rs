@@ -91,7 +91,7 @@ fn insert(table: &Table, req: &ApiRequest, body: &Value) -> Result<MutateKind> {
             }
             let update = match res {
                 Resolution::IgnoreDuplicates => Vec::new(),
-                Resolution::MergeDuplicates => columns.iter().map(|c| c.name.clone()).filter(|c| !target.contains(c)).collect(),
+                Resolution::MergeDuplicates => columns.iter().map(|c| c.name.clone()).collect(),
             };
             let touch = res == Resolution::MergeDuplicates && table.maintains_updated_at && !names.iter().any(|n| n == "updated_at");
             Some(OnConflict { columns: target, update, touch_updated_at: touch })

@@ -49,7 +49,7 @@ impl Sqlite {
                     b.push(&basalt_schema::ident::literal(key));
                     b.push(&format!(", json_array(json_object('count', (SELECT count(*) FROM {} AS {alias} WHERE ", quote(table)));
                     b.join_on(join, alias);
-                    b.push("))))");
+                    b.push(")))");
                 }
             }
         }

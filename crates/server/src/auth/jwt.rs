@@ -1,0 +1,164 @@
+//! HS256 JWTs exactly as Supabase issues them: the project keys (anon, service_role) and,
+//! later, user access tokens. Verification results are cached per token.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// Fixed issue and expiry times for the project keys, so every instance (and `basalt keys`)
+/// derives the same keys from the same secret, as Supabase's long-lived keys are.
+const KEY_IAT: i64 = 1_735_689_600;
+const KEY_EXP: i64 = 2_366_841_600;
+const CACHE_LIMIT: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Anon,
+    Authenticated,
+    ServiceRole,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "anon" => Some(Role::Anon),
+            "authenticated" => Some(Role::Authenticated),
+            "service_role" => Some(Role::ServiceRole),
+            _ => None,
+        }
+    }
+}
+
+/// The claims Basalt reads; everything else is kept in `extra` for `auth.jwt()`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    pub exp: i64,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Why a token was refused (mapped to PGRST301/PGRST303 at the HTTP edge).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwtError {
+    #[error("JWT expired")]
+    Expired,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("unknown role {0}")]
+    UnknownRole(String),
+}
+
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    cache: RwLock<HashMap<String, Claims>>,
+}
+
+impl JwtKeys {
+    pub fn new(secret: &str) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 30;
+        validation.validate_aud = false;
+        validation.required_spec_claims = ["exp".to_string()].into_iter().collect();
+        JwtKeys {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Signs claims with the project secret.
+    pub fn sign(&self, claims: &Claims) -> String {
+        encode(&Header::new(Algorithm::HS256), claims, &self.encoding).unwrap_or_default()
+    }
+
+    /// The project key for `role` ("anon" or "service_role").
+    pub fn project_key(&self, role: &str) -> String {
+        self.sign(&Claims { role: role.into(), sub: None, iss: Some("basalt".into()), iat: Some(KEY_IAT), exp: KEY_EXP, extra: Default::default() })
+    }
+
+    /// Verifies a token: HS256 only (so `alg: none` and other algorithms fail), signature,
+    /// expiry with 30 s leeway, and a role Basalt knows.
+    pub fn verify(&self, token: &str) -> Result<(Role, Claims), JwtError> {
+        let now = chrono::Utc::now().timestamp();
+        if let Ok(cache) = self.cache.read() {
+            if let Some(c) = cache.get(token) {
+                if c.exp + 30 >= now {
+                    if let Some(r) = Role::parse(&c.role) {
+                        return Ok((r, c.clone()));
+                    }
+                }
+            }
+        }
+        let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => JwtError::Expired,
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => JwtError::Invalid("No suitable key or wrong key type".into()),
+            _ => JwtError::Invalid(format!("Invalid JWT: {e}")),
+        })?;
+        let role = Role::parse(&data.claims.role).ok_or_else(|| JwtError::UnknownRole(data.claims.role.clone()))?;
+        if let Ok(mut cache) = self.cache.write() {
+            if cache.len() >= CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(token.to_string(), data.claims.clone());
+        }
+        Ok((role, data.claims))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "a-test-secret-that-is-long-enough-0123456789";
+
+    #[test]
+    fn project_keys_verify_and_are_stable() {
+        let k = JwtKeys::new(SECRET);
+        assert_eq!(k.project_key("anon"), JwtKeys::new(SECRET).project_key("anon"));
+        assert_eq!(k.verify(&k.project_key("service_role")).unwrap().0, Role::ServiceRole);
+    }
+
+    #[test]
+    fn refuses_bad_tokens() {
+        let k = JwtKeys::new(SECRET);
+        let other = JwtKeys::new("another-secret-that-is-long-enough-000000");
+        assert!(matches!(k.verify(&other.project_key("anon")), Err(JwtError::Invalid(_))));
+        let expired = k.sign(&Claims { role: "anon".into(), sub: None, iss: None, iat: None, exp: 1000, extra: Default::default() });
+        assert_eq!(k.verify(&expired).unwrap_err(), JwtError::Expired);
+        let weird = k.sign(&Claims { role: "postgres".into(), sub: None, iss: None, iat: None, exp: KEY_EXP, extra: Default::default() });
+        assert!(matches!(k.verify(&weird), Err(JwtError::UnknownRole(_))));
+        // alg: none
+        use base64_like::b64;
+        let none = format!("{}.{}.", b64("{\"alg\":\"none\",\"typ\":\"JWT\"}"), b64("{\"role\":\"service_role\",\"exp\":2366841600}"));
+        assert!(k.verify(&none).is_err());
+        assert!(k.verify("garbage").is_err());
+    }
+
+    mod base64_like {
+        /// Unpadded base64url, enough to forge test tokens.
+        pub fn b64(s: &str) -> String {
+            const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            let bytes = s.as_bytes();
+            let mut out = String::new();
+            for chunk in bytes.chunks(3) {
+                let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+                for i in 0..=chunk.len() {
+                    out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                }
+            }
+            out
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Command line: `serve`, `migrate`, `keys`, `schema check`. Flags override `BASALT_*`
+//! environment variables, which override the config file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "basalt", version, about = "A Supabase-compatible backend in one binary")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Migrate the database to the schema and serve the APIs.
+    Serve(ServeArgs),
+    /// Plan and apply the migration from the database to the schema.
+    Migrate(MigrateArgs),
+    /// Print the anon and service_role keys.
+    Keys(KeysArgs),
+    /// Check a schema file.
+    Schema {
+        #[command(subcommand)]
+        command: SchemaCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Validate the schema file and print a summary.
+    Check {
+        #[arg(long, env = "BASALT_SCHEMA")]
+        schema: PathBuf,
+    },
+}
+
+/// Where the data lives; shared by every command that touches it.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Data folder for the embedded database, the JWT secret and files.
+    #[arg(long, env = "BASALT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL; when set, Basalt runs on PostgreSQL instead of embedded SQLite.
+    #[arg(long, env = "BASALT_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Config file (defaults to the schema file, whose [server]/[database]/[auth] sections it reads).
+    #[arg(long, env = "BASALT_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Schema file (TOML).
+    #[arg(long, env = "BASALT_SCHEMA")]
+    pub schema: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "BASALT_LISTEN")]
+    pub listen: Option<String>,
+    /// Apply destructive migration steps (drop table/column, type change) at start.
+    #[arg(long)]
+    pub allow_destructive: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    #[arg(long, env = "BASALT_SCHEMA")]
+    pub schema: Option<PathBuf>,
+    /// Print the plan and the SQL without applying it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Allow steps that can lose data.
+    #[arg(long)]
+    pub allow_destructive: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KeysArgs {
+    /// Print JSON: {"anon_key": ..., "service_role_key": ...}
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}

@@ -1,0 +1,98 @@
+//! `GET /rest/v1/`: a Swagger 2.0 document of the tables the caller may reach,
+//! generated from the catalog (PostgREST's follow-privileges mode).
+
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use basalt_schema::{Catalog, Table};
+use serde_json::{json, Map, Value};
+
+use super::identity::identify;
+use super::respond;
+use crate::app::AppState;
+use crate::auth::Role;
+
+pub async fn document(State(app): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+    let ident = match identify(&app, &headers, q.as_deref().unwrap_or_default()) {
+        Ok(i) => i,
+        Err(e) => return respond::error(e),
+    };
+    let empty = Catalog::default();
+    let visible = if ident.role == Role::ServiceRole { app.catalog.as_ref() } else { &empty };
+    let doc = build(visible, headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost"));
+    let mut res = axum::response::IntoResponse::into_response(axum::Json(doc));
+    res.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("application/openapi+json; charset=utf-8"));
+    res
+}
+
+pub fn build(catalog: &Catalog, host: &str) -> Value {
+    let mut paths = Map::new();
+    let mut definitions = Map::new();
+    paths.insert("/".into(), json!({"get": {"tags": ["Introspection"], "summary": "OpenAPI description (this document)", "produces": ["application/openapi+json", "application/json"], "responses": {"200": {"description": "OK"}}}}));
+    for t in catalog.tables.values() {
+        definitions.insert(t.name.clone(), definition(t));
+        let reference = json!({"$ref": format!("#/definitions/{}", t.name)});
+        let filters: Vec<Value> = t
+            .columns
+            .values()
+            .map(|c| json!({"name": c.name, "in": "query", "required": false, "type": "string", "format": c.ty.format_name(), "description": "A PostgREST filter, e.g. eq.value"}))
+            .collect();
+        let mut get_params = filters.clone();
+        for p in ["select", "order", "limit", "offset"] {
+            get_params.push(json!({"name": p, "in": "query", "required": false, "type": "string"}));
+        }
+        let body = json!({"name": "body", "in": "body", "required": true, "schema": reference});
+        paths.insert(
+            format!("/{}", t.name),
+            json!({
+                "get": {"tags": [t.name], "summary": t.description, "parameters": get_params, "responses": {"200": {"description": "OK", "schema": {"type": "array", "items": reference}}, "206": {"description": "Partial Content"}}},
+                "post": {"tags": [t.name], "parameters": [body, {"name": "select", "in": "query", "type": "string"}], "responses": {"201": {"description": "Created"}}},
+                "patch": {"tags": [t.name], "parameters": filters.iter().cloned().chain([body.clone()]).collect::<Vec<_>>(), "responses": {"204": {"description": "No Content"}}},
+                "delete": {"tags": [t.name], "parameters": filters, "responses": {"204": {"description": "No Content"}}},
+            }),
+        );
+    }
+    json!({
+        "swagger": "2.0",
+        "info": {"title": "Basalt data API", "description": "PostgREST-compatible API generated from the Basalt schema", "version": env!("CARGO_PKG_VERSION")},
+        "host": host,
+        "basePath": "/rest/v1",
+        "schemes": ["http", "https"],
+        "consumes": ["application/json", "application/vnd.pgrst.object+json", "text/csv"],
+        "produces": ["application/json", "application/vnd.pgrst.object+json", "text/csv"],
+        "paths": paths,
+        "definitions": definitions,
+    })
+}
+
+fn definition(t: &Table) -> Value {
+    let mut props = Map::new();
+    let mut required = Vec::new();
+    for c in t.columns.values() {
+        let mut notes = Vec::new();
+        if let Some(d) = &c.description {
+            notes.push(d.clone());
+        }
+        if t.primary_key.contains(&c.name) {
+            notes.push("Note:\nThis is a Primary Key.<pk/>".into());
+        }
+        for fk in t.foreign_keys.iter().filter(|f| f.columns.contains(&c.name)) {
+            notes.push(format!("Note:\nThis is a Foreign Key to `{}.{}`.<fk table='{}' column='{}'/>", fk.ref_table, fk.ref_columns[0], fk.ref_table, fk.ref_columns[0]));
+        }
+        let mut p = json!({"type": c.ty.json_type(), "format": c.ty.format_name()});
+        if c.ty.is_array() {
+            p["items"] = json!({"type": "string"});
+        }
+        if !notes.is_empty() {
+            p["description"] = Value::from(notes.join("\n\n"));
+        }
+        if let Some(ck) = t.checks.iter().find(|k| k.column == c.name) {
+            p["enum"] = Value::from(ck.one_of.clone());
+        }
+        if c.not_null && c.default.is_none() {
+            required.push(c.name.clone());
+        }
+        props.insert(c.name.clone(), p);
+    }
+    json!({"type": "object", "required": required, "properties": props, "description": t.description})
+}

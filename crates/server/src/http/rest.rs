@@ -1,0 +1,86 @@
+//! The data API at `/rest/v1`: parse, plan, render, execute, respond.
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, Method};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use basalt_query::parse::{parse_request, Headers};
+use basalt_query::plan::{plan_mutate, plan_read};
+use basalt_query::request::{Action, MediaType};
+use basalt_query::Error as RestError;
+
+use super::identity::{identify, Identity};
+use super::{openapi, respond};
+use crate::app::AppState;
+use crate::auth::Role;
+use crate::error::{ApiError, ApiResult};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/", get(openapi::document)).route(
+        "/{table}",
+        get(handle).head(handle).post(handle).patch(handle).delete(handle).put(unsupported),
+    )
+}
+
+async fn unsupported() -> ApiError {
+    RestError::new(405, "PGRST117", "Unsupported HTTP method: PUT").into()
+}
+
+async fn handle(State(app): State<AppState>, method: Method, Path(table): Path<String>, RawQuery(query): RawQuery, headers: HeaderMap, body: Body) -> Response {
+    match run(&app, &method, &table, query.as_deref().unwrap_or_default(), &headers, body).await {
+        Ok(r) => r,
+        Err(e) => respond::error(e),
+    }
+}
+
+async fn run(app: &AppState, method: &Method, table: &str, query: &str, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
+    let ident = identify(app, headers, query)?;
+    let too_large = || {
+        RestError::new(413, "PGRST413", "Payload Too Large")
+            .details(format!("The request body is larger than the limit of {} bytes", app.config.max_body_bytes))
+    };
+    let declared = headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > app.config.max_body_bytes) {
+        return Err(too_large().into());
+    }
+    let bytes = to_bytes(body, app.config.max_body_bytes).await.map_err(|_| too_large())?;
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let req = parse_request(method.as_str(), table, query, Headers { prefer: h("prefer"), accept: h("accept"), range: h("range") }, &bytes)?;
+    let catalog = &app.catalog;
+    match req.action {
+        Action::Read { head } => {
+            let mut plan = plan_read(catalog, &req)?;
+            authorize(&ident, table)?;
+            if let Some(max) = app.config.max_rows {
+                plan.limit = Some(plan.limit.map_or(max, |l| l.min(max)));
+            }
+            let sql = app.store.dialect().read(&plan, req.prefer.count.is_some());
+            let result = app.store.read(sql).await?;
+            respond::read(&req, &plan, result, head)
+        }
+        _ => {
+            let plan = plan_mutate(catalog, &req)?;
+            authorize(&ident, table)?;
+            if matches!(req.action, Action::Update | Action::Delete) && req.filters.is_empty() && req.logic.is_empty() && ident.role != Role::ServiceRole {
+                return Err(RestError::new(400, "21000", format!("{} requires a WHERE clause", if req.action == Action::Update { "UPDATE" } else { "DELETE" }))
+                    .hint("Add a filter; only the service_role key may change every row at once.")
+                    .into());
+            }
+            let single = req.accept == MediaType::SingleObject;
+            let sql = app.store.dialect().mutate(&plan);
+            let result = app.store.write(sql, single).await?;
+            respond::write(&req, &plan, result)
+        }
+    }
+}
+
+/// Until row-level security policies arrive, only service_role reaches table data;
+/// anon and authenticated get PostgreSQL's permission error.
+fn authorize(ident: &Identity, table: &str) -> ApiResult<()> {
+    match ident.role {
+        Role::ServiceRole => Ok(()),
+        r => Err(RestError::permission_denied(table, r == Role::Anon).into()),
+    }
+}

@@ -1,0 +1,133 @@
+//! Storage: one enum over the two backends, chosen once at start-up. Each backend runs the
+//! SQL the renderers produce, maps its errors to PostgREST's, and migrates its schema.
+
+mod postgres;
+mod sqlite;
+mod sqlite_functions;
+
+use std::sync::Arc;
+
+use basalt_query::sql::{Dialect, MutateSql, Postgres, ReadSql, Sqlite};
+use basalt_schema::{Catalog, MigrationPlan};
+
+use crate::config::Config;
+use crate::error::ApiResult;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// The body of a read and its row counts.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    pub rows: i64,
+    pub body: String,
+    pub total: Option<i64>,
+}
+
+/// What a write did.
+#[derive(Debug, Clone)]
+pub struct WriteResult {
+    pub affected: i64,
+    pub inserted: i64,
+    pub body: Option<String>,
+}
+
+/// The outcome of a migration run.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    pub plan: MigrationPlan,
+    pub statements: Vec<String>,
+    pub applied: bool,
+}
+
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(Arc<PgStore>),
+}
+
+impl Store {
+    /// Opens the backend the config names: PostgreSQL when a URL is set, SQLite otherwise.
+    pub async fn open(config: &Config) -> anyhow::Result<Store> {
+        match &config.database_url {
+            Some(url) => Ok(Store::Postgres(Arc::new(PgStore::connect(url, config.pool_size).await?))),
+            None => {
+                let dir = config.data_dir.clone();
+                let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir)).await??;
+                Ok(Store::Sqlite(Arc::new(store)))
+            }
+        }
+    }
+
+    pub fn dialect(&self) -> &'static dyn Dialect {
+        match self {
+            Store::Sqlite(_) => &Sqlite,
+            Store::Postgres(_) => &Postgres,
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn read(&self, sql: ReadSql) -> ApiResult<ReadResult> {
+        match self {
+            Store::Sqlite(s) => {
+                let s = s.clone();
+                blocking(move || s.read(&sql)).await
+            }
+            Store::Postgres(p) => p.read(&sql).await,
+        }
+    }
+
+    /// Runs a write in one transaction; with `single`, anything but one affected row rolls back.
+    pub async fn write(&self, sql: MutateSql, single: bool) -> ApiResult<WriteResult> {
+        match self {
+            Store::Sqlite(s) => {
+                let s = s.clone();
+                blocking(move || s.write(&sql, single)).await
+            }
+            Store::Postgres(p) => p.write(&sql, single).await,
+        }
+    }
+
+    /// Diffs the database against `desired` and applies the plan unless `dry_run`.
+    /// Refuses destructive steps unless `allow_destructive`.
+    pub async fn migrate(&self, desired: &Catalog, allow_destructive: bool, dry_run: bool) -> anyhow::Result<Migration> {
+        match self {
+            Store::Sqlite(s) => {
+                let (s, d) = (s.clone(), desired.clone());
+                tokio::task::spawn_blocking(move || s.migrate(&d, allow_destructive, dry_run)).await?
+            }
+            Store::Postgres(p) => p.migrate(desired, allow_destructive, dry_run).await,
+        }
+    }
+
+    /// The stored JWT secret, created on first use.
+    pub async fn jwt_secret(&self, data_dir: &std::path::Path) -> anyhow::Result<String> {
+        match self {
+            Store::Sqlite(_) => Ok(crate::auth::secret::file_secret(data_dir)?),
+            Store::Postgres(p) => p.jwt_secret().await,
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f).await.map_err(crate::error::ApiError::internal)?
+}
+
+/// Refuses a plan with destructive steps unless allowed, naming them.
+pub(crate) fn check_destructive(plan: &MigrationPlan, allow: bool) -> anyhow::Result<()> {
+    let destructive = plan.destructive_steps();
+    if !allow && !destructive.is_empty() {
+        let list: Vec<String> = destructive.iter().map(|s| format!("  - {}", s.describe())).collect();
+        anyhow::bail!(
+            "the schema change needs destructive steps:\n{}\nrun `basalt migrate --allow-destructive` (or serve --allow-destructive) to apply them",
+            list.join("\n")
+        );
+    }
+    Ok(())
+}

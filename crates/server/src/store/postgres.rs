@@ -1,0 +1,182 @@
+//! PostgreSQL: a bounded pool, statements prepared once per connection (all parameters typed
+//! text and cast in SQL), sessions in UTC so timestamps print as PostgREST's do.
+
+use std::str::FromStr;
+
+use basalt_query::sql::{MutateSql, ReadSql};
+use basalt_query::value::Param;
+use basalt_query::Error as RestError;
+use basalt_schema::{ddl, Catalog, DbState, DdlDialect};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::types::Type;
+use tokio_postgres::NoTls;
+
+use super::{check_destructive, Migration, ReadResult, WriteResult};
+use crate::error::{status_for_sqlstate, ApiError, ApiResult};
+
+pub struct PgStore {
+    pool: Pool,
+}
+
+/// Serialises migrations across instances sharing the database.
+const MIGRATION_LOCK: i64 = 0x6261_7361_6c74;
+
+fn texts(params: &[Param]) -> Vec<Option<String>> {
+    params.iter().map(Param::as_pg_text).collect()
+}
+
+fn refs(v: &[Option<String>]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+    v.iter().map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync)).collect()
+}
+
+impl PgStore {
+    pub async fn connect(url: &str, pool_size: usize) -> anyhow::Result<PgStore> {
+        let mut cfg = tokio_postgres::Config::from_str(url)?;
+        cfg.options("-c TimeZone=UTC -c client_min_messages=warning");
+        cfg.application_name("basalt");
+        let mgr = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(mgr).max_size(pool_size).build()?;
+        let client = pool.get().await.map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?;
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS _basalt_migrations (id bigserial PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now(), catalog text NOT NULL, statements text NOT NULL);
+                 CREATE TABLE IF NOT EXISTS _basalt_meta (key text PRIMARY KEY, value text NOT NULL);",
+            )
+            .await
+            .or_else(|e| if e.code().map(|c| c.code()) == Some("23505") { Ok(()) } else { Err(e) })?;
+        Ok(PgStore { pool })
+    }
+
+    async fn client(&self) -> ApiResult<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(|e| ApiError::Rest(RestError::new(503, "PGRST001", "Database client error. Retrying the connection.").details(e.to_string())))
+    }
+
+    pub async fn read(&self, sql: &ReadSql) -> ApiResult<ReadResult> {
+        let mut client = self.client().await?;
+        let body_params = texts(&sql.body.params);
+        let stmt = client.prepare_typed_cached(&sql.body.sql, &vec![Type::TEXT; body_params.len()]).await.map_err(map_pg_error)?;
+        match &sql.count {
+            None => {
+                let row = client.query_one(&stmt, &refs(&body_params)).await.map_err(map_pg_error)?;
+                Ok(ReadResult { rows: row.get(0), body: row.get(1), total: None })
+            }
+            Some(c) => {
+                let count_params = texts(&c.params);
+                let count_stmt = client.prepare_typed_cached(&c.sql, &vec![Type::TEXT; count_params.len()]).await.map_err(map_pg_error)?;
+                let tx = client.build_transaction().read_only(true).start().await.map_err(map_pg_error)?;
+                let row = tx.query_one(&stmt, &refs(&body_params)).await.map_err(map_pg_error)?;
+                let total: i64 = tx.query_one(&count_stmt, &refs(&count_params)).await.map_err(map_pg_error)?.get(0);
+                tx.commit().await.map_err(map_pg_error)?;
+                Ok(ReadResult { rows: row.get(0), body: row.get(1), total: Some(total) })
+            }
+        }
+    }
+
+    pub async fn write(&self, sql: &MutateSql, single: bool) -> ApiResult<WriteResult> {
+        let MutateSql::Single(f) = sql else {
+            return Err(ApiError::internal("PostgreSQL got a SQLite plan"));
+        };
+        let mut client = self.client().await?;
+        let params = texts(&f.params);
+        let stmt = client.prepare_typed_cached(&f.sql, &vec![Type::TEXT; params.len()]).await.map_err(map_pg_error)?;
+        let tx = client.transaction().await.map_err(map_pg_error)?;
+        let row = tx.query_one(&stmt, &refs(&params)).await.map_err(map_pg_error)?;
+        let affected: i64 = row.get(0);
+        if single && affected != 1 {
+            tx.rollback().await.map_err(map_pg_error)?;
+            return Err(RestError::not_single(affected).into());
+        }
+        tx.commit().await.map_err(map_pg_error)?;
+        Ok(WriteResult { affected, inserted: row.get(1), body: row.get(2) })
+    }
+
+    pub async fn jwt_secret(&self) -> anyhow::Result<String> {
+        let client = self.pool.get().await?;
+        let candidate = crate::auth::secret::generate();
+        client
+            .execute("INSERT INTO _basalt_meta (key, value) VALUES ('jwt_secret', $1) ON CONFLICT (key) DO NOTHING", &[&candidate])
+            .await?;
+        Ok(client.query_one("SELECT value FROM _basalt_meta WHERE key = 'jwt_secret'", &[]).await?.get(0))
+    }
+
+    pub async fn migrate(&self, desired: &Catalog, allow_destructive: bool, dry_run: bool) -> anyhow::Result<Migration> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+        let state = introspect(&tx).await?;
+        let previous: Option<Catalog> = tx
+            .query_opt("SELECT catalog FROM _basalt_migrations ORDER BY id DESC LIMIT 1", &[])
+            .await?
+            .and_then(|r| serde_json::from_str(&r.get::<_, String>(0)).ok());
+        let plan = basalt_schema::diff(&state, previous.as_ref(), desired);
+        let statements = ddl::render(&plan, desired, &state, DdlDialect::Postgres);
+        if dry_run {
+            tx.rollback().await?;
+            return Ok(Migration { plan, statements, applied: false });
+        }
+        check_destructive(&plan, allow_destructive)?;
+        for s in &statements {
+            tx.batch_execute(s).await.map_err(|e| anyhow::anyhow!("{}\nwhile running: {s}", pg_message(&e)))?;
+        }
+        if previous.as_ref() != Some(desired) || !plan.is_empty() {
+            tx.execute(
+                "INSERT INTO _basalt_migrations (catalog, statements) VALUES ($1, $2)",
+                &[&serde_json::to_string(desired)?, &statements.join(";\n")],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Migration { applied: !plan.is_empty(), plan, statements })
+    }
+}
+
+async fn introspect(tx: &deadpool_postgres::Transaction<'_>) -> anyhow::Result<DbState> {
+    let mut state = DbState::default();
+    let rows = tx
+        .query(
+            "SELECT c.relname::text, a.attname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname NOT LIKE '\\_basalt%'
+             ORDER BY c.relname, a.attnum",
+            &[],
+        )
+        .await?;
+    for r in rows {
+        let (t, c): (String, String) = (r.get(0), r.get(1));
+        state.tables.entry(t).or_default().columns.push(c);
+    }
+    let rows = tx.query("SELECT tablename::text, indexname::text FROM pg_indexes WHERE schemaname = 'public'", &[]).await?;
+    for r in rows {
+        let (t, i): (String, String) = (r.get(0), r.get(1));
+        if let Some(tbl) = state.tables.get_mut(&t) {
+            tbl.indexes.push(i);
+        }
+    }
+    Ok(state)
+}
+
+fn pg_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// PostgreSQL errors pass through with their SQLSTATE, message, detail and hint, as PostgREST.
+pub fn map_pg_error(e: tokio_postgres::Error) -> ApiError {
+    match e.as_db_error() {
+        Some(db) => {
+            let code = db.code().code();
+            let status = status_for_sqlstate(code, false);
+            if status >= 500 && !code.starts_with("08") && !code.starts_with("53") {
+                return ApiError::internal(format!("postgres {code}: {}", db.message()));
+            }
+            let mut err = RestError::new(status, code, db.message());
+            err.details = db.detail().map(str::to_string);
+            err.hint = db.hint().map(str::to_string);
+            ApiError::Rest(err)
+        }
+        None if e.is_closed() => ApiError::Rest(RestError::new(503, "PGRST001", "Database client error. Retrying the connection.")),
+        None => ApiError::internal(e),
+    }
+}

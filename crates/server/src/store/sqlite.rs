@@ -1,0 +1,292 @@
+//! Embedded SQLite: one writer connection and a few readers over WAL, statements cached per
+//! connection, JSON built by SQLite. Runs on blocking threads.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use basalt_query::sql::{Fragment, MutateSql, ReadSql};
+use basalt_query::value::Param;
+use basalt_query::Error as RestError;
+use basalt_schema::{ddl, Catalog, DbState, DdlDialect};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params_from_iter, Connection, OpenFlags};
+
+use super::{check_destructive, Migration, ReadResult, WriteResult};
+use crate::error::{ApiError, ApiResult};
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
+    /// For naming constraints in errors, as PostgreSQL does.
+    catalog: RwLock<Arc<Catalog>>,
+}
+
+fn open_conn(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(256);
+    super::sqlite_functions::register(&conn)?;
+    Ok(conn)
+}
+
+fn to_sql(p: &Param) -> SqlValue {
+    match p {
+        Param::Null => SqlValue::Null,
+        Param::Bool(b) => SqlValue::Integer(i64::from(*b)),
+        Param::Int(i) => SqlValue::Integer(*i),
+        Param::Float(f) => SqlValue::Real(*f),
+        Param::Numeric(s) => s.parse::<i64>().map(SqlValue::Integer).unwrap_or_else(|_| SqlValue::Real(s.parse().unwrap_or(0.0))),
+        Param::Text(s) | Param::Json(s) => SqlValue::Text(s.clone()),
+    }
+}
+
+impl SqliteStore {
+    pub fn open(dir: &Path) -> anyhow::Result<SqliteStore> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("data.db");
+        let writer = open_conn(&path, false)?;
+        writer.execute_batch(
+            "CREATE TABLE IF NOT EXISTS _basalt_migrations (id INTEGER PRIMARY KEY, applied_at TEXT NOT NULL, catalog TEXT NOT NULL, statements TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS _basalt_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+        )?;
+        let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2);
+        let readers = (0..n).map(|_| open_conn(&path, true).map(Mutex::new)).collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(SqliteStore { path, writer: Mutex::new(writer), readers, next: AtomicUsize::new(0), catalog: RwLock::new(Arc::new(Catalog::default())) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..self.readers.len() {
+            if let Ok(g) = self.readers[(start + i) % self.readers.len()].try_lock() {
+                return g;
+            }
+        }
+        let i = start % self.readers.len();
+        self.readers[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn writer(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn read(&self, sql: &ReadSql) -> ApiResult<ReadResult> {
+        let conn = self.reader();
+        let run = || -> rusqlite::Result<ReadResult> {
+            if sql.count.is_some() {
+                conn.execute_batch("BEGIN")?;
+            }
+            let mut stmt = conn.prepare_cached(&sql.body.sql)?;
+            let (rows, body): (i64, String) = stmt.query_row(params_from_iter(sql.body.params.iter().map(to_sql)), |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let total = match &sql.count {
+                Some(c) => {
+                    let mut stmt = conn.prepare_cached(&c.sql)?;
+                    let n: i64 = stmt.query_row(params_from_iter(c.params.iter().map(to_sql)), |r| r.get(0))?;
+                    conn.execute_batch("COMMIT")?;
+                    Some(n)
+                }
+                None => None,
+            };
+            Ok(ReadResult { rows, body, total })
+        };
+        run().map_err(|e| {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            self.map_error(e)
+        })
+    }
+
+    pub fn write(&self, sql: &MutateSql, single: bool) -> ApiResult<WriteResult> {
+        let MutateSql::Steps { max_rowid, collect, read, finish } = sql else {
+            return Err(ApiError::internal("SQLite got a PostgreSQL plan"));
+        };
+        let conn = self.writer();
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.map_error(e))?;
+        super::sqlite_functions::set_transaction_time(Some(chrono::Utc::now()));
+        let result = (|| -> ApiResult<WriteResult> {
+            let before: Option<i64> = match max_rowid {
+                Some(f) => Some(conn.query_row(&f.sql, [], |r| r.get(0)).map_err(|e| self.map_error(e))?),
+                None => None,
+            };
+            let ids = query_ids(&conn, collect).map_err(|e| self.map_error(e))?;
+            let affected = ids.len() as i64;
+            if single && affected != 1 {
+                return Err(RestError::not_single(affected).into());
+            }
+            let inserted = before.map(|b| ids.iter().filter(|id| **id > b).count() as i64).unwrap_or(affected);
+            let ids_json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
+            let body = match read {
+                Some(f) => {
+                    let mut params: Vec<SqlValue> = f.params.iter().map(to_sql).collect();
+                    params[0] = SqlValue::Text(ids_json.clone());
+                    let mut stmt = conn.prepare_cached(&f.sql).map_err(|e| self.map_error(e))?;
+                    let body: String = stmt.query_row(params_from_iter(params), |r| r.get(1)).map_err(|e| self.map_error(e))?;
+                    Some(body)
+                }
+                None => None,
+            };
+            if let Some(f) = finish {
+                let mut stmt = conn.prepare_cached(&f.sql).map_err(|e| self.map_error(e))?;
+                stmt.execute([ids_json]).map_err(|e| self.map_error(e))?;
+            }
+            Ok(WriteResult { affected, inserted, body })
+        })();
+        super::sqlite_functions::set_transaction_time(None);
+        match &result {
+            Ok(_) => conn.execute_batch("COMMIT").map_err(|e| self.map_error(e))?,
+            Err(_) => {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+        }
+        result
+    }
+
+    /// Maps SQLite errors to PostgreSQL's SQLSTATEs and messages.
+    fn map_error(&self, e: rusqlite::Error) -> ApiError {
+        let catalog = self.catalog.read().map(|c| c.clone()).unwrap_or_default();
+        map_sqlite_error(&catalog, e)
+    }
+
+    pub fn migrate(&self, desired: &Catalog, allow_destructive: bool, dry_run: bool) -> anyhow::Result<Migration> {
+        let mut conn = self.writer();
+        let state = introspect(&conn)?;
+        let previous: Option<Catalog> = conn
+            .query_row("SELECT catalog FROM _basalt_migrations ORDER BY id DESC LIMIT 1", [], |r| r.get::<_, String>(0))
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok());
+        let plan = basalt_schema::diff(&state, previous.as_ref(), desired);
+        let statements = ddl::render(&plan, desired, &state, DdlDialect::Sqlite);
+        if !dry_run {
+            check_destructive(&plan, allow_destructive)?;
+        }
+        let changed = previous.as_ref() != Some(desired);
+        if !dry_run && (changed || !plan.is_empty()) {
+            conn.pragma_update(None, "foreign_keys", "OFF")?;
+            let tx = conn.transaction()?;
+            for s in &statements {
+                tx.execute_batch(s).map_err(|e| anyhow::anyhow!("{e}\nwhile running: {s}"))?;
+            }
+            let bad: Option<String> = tx.query_row("SELECT \"table\" FROM pragma_foreign_key_check LIMIT 1", [], |r| r.get(0)).ok();
+            if let Some(t) = bad {
+                anyhow::bail!("the migration leaves rows in {t} whose foreign keys point nowhere");
+            }
+            tx.execute(
+                "INSERT INTO _basalt_migrations (applied_at, catalog, statements) VALUES (?1, ?2, ?3)",
+                (basalt_query::value::format_timestamptz(&chrono::Utc::now()), serde_json::to_string(desired)?, statements.join(";\n")),
+            )?;
+            tx.commit()?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+        }
+        if let Ok(mut c) = self.catalog.write() {
+            *c = Arc::new(desired.clone());
+        }
+        Ok(Migration { applied: !dry_run && !plan.is_empty(), plan, statements })
+    }
+}
+
+fn query_ids(conn: &Connection, f: &Fragment) -> rusqlite::Result<Vec<i64>> {
+    let mut stmt = conn.prepare_cached(&f.sql)?;
+    let rows = stmt.query_map(params_from_iter(f.params.iter().map(to_sql)), |r| r.get::<_, i64>(0))?;
+    rows.collect()
+}
+
+fn introspect(conn: &Connection) -> rusqlite::Result<DbState> {
+    let mut state = DbState::default();
+    let mut stmt = conn.prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '\\_basalt%' ESCAPE '\\' ORDER BY name",
+    )?;
+    let tables: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    for t in tables {
+        let columns: Vec<String> = conn.prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")?.query_map([&t], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL")?
+            .query_map([&t], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        state.tables.insert(t, basalt_schema::diff::DbTable { columns, indexes });
+    }
+    Ok(state)
+}
+
+/// Turns SQLite's constraint messages into PostgreSQL's codes and wording.
+pub fn map_sqlite_error(catalog: &Catalog, e: rusqlite::Error) -> ApiError {
+    let (code, msg) = match &e {
+        rusqlite::Error::SqliteFailure(f, Some(m)) => (f.extended_code, m.clone()),
+        rusqlite::Error::SqliteFailure(f, None) => (f.extended_code, String::new()),
+        rusqlite::Error::UserFunctionError(u) => {
+            let text = u.to_string();
+            if text.starts_with("invalid regular expression") {
+                return RestError::new(400, "2201B", text).into();
+            }
+            return ApiError::internal(text);
+        }
+        _ => return ApiError::internal(e),
+    };
+    let rest = |sqlstate: &str, message: String| ApiError::Rest(RestError::new(crate::error::status_for_sqlstate(sqlstate, false), sqlstate, message));
+    match code {
+        // SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT_PRIMARYKEY
+        2067 | 1555 => {
+            let cols = msg.trim_start_matches("UNIQUE constraint failed: ");
+            let mut table = String::new();
+            let names: Vec<String> = cols
+                .split(", ")
+                .filter_map(|tc| tc.split_once('.'))
+                .map(|(t, c)| {
+                    table = t.to_string();
+                    c.to_string()
+                })
+                .collect();
+            let constraint = catalog
+                .table(&table)
+                .and_then(|t| {
+                    if t.primary_key == names {
+                        Some(format!("{table}_pkey"))
+                    } else {
+                        t.uniques.iter().find(|u| u.columns == names).map(|u| u.name.clone())
+                            .or_else(|| t.indexes.iter().find(|i| i.unique && i.columns.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>() == names).map(|i| i.name.clone()))
+                    }
+                })
+                .unwrap_or_else(|| format!("{table}_{}_key", names.join("_")));
+            ApiError::Rest(
+                RestError::new(409, "23505", format!("duplicate key value violates unique constraint \"{constraint}\""))
+                    .details(format!("Key ({}) already exists.", names.join(", "))),
+            )
+        }
+        // SQLITE_CONSTRAINT_NOTNULL
+        1299 => {
+            let (t, c) = msg.trim_start_matches("NOT NULL constraint failed: ").split_once('.').unwrap_or(("", ""));
+            rest("23502", format!("null value in column \"{c}\" of relation \"{t}\" violates not-null constraint"))
+        }
+        // SQLITE_CONSTRAINT_FOREIGNKEY
+        787 => ApiError::Rest(
+            RestError::new(409, "23503", "insert or update on table violates foreign key constraint")
+                .details("A referenced row is missing, or a referencing row still exists."),
+        ),
+        // SQLITE_CONSTRAINT_CHECK
+        275 => {
+            let name = msg.trim_start_matches("CHECK constraint failed: ");
+            let table = catalog.tables.values().find(|t| t.checks.iter().any(|c| c.name == name)).map(|t| t.name.clone()).unwrap_or_default();
+            rest("23514", format!("new row for relation \"{table}\" violates check constraint \"{name}\""))
+        }
+        c if c & 0xff == 5 || c & 0xff == 6 => {
+            ApiError::Rest(RestError::new(503, "PGRST000", "Database is busy").details(msg))
+        }
+        _ => ApiError::internal(format!("sqlite: {e}")),
+    }
+}

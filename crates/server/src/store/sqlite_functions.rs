@@ -1,0 +1,111 @@
+//! SQL functions Basalt registers on every SQLite connection, standing in for what
+//! PostgreSQL has built in: `now()`, `gen_random_uuid()`, `@>`, `&&` and `~`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::{Connection, Result};
+use serde_json::Value;
+
+pub fn register(conn: &Connection) -> Result<()> {
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_INNOCUOUS;
+    conn.create_scalar_function("basalt_now", 0, flags, |_| Ok(now()))?;
+    conn.create_scalar_function("basalt_uuid", 0, flags, |_| Ok(uuid::Uuid::new_v4().hyphenated().to_string()))?;
+    // Set per request by the auth layer once users exist; NULL means no user.
+    conn.create_scalar_function("basalt_auth_uid", 0, flags, |_| Ok(None::<String>))?;
+    let det = flags | FunctionFlags::SQLITE_DETERMINISTIC;
+    conn.create_scalar_function("basalt_contains", 2, det, |ctx| json_pair(ctx).map(|p| p.map(|(a, b)| contains(&a, &b))))?;
+    conn.create_scalar_function("basalt_overlaps", 2, det, |ctx| json_pair(ctx).map(|p| p.map(|(a, b)| overlaps(&a, &b))))?;
+    conn.create_scalar_function("regexp", 2, det, regexp)?;
+    Ok(())
+}
+
+/// Fixes `now()` for the transaction about to run on this thread (None: the wall clock).
+pub fn set_transaction_time(at: Option<chrono::DateTime<chrono::Utc>>) {
+    TX_NOW.with(|t| *t.borrow_mut() = at.map(|d| basalt_query::value::format_timestamptz(&d)));
+}
+
+fn now() -> String {
+    TX_NOW.with(|t| t.borrow().clone()).unwrap_or_else(|| basalt_query::value::format_timestamptz(&chrono::Utc::now()))
+}
+
+fn json_pair(ctx: &Context) -> Result<Option<(Value, Value)>> {
+    let a: Option<String> = ctx.get(0)?;
+    let b: Option<String> = ctx.get(1)?;
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            let parse = |s: &str| serde_json::from_str::<Value>(s).map_err(|e| rusqlite::Error::UserFunctionError(Box::new(e)));
+            Ok(Some((parse(&a)?, parse(&b)?)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// PostgreSQL's jsonb `@>`: objects by key, arrays by membership, scalars by equality.
+pub fn contains(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => y.iter().all(|(k, v)| x.get(k).is_some_and(|xv| contains(xv, v))),
+        (Value::Array(x), Value::Array(y)) => y.iter().all(|v| x.iter().any(|xv| contains_elem(xv, v))),
+        (Value::Array(x), scalar) if !scalar.is_object() => x.iter().any(|xv| xv == scalar),
+        (x, y) => x == y,
+    }
+}
+
+fn contains_elem(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Array(_), Value::Array(_)) | (Value::Object(_), Value::Object(_)) => contains(a, b),
+        _ => a == b,
+    }
+}
+
+/// Array `&&`: at least one element in common.
+pub fn overlaps(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Array(x), Value::Array(y)) => x.iter().any(|v| y.contains(v)),
+        _ => false,
+    }
+}
+
+thread_local! {
+    /// The current transaction's start time: `now()` is constant within a transaction, as in PostgreSQL.
+    static TX_NOW: RefCell<Option<String>> = const { RefCell::new(None) };
+    static REGEX_CACHE: RefCell<HashMap<String, regex::Regex>> = RefCell::new(HashMap::new());
+}
+
+/// `text REGEXP pattern`, with compiled patterns cached per connection thread.
+fn regexp(ctx: &Context) -> Result<Option<bool>> {
+    let pattern: Option<String> = ctx.get(0)?;
+    let text: Option<String> = ctx.get(1)?;
+    let (Some(pattern), Some(text)) = (pattern, text) else { return Ok(None) };
+    REGEX_CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if !cache.contains_key(&pattern) {
+            let re = regex::RegexBuilder::new(&pattern)
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| rusqlite::Error::UserFunctionError(format!("invalid regular expression: {e}").into()))?;
+            if cache.len() > 256 {
+                cache.clear();
+            }
+            cache.insert(pattern.clone(), re);
+        }
+        Ok(cache.get(&pattern).map(|re| re.is_match(&text)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn containment_like_postgres() {
+        assert!(contains(&json!({"a": 1, "b": {"c": 2}}), &json!({"b": {"c": 2}})));
+        assert!(!contains(&json!({"a": 1}), &json!({"a": 2})));
+        assert!(contains(&json!(["a", "b"]), &json!(["b"])));
+        assert!(!contains(&json!(["a"]), &json!(["a", "c"])));
+        assert!(contains(&json!([1, [2, 3]]), &json!([[3]])));
+        assert!(overlaps(&json!(["a", "b"]), &json!(["c", "b"])));
+    }
+}

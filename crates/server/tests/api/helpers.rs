@@ -1,0 +1,201 @@
+//! spawn_app(): the real `basalt` binary on a random port with a fresh data folder, or a fresh
+//! PostgreSQL database when BASALT_TEST_DATABASE_URL is set.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::Value;
+
+pub const SECRET: &str = "test-secret-0123456789-0123456789-0123456789";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub url: String,
+    pub anon: String,
+    pub service: String,
+    pub dir: tempfile::TempDir,
+    pub database_url: Option<String>,
+    pub client: reqwest::Client,
+    child: Child,
+    admin_url: Option<String>,
+    db_name: Option<String>,
+}
+
+/// The admin URL for PostgreSQL tests, if the run has one.
+pub fn pg_admin_url() -> Option<String> {
+    std::env::var("BASALT_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())
+}
+
+/// Replaces the database name in a postgres URL.
+pub fn with_db(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let cut = base.rfind('/').filter(|i| *i > base.find("://").map_or(0, |s| s + 2)).unwrap_or(base.len());
+    format!("{}/{db}{query}", &base[..cut])
+}
+
+pub fn admin_sql(admin: &str, sql: &str) {
+    let admin = admin.to_string();
+    let sql = sql.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("connect to BASALT_TEST_DATABASE_URL");
+            tokio::spawn(conn);
+            client.batch_execute(&sql).await.expect("admin sql");
+        });
+    })
+    .join()
+    .expect("admin thread");
+}
+
+/// Creates a fresh database (PostgreSQL) and returns its URL.
+pub fn fresh_database() -> Option<(String, String, String)> {
+    let admin = pg_admin_url()?;
+    let name = format!("basalt_t_{}", uuid::Uuid::new_v4().simple());
+    admin_sql(&admin, &format!("CREATE DATABASE {name}"));
+    Some((with_db(&admin, &name), admin, name))
+}
+
+impl TestApp {
+    /// Starts a server for `schema`; None for PostgreSQL when the run has no database URL.
+    pub async fn spawn(backend: Backend, schema: &str) -> Option<TestApp> {
+        Self::spawn_with(backend, schema, &[]).await
+    }
+
+    pub async fn spawn_with(backend: Backend, schema: &str, env: &[(&str, &str)]) -> Option<TestApp> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (database_url, admin_url, db_name) = match backend {
+            Backend::Sqlite => (None, None, None),
+            Backend::Postgres => match fresh_database() {
+                Some((u, a, n)) => (Some(u), Some(a), Some(n)),
+                None => {
+                    eprintln!("BASALT_TEST_DATABASE_URL not set: PostgreSQL half skipped");
+                    return None;
+                }
+            },
+        };
+        std::fs::write(dir.path().join("schema.toml"), schema).expect("write schema");
+        let child = start(dir.path(), database_url.as_deref(), env).unwrap_or_else(|e| panic!("server did not start: {e}"));
+        let (child, url, anon, service) = child;
+        Some(TestApp { url, anon, service, dir, database_url, client: reqwest::Client::new(), child, admin_url, db_name })
+    }
+
+    pub fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.url)).header("apikey", &self.service).header("authorization", format!("Bearer {}", self.service))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        send(self.req(Method::GET, path)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value, prefer: &str) -> (u16, Value) {
+        send(self.req(Method::POST, path).header("prefer", prefer).json(&body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value, prefer: &str) -> (u16, Value) {
+        send(self.req(Method::PATCH, path).header("prefer", prefer).json(&body)).await
+    }
+
+    pub async fn delete(&self, path: &str, prefer: &str) -> (u16, Value) {
+        send(self.req(Method::DELETE, path).header("prefer", prefer)).await
+    }
+}
+
+/// Sends and returns (status, JSON body or Null when empty/not JSON).
+pub async fn send(rb: RequestBuilder) -> (u16, Value) {
+    let res: Response = rb.send().await.expect("request");
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn start(dir: &std::path::Path, database_url: Option<&str>, env: &[(&str, &str)]) -> Result<(Child, String, String, String), String> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_basalt"));
+    cmd.arg("serve").arg("--schema").arg(dir.join("schema.toml")).arg("--data-dir").arg(dir.join("data")).arg("--listen").arg("127.0.0.1:0");
+    if let Some(u) = database_url {
+        cmd.arg("--database-url").arg(u);
+    }
+    cmd.env("BASALT_JWT_SECRET", SECRET).env("RUST_LOG", "warn").env_remove("BASALT_DATABASE_URL").stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let mut found = Vec::new();
+        while let Some(Ok(line)) = lines.next() {
+            found.push(line);
+            if found.len() == 4 {
+                let _ = tx.send(found.clone());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(lines) => {
+            let url = lines[0].split_whitespace().find(|w| w.starts_with("http://")).ok_or("no url")?.to_string();
+            let key = |i: usize| lines[i].split_whitespace().last().unwrap_or_default().to_string();
+            Ok((child, url, key(2), key(3)))
+        }
+        Err(_) => {
+            let _ = child.kill();
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Runs `basalt` with args against this app's data; returns (success, stdout, stderr).
+pub fn run_cli(args: &[&str], envs: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_basalt"));
+    cmd.args(args).env_remove("BASALT_JWT_SECRET").env_remove("BASALT_DATABASE_URL").env("RUST_LOG", "warn");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run basalt");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let (Some(admin), Some(name)) = (&self.admin_url, &self.db_name) {
+            admin_sql(admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+/// Defines `sqlite` and `postgres` tests running the same async body.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+                #[tokio::test]
+                async fn postgres() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}

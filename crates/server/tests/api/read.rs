@@ -1,0 +1,167 @@
+//! Reads: select shapes, embeds, filters, order, ranges, counts, media types.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{send, Backend, TestApp};
+
+/// Two lists; four todos in "home" with ranks 1..3 and one without rank.
+async fn seed(app: &TestApp) -> String {
+    let (s, lists) = app.post("/rest/v1/lists?select=id,name", json!([{"name": "home"}, {"name": "empty"}]), "return=representation").await;
+    assert_eq!(s, 201, "{lists}");
+    let home = lists[0]["id"].as_str().expect("id").to_string();
+    let rows = json!([
+        {"list_id": home, "title": "alpha", "rank": 1, "tags": ["a", "b"], "meta": {"k": {"n": 1}}, "price": 1.5, "due": "2026-01-02"},
+        {"list_id": home, "title": "beta", "rank": 2, "tags": ["b"], "meta": {"k": {"n": 2}}, "done": true},
+        {"list_id": home, "title": "Gamma, the third", "rank": 3, "status": "closed"},
+        {"list_id": home, "title": "delta"}
+    ]);
+    let (s, body) = app.post("/rest/v1/todos?columns=\"list_id\",\"title\",\"rank\",\"tags\",\"meta\",\"price\",\"due\",\"done\",\"status\"", rows, "missing=default").await;
+    assert_eq!(s, 201, "{body}");
+    home
+}
+
+fn titles(v: &Value) -> Vec<&str> {
+    v.as_array().expect("array").iter().map(|r| r["title"].as_str().unwrap_or("?")).collect()
+}
+
+async fn reads(b: Backend) {
+    let Some(app) = TestApp::spawn(b, crate::SCHEMA).await else { return };
+    seed(&app).await;
+    // Wire format of each type.
+    let (s, rows) = app.get("/rest/v1/todos?select=*&title=eq.alpha").await;
+    assert_eq!(s, 200);
+    let r = &rows[0];
+    assert_eq!((r["done"].clone(), r["rank"].clone(), r["tags"].clone(), r["meta"].clone()), (json!(false), json!(1), json!(["a", "b"]), json!({"k": {"n": 1}})));
+    assert_eq!((r["price"].as_f64(), r["due"].as_str(), r["status"].as_str()), (Some(1.5), Some("2026-01-02"), Some("open")));
+    let ts = r["created_at"].as_str().expect("timestamp");
+    assert!(ts.len() >= 25 && ts.ends_with("+00:00") && &ts[10..11] == "T", "{ts}");
+    assert_eq!(r["id"].as_str().expect("id"), r["id"].as_str().expect("id").to_lowercase());
+    // Aliases, casts, JSON paths.
+    let (_, rows) = app.get("/rest/v1/todos?select=t:title,rank::text,n:meta->k->>n,k:meta->k&title=eq.beta").await;
+    assert_eq!(rows, json!([{"t": "beta", "rank": "2", "n": "2", "k": {"n": 2}}]));
+    // Filters.
+    let cases = [
+        ("rank=gt.1&order=rank", vec!["beta", "Gamma, the third"]),
+        ("rank=lte.2&rank=neq.1", vec!["beta"]),
+        ("title=like.*ta&order=title", vec!["beta", "delta"]),
+        ("title=like.*TA", vec![]),
+        ("title=ilike.G*&order=title", vec!["Gamma, the third"]),
+        ("rank=is.null", vec!["delta"]),
+        ("done=is.true", vec!["beta"]),
+        ("title=in.(alpha,\"Gamma, the third\")&order=rank", vec!["alpha", "Gamma, the third"]),
+        ("rank=not.in.(1,2)&order=rank", vec!["Gamma, the third"]),
+        ("tags=cs.{b}&order=rank", vec!["alpha", "beta"]),
+        ("tags=cd.{a,b,c}&order=rank", vec!["alpha", "beta", "Gamma, the third", "delta"]),
+        ("tags=cd.{b}&order=rank", vec!["beta", "Gamma, the third", "delta"]),
+        ("tags=ov.{a,z}", vec!["alpha"]),
+        ("meta=cs.{\"k\":{\"n\":2}}", vec!["beta"]),
+        ("tags=not.cs.{a}&order=rank.nullslast&limit=1", vec!["beta"]),
+        ("or=(rank.eq.1,title.eq.delta)&order=title", vec!["alpha", "delta"]),
+        ("or=(rank.eq.3,and(rank.gte.1,done.is.true))&order=rank", vec!["beta", "Gamma, the third"]),
+        ("not.or=(rank.eq.1,rank.is.null)&order=rank", vec!["beta", "Gamma, the third"]),
+        ("meta->k->>n=eq.2", vec!["beta"]),
+        ("due=gte.2026-01-01", vec!["alpha"]),
+        ("status=eq.closed", vec!["Gamma, the third"]),
+        ("title=match.^[ab]&order=title", vec!["alpha", "beta"]),
+        ("rank=eq(any).{1,3}&order=rank", vec!["alpha", "Gamma, the third"]),
+        ("title=like(any).{a*,d*}&order=title", vec!["alpha", "delta"]),
+        ("rank=isdistinct.1&order=rank", vec!["beta", "Gamma, the third", "delta"]),
+    ];
+    for (q, want) in cases {
+        let (s, rows) = app.get(&format!("/rest/v1/todos?select=title&{q}")).await;
+        assert_eq!(s, 200, "{q}: {rows}");
+        assert_eq!(titles(&rows), want, "{q}");
+    }
+    // PostgreSQL null ordering: ascending puts nulls last, descending first.
+    let (_, rows) = app.get("/rest/v1/todos?select=title&order=rank").await;
+    assert_eq!(titles(&rows), vec!["alpha", "beta", "Gamma, the third", "delta"]);
+    let (_, rows) = app.get("/rest/v1/todos?select=title&order=rank.desc").await;
+    assert_eq!(titles(&rows), vec!["delta", "Gamma, the third", "beta", "alpha"]);
+    let (_, rows) = app.get("/rest/v1/todos?select=title&order=rank.desc.nullslast&limit=2&offset=1").await;
+    assert_eq!(titles(&rows), vec!["beta", "alpha"]);
+}
+
+async fn embeds(b: Backend) {
+    let Some(app) = TestApp::spawn(b, crate::SCHEMA).await else { return };
+    seed(&app).await;
+    let (_, rows) = app.get("/rest/v1/todos?select=title,lists(name)&rank=eq.1").await;
+    assert_eq!(rows, json!([{"title": "alpha", "lists": {"name": "home"}}]));
+    let (_, rows) = app.get("/rest/v1/lists?select=name,items:todos(title)&items.order=rank.desc&items.limit=2&order=name").await;
+    assert_eq!(rows, json!([{"name": "empty", "items": []}, {"name": "home", "items": [{"title": "delta"}, {"title": "Gamma, the third"}]}]));
+    let (_, rows) = app.get("/rest/v1/lists?select=name,todos!inner(title)&todos.rank=eq.2").await;
+    assert_eq!(rows, json!([{"name": "home", "todos": [{"title": "beta"}]}]));
+    let (_, rows) = app.get("/rest/v1/lists?select=name,todos(title)&todos=is.null").await;
+    assert_eq!(rows, json!([{"name": "empty", "todos": []}]));
+    let (_, rows) = app.get("/rest/v1/lists?select=name,todos(count)&order=name").await;
+    assert_eq!(rows, json!([{"name": "empty", "todos": [{"count": 0}]}, {"name": "home", "todos": [{"count": 4}]}]));
+    // Two levels: notes -> todos -> lists.
+    let (_, todo) = app.get("/rest/v1/todos?select=id&rank=eq.1").await;
+    let (s, _) = app.post("/rest/v1/notes", json!({"id": 1, "todo_id": todo[0]["id"], "body": "n"}), "").await;
+    assert_eq!(s, 201);
+    let (_, rows) = app.get("/rest/v1/notes?select=body,todos(title,lists(name))").await;
+    assert_eq!(rows, json!([{"body": "n", "todos": {"title": "alpha", "lists": {"name": "home"}}}]));
+    let (_, rows) = app.get("/rest/v1/lists?select=name,todos(title,notes(body))&todos.rank=eq.1&name=eq.home").await;
+    assert_eq!(rows, json!([{"name": "home", "todos": [{"title": "alpha", "notes": [{"body": "n"}]}]}]));
+}
+
+async fn ranges_and_counts(b: Backend) {
+    let Some(app) = TestApp::spawn(b, crate::SCHEMA).await else { return };
+    seed(&app).await;
+    let res = app.req(Method::GET, "/rest/v1/todos?select=title&order=rank&limit=2").header("prefer", "count=exact").send().await.expect("send");
+    assert_eq!(res.status().as_u16(), 206);
+    assert_eq!(res.headers()["content-range"], "0-1/4");
+    let res = app.req(Method::GET, "/rest/v1/todos?select=title").send().await.expect("send");
+    assert_eq!((res.status().as_u16(), res.headers()["content-range"].to_str().expect("h")), (200, "0-3/*"));
+    let res = app.req(Method::GET, "/rest/v1/todos?select=title&order=rank").header("range", "1-2").send().await.expect("send");
+    assert_eq!(res.headers()["content-range"], "1-2/*");
+    let res = app.req(Method::HEAD, "/rest/v1/todos?select=*").header("prefer", "count=exact").send().await.expect("send");
+    assert_eq!((res.status().as_u16(), res.headers()["content-range"].to_str().expect("h")), (200, "0-3/4"));
+    let res = app.req(Method::GET, "/rest/v1/todos?title=eq.none").header("prefer", "count=exact").send().await.expect("send");
+    assert_eq!(res.headers()["content-range"], "*/0");
+    let (s, e) = send(app.req(Method::GET, "/rest/v1/todos?offset=10").header("prefer", "count=exact")).await;
+    assert_eq!((s, e["code"].as_str()), (416, Some("PGRST103")));
+    let (s, e) = app.get("/rest/v1/todos?limit=-1").await;
+    assert_eq!((s, e["code"].as_str()), (416, Some("PGRST103")));
+    // Single object.
+    let (s, o) = send(app.req(Method::GET, "/rest/v1/todos?select=title&rank=eq.1").header("accept", "application/vnd.pgrst.object+json")).await;
+    assert_eq!((s, o), (200, json!({"title": "alpha"})));
+    let (s, e) = send(app.req(Method::GET, "/rest/v1/todos?select=title").header("accept", "application/vnd.pgrst.object+json")).await;
+    assert_eq!((s, e["code"].as_str(), e["details"].as_str()), (406, Some("PGRST116"), Some("The result contains 4 rows")));
+    // CSV.
+    let res = app.req(Method::GET, "/rest/v1/todos?select=title,rank&order=rank&limit=3").header("accept", "text/csv").send().await.expect("send");
+    assert_eq!(res.text().await.expect("text"), "title,rank\nalpha,1\nbeta,2\n\"Gamma, the third\",3");
+    let (s, e) = send(app.req(Method::GET, "/rest/v1/todos").header("accept", "image/png")).await;
+    assert_eq!((s, e["code"].as_str()), (406, Some("PGRST107")));
+}
+
+async fn read_errors(b: Backend) {
+    let Some(app) = TestApp::spawn(b, crate::SCHEMA).await else { return };
+    let cases = [
+        ("/rest/v1/todoz", 404, "PGRST205"),
+        ("/rest/v1/todos?select=nope", 400, "42703"),
+        ("/rest/v1/todos?nope=eq.1", 400, "42703"),
+        ("/rest/v1/todos?order=nope", 400, "42703"),
+        ("/rest/v1/todos?rank=eqq.1", 400, "PGRST100"),
+        ("/rest/v1/todos?rank=eq", 400, "PGRST100"),
+        ("/rest/v1/todos?select=id,(", 400, "PGRST100"),
+        ("/rest/v1/todos?or=(rank.eq.1", 400, "PGRST100"),
+        ("/rest/v1/todos?rank=eq.abc", 400, "22P02"),
+        ("/rest/v1/todos?id=eq.not-a-uuid", 400, "22P02"),
+        ("/rest/v1/todos?due=gt.yesterday", 400, "22P02"),
+        ("/rest/v1/todos?select=*,nope(*)", 400, "PGRST200"),
+        ("/rest/v1/todos?nope.rank=eq.1", 400, "PGRST108"),
+        ("/rest/v1/todos?rank=like.1*", 400, "42883"),
+        ("/rest/v1/todos?title=fts.cat", 400, "PGRST127"),
+        ("/rest/v1/todos?limit=ten", 400, "PGRST100"),
+    ];
+    for (path, status, code) in cases {
+        let (s, e) = app.get(path).await;
+        assert_eq!((s, e["code"].as_str()), (status, Some(code)), "{path}: {e}");
+        assert!(e.get("message").is_some() && e.get("details").is_some() && e.get("hint").is_some(), "{e}");
+    }
+    let (_, e) = app.get("/rest/v1/todo").await;
+    assert_eq!(e["hint"], "Perhaps you meant the table 'public.todos'");
+}
+
+crate::both_backends!(reads, embeds, ranges_and_counts, read_errors);
