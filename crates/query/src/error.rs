@@ -71,8 +71,7 @@ impl Error {
 
     /// PGRST116: a singular response was asked for and the result is not exactly one row.
     pub fn not_single(rows: i64) -> Self {
-        Error::new(406, "PGRST116", "Cannot coerce the result to a single JSON object")
-            .details(format!("The result contains {rows} rows"))
+        Error::new(406, "PGRST116", "Cannot coerce the result to a single JSON object").details(format!("The result contains {rows} rows"))
     }
 
     /// 42501 for a role without the privilege (401 for anon, 403 otherwise, as PostgREST).

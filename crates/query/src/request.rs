@@ -33,10 +33,23 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SelectItem {
     Star,
-    Field { alias: Option<String>, field: Field, cast: Option<String> },
-    Embed { alias: Option<String>, relation: String, hint: Option<String>, join: JoinKind, select: Vec<SelectItem> },
+    Field {
+        alias: Option<String>,
+        field: Field,
+        cast: Option<String>,
+    },
+    Embed {
+        alias: Option<String>,
+        relation: String,
+        hint: Option<String>,
+        join: JoinKind,
+        select: Vec<SelectItem>,
+    },
     /// Legacy `rel(count)`.
-    Count { alias: Option<String>, relation: String },
+    Count {
+        alias: Option<String>,
+        relation: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,15 +97,26 @@ pub struct Filter {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Operation {
-    Compare { op: CompareOp, quant: Option<Quantifier>, value: String },
+    Compare {
+        op: CompareOp,
+        quant: Option<Quantifier>,
+        value: String,
+    },
     /// `like`/`ilike` with `*` already turned into `%`.
-    Like { insensitive: bool, quant: Option<Quantifier>, pattern: String },
+    Like {
+        insensitive: bool,
+        quant: Option<Quantifier>,
+        pattern: String,
+    },
     Is(IsValue),
     In(Vec<String>),
     Contains(String),
     ContainedBy(String),
     Overlaps(String),
-    Match { insensitive: bool, pattern: String },
+    Match {
+        insensitive: bool,
+        pattern: String,
+    },
     IsDistinct(String),
 }
 

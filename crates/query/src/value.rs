@@ -208,7 +208,10 @@ mod tests {
 
     #[test]
     fn text_values() {
-        assert_eq!(from_text(ColumnType::Uuid, "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11").unwrap(), Param::Text("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11".into()));
+        assert_eq!(
+            from_text(ColumnType::Uuid, "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11").unwrap(),
+            Param::Text("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11".into())
+        );
         let e = from_text(ColumnType::Integer, "abc").unwrap_err();
         assert_eq!((e.code.as_str(), e.message.as_str()), ("22P02", "invalid input syntax for type integer: \"abc\""));
         assert_eq!(from_text(ColumnType::SmallInt, "40000").unwrap_err().code, "22003");

@@ -135,9 +135,8 @@ fn build_column(table: &str, name: &str, def: &ColumnDef, line: Option<usize>) -
     if !ident::is_valid(name) {
         return Err(err(table, Some(name), line, "column names are lowercase snake_case"));
     }
-    let ty = ColumnType::parse(&def.ty).ok_or_else(|| {
-        err(table, Some(name), line, format!("unknown type \"{}\" (see docs/schema.md for the supported types)", def.ty))
-    })?;
+    let ty = ColumnType::parse(&def.ty)
+        .ok_or_else(|| err(table, Some(name), line, format!("unknown type \"{}\" (see docs/schema.md for the supported types)", def.ty)))?;
     let default = match &def.default {
         None => None,
         Some(raw) => Some(DefaultExpr::parse(raw, ty).map_err(|m| err(table, Some(name), line, m))?),
@@ -209,23 +208,28 @@ fn resolve_foreign_keys(source: &str, file: &SchemaFile, catalog: &mut Catalog) 
                 Some((t, c)) if catalog.tables.contains_key(t) => (t.to_string(), Some(c.to_string())),
                 _ => (target.clone(), None),
             };
-            let ref_table = catalog.tables.get(&rt).ok_or_else(|| {
-                err(tname, Some(cname), line, format!("references unknown table \"{target}\" (write table.column)"))
-            })?;
+            let ref_table = catalog
+                .tables
+                .get(&rt)
+                .ok_or_else(|| err(tname, Some(cname), line, format!("references unknown table \"{target}\" (write table.column)")))?;
             let rc = match rc {
                 Some(c) => c,
                 None if ref_table.primary_key.len() == 1 => ref_table.primary_key[0].clone(),
                 None => return Err(err(tname, Some(cname), line, format!("{rt} has no single-column primary key to reference"))),
             };
-            let ref_col = ref_table.column(&rc).ok_or_else(|| {
-                err(tname, Some(cname), line, format!("references unknown column {rt}.{rc}"))
-            })?;
+            let ref_col =
+                ref_table.column(&rc).ok_or_else(|| err(tname, Some(cname), line, format!("references unknown column {rt}.{rc}")))?;
             if !ref_table.is_unique_set(std::slice::from_ref(&rc)) {
                 return Err(err(tname, Some(cname), line, format!("{rt}.{rc} is neither primary key nor unique")));
             }
             let own = &catalog.tables[tname].columns[cname];
             if own.ty != ref_col.ty && !(own.ty.is_textual() && ref_col.ty.is_textual()) {
-                return Err(err(tname, Some(cname), line, format!("type {} does not match {rt}.{rc} ({})", own.ty.pg_name(), ref_col.ty.pg_name())));
+                return Err(err(
+                    tname,
+                    Some(cname),
+                    line,
+                    format!("type {} does not match {rt}.{rc} ({})", own.ty.pg_name(), ref_col.ty.pg_name()),
+                ));
             }
             let on_delete = match cdef.on_delete.as_deref().map(|s| s.to_ascii_lowercase()) {
                 None => OnDelete::NoAction,
@@ -234,13 +238,26 @@ fn resolve_foreign_keys(source: &str, file: &SchemaFile, catalog: &mut Catalog) 
                     "set null" => OnDelete::SetNull,
                     "restrict" => OnDelete::Restrict,
                     "no action" => OnDelete::NoAction,
-                    _ => return Err(err(tname, Some(cname), line, format!("on_delete is cascade, set null, restrict or no action, not {s}"))),
+                    _ => {
+                        return Err(err(
+                            tname,
+                            Some(cname),
+                            line,
+                            format!("on_delete is cascade, set null, restrict or no action, not {s}"),
+                        ))
+                    }
                 },
             };
             if on_delete == OnDelete::SetNull && own.not_null {
                 return Err(err(tname, Some(cname), line, "on_delete = \"set null\" on a not_null column"));
             }
-            fks.push(ForeignKey { name: format!("{tname}_{cname}_fkey"), columns: vec![cname.clone()], ref_table: rt, ref_columns: vec![rc], on_delete });
+            fks.push(ForeignKey {
+                name: format!("{tname}_{cname}_fkey"),
+                columns: vec![cname.clone()],
+                ref_table: rt,
+                ref_columns: vec![rc],
+                on_delete,
+            });
         }
         if let Some(t) = catalog.tables.get_mut(tname) {
             t.foreign_keys = fks;
@@ -288,7 +305,8 @@ indexes = [{ columns = ["list_id", "created_at desc"] }]
         let src = "[tables.a]\ncolumns.id = { type = \"uuid\", primary_key = true }\ncolumns.x = { type = \"money\" }\n";
         let e = build(src).unwrap_err().to_string();
         assert!(e.contains("line 3") && e.contains("table a, column x") && e.contains("money"), "{e}");
-        let src = "[tables.a]\ncolumns.id = { type = \"uuid\", primary_key = true }\ncolumns.b = { type = \"uuid\", references = \"nope.id\" }\n";
+        let src =
+            "[tables.a]\ncolumns.id = { type = \"uuid\", primary_key = true }\ncolumns.b = { type = \"uuid\", references = \"nope.id\" }\n";
         let e = build(src).unwrap_err().to_string();
         assert!(e.contains("line 3") && e.contains("nope.id"), "{e}");
         let e = build("[tables.a]\ncolumns.id = { type = \"uuid\", primary_ky = true }\n").unwrap_err().to_string();

@@ -18,7 +18,7 @@ pub enum DdlDialect {
 /// Renders the plan as SQL statements, to run in one transaction.
 pub fn render(plan: &MigrationPlan, desired: &Catalog, db: &DbState, dialect: DdlDialect) -> Vec<String> {
     match dialect {
-        DdlDialect::Postgres => plan.steps.iter().flat_map(|s| pg_step(s)).collect(),
+        DdlDialect::Postgres => plan.steps.iter().flat_map(pg_step).collect(),
         DdlDialect::Sqlite => sqlite_plan(plan, desired, db),
     }
 }
@@ -135,13 +135,7 @@ fn constraint_def(table: &str, c: &Constraint) -> String {
 
 fn create_index(table: &str, i: &Index) -> String {
     let cols: Vec<String> = i.columns.iter().map(|(c, desc)| format!("{}{}", quote(c), if *desc { " DESC" } else { "" })).collect();
-    format!(
-        "CREATE {}INDEX {} ON {} ({})",
-        if i.unique { "UNIQUE " } else { "" },
-        quote(&i.name),
-        quote(table),
-        cols.join(", ")
-    )
+    format!("CREATE {}INDEX {} ON {} ({})", if i.unique { "UNIQUE " } else { "" }, quote(&i.name), quote(table), cols.join(", "))
 }
 
 fn pg_step(step: &MigrationStep) -> Vec<String> {

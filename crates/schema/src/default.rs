@@ -94,15 +94,11 @@ impl DefaultExpr {
 
     fn typed_literal_quoted(body: &str, ty: ColumnType) -> Result<Self, String> {
         match ty {
-            ColumnType::Jsonb => serde_json::from_str(body)
-                .map(DefaultExpr::Json)
-                .map_err(|e| format!("default is not valid JSON: {e}")),
+            ColumnType::Jsonb => serde_json::from_str(body).map(DefaultExpr::Json).map_err(|e| format!("default is not valid JSON: {e}")),
             ColumnType::TextArray | ColumnType::UuidArray => parse_array_literal(body)
                 .map(|items| DefaultExpr::Json(serde_json::Value::from(items)))
                 .ok_or_else(|| format!("malformed array literal: \"{body}\"")),
-            ColumnType::Boolean | ColumnType::SmallInt | ColumnType::Integer | ColumnType::BigInt => {
-                Self::typed_literal(body, ty)
-            }
+            ColumnType::Boolean | ColumnType::SmallInt | ColumnType::Integer | ColumnType::BigInt => Self::typed_literal(body, ty),
             ColumnType::Numeric | ColumnType::Real | ColumnType::Double => Self::typed_literal(body, ty),
             _ => Ok(DefaultExpr::Text(body.to_string())),
         }

@@ -180,9 +180,7 @@ fn diff_table(steps: &mut Vec<MigrationStep>, db: &DbTable, before: Option<&Tabl
                 steps.push(MigrationStep::DropIndex { table: name.clone(), name: idx.name.clone() });
                 steps.push(MigrationStep::CreateIndex { table: name.clone(), index: idx.clone() });
             }
-            _ if !db.indexes.contains(&idx.name) => {
-                steps.push(MigrationStep::CreateIndex { table: name.clone(), index: idx.clone() })
-            }
+            _ if !db.indexes.contains(&idx.name) => steps.push(MigrationStep::CreateIndex { table: name.clone(), index: idx.clone() }),
             _ => {}
         }
     }
@@ -226,7 +224,13 @@ mod tests {
                 .tables
                 .values()
                 .map(|t| {
-                    (t.name.clone(), DbTable { columns: t.columns.keys().cloned().collect(), indexes: t.indexes.iter().map(|i| i.name.clone()).collect() })
+                    (
+                        t.name.clone(),
+                        DbTable {
+                            columns: t.columns.keys().cloned().collect(),
+                            indexes: t.indexes.iter().map(|i| i.name.clone()).collect(),
+                        },
+                    )
                 })
                 .collect(),
         }

@@ -23,8 +23,6 @@ pub struct ServerSection {
     pub data_dir: Option<PathBuf>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: Option<usize>,
-    /// Public base URL used in links (defaults to http://<listen>).
-    pub public_url: Option<String>,
 }
 
 #[derive(Clone, Deserialize, Default)]
@@ -52,7 +50,6 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub pool_size: usize,
     pub max_rows: Option<i64>,
-    pub public_url: Option<String>,
 }
 
 /// Secrets never reach logs: Debug shows whether they are set, not their value.
@@ -111,7 +108,6 @@ impl Config {
             max_body_bytes: env_usize("BASALT_MAX_BODY_BYTES").or(fc.server.max_body_bytes).unwrap_or(10 * 1024 * 1024),
             pool_size: env_usize("BASALT_POOL_SIZE").or(fc.database.pool_size).unwrap_or(16),
             max_rows: env_usize("BASALT_MAX_ROWS").map(|n| n as i64).or(fc.database.max_rows),
-            public_url: std::env::var("BASALT_PUBLIC_URL").ok().or(fc.server.public_url),
         })
     }
 }

@@ -61,14 +61,19 @@ async fn serve(a: cli::ServeArgs) -> anyhow::Result<()> {
     tracing::debug!(?config, "configuration");
     let store = Store::open(&config).await?;
     let migration = store.migrate(&catalog, a.allow_destructive, false).await?;
-    for step in &migration.plan.steps {
-        tracing::info!("migrated: {}", step.describe());
+    if migration.applied {
+        for step in &migration.plan.steps {
+            tracing::info!("migrated: {}", step.describe());
+        }
+    } else {
+        tracing::info!("the database matches the schema");
     }
     let secret = match &config.jwt_secret {
         Some(s) => s.clone(),
         None => store.jwt_secret(&config.data_dir).await?,
     };
-    let listener = tokio::net::TcpListener::bind(&config.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(&config.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
     let state = app::AppState::new(config.clone(), store.clone(), catalog, &secret);
     let place = match &store {

@@ -67,8 +67,9 @@ pub fn parse_filter(field: Field, value: &str) -> Result<Filter> {
         "cd" => Operation::ContainedBy(operand.to_string()),
         "ov" => Operation::Overlaps(operand.to_string()),
         "fts" | "plfts" | "phfts" | "wfts" | "sl" | "sr" | "nxr" | "nxl" | "adj" => {
-            return Err(Error::new(400, "PGRST127", "Feature not implemented")
-                .details(format!("the {op_name} operator is not supported yet")))
+            return Err(
+                Error::new(400, "PGRST127", "Feature not implemented").details(format!("the {op_name} operator is not supported yet"))
+            )
         }
         other => return Err(fail(format!("unknown operator \"{other}\""))),
     };
@@ -139,10 +140,8 @@ pub fn parse_logic(is_or: bool, negate: bool, value: &str) -> Result<Logic> {
 }
 
 fn logic_items(value: &str) -> Result<Vec<Logic>, String> {
-    let inner = value
-        .strip_prefix('(')
-        .and_then(|r| r.strip_suffix(')'))
-        .ok_or_else(|| format!("expecting \"(\" ... \")\", got \"{value}\""))?;
+    let inner =
+        value.strip_prefix('(').and_then(|r| r.strip_suffix(')')).ok_or_else(|| format!("expecting \"(\" ... \")\", got \"{value}\""))?;
     if inner.is_empty() {
         return Err("empty logic tree".into());
     }

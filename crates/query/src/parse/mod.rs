@@ -139,7 +139,7 @@ mod tests {
         let r = parse_request("GET", "todos", q, Headers::default(), b"").unwrap();
         assert_eq!(r.select.len(), 3);
         assert_eq!(r.filters.len(), 1);
-        assert_eq!(r.order[0].1[0].desc, true);
+        assert!(r.order[0].1[0].desc);
         assert_eq!(r.ranges[0].1.limit, Some(10));
         assert_eq!(r.ranges[1].0, vec!["comments".to_string()]);
         let Logic::Or { items, .. } = &r.logic[0].1 else { panic!() };

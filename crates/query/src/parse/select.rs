@@ -141,7 +141,10 @@ mod tests {
         let s = parse_select("*,owner:lists!list_id!inner(name),comments(*,x(count))").unwrap();
         assert_eq!(s[0], SelectItem::Star);
         let SelectItem::Embed { alias, relation, hint, join, select } = &s[1] else { panic!() };
-        assert_eq!((alias.as_deref(), relation.as_str(), hint.as_deref(), *join), (Some("owner"), "lists", Some("list_id"), JoinKind::Inner));
+        assert_eq!(
+            (alias.as_deref(), relation.as_str(), hint.as_deref(), *join),
+            (Some("owner"), "lists", Some("list_id"), JoinKind::Inner)
+        );
         assert_eq!(select.len(), 1);
         let SelectItem::Embed { select, .. } = &s[2] else { panic!() };
         assert_eq!(select[1], SelectItem::Count { alias: None, relation: "x".into() });

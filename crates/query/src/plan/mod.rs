@@ -36,10 +36,24 @@ pub enum Source {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum OutField {
-    Column { key: String, expr: ColExpr },
-    Embed { key: String, join: Join, to_one: bool, inner: bool, plan: Box<ReadPlan> },
+    Column {
+        key: String,
+        expr: ColExpr,
+    },
+    Embed {
+        key: String,
+        join: Join,
+        to_one: bool,
+        inner: bool,
+        plan: Box<ReadPlan>,
+    },
     /// Legacy `rel(count)`: `[{"count": n}]`.
-    Count { key: String, join: Join, table: String, alias: String },
+    Count {
+        key: String,
+        join: Join,
+        table: String,
+        alias: String,
+    },
 }
 
 /// How a child node joins its parent: pairs of (parent column, child column).
@@ -93,21 +107,41 @@ impl ColExpr {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cond {
-    Filter { lhs: ColExpr, negate: bool, op: PlanOp },
+    Filter {
+        lhs: ColExpr,
+        negate: bool,
+        op: PlanOp,
+    },
     And(Vec<Cond>),
     Or(Vec<Cond>),
     Not(Box<Cond>),
     /// A child row exists (inner embeds, `rel=not.is.null`), or not.
-    Exists { negate: bool, table: String, alias: String, join: Join, conds: Vec<Cond> },
+    Exists {
+        negate: bool,
+        table: String,
+        alias: String,
+        join: Join,
+        conds: Vec<Cond>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum PlanOp {
     Compare(CompareOp, Param),
-    Like { insensitive: bool, pattern: Param },
-    Match { insensitive: bool, pattern: Param },
+    Like {
+        insensitive: bool,
+        pattern: Param,
+    },
+    Match {
+        insensitive: bool,
+        pattern: Param,
+    },
     /// `(any)`/`(all)` over compare or like.
-    Quantified { base: QuantBase, quant: Quantifier, values: Vec<Param> },
+    Quantified {
+        base: QuantBase,
+        quant: Quantifier,
+        values: Vec<Param>,
+    },
     Is(IsValue),
     /// Values as one JSON array parameter, typed like the left side.
     In(Param),

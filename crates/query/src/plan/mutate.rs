@@ -39,7 +39,13 @@ pub fn plan_mutate(catalog: &Catalog, req: &ApiRequest) -> Result<MutatePlan> {
             let obj = body.and_then(Value::as_object).ok_or_else(|| Error::bad_body("Empty or invalid json"))?;
             let (columns, values) = row_values(table, obj, None)?;
             let touch = table.maintains_updated_at && !obj.contains_key("updated_at");
-            MutateKind::Update { conds: conds(&alias)?, alias, columns, values: Param::Json(Value::Object(values).to_string()), touch_updated_at: touch }
+            MutateKind::Update {
+                conds: conds(&alias)?,
+                alias,
+                columns,
+                values: Param::Json(Value::Object(values).to_string()),
+                touch_updated_at: touch,
+            }
         }
         Action::Delete => MutateKind::Delete { conds: conds(&alias)?, alias },
         Action::Read { .. } => return Err(Error::new(405, "PGRST117", "Unsupported HTTP method")),

@@ -61,7 +61,12 @@ pub(super) fn build_node(catalog: &Catalog, table: &Table, items: &[SelectItem],
                 let (target, join_on, _) = relate(catalog, table, &alias, relation, None)?;
                 let child_alias = format!("_t{counter}");
                 *counter += 1;
-                fields.push(OutField::Count { key: a.clone().unwrap_or_else(|| relation.clone()), join: join_on, table: target.name.clone(), alias: child_alias });
+                fields.push(OutField::Count {
+                    key: a.clone().unwrap_or_else(|| relation.clone()),
+                    join: join_on,
+                    table: target.name.clone(),
+                    alias: child_alias,
+                });
             }
         }
     }
@@ -69,10 +74,19 @@ pub(super) fn build_node(catalog: &Catalog, table: &Table, items: &[SelectItem],
 }
 
 /// Finds the one foreign key between `parent` and `relation` (narrowed by `hint`).
-fn relate<'a>(catalog: &'a Catalog, parent: &'a Table, parent_alias: &str, relation: &str, hint: Option<&str>) -> Result<(&'a Table, Join, bool)> {
+fn relate<'a>(
+    catalog: &'a Catalog,
+    parent: &'a Table,
+    parent_alias: &str,
+    relation: &str,
+    hint: Option<&str>,
+) -> Result<(&'a Table, Join, bool)> {
     let not_found = || {
         Error::new(400, "PGRST200", format!("Could not find a relationship between '{}' and '{relation}' in the schema cache", parent.name))
-            .details(format!("Searched for a foreign key relationship between '{}' and '{relation}' in the schema 'public', but no matches were found.", parent.name))
+            .details(format!(
+                "Searched for a foreign key relationship between '{}' and '{relation}' in the schema 'public', but no matches were found.",
+                parent.name
+            ))
     };
     let target = catalog.table(relation).ok_or_else(not_found)?;
     let rels: Vec<_> = catalog
@@ -85,9 +99,16 @@ fn relate<'a>(catalog: &'a Catalog, parent: &'a Table, parent_alias: &str, relat
         [one] => one,
         many => {
             let options: Vec<String> = many.iter().map(|r| format!("'{relation}!{}'", r.fk.name)).collect();
-            return Err(Error::new(300, "PGRST201", format!("Could not embed because more than one relationship was found for '{}' and '{relation}'", parent.name))
-                .details(many.iter().map(|r| r.fk.name.clone()).collect::<Vec<_>>().join(", "))
-                .hint(format!("Try changing '{relation}' to one of the following: {}. Find the desired relationship in the 'details' key.", options.join(", "))));
+            return Err(Error::new(
+                300,
+                "PGRST201",
+                format!("Could not embed because more than one relationship was found for '{}' and '{relation}'", parent.name),
+            )
+            .details(many.iter().map(|r| r.fk.name.clone()).collect::<Vec<_>>().join(", "))
+            .hint(format!(
+                "Try changing '{relation}' to one of the following: {}. Find the desired relationship in the 'details' key.",
+                options.join(", ")
+            )));
         }
     };
     let pairs = if rel.parent_holds_fk {
@@ -165,7 +186,13 @@ fn embed_existence(node: &ReadPlan, key: &str, op: &Operation, negate: bool) -> 
                 .details("Only is null or not is null filters are allowed on embedded resources"))
         }
     };
-    Ok(Some(Cond::Exists { negate: wants_missing, table: child.table.clone(), alias: child.alias.clone(), join: join.clone(), conds: child.conds.clone() }))
+    Ok(Some(Cond::Exists {
+        negate: wants_missing,
+        table: child.table.clone(),
+        alias: child.alias.clone(),
+        join: join.clone(),
+        conds: child.conds.clone(),
+    }))
 }
 
 /// Inner embeds keep only parents with a matching child (after the child's own filters).
@@ -175,7 +202,13 @@ fn finalize_inner(node: &mut ReadPlan) {
         if let OutField::Embed { join, inner, plan, .. } = f {
             finalize_inner(plan);
             if *inner {
-                extra.push(Cond::Exists { negate: false, table: plan.table.clone(), alias: plan.alias.clone(), join: join.clone(), conds: plan.conds.clone() });
+                extra.push(Cond::Exists {
+                    negate: false,
+                    table: plan.table.clone(),
+                    alias: plan.alias.clone(),
+                    join: join.clone(),
+                    conds: plan.conds.clone(),
+                });
             }
         }
     }
@@ -212,7 +245,10 @@ columns.rank = { type = "integer" }
         assert_eq!(plan("rank=eq.x").unwrap_err().code, "22P02");
         assert_eq!(plan("select=*,nope(*)").unwrap_err().code, "PGRST200");
         assert_eq!(plan("nope.rank=eq.1").unwrap_err().code, "PGRST108");
-        assert_eq!(plan_read(&catalog(), &parse_request("GET", "todo", "", Headers::default(), b"").unwrap()).unwrap_err().code, "PGRST205");
+        assert_eq!(
+            plan_read(&catalog(), &parse_request("GET", "todo", "", Headers::default(), b"").unwrap()).unwrap_err().code,
+            "PGRST205"
+        );
         let p = plan("select=id,lists!inner(id)&lists.id=eq.a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11&order=rank.desc&limit=5").unwrap();
         assert_eq!(p.limit, Some(5));
         assert!(p.order[0].nulls_first);

@@ -14,12 +14,8 @@ pub fn column(table: &Table, alias: &str, field: &Field) -> Result<ColExpr> {
         .column(&field.column)
         .ok_or_else(|| Error::unknown_column(&table.name, &field.column, table.suggest_column(&field.column)))?;
     if !field.path.is_empty() && col.ty != ColumnType::Jsonb {
-        return Err(Error::new(
-            400,
-            "42883",
-            format!("operator does not exist: {} -> unknown", col.ty.pg_display()),
-        )
-        .hint("JSON paths apply to jsonb columns."));
+        return Err(Error::new(400, "42883", format!("operator does not exist: {} -> unknown", col.ty.pg_display()))
+            .hint("JSON paths apply to jsonb columns."));
     }
     Ok(ColExpr { alias: alias.to_string(), column: col.name.clone(), column_type: col.ty, path: field.path.clone(), cast: None })
 }

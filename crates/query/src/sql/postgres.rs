@@ -39,7 +39,10 @@ impl Postgres {
                     b.push(&format!(") AS {r}) AS {}", quote(key)));
                 }
                 OutField::Count { key, join, table, alias } => {
-                    b.push(&format!("json_build_array(json_build_object('count', (SELECT count(*) FROM {} AS {alias} WHERE ", quote(table)));
+                    b.push(&format!(
+                        "json_build_array(json_build_object('count', (SELECT count(*) FROM {} AS {alias} WHERE ",
+                        quote(table)
+                    ));
                     b.join_on(join, alias);
                     b.push(&format!("))) AS {}", quote(key)));
                 }
@@ -190,14 +193,22 @@ impl Dialect for Postgres {
                         .map(|c| {
                             let v = format!("_r.{}", quote(&c.name));
                             if *missing_default {
-                                let d = c.default.as_ref().map(|d| basalt_schema::ddl::default_sql(d, c.ty, DdlDialect::Postgres)).unwrap_or_else(|| "NULL".into());
+                                let d = c
+                                    .default
+                                    .as_ref()
+                                    .map(|d| basalt_schema::ddl::default_sql(d, c.ty, DdlDialect::Postgres))
+                                    .unwrap_or_else(|| "NULL".into());
                                 format!("CASE WHEN _j ? {} THEN {v} ELSE {d} END", basalt_schema::ident::literal(&c.name))
                             } else {
                                 v
                             }
                         })
                         .collect();
-                    b.push(&format!("INSERT INTO {t} AS _ins ({}) SELECT {} FROM jsonb_array_elements(", names.join(", "), values.join(", ")));
+                    b.push(&format!(
+                        "INSERT INTO {t} AS _ins ({}) SELECT {} FROM jsonb_array_elements(",
+                        names.join(", "),
+                        values.join(", ")
+                    ));
                     self.param(&mut b, rows.clone(), Some(ColumnType::Jsonb));
                     b.push(&format!(") WITH ORDINALITY AS _e(_j, _n), LATERAL jsonb_populate_record(NULL::{t}, _j) AS _r ORDER BY _n"));
                 }
@@ -222,7 +233,10 @@ impl Dialect for Postgres {
                     sets.push("\"updated_at\" = now()".into());
                 }
                 if sets.is_empty() {
-                    sets.push(format!("{c} = {alias}.{c}", c = quote(&columns.first().map(|c| c.name.clone()).unwrap_or_else(|| "updated_at".into()))));
+                    sets.push(format!(
+                        "{c} = {alias}.{c}",
+                        c = quote(&columns.first().map(|c| c.name.clone()).unwrap_or_else(|| "updated_at".into()))
+                    ));
                 }
                 b.push(&format!("UPDATE {t} AS {alias} SET {} FROM jsonb_populate_record(NULL::{t}, ", sets.join(", ")));
                 self.param(&mut b, values.clone(), Some(ColumnType::Jsonb));
@@ -256,4 +270,3 @@ impl Dialect for Postgres {
         MutateSql::Single(b.finish())
     }
 }
-

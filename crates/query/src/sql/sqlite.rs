@@ -238,7 +238,11 @@ impl Dialect for Sqlite {
                         .map(|c| {
                             let v = self.extract("_j.value", c);
                             if *missing_default {
-                                let d = c.default.as_ref().map(|d| basalt_schema::ddl::default_sql(d, c.ty, DdlDialect::Sqlite)).unwrap_or_else(|| "NULL".into());
+                                let d = c
+                                    .default
+                                    .as_ref()
+                                    .map(|d| basalt_schema::ddl::default_sql(d, c.ty, DdlDialect::Sqlite))
+                                    .unwrap_or_else(|| "NULL".into());
                                 let path = basalt_schema::ident::literal(&format!("$.\"{}\"", c.name));
                                 format!("CASE WHEN json_type(_j.value, {path}) IS NULL THEN {d} ELSE {v} END")
                             } else {
@@ -246,7 +250,11 @@ impl Dialect for Sqlite {
                             }
                         })
                         .collect();
-                    b.push(&format!("INSERT INTO {t} ({}) SELECT {} FROM json_each(?1) AS _j WHERE true", names.join(", "), values.join(", ")));
+                    b.push(&format!(
+                        "INSERT INTO {t} ({}) SELECT {} FROM json_each(?1) AS _j WHERE true",
+                        names.join(", "),
+                        values.join(", ")
+                    ));
                 }
                 if let Some(oc) = on_conflict {
                     let target: Vec<String> = oc.columns.iter().map(|c| quote(c)).collect();
@@ -262,7 +270,8 @@ impl Dialect for Sqlite {
                     }
                 }
                 b.push(" RETURNING rowid");
-                let max_rowid = on_conflict.as_ref().map(|_| Fragment { sql: format!("SELECT coalesce(max(rowid), 0) FROM {t}"), params: vec![] });
+                let max_rowid =
+                    on_conflict.as_ref().map(|_| Fragment { sql: format!("SELECT coalesce(max(rowid), 0) FROM {t}"), params: vec![] });
                 MutateSql::Steps { max_rowid, collect: b.finish(), read, finish: None }
             }
             MutateKind::Update { alias, columns, values, conds, touch_updated_at } => {

@@ -28,7 +28,13 @@ fn read(d: &dyn Dialect, q: &str) -> ReadSql {
 #[test]
 fn sqlite_read() {
     let r = read(&Sqlite, "select=id,done,lists(id)&rank=gt.3&tags=cs.{a}&order=rank.desc&limit=2");
-    assert!(r.body.sql.starts_with("SELECT count(*), coalesce(json_group_array(json_object('id', _t0.\"id\", 'done', json(CASE WHEN _t0.\"done\""), "{}", r.body.sql);
+    assert!(
+        r.body
+            .sql
+            .starts_with("SELECT count(*), coalesce(json_group_array(json_object('id', _t0.\"id\", 'done', json(CASE WHEN _t0.\"done\""),
+        "{}",
+        r.body.sql
+    );
     assert!(r.body.sql.contains("WHERE _t0.\"rank\" > ?1 AND basalt_contains(_t0.\"tags\", ?2)"), "{}", r.body.sql);
     assert!(r.body.sql.contains("ORDER BY _t0.\"rank\" DESC NULLS FIRST LIMIT ?3"), "{}", r.body.sql);
     assert_eq!(r.body.params.len(), 3);
@@ -46,13 +52,28 @@ fn postgres_read() {
 
 #[test]
 fn writes() {
-    let mut req = parse_request("POST", "todos", "select=id", Headers { prefer: Some("return=representation"), ..Default::default() }, b"[{\"rank\":1}]").unwrap();
+    let mut req = parse_request(
+        "POST",
+        "todos",
+        "select=id",
+        Headers { prefer: Some("return=representation"), ..Default::default() },
+        b"[{\"rank\":1}]",
+    )
+    .unwrap();
     req.prefer.resolution = None;
     let plan = plan_mutate(&catalog(), &req).unwrap();
     let MutateSql::Single(pg) = Postgres.mutate(&plan) else { panic!() };
-    assert!(pg.sql.starts_with("WITH _m AS (INSERT INTO \"todos\" AS _ins (\"rank\") SELECT _r.\"rank\" FROM jsonb_array_elements($1::jsonb)"), "{}", pg.sql);
+    assert!(
+        pg.sql.starts_with("WITH _m AS (INSERT INTO \"todos\" AS _ins (\"rank\") SELECT _r.\"rank\" FROM jsonb_array_elements($1::jsonb)"),
+        "{}",
+        pg.sql
+    );
     let MutateSql::Steps { collect, read, .. } = Sqlite.mutate(&plan) else { panic!() };
-    assert!(collect.sql.contains("SELECT (_j.value ->> '$.\"rank\"') FROM json_each(?1) AS _j WHERE true RETURNING rowid"), "{}", collect.sql);
+    assert!(
+        collect.sql.contains("SELECT (_j.value ->> '$.\"rank\"') FROM json_each(?1) AS _j WHERE true RETURNING rowid"),
+        "{}",
+        collect.sql
+    );
     assert!(read.unwrap().sql.contains("FROM json_each(?1) AS _ids JOIN \"todos\" AS _t0 ON _t0.rowid = _ids.value ORDER BY _ids.key"));
 }
 

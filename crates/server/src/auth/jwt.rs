@@ -13,7 +13,9 @@ const KEY_IAT: i64 = 1_735_689_600;
 const KEY_EXP: i64 = 2_366_841_600;
 const CACHE_LIMIT: usize = 10_000;
 
+/// The PostgreSQL role a request runs as (the names are Supabase's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)]
 pub enum Role {
     Anon,
     Authenticated,
@@ -85,7 +87,14 @@ impl JwtKeys {
 
     /// The project key for `role` ("anon" or "service_role").
     pub fn project_key(&self, role: &str) -> String {
-        self.sign(&Claims { role: role.into(), sub: None, iss: Some("basalt".into()), iat: Some(KEY_IAT), exp: KEY_EXP, extra: Default::default() })
+        self.sign(&Claims {
+            role: role.into(),
+            sub: None,
+            iss: Some("basalt".into()),
+            iat: Some(KEY_IAT),
+            exp: KEY_EXP,
+            extra: Default::default(),
+        })
     }
 
     /// Verifies a token: HS256 only (so `alg: none` and other algorithms fail), signature,

@@ -12,6 +12,8 @@ use crate::error::{ApiError, ApiResult};
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub role: Role,
+    /// The verified claims, for `auth.uid()`/`auth.jwt()` in policies.
+    #[allow(dead_code)]
     pub claims: Claims,
 }
 

@@ -77,7 +77,10 @@ fn definition(t: &Table) -> Value {
             notes.push("Note:\nThis is a Primary Key.<pk/>".into());
         }
         for fk in t.foreign_keys.iter().filter(|f| f.columns.contains(&c.name)) {
-            notes.push(format!("Note:\nThis is a Foreign Key to `{}.{}`.<fk table='{}' column='{}'/>", fk.ref_table, fk.ref_columns[0], fk.ref_table, fk.ref_columns[0]));
+            notes.push(format!(
+                "Note:\nThis is a Foreign Key to `{}.{}`.<fk table='{}' column='{}'/>",
+                fk.ref_table, fk.ref_columns[0], fk.ref_table, fk.ref_columns[0]
+            ));
         }
         let mut p = json!({"type": c.ty.json_type(), "format": c.ty.format_name()});
         if c.ty.is_array() {

@@ -93,10 +93,13 @@ pub fn write(req: &ApiRequest, plan: &MutatePlan, r: WriteResult) -> ApiResult<R
         (true, Some(body)) => {
             let (ct, body) = match req.accept {
                 MediaType::SingleObject => ("application/vnd.pgrst.object+json; charset=utf-8", unwrap_single(&body, r.affected)?),
-                MediaType::Csv => ("text/csv; charset=utf-8", match &plan.returning {
-                    Some(p) => to_csv(p, &body)?,
-                    None => body,
-                }),
+                MediaType::Csv => (
+                    "text/csv; charset=utf-8",
+                    match &plan.returning {
+                        Some(p) => to_csv(p, &body)?,
+                        None => body,
+                    },
+                ),
                 MediaType::Json => (JSON, body),
             };
             build(status, Some(ct), body, &headers)

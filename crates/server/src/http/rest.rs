@@ -18,17 +18,23 @@ use crate::auth::Role;
 use crate::error::{ApiError, ApiResult};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/", get(openapi::document)).route(
-        "/{table}",
-        get(handle).head(handle).post(handle).patch(handle).delete(handle).put(unsupported),
-    )
+    Router::new()
+        .route("/", get(openapi::document))
+        .route("/{table}", get(handle).head(handle).post(handle).patch(handle).delete(handle).put(unsupported))
 }
 
 async fn unsupported() -> ApiError {
     RestError::new(405, "PGRST117", "Unsupported HTTP method: PUT").into()
 }
 
-async fn handle(State(app): State<AppState>, method: Method, Path(table): Path<String>, RawQuery(query): RawQuery, headers: HeaderMap, body: Body) -> Response {
+async fn handle(
+    State(app): State<AppState>,
+    method: Method,
+    Path(table): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     match run(&app, &method, &table, query.as_deref().unwrap_or_default(), &headers, body).await {
         Ok(r) => r,
         Err(e) => respond::error(e),
@@ -47,7 +53,8 @@ async fn run(app: &AppState, method: &Method, table: &str, query: &str, headers:
     }
     let bytes = to_bytes(body, app.config.max_body_bytes).await.map_err(|_| too_large())?;
     let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let req = parse_request(method.as_str(), table, query, Headers { prefer: h("prefer"), accept: h("accept"), range: h("range") }, &bytes)?;
+    let req =
+        parse_request(method.as_str(), table, query, Headers { prefer: h("prefer"), accept: h("accept"), range: h("range") }, &bytes)?;
     let catalog = &app.catalog;
     match req.action {
         Action::Read { head } => {
@@ -63,10 +70,18 @@ async fn run(app: &AppState, method: &Method, table: &str, query: &str, headers:
         _ => {
             let plan = plan_mutate(catalog, &req)?;
             authorize(&ident, table)?;
-            if matches!(req.action, Action::Update | Action::Delete) && req.filters.is_empty() && req.logic.is_empty() && ident.role != Role::ServiceRole {
-                return Err(RestError::new(400, "21000", format!("{} requires a WHERE clause", if req.action == Action::Update { "UPDATE" } else { "DELETE" }))
-                    .hint("Add a filter; only the service_role key may change every row at once.")
-                    .into());
+            if matches!(req.action, Action::Update | Action::Delete)
+                && req.filters.is_empty()
+                && req.logic.is_empty()
+                && ident.role != Role::ServiceRole
+            {
+                return Err(RestError::new(
+                    400,
+                    "21000",
+                    format!("{} requires a WHERE clause", if req.action == Action::Update { "UPDATE" } else { "DELETE" }),
+                )
+                .hint("Add a filter; only the service_role key may change every row at once.")
+                .into());
             }
             let single = req.accept == MediaType::SingleObject;
             let sql = app.store.dialect().mutate(&plan);

@@ -48,7 +48,9 @@ impl PgStore {
     }
 
     async fn client(&self) -> ApiResult<deadpool_postgres::Object> {
-        self.pool.get().await.map_err(|e| ApiError::Rest(RestError::new(503, "PGRST001", "Database client error. Retrying the connection.").details(e.to_string())))
+        self.pool.get().await.map_err(|e| {
+            ApiError::Rest(RestError::new(503, "PGRST001", "Database client error. Retrying the connection.").details(e.to_string()))
+        })
     }
 
     pub async fn read(&self, sql: &ReadSql) -> ApiResult<ReadResult> {

@@ -64,7 +64,13 @@ impl SqliteStore {
         )?;
         let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2);
         let readers = (0..n).map(|_| open_conn(&path, true).map(Mutex::new)).collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(SqliteStore { path, writer: Mutex::new(writer), readers, next: AtomicUsize::new(0), catalog: RwLock::new(Arc::new(Catalog::default())) })
+        Ok(SqliteStore {
+            path,
+            writer: Mutex::new(writer),
+            readers,
+            next: AtomicUsize::new(0),
+            catalog: RwLock::new(Arc::new(Catalog::default())),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -93,7 +99,8 @@ impl SqliteStore {
                 conn.execute_batch("BEGIN")?;
             }
             let mut stmt = conn.prepare_cached(&sql.body.sql)?;
-            let (rows, body): (i64, String) = stmt.query_row(params_from_iter(sql.body.params.iter().map(to_sql)), |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let (rows, body): (i64, String) =
+                stmt.query_row(params_from_iter(sql.body.params.iter().map(to_sql)), |r| Ok((r.get(0)?, r.get(1)?)))?;
             let total = match &sql.count {
                 Some(c) => {
                     let mut stmt = conn.prepare_cached(&c.sql)?;
@@ -214,7 +221,10 @@ fn introspect(conn: &Connection) -> rusqlite::Result<DbState> {
     )?;
     let tables: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
     for t in tables {
-        let columns: Vec<String> = conn.prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")?.query_map([&t], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        let columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")?
+            .query_map([&t], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
         let indexes: Vec<String> = conn
             .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL")?
             .query_map([&t], |r| r.get(0))?
@@ -238,7 +248,9 @@ pub fn map_sqlite_error(catalog: &Catalog, e: rusqlite::Error) -> ApiError {
         }
         _ => return ApiError::internal(e),
     };
-    let rest = |sqlstate: &str, message: String| ApiError::Rest(RestError::new(crate::error::status_for_sqlstate(sqlstate, false), sqlstate, message));
+    let rest = |sqlstate: &str, message: String| {
+        ApiError::Rest(RestError::new(crate::error::status_for_sqlstate(sqlstate, false), sqlstate, message))
+    };
     match code {
         // SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT_PRIMARYKEY
         2067 | 1555 => {
@@ -258,8 +270,12 @@ pub fn map_sqlite_error(catalog: &Catalog, e: rusqlite::Error) -> ApiError {
                     if t.primary_key == names {
                         Some(format!("{table}_pkey"))
                     } else {
-                        t.uniques.iter().find(|u| u.columns == names).map(|u| u.name.clone())
-                            .or_else(|| t.indexes.iter().find(|i| i.unique && i.columns.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>() == names).map(|i| i.name.clone()))
+                        t.uniques.iter().find(|u| u.columns == names).map(|u| u.name.clone()).or_else(|| {
+                            t.indexes
+                                .iter()
+                                .find(|i| i.unique && i.columns.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>() == names)
+                                .map(|i| i.name.clone())
+                        })
                     }
                 })
                 .unwrap_or_else(|| format!("{table}_{}_key", names.join("_")));
@@ -281,12 +297,11 @@ pub fn map_sqlite_error(catalog: &Catalog, e: rusqlite::Error) -> ApiError {
         // SQLITE_CONSTRAINT_CHECK
         275 => {
             let name = msg.trim_start_matches("CHECK constraint failed: ");
-            let table = catalog.tables.values().find(|t| t.checks.iter().any(|c| c.name == name)).map(|t| t.name.clone()).unwrap_or_default();
+            let table =
+                catalog.tables.values().find(|t| t.checks.iter().any(|c| c.name == name)).map(|t| t.name.clone()).unwrap_or_default();
             rest("23514", format!("new row for relation \"{table}\" violates check constraint \"{name}\""))
         }
-        c if c & 0xff == 5 || c & 0xff == 6 => {
-            ApiError::Rest(RestError::new(503, "PGRST000", "Database is busy").details(msg))
-        }
+        c if c & 0xff == 5 || c & 0xff == 6 => ApiError::Rest(RestError::new(503, "PGRST000", "Database is busy").details(msg)),
         _ => ApiError::internal(format!("sqlite: {e}")),
     }
 }

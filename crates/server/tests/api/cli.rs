@@ -30,7 +30,11 @@ fn keys_without_a_configured_secret_are_stable_per_data_dir() {
 fn schema_check_names_table_column_and_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path().join("bad.toml");
-    std::fs::write(&p, "[tables.a]\ncolumns.id = { type = \"uuid\", primary_key = true }\ncolumns.b = { type = \"uuid\", references = \"nowhere.id\" }\n").expect("write");
+    std::fs::write(
+        &p,
+        "[tables.a]\ncolumns.id = { type = \"uuid\", primary_key = true }\ncolumns.b = { type = \"uuid\", references = \"nowhere.id\" }\n",
+    )
+    .expect("write");
     let (ok, _, err) = run_cli(&["schema", "check", "--schema", p.to_str().expect("path")], &[]);
     assert!(!ok);
     assert!(err.contains("line 3") && err.contains("table a, column b") && err.contains("nowhere.id"), "{err}");

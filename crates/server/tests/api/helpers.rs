@@ -79,6 +79,7 @@ impl TestApp {
             Backend::Postgres => match fresh_database() {
                 Some((u, a, n)) => (Some(u), Some(a), Some(n)),
                 None => {
+                    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI must set BASALT_TEST_DATABASE_URL");
                     eprintln!("BASALT_TEST_DATABASE_URL not set: PostgreSQL half skipped");
                     return None;
                 }
@@ -91,7 +92,10 @@ impl TestApp {
     }
 
     pub fn req(&self, method: Method, path: &str) -> RequestBuilder {
-        self.client.request(method, format!("{}{path}", self.url)).header("apikey", &self.service).header("authorization", format!("Bearer {}", self.service))
+        self.client
+            .request(method, format!("{}{path}", self.url))
+            .header("apikey", &self.service)
+            .header("authorization", format!("Bearer {}", self.service))
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -121,11 +125,21 @@ pub async fn send(rb: RequestBuilder) -> (u16, Value) {
 
 fn start(dir: &std::path::Path, database_url: Option<&str>, env: &[(&str, &str)]) -> Result<(Child, String, String, String), String> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_basalt"));
-    cmd.arg("serve").arg("--schema").arg(dir.join("schema.toml")).arg("--data-dir").arg(dir.join("data")).arg("--listen").arg("127.0.0.1:0");
+    cmd.arg("serve")
+        .arg("--schema")
+        .arg(dir.join("schema.toml"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--listen")
+        .arg("127.0.0.1:0");
     if let Some(u) = database_url {
         cmd.arg("--database-url").arg(u);
     }
-    cmd.env("BASALT_JWT_SECRET", SECRET).env("RUST_LOG", "warn").env_remove("BASALT_DATABASE_URL").stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.env("BASALT_JWT_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .env_remove("BASALT_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -16,7 +16,13 @@ async fn seed(app: &TestApp) -> String {
         {"list_id": home, "title": "Gamma, the third", "rank": 3, "status": "closed"},
         {"list_id": home, "title": "delta"}
     ]);
-    let (s, body) = app.post("/rest/v1/todos?columns=\"list_id\",\"title\",\"rank\",\"tags\",\"meta\",\"price\",\"due\",\"done\",\"status\"", rows, "missing=default").await;
+    let (s, body) = app
+        .post(
+            "/rest/v1/todos?columns=\"list_id\",\"title\",\"rank\",\"tags\",\"meta\",\"price\",\"due\",\"done\",\"status\"",
+            rows,
+            "missing=default",
+        )
+        .await;
     assert_eq!(s, 201, "{body}");
     home
 }
@@ -32,7 +38,10 @@ async fn reads(b: Backend) {
     let (s, rows) = app.get("/rest/v1/todos?select=*&title=eq.alpha").await;
     assert_eq!(s, 200);
     let r = &rows[0];
-    assert_eq!((r["done"].clone(), r["rank"].clone(), r["tags"].clone(), r["meta"].clone()), (json!(false), json!(1), json!(["a", "b"]), json!({"k": {"n": 1}})));
+    assert_eq!(
+        (r["done"].clone(), r["rank"].clone(), r["tags"].clone(), r["meta"].clone()),
+        (json!(false), json!(1), json!(["a", "b"]), json!({"k": {"n": 1}}))
+    );
     assert_eq!((r["price"].as_f64(), r["due"].as_str(), r["status"].as_str()), (Some(1.5), Some("2026-01-02"), Some("open")));
     let ts = r["created_at"].as_str().expect("timestamp");
     assert!(ts.len() >= 25 && ts.ends_with("+00:00") && &ts[10..11] == "T", "{ts}");
@@ -88,7 +97,10 @@ async fn embeds(b: Backend) {
     let (_, rows) = app.get("/rest/v1/todos?select=title,lists(name)&rank=eq.1").await;
     assert_eq!(rows, json!([{"title": "alpha", "lists": {"name": "home"}}]));
     let (_, rows) = app.get("/rest/v1/lists?select=name,items:todos(title)&items.order=rank.desc&items.limit=2&order=name").await;
-    assert_eq!(rows, json!([{"name": "empty", "items": []}, {"name": "home", "items": [{"title": "delta"}, {"title": "Gamma, the third"}]}]));
+    assert_eq!(
+        rows,
+        json!([{"name": "empty", "items": []}, {"name": "home", "items": [{"title": "delta"}, {"title": "Gamma, the third"}]}])
+    );
     let (_, rows) = app.get("/rest/v1/lists?select=name,todos!inner(title)&todos.rank=eq.2").await;
     assert_eq!(rows, json!([{"name": "home", "todos": [{"title": "beta"}]}]));
     let (_, rows) = app.get("/rest/v1/lists?select=name,todos(title)&todos=is.null").await;
@@ -108,7 +120,8 @@ async fn embeds(b: Backend) {
 async fn ranges_and_counts(b: Backend) {
     let Some(app) = TestApp::spawn(b, crate::SCHEMA).await else { return };
     seed(&app).await;
-    let res = app.req(Method::GET, "/rest/v1/todos?select=title&order=rank&limit=2").header("prefer", "count=exact").send().await.expect("send");
+    let res =
+        app.req(Method::GET, "/rest/v1/todos?select=title&order=rank&limit=2").header("prefer", "count=exact").send().await.expect("send");
     assert_eq!(res.status().as_u16(), 206);
     assert_eq!(res.headers()["content-range"], "0-1/4");
     let res = app.req(Method::GET, "/rest/v1/todos?select=title").send().await.expect("send");
@@ -124,12 +137,18 @@ async fn ranges_and_counts(b: Backend) {
     let (s, e) = app.get("/rest/v1/todos?limit=-1").await;
     assert_eq!((s, e["code"].as_str()), (416, Some("PGRST103")));
     // Single object.
-    let (s, o) = send(app.req(Method::GET, "/rest/v1/todos?select=title&rank=eq.1").header("accept", "application/vnd.pgrst.object+json")).await;
+    let (s, o) =
+        send(app.req(Method::GET, "/rest/v1/todos?select=title&rank=eq.1").header("accept", "application/vnd.pgrst.object+json")).await;
     assert_eq!((s, o), (200, json!({"title": "alpha"})));
     let (s, e) = send(app.req(Method::GET, "/rest/v1/todos?select=title").header("accept", "application/vnd.pgrst.object+json")).await;
     assert_eq!((s, e["code"].as_str(), e["details"].as_str()), (406, Some("PGRST116"), Some("The result contains 4 rows")));
     // CSV.
-    let res = app.req(Method::GET, "/rest/v1/todos?select=title,rank&order=rank&limit=3").header("accept", "text/csv").send().await.expect("send");
+    let res = app
+        .req(Method::GET, "/rest/v1/todos?select=title,rank&order=rank&limit=3")
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(res.text().await.expect("text"), "title,rank\nalpha,1\nbeta,2\n\"Gamma, the third\",3");
     let (s, e) = send(app.req(Method::GET, "/rest/v1/todos").header("accept", "image/png")).await;
     assert_eq!((s, e["code"].as_str()), (406, Some("PGRST107")));

@@ -11,21 +11,48 @@ async fn inserts(b: Backend) {
     assert_eq!(res.status().as_u16(), 201);
     assert_eq!(res.headers()["content-range"], "*/*");
     assert_eq!(res.text().await.expect("text"), "");
-    let (s, row) = send(app.req(Method::POST, "/rest/v1/todos?select=*").header("prefer", "return=representation").header("accept", "application/vnd.pgrst.object+json").json(&json!({"title": "t"}))).await;
+    let (s, row) = send(
+        app.req(Method::POST, "/rest/v1/todos?select=*")
+            .header("prefer", "return=representation")
+            .header("accept", "application/vnd.pgrst.object+json")
+            .json(&json!({"title": "t"})),
+    )
+    .await;
     assert_eq!(s, 201);
-    assert_eq!((row["tags"].clone(), row["meta"].clone(), row["done"].clone(), row["status"].clone()), (json!([]), json!({}), json!(false), json!("open")));
+    assert_eq!(
+        (row["tags"].clone(), row["meta"].clone(), row["done"].clone(), row["status"].clone()),
+        (json!([]), json!({}), json!(false), json!("open"))
+    );
     assert_eq!(row["created_at"], row["updated_at"]);
     // Bulk with columns=: columns left out take their default; keys absent from a row are NULL,
     // or the default with missing=default.
-    let (s, rows) = app.post("/rest/v1/todos?columns=\"title\",\"done\"&select=title,rank,done", json!([{"title": "x", "done": true}, {"title": "y"}]), "return=representation").await;
+    let (s, rows) = app
+        .post(
+            "/rest/v1/todos?columns=\"title\",\"done\"&select=title,rank,done",
+            json!([{"title": "x", "done": true}, {"title": "y"}]),
+            "return=representation",
+        )
+        .await;
     assert_eq!((s, rows), (201, json!([{"title": "x", "rank": null, "done": true}, {"title": "y", "rank": null, "done": null}])));
-    let (_, rows) = app.post("/rest/v1/todos?columns=\"title\",\"done\"&select=title,done", json!([{"title": "z"}]), "return=representation,missing=default").await;
+    let (_, rows) = app
+        .post(
+            "/rest/v1/todos?columns=\"title\",\"done\"&select=title,done",
+            json!([{"title": "z"}]),
+            "return=representation,missing=default",
+        )
+        .await;
     assert_eq!(rows, json!([{"title": "z", "done": false}]));
     // Keys outside columns= are ignored.
     let (s, _) = app.post("/rest/v1/todos?columns=\"title\"", json!([{"title": "w", "bogus": 1}]), "").await;
     assert_eq!(s, 201);
     // Count on insert.
-    let res = app.req(Method::POST, "/rest/v1/lists").header("prefer", "count=exact").json(&json!([{"name": "c1"}, {"name": "c2"}])).send().await.expect("send");
+    let res = app
+        .req(Method::POST, "/rest/v1/lists")
+        .header("prefer", "count=exact")
+        .json(&json!([{"name": "c1"}, {"name": "c2"}]))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(res.headers()["content-range"], "*/2");
 }
 
@@ -33,19 +60,39 @@ async fn upserts(b: Backend) {
     let Some(app) = TestApp::spawn(b, crate::SCHEMA).await else { return };
     let (s, _) = app.post("/rest/v1/notes", json!([{"id": 1, "body": "one"}, {"id": 2, "body": "two"}]), "").await;
     assert_eq!(s, 201);
-    let res = app.req(Method::POST, "/rest/v1/notes?select=id,body").header("prefer", "resolution=merge-duplicates, return=representation").json(&json!([{"id": 1, "body": "uno"}])).send().await.expect("send");
+    let res = app
+        .req(Method::POST, "/rest/v1/notes?select=id,body")
+        .header("prefer", "resolution=merge-duplicates, return=representation")
+        .json(&json!([{"id": 1, "body": "uno"}]))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(res.status().as_u16(), 200, "nothing new was inserted");
     assert_eq!(res.headers()["preference-applied"], "resolution=merge-duplicates, return=representation");
     assert_eq!(res.json::<serde_json::Value>().await.expect("json"), json!([{"id": 1, "body": "uno"}]));
-    let (s, rows) = app.post("/rest/v1/notes?select=id,body", json!([{"id": 2, "body": "dos"}, {"id": 3, "body": "tres"}]), "resolution=merge-duplicates,return=representation").await;
+    let (s, rows) = app
+        .post(
+            "/rest/v1/notes?select=id,body",
+            json!([{"id": 2, "body": "dos"}, {"id": 3, "body": "tres"}]),
+            "resolution=merge-duplicates,return=representation",
+        )
+        .await;
     assert_eq!((s, rows), (201, json!([{"id": 2, "body": "dos"}, {"id": 3, "body": "tres"}])));
-    let (_, rows) = app.post("/rest/v1/notes?select=id,body", json!([{"id": 3, "body": "drei"}, {"id": 4, "body": "vier"}]), "resolution=ignore-duplicates,return=representation").await;
+    let (_, rows) = app
+        .post(
+            "/rest/v1/notes?select=id,body",
+            json!([{"id": 3, "body": "drei"}, {"id": 4, "body": "vier"}]),
+            "resolution=ignore-duplicates,return=representation",
+        )
+        .await;
     assert_eq!(rows, json!([{"id": 4, "body": "vier"}]));
     let (_, rows) = app.get("/rest/v1/notes?select=body&order=id").await;
     assert_eq!(rows, json!([{"body": "uno"}, {"body": "dos"}, {"body": "tres"}, {"body": "vier"}]));
     // on_conflict on a unique column.
     app.post("/rest/v1/lists", json!({"name": "same"}), "").await;
-    let (s, rows) = app.post("/rest/v1/lists?on_conflict=name&select=name", json!({"name": "same"}), "resolution=merge-duplicates,return=representation").await;
+    let (s, rows) = app
+        .post("/rest/v1/lists?on_conflict=name&select=name", json!({"name": "same"}), "resolution=merge-duplicates,return=representation")
+        .await;
     assert_eq!((s, rows), (200, json!([{"name": "same"}])));
     let (s, e) = app.post("/rest/v1/notes?on_conflict=body", json!({"id": 9, "body": "x"}), "resolution=merge-duplicates").await;
     assert_eq!((s, e["code"].as_str()), (400, Some("42P10")));
@@ -55,17 +102,34 @@ async fn updates_and_deletes(b: Backend) {
     let Some(app) = TestApp::spawn(b, crate::SCHEMA).await else { return };
     let (_, lists) = app.post("/rest/v1/lists?select=id", json!({"name": "l"}), "return=representation").await;
     let list = lists[0]["id"].clone();
-    let (_, rows) = app.post("/rest/v1/todos?select=id,created_at", json!([{"title": "a", "list_id": list, "rank": 1}, {"title": "b", "list_id": list, "rank": 2}]), "return=representation").await;
+    let (_, rows) = app
+        .post(
+            "/rest/v1/todos?select=id,created_at",
+            json!([{"title": "a", "list_id": list, "rank": 1}, {"title": "b", "list_id": list, "rank": 2}]),
+            "return=representation",
+        )
+        .await;
     let a_id = rows[0]["id"].as_str().expect("id").to_string();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let res = app.req(Method::PATCH, "/rest/v1/todos?rank=eq.1").json(&json!({"done": true})).send().await.expect("send");
     assert_eq!((res.status().as_u16(), res.headers()["content-range"].to_str().expect("h")), (204, "0-0/*"));
-    let (s, rows) = app.patch(&format!("/rest/v1/todos?id=eq.{a_id}&select=title,done,rank,created_at,updated_at"), json!({"rank": 10, "meta": {"x": [1, 2]}}), "return=representation").await;
+    let (s, rows) = app
+        .patch(
+            &format!("/rest/v1/todos?id=eq.{a_id}&select=title,done,rank,created_at,updated_at"),
+            json!({"rank": 10, "meta": {"x": [1, 2]}}),
+            "return=representation",
+        )
+        .await;
     assert_eq!(s, 200);
     assert_eq!((rows[0]["done"].clone(), rows[0]["rank"].clone()), (json!(true), json!(10)));
     assert!(rows[0]["updated_at"].as_str() > rows[0]["created_at"].as_str(), "updated_at is maintained: {rows}");
     // Single-object update touching two rows: refused, rolled back.
-    let (s, e) = send(app.req(Method::PATCH, "/rest/v1/todos?rank=gt.0").header("accept", "application/vnd.pgrst.object+json").json(&json!({"title": "same"}))).await;
+    let (s, e) = send(
+        app.req(Method::PATCH, "/rest/v1/todos?rank=gt.0")
+            .header("accept", "application/vnd.pgrst.object+json")
+            .json(&json!({"title": "same"})),
+    )
+    .await;
     assert_eq!((s, e["code"].as_str()), (406, Some("PGRST116")));
     let (_, rows) = app.get("/rest/v1/todos?select=title&order=rank").await;
     assert_eq!(rows, json!([{"title": "b"}, {"title": "a"}]));
