@@ -37,8 +37,8 @@ fn err(table: &str, column: Option<&str>, line: Option<usize>, msg: impl std::fm
 }
 
 fn build_table(source: &str, name: &str, def: &TableDef, line: Option<usize>) -> Result<Table> {
-    if !ident::is_valid(name) || name.starts_with("_basalt") {
-        return Err(err(name, None, line, "table names are lowercase snake_case, not starting with _basalt"));
+    if !ident::is_valid(name) || name.starts_with("_basalt") || name.starts_with("auth_") {
+        return Err(err(name, None, line, "table names are lowercase snake_case, not starting with _basalt or auth_ (reserved)"));
     }
     if def.columns.is_empty() {
         return Err(err(name, None, line, "a table needs at least one column"));
@@ -100,20 +100,45 @@ fn build_table(source: &str, name: &str, def: &TableDef, line: Option<usize>) ->
             None => return Err(err(name, Some(owner), line, "owner names a column the table does not have")),
         }
     }
-    let policies = def
-        .policies
-        .iter()
-        .map(|p| {
-            let p = p.get_ref();
-            Policy {
-                name: p.name.clone(),
-                command: p.command.to_ascii_lowercase(),
-                roles: p.roles.clone(),
-                using: p.using.clone(),
-                with_check: p.with_check.clone(),
+    let mut policies = Vec::new();
+    if let Some(owner) = &def.owner {
+        let own = crate::policy::parse(&format!("{owner} = auth.uid()")).map_err(|e| err(name, Some(owner), line, e))?;
+        policies.push(Policy {
+            name: format!("{name}: owner {owner} has all access"),
+            command: "all".into(),
+            roles: vec!["authenticated".into()],
+            using: Some(own.clone()),
+            with_check: Some(own),
+        });
+    }
+    for p in &def.policies {
+        let pline = Some(line_of(source, p.span().start));
+        policies.push(build_policy(name, &columns, p.get_ref(), pline)?);
+    }
+    let on_signup = match &def.on_signup {
+        None => Vec::new(),
+        Some(map) => {
+            let hline = Some(line_of(source, map.span().start));
+            let mut out = Vec::new();
+            for (col, src) in map.get_ref() {
+                if !columns.contains_key(col) {
+                    return Err(err(name, Some(col), hline, "on_signup names a column the table does not have"));
+                }
+                let ok = matches!(src.as_str(), "id" | "email" | "phone")
+                    || src.strip_prefix("user_metadata.").or_else(|| src.strip_prefix("app_metadata.")).is_some_and(|k| !k.is_empty());
+                if !ok {
+                    return Err(err(
+                        name,
+                        Some(col),
+                        hline,
+                        format!("on_signup value \"{src}\" is not id, email, phone, user_metadata.<key> or app_metadata.<key>"),
+                    ));
+                }
+                out.push((col.clone(), src.clone()));
             }
-        })
-        .collect();
+            out
+        }
+    };
     let maintains_updated_at = columns.get("updated_at").is_some_and(|c| c.ty == ColumnType::Timestamptz);
     let foreign_keys = Vec::new();
     Ok(Table {
@@ -128,6 +153,53 @@ fn build_table(source: &str, name: &str, def: &TableDef, line: Option<usize>) ->
         maintains_updated_at,
         owner: def.owner.clone(),
         policies,
+        on_signup,
+    })
+}
+
+fn build_policy(table: &str, columns: &IndexMap<String, Column>, p: &crate::file::PolicyDef, line: Option<usize>) -> Result<Policy> {
+    let command = p.command.to_ascii_lowercase();
+    if !["select", "insert", "update", "delete", "all"].contains(&command.as_str()) {
+        return Err(err(table, None, line, format!("policy \"{}\": command is select, insert, update, delete or all", p.name)));
+    }
+    for r in &p.roles {
+        if !["anon", "authenticated", "public"].contains(&r.as_str()) {
+            return Err(err(table, None, line, format!("policy \"{}\": role {r} is not anon, authenticated or public", p.name)));
+        }
+    }
+    let parse = |src: &Option<String>, what: &str| -> Result<Option<crate::policy::Expr>> {
+        match src {
+            None => Ok(None),
+            Some(s) => crate::policy::parse(s).map(Some).map_err(|e| err(table, None, line, format!("policy \"{}\" {what}: {e}", p.name))),
+        }
+    };
+    let using = parse(&p.using, "using")?;
+    let with_check = parse(&p.with_check, "with_check")?;
+    if using.is_none() && with_check.is_none() {
+        return Err(err(table, None, line, format!("policy \"{}\" needs using or with_check", p.name)));
+    }
+    if command == "insert" && using.is_some() {
+        return Err(err(table, None, line, format!("policy \"{}\": an insert policy takes with_check only", p.name)));
+    }
+    if command == "select" && with_check.is_some() || command == "delete" && with_check.is_some() {
+        return Err(err(table, None, line, format!("policy \"{}\": a {command} policy takes using only", p.name)));
+    }
+    for e in [&using, &with_check].into_iter().flatten() {
+        let mut cols = Vec::new();
+        crate::policy::columns(e, &mut cols, None);
+        for (qual, col, scope) in cols {
+            let own_table = qual.as_deref().is_none_or(|q| q == table) && scope.is_none();
+            if own_table && !columns.contains_key(&col) {
+                return Err(err(table, Some(&col), line, format!("policy \"{}\" names a column the table does not have", p.name)));
+            }
+        }
+    }
+    Ok(Policy {
+        name: p.name.clone(),
+        command,
+        roles: if p.roles.is_empty() { vec!["anon".into(), "authenticated".into()] } else { p.roles.clone() },
+        using,
+        with_check,
     })
 }
 
@@ -196,6 +268,19 @@ fn build_indexes(source: &str, table: &str, def: &TableDef, columns: &IndexMap<S
     Ok(out)
 }
 
+fn parse_on_delete(t: &str, c: &str, raw: Option<&str>, line: Option<usize>) -> Result<OnDelete> {
+    match raw.map(|s| s.to_ascii_lowercase().replace('_', " ")) {
+        None => Ok(OnDelete::NoAction),
+        Some(s) => match s.as_str() {
+            "cascade" => Ok(OnDelete::Cascade),
+            "set null" => Ok(OnDelete::SetNull),
+            "restrict" => Ok(OnDelete::Restrict),
+            "no action" => Ok(OnDelete::NoAction),
+            _ => Err(err(t, Some(c), line, format!("on_delete is cascade, set null, restrict or no action, not {s}"))),
+        },
+    }
+}
+
 /// Foreign keys need every table first, so they are resolved in a second pass.
 fn resolve_foreign_keys(source: &str, file: &SchemaFile, catalog: &mut Catalog) -> Result<()> {
     for (tname, def) in &file.tables {
@@ -204,6 +289,20 @@ fn resolve_foreign_keys(source: &str, file: &SchemaFile, catalog: &mut Catalog) 
             let line = Some(line_of(source, cdef.span().start));
             let cdef = cdef.get_ref();
             let Some(target) = &cdef.references else { continue };
+            if target == "auth.users" || target == "auth.users.id" {
+                if catalog.tables[tname].columns[cname].ty != ColumnType::Uuid {
+                    return Err(err(tname, Some(cname), line, "a reference to auth.users needs type uuid"));
+                }
+                let on_delete = parse_on_delete(tname, cname, cdef.on_delete.as_deref(), line)?;
+                fks.push(ForeignKey {
+                    name: format!("{tname}_{cname}_fkey"),
+                    columns: vec![cname.clone()],
+                    ref_table: AUTH_USERS.into(),
+                    ref_columns: vec!["id".into()],
+                    on_delete,
+                });
+                continue;
+            }
             let (rt, rc) = match target.rsplit_once('.') {
                 Some((t, c)) if catalog.tables.contains_key(t) => (t.to_string(), Some(c.to_string())),
                 _ => (target.clone(), None),

@@ -29,6 +29,9 @@ pub struct Table {
     pub owner: Option<String>,
     #[serde(default)]
     pub policies: Vec<Policy>,
+    /// Signup hook: (column, user field) pairs inserted for each new user.
+    #[serde(default)]
+    pub on_signup: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,15 +95,27 @@ pub struct Index {
     pub unique: bool,
 }
 
-/// A row-level security policy as declared; compiled by the auth layer.
+/// A row-level security policy (permissive): who, for which command, and the expressions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Policy {
     pub name: String,
+    /// select, insert, update, delete or all
     pub command: String,
+    /// anon, authenticated (service_role bypasses policies)
     pub roles: Vec<String>,
-    pub using: Option<String>,
-    pub with_check: Option<String>,
+    pub using: Option<crate::policy::Expr>,
+    pub with_check: Option<crate::policy::Expr>,
 }
+
+impl Policy {
+    pub fn applies(&self, role: &str, command: &str) -> bool {
+        (self.command == "all" || self.command == command)
+            && (self.roles.is_empty() || self.roles.iter().any(|r| r == role || r == "public"))
+    }
+}
+
+/// The table Supabase apps reference for users.
+pub const AUTH_USERS: &str = "auth.users";
 
 /// How an embedded resource relates to its parent.
 #[derive(Debug, Clone, PartialEq)]

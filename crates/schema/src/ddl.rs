@@ -3,10 +3,11 @@
 
 use std::collections::BTreeSet;
 
-use crate::catalog::{Catalog, Column, Index, Table};
+use crate::catalog::{Catalog, Column, Index, Policy, Table};
 use crate::default::DefaultExpr;
 use crate::diff::{Constraint, DbState, MigrationPlan, MigrationStep};
 use crate::ident::{literal, quote};
+use crate::policy::{Expr, Operand};
 use crate::types::ColumnType;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,14 +31,79 @@ pub fn create_table(t: &Table, dialect: DdlDialect) -> Vec<String> {
 fn create_table_named(t: &Table, name: &str, dialect: DdlDialect) -> Vec<String> {
     let mut parts: Vec<String> = t.columns.values().map(|c| column_def(c, dialect)).collect();
     for c in table_constraints(t) {
-        parts.push(constraint_def(&t.name, &c));
+        parts.push(constraint_def(&t.name, &c, dialect));
     }
     let mut out = vec![format!("CREATE TABLE {} (\n  {}\n)", quote(name), parts.join(",\n  "))];
     out.extend(t.indexes.iter().map(|i| create_index(&t.name, i)));
     if dialect == DdlDialect::Postgres {
         out.push(format!("ALTER TABLE {} ENABLE ROW LEVEL SECURITY", quote(&t.name)));
+        out.push(format!("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO anon, authenticated, service_role", quote(&t.name)));
+        out.extend(t.policies.iter().map(|p| create_policy(&t.name, p)));
     }
     out
+}
+
+/// A table name as SQL: `auth.users` lives in schema `auth` on PostgreSQL and as `auth_users` on SQLite.
+pub fn table_sql(name: &str, dialect: DdlDialect) -> String {
+    match (name.split_once('.'), dialect) {
+        (Some((schema, table)), DdlDialect::Postgres) => format!("{}.{}", quote(schema), quote(table)),
+        (Some((schema, table)), DdlDialect::Sqlite) => quote(&format!("{schema}_{table}")),
+        (None, _) => quote(name),
+    }
+}
+
+/// `CREATE POLICY` for PostgreSQL's native row-level security.
+pub fn create_policy(table: &str, p: &Policy) -> String {
+    let roles = p.roles.iter().map(|r| if r == "public" { "PUBLIC".to_string() } else { quote(r) }).collect::<Vec<_>>().join(", ");
+    let mut s = format!("CREATE POLICY {} ON {} AS PERMISSIVE FOR {} TO {roles}", quote(&p.name), quote(table), p.command.to_uppercase());
+    if let Some(u) = &p.using {
+        s.push_str(&format!(" USING ({})", policy_sql(u)));
+    }
+    if let Some(c) = &p.with_check {
+        s.push_str(&format!(" WITH CHECK ({})", policy_sql(c)));
+    }
+    s
+}
+
+fn policy_sql(e: &Expr) -> String {
+    let join = |v: &[Expr], sep: &str| v.iter().map(|x| format!("({})", policy_sql(x))).collect::<Vec<_>>().join(sep);
+    match e {
+        Expr::Or(v) => join(v, " OR "),
+        Expr::And(v) => join(v, " AND "),
+        Expr::Not(x) => format!("NOT ({})", policy_sql(x)),
+        Expr::Cmp { left, op, right } => format!("{} {} {}", operand_sql(left), op.sql(), operand_sql(right)),
+        Expr::IsNull { operand, negate } => format!("{} IS {}NULL", operand_sql(operand), if *negate { "NOT " } else { "" }),
+        Expr::In { operand, list, negate } => format!(
+            "{} {}IN ({})",
+            operand_sql(operand),
+            if *negate { "NOT " } else { "" },
+            list.iter().map(operand_sql).collect::<Vec<_>>().join(", ")
+        ),
+        Expr::Exists { table, cond } => format!("EXISTS (SELECT 1 FROM {} WHERE {})", quote(table), policy_sql(cond)),
+        Expr::Truthy(o) => operand_sql(o),
+    }
+}
+
+fn operand_sql(o: &Operand) -> String {
+    match o {
+        Operand::Column { table: Some(t), column } => format!("{}.{}", quote(t), quote(column)),
+        Operand::Column { table: None, column } => quote(column),
+        Operand::Text(t) => literal(t),
+        Operand::Number(n) => n.clone(),
+        Operand::Bool(b) => b.to_string(),
+        Operand::Null => "NULL".into(),
+        Operand::AuthUid => "auth.uid()".into(),
+        Operand::AuthRole => "auth.role()".into(),
+        Operand::AuthEmail => "auth.email()".into(),
+        Operand::AuthJwt(steps) => {
+            let mut s = "auth.jwt()".to_string();
+            for (as_text, k) in steps {
+                s.push_str(if *as_text { " ->> " } else { " -> " });
+                s.push_str(&literal(k));
+            }
+            s
+        }
+    }
 }
 
 fn table_constraints(t: &Table) -> Vec<Constraint> {
@@ -107,7 +173,7 @@ fn cols(c: &[String]) -> String {
     c.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
 }
 
-fn constraint_def(table: &str, c: &Constraint) -> String {
+fn constraint_def(table: &str, c: &Constraint, dialect: DdlDialect) -> String {
     let name = quote(&c.name(table));
     match c {
         Constraint::PrimaryKey(pk) => format!("CONSTRAINT {name} PRIMARY KEY ({})", cols(pk)),
@@ -115,7 +181,7 @@ fn constraint_def(table: &str, c: &Constraint) -> String {
         Constraint::ForeignKey(f) => format!(
             "CONSTRAINT {name} FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE {}",
             cols(&f.columns),
-            quote(&f.ref_table),
+            table_sql(&f.ref_table, dialect),
             cols(&f.ref_columns),
             f.on_delete.sql()
         ),
@@ -167,7 +233,13 @@ fn pg_step(step: &MigrationStep) -> Vec<String> {
             out
         }
         MigrationStep::AddConstraint { table, constraint } => {
-            vec![format!("ALTER TABLE {} ADD {}", quote(table), constraint_def(table, constraint))]
+            vec![format!("ALTER TABLE {} ADD {}", quote(table), constraint_def(table, constraint, DdlDialect::Postgres))]
+        }
+        MigrationStep::ReplacePolicies { table, old, new } => {
+            let mut out: Vec<String> =
+                old.iter().map(|p| format!("DROP POLICY IF EXISTS {} ON {}", quote(&p.name), quote(table))).collect();
+            out.extend(new.iter().map(|p| create_policy(table, p)));
+            out
         }
         MigrationStep::DropConstraint { table, name } => {
             vec![format!("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}", quote(table), quote(name))]

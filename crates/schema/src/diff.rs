@@ -3,7 +3,7 @@
 
 use indexmap::IndexMap;
 
-use crate::catalog::{Catalog, CheckConstraint, Column, ForeignKey, Index, Table, UniqueConstraint};
+use crate::catalog::{Catalog, CheckConstraint, Column, ForeignKey, Index, Policy, Table, UniqueConstraint};
 
 /// What introspection found in the database: user tables with their columns and index names.
 #[derive(Debug, Clone, Default)]
@@ -41,13 +41,41 @@ impl Constraint {
 pub enum MigrationStep {
     CreateTable(Table),
     DropTable(String),
-    AddColumn { table: String, column: Column },
-    DropColumn { table: String, column: String },
-    AlterColumn { table: String, from: Column, to: Column },
-    AddConstraint { table: String, constraint: Constraint },
-    DropConstraint { table: String, name: String },
-    CreateIndex { table: String, index: Index },
-    DropIndex { table: String, name: String },
+    AddColumn {
+        table: String,
+        column: Column,
+    },
+    DropColumn {
+        table: String,
+        column: String,
+    },
+    AlterColumn {
+        table: String,
+        from: Column,
+        to: Column,
+    },
+    AddConstraint {
+        table: String,
+        constraint: Constraint,
+    },
+    DropConstraint {
+        table: String,
+        name: String,
+    },
+    CreateIndex {
+        table: String,
+        index: Index,
+    },
+    DropIndex {
+        table: String,
+        name: String,
+    },
+    /// Row-level security policies changed (PostgreSQL recreates them; SQLite plans with them).
+    ReplacePolicies {
+        table: String,
+        old: Vec<Policy>,
+        new: Vec<Policy>,
+    },
 }
 
 impl MigrationStep {
@@ -70,7 +98,8 @@ impl MigrationStep {
             | MigrationStep::AddConstraint { table, .. }
             | MigrationStep::DropConstraint { table, .. }
             | MigrationStep::CreateIndex { table, .. }
-            | MigrationStep::DropIndex { table, .. } => table,
+            | MigrationStep::DropIndex { table, .. }
+            | MigrationStep::ReplacePolicies { table, .. } => table,
         }
     }
 
@@ -89,6 +118,9 @@ impl MigrationStep {
             MigrationStep::DropConstraint { table, name } => format!("drop constraint {name} on {table}"),
             MigrationStep::CreateIndex { table, index } => format!("create index {} on {table}", index.name),
             MigrationStep::DropIndex { table, name } => format!("drop index {name} on {table}"),
+            MigrationStep::ReplacePolicies { table, new, .. } => {
+                format!("replace row-level security policies on {table} ({} policies)", new.len())
+            }
         }
     }
 }
@@ -185,6 +217,9 @@ fn diff_table(steps: &mut Vec<MigrationStep>, db: &DbTable, before: Option<&Tabl
         }
     }
     if let Some(b) = before {
+        if b.policies != want.policies {
+            steps.push(MigrationStep::ReplacePolicies { table: name.clone(), old: b.policies.clone(), new: want.policies.clone() });
+        }
         for idx in &b.indexes {
             if !want.indexes.iter().any(|i| i.name == idx.name) && db.indexes.contains(&idx.name) {
                 steps.push(MigrationStep::DropIndex { table: name.clone(), name: idx.name.clone() });
@@ -200,7 +235,10 @@ fn creation_order(c: &Catalog) -> Vec<&Table> {
     while !pending.is_empty() {
         let before = pending.len();
         pending.retain(|t| {
-            let ready = t.foreign_keys.iter().all(|fk| fk.ref_table == t.name || out.iter().any(|o| o.name == fk.ref_table));
+            let ready = t
+                .foreign_keys
+                .iter()
+                .all(|fk| fk.ref_table == t.name || !c.tables.contains_key(&fk.ref_table) || out.iter().any(|o| o.name == fk.ref_table));
             if ready {
                 out.push(t);
             }

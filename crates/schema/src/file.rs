@@ -39,6 +39,10 @@ pub struct TableDef {
     pub indexes: Vec<Spanned<IndexDef>>,
     #[serde(default)]
     pub policies: Vec<Spanned<PolicyDef>>,
+    /// Signup hook: a row inserted for every new user, column = user field
+    /// (`id`, `email`, `phone`, `user_metadata.<key>`, `app_metadata.<key>`).
+    #[serde(default)]
+    pub on_signup: Option<Spanned<IndexMap<String, String>>>,
 }
 
 fn yes() -> bool {

@@ -12,9 +12,10 @@ pub mod diff;
 mod error;
 mod file;
 pub mod ident;
+pub mod policy;
 mod types;
 
-pub use catalog::{Catalog, CheckConstraint, Column, ForeignKey, Index, OnDelete, Table, UniqueConstraint};
+pub use catalog::{Catalog, CheckConstraint, Column, ForeignKey, Index, OnDelete, Policy, Table, UniqueConstraint, AUTH_USERS};
 pub use ddl::DdlDialect;
 pub use default::DefaultExpr;
 pub use diff::{diff, DbState, MigrationPlan, MigrationStep};

@@ -8,6 +8,9 @@ use axum::Router;
 use basalt_schema::Catalog;
 use tokio::net::TcpListener;
 
+use crate::auth::mailer::Mailer;
+use crate::auth::ratelimit::Limits;
+use crate::auth::service::{AuthService, SignupHook};
 use crate::auth::JwtKeys;
 use crate::config::Config;
 use crate::store::Store;
@@ -20,7 +23,8 @@ pub struct Inner {
     pub config: Config,
     pub store: Store,
     pub catalog: Arc<Catalog>,
-    pub jwt: JwtKeys,
+    pub jwt: Arc<JwtKeys>,
+    pub auth: AuthService,
     pub anon_key: String,
     pub service_key: String,
 }
@@ -33,11 +37,26 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, store: Store, catalog: Catalog, secret: &str) -> Self {
-        let jwt = JwtKeys::new(secret);
+    pub fn new(config: Config, store: Store, catalog: Catalog, secret: &str, base_url: String) -> Self {
+        let jwt = Arc::new(JwtKeys::new(secret));
         let anon_key = jwt.project_key("anon");
         let service_key = jwt.project_key("service_role");
-        AppState(Arc::new(Inner { config, store, catalog: Arc::new(catalog), jwt, anon_key, service_key }))
+        let hooks = catalog
+            .tables
+            .values()
+            .filter(|t| !t.on_signup.is_empty())
+            .map(|t| SignupHook { table: t.name.clone(), columns: t.on_signup.clone() })
+            .collect();
+        let auth = AuthService {
+            store: store.clone(),
+            jwt: jwt.clone(),
+            settings: config.auth.clone(),
+            mailer: Mailer::new(&config.data_dir),
+            limits: Limits::new(config.auth.rate_limit_ip_per_minute, config.auth.rate_limit_email_per_minute),
+            base_url,
+            hooks,
+        };
+        AppState(Arc::new(Inner { config, store, catalog: Arc::new(catalog), jwt, auth, anon_key, service_key }))
     }
 }
 
@@ -47,5 +66,6 @@ pub fn build_router(state: AppState) -> Router {
 
 /// Serves until `shutdown` resolves.
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, build_router(state)).with_graceful_shutdown(shutdown).await
+    let app = build_router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::auth::settings::AuthSettings;
 use crate::cli::StoreArgs;
 
 #[derive(Clone, Deserialize, Default)]
@@ -13,7 +14,6 @@ use crate::cli::StoreArgs;
 pub struct FileConfig {
     pub server: ServerSection,
     pub database: DatabaseSection,
-    pub auth: AuthSection,
 }
 
 #[derive(Clone, Deserialize, Default)]
@@ -34,12 +34,6 @@ pub struct DatabaseSection {
     pub max_rows: Option<i64>,
 }
 
-#[derive(Clone, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthSection {
-    pub jwt_secret: Option<String>,
-}
-
 /// The resolved configuration the server runs with.
 #[derive(Clone)]
 pub struct Config {
@@ -50,6 +44,7 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub pool_size: usize,
     pub max_rows: Option<i64>,
+    pub auth: AuthSettings,
 }
 
 /// Secrets never reach logs: Debug shows whether they are set, not their value.
@@ -84,17 +79,23 @@ pub fn redact_url(url: &str) -> String {
 impl Config {
     /// Layers the config: `file` (if any) under environment and flags (`store`, `listen`).
     pub fn load(file: Option<&Path>, store: &StoreArgs, listen: Option<&str>) -> anyhow::Result<Config> {
-        let fc: FileConfig = match file {
+        let (fc, mut auth_table): (FileConfig, toml::Table) = match file {
             Some(p) if p.exists() => {
                 let text = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
                 let mut table: toml::Table = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-                table.retain(|k, _| ["server", "database", "auth"].contains(&AsRef::<str>::as_ref(k)));
-                table.try_into().map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+                let auth = match table.remove("auth") {
+                    Some(toml::Value::Table(t)) => t,
+                    _ => toml::Table::new(),
+                };
+                table.retain(|k, _| ["server", "database"].contains(&AsRef::<str>::as_ref(k)));
+                (table.try_into().map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?, auth)
             }
-            _ => FileConfig::default(),
+            _ => (FileConfig::default(), toml::Table::new()),
         };
+        let file_secret = auth_table.remove("jwt_secret").and_then(|v| v.as_str().map(str::to_string));
+        let auth: AuthSettings = auth_table.try_into().map_err(|e| anyhow::anyhow!("[auth]: {e}"))?;
         let env_secret = std::env::var("BASALT_JWT_SECRET").ok().filter(|s| !s.is_empty());
-        let jwt_secret = env_secret.or(fc.auth.jwt_secret);
+        let jwt_secret = env_secret.or(file_secret);
         if let Some(s) = &jwt_secret {
             if s.len() < 32 {
                 anyhow::bail!("the JWT secret must be at least 32 characters");
@@ -108,6 +109,7 @@ impl Config {
             max_body_bytes: env_usize("BASALT_MAX_BODY_BYTES").or(fc.server.max_body_bytes).unwrap_or(10 * 1024 * 1024),
             pool_size: env_usize("BASALT_POOL_SIZE").or(fc.database.pool_size).unwrap_or(16),
             max_rows: env_usize("BASALT_MAX_ROWS").map(|n| n as i64).or(fc.database.max_rows),
+            auth: auth.with_env(),
         })
     }
 }

@@ -75,13 +75,14 @@ async fn serve(a: cli::ServeArgs) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(&config.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
-    let state = app::AppState::new(config.clone(), store.clone(), catalog, &secret);
+    let base_url = format!("http://{addr}");
+    let state = app::AppState::new(config.clone(), store.clone(), catalog, &secret, base_url);
     let place = match &store {
         Store::Sqlite(s) => s.path().display().to_string(),
         Store::Postgres(_) => config.database_url.as_deref().map(config::redact_url).unwrap_or_default(),
     };
     println!("Basalt is serving on http://{addr} ({} at {place})", store.backend_name());
-    println!("  REST API:         http://{addr}/rest/v1");
+    println!("  REST API:         http://{addr}/rest/v1   Auth API: http://{addr}/auth/v1");
     println!("  anon key:         {}", state.anon_key);
     println!("  service_role key: {}", state.service_key);
     let shutdown = async {

@@ -1,26 +1,77 @@
 // Error mapping: SQLSTATE / PGRST codes, HTTP statuses, auth failures, atomic bulk writes.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
+import net from 'node:net';
 import crypto from 'node:crypto';
 import { useServer, uniq, ok, fails, mintJwt, mintKey, makeClient } from './helpers/server.js';
 
-/** POST a large body with node:http so an early 413 + close is still observed. */
-function postRaw(url, headers, body) {
+/**
+ * POST a large body over a raw socket the way curl does it: with `Expect: 100-continue`, the
+ * body is only sent after `100 Continue` (or after 1 s without an answer). A server that
+ * rejects on Content-Length answers right away; one that reads first still gets the body,
+ * and writing stops as soon as any final response bytes arrive (no EPIPE race).
+ */
+function postRaw(urlString, headers, body) {
+  const u = new URL(urlString);
+  const buf = Buffer.from(body);
+  const finalStatus = (text) => {
+    const rest = text.replace(/^HTTP\/1\.[01] 100[^\r\n]*\r\n(?:[^\r\n]+\r\n)*\r\n/, '');
+    const m = /^HTTP\/1\.[01] (\d{3})/.exec(rest);
+    return m ? Number(m[1]) : null;
+  };
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'POST', headers: { ...headers, 'content-length': Buffer.byteLength(body) } });
-    let response = null;
-    req.on('response', (res) => {
-      response = res;
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString() }));
-      res.on('error', () => resolve({ status: res.statusCode, headers: res.headers, body: '' }));
+    const sock = net.connect(Number(u.port), u.hostname);
+    const received = [];
+    let sockErr = null;
+    let onData = null;
+    const text = () => Buffer.concat(received).toString('latin1');
+    sock.on('data', (c) => {
+      received.push(c);
+      onData?.();
     });
-    req.on('error', (err) => {
-      if (!response) reject(err);
+    sock.on('error', (e) => {
+      sockErr = e;
     });
-    req.end(body);
+    sock.on('close', () => {
+      const status = finalStatus(text());
+      if (status !== null) resolve({ status, raw: text() });
+      else reject(sockErr ?? new Error('connection closed without a response'));
+    });
+    sock.on('connect', async () => {
+      const head = [
+        `POST ${u.pathname}${u.search} HTTP/1.1`,
+        `host: ${u.host}`,
+        'connection: close',
+        'expect: 100-continue',
+        `content-length: ${buf.length}`,
+        ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+        '',
+        '',
+      ].join('\r\n');
+      sock.write(head);
+      // Wait for 100 Continue, an early final response, or 1 s.
+      await new Promise((r) => {
+        const timer = setTimeout(r, 1000);
+        onData = () => {
+          clearTimeout(timer);
+          r();
+        };
+        sock.once('close', r);
+      });
+      onData = null;
+      for (let i = 0; i < buf.length; i += 65536) {
+        if (finalStatus(text()) !== null || sockErr || sock.destroyed) return;
+        if (!sock.write(buf.subarray(i, i + 65536))) {
+          await new Promise((r) => {
+            sock.once('drain', r);
+            sock.once('close', r);
+          });
+        }
+        // Let pending reads run: stop sending once the server has answered.
+        await new Promise((r) => setImmediate(r));
+      }
+      if (!sock.destroyed) sock.end();
+    });
   });
 }
 
@@ -41,9 +92,10 @@ describe('errors', () => {
     assert.equal(typeof body.message, 'string');
   });
 
-  test('unique violation → 409 23505', async () => {
+  test('unique violation → 409 23505 (text uniqueness is case-sensitive)', async () => {
     const name = uniq('dup');
     ok(await ctx.admin.from('lists').insert({ name }), 201);
+    ok(await ctx.admin.from('lists').insert({ name: name.toUpperCase() }), 201);
     const err = fails(await ctx.admin.from('lists').insert({ name }), 409, '23505');
     assert.equal(typeof err.message, 'string');
     const rows = ok(await ctx.admin.from('lists').select('name').eq('name', name), 200);
@@ -102,6 +154,19 @@ describe('errors', () => {
     fails(await ctx.admin.from('todos').insert({ list_id: 'xyz', title: 'bad' }), 400, '22P02');
   });
 
+  test('integer out of range / non-integer → 400 22003 / 22P02', async () => {
+    const list = await newList();
+    fails(await ctx.admin.from('todos').insert({ list_id: list.id, title: 'big', rank: 2147483648 }), 400, '22003');
+    fails(await ctx.admin.from('todos').insert({ list_id: list.id, title: 'frac', rank: 1.5 }), 400, '22P02');
+    assert.deepEqual(ok(await ctx.admin.from('todos').select('id').eq('list_id', list.id), 200), []);
+  });
+
+  test('invalid dates → 400 22008 / 22007', async () => {
+    const list = await newList();
+    fails(await ctx.admin.from('todos').insert({ list_id: list.id, title: 'feb30', due: '2026-02-30' }), 400, '22008');
+    fails(await ctx.admin.from('todos').select('id').eq('due', 'not-a-date'), 400, '22007');
+  });
+
   test('unknown table → 404 PGRST205', async () => {
     fails(await ctx.admin.from('no_such_table').select('*'), 404, 'PGRST205');
     fails(await ctx.admin.from('no_such_table').insert({ a: 1 }), 404, 'PGRST205');
@@ -137,6 +202,18 @@ describe('errors', () => {
 
   test('embedding an unrelated table → 400 PGRST200', async () => {
     fails(await ctx.admin.from('todos').select('id, items(*)'), 400, 'PGRST200');
+  });
+
+  test('filter on an embed that is not selected → 400 PGRST108', async () => {
+    fails(await ctx.admin.from('todos').select('title').eq('comments.approved', true), 400, 'PGRST108');
+  });
+
+  test('unknown schema in Accept-Profile → 406 PGRST106', async () => {
+    const res = await ctx.rest('/todos?select=id', { headers: { 'Accept-Profile': 'other' } });
+    assert.equal(res.status, 406);
+    assert.equal((await res.json()).code, 'PGRST106');
+    const viaClient = await ctx.admin.schema('other').from('todos').select('id');
+    fails(viaClient, 406, 'PGRST106');
   });
 
   test('bad filter operator (raw ?rank=eqq.1) → 400 PGRST100', async () => {
@@ -222,6 +299,15 @@ describe('errors', () => {
     });
     assert.equal(res.status, 401);
     await res.arrayBuffer();
+  });
+
+  test('Authorization bearer wins over the apikey for the role', async () => {
+    const client = makeClient(ctx.url, ctx.anonKey, {
+      global: { headers: { Authorization: `Bearer ${ctx.serviceKey}` } },
+    });
+    const res = await client.from('todos').select('id').limit(1);
+    assert.equal(res.error, null, JSON.stringify(res.error));
+    assert.equal(res.status, 200);
   });
 
   test('key signed with another secret → 401', async () => {

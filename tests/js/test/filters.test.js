@@ -1,6 +1,7 @@
 // Horizontal filtering: operators, not(), or()/and() trees, match(), typed filters.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import { useServer, uniq, ok, sleep } from './helpers/server.js';
 
 describe('filters', () => {
@@ -295,5 +296,69 @@ describe('filters', () => {
     assert.deepEqual(await titles(id, (q) => q.eq('title', 'a+b & c')), ['a+b & c']);
     assert.deepEqual(await titles(id, (q) => q.eq('title', 'a b & c')), ['a b & c']);
     assert.deepEqual(await titles(id, (q) => q.eq('title', '100%')), ['100%']);
+  });
+  test('isDistinct treats NULL as a comparable value', async () => {
+    const id = await seed(RANKED);
+    assert.deepEqual(await titles(id, (q) => q.isDistinct('rank', 2)), ['r1', 'r3', 'rnull']);
+  });
+
+  test('not is true keeps false and NULL', async () => {
+    const id = await seed([
+      { title: 'yes', done: true },
+      { title: 'no', done: false },
+      { title: 'unknown', done: null },
+    ]);
+    assert.deepEqual(await titles(id, (q) => q.not('done', 'is', true)), ['no', 'unknown']);
+    assert.deepEqual(await titles(id, (q) => q.not('done', 'is', null)), ['no', 'yes']);
+  });
+
+  test('likeAnyOf / likeAllOf / ilikeAnyOf', async () => {
+    const id = await seed([{ title: 'apple pie' }, { title: 'Apple tart' }, { title: 'banana split' }, { title: 'cherry' }]);
+    assert.deepEqual(await titles(id, (q) => q.likeAnyOf('title', ['apple%', 'banana%'])), ['apple pie', 'banana split']);
+    assert.deepEqual(await titles(id, (q) => q.likeAllOf('title', ['%a%', '%t'])), ['Apple tart', 'banana split']);
+    assert.deepEqual(await titles(id, (q) => q.ilikeAnyOf('title', ['APPLE%', 'CHERRY'])), ['Apple tart', 'apple pie', 'cherry']);
+  });
+
+  test('eq(any) / gt(all) modifiers with a {…} list', async () => {
+    const id = await seed(RANKED);
+    assert.deepEqual(await titles(id, (q) => q.filter('rank', 'eq(any)', '{1,3}')), ['r1', 'r3']);
+    assert.deepEqual(await titles(id, (q) => q.filter('rank', 'gt(all)', '{1,2}')), ['r3']);
+  });
+
+  test('regexMatch / regexIMatch', async () => {
+    const id = await seed([{ title: 'abc123' }, { title: 'ABC' }, { title: 'xyz' }]);
+    assert.deepEqual(await titles(id, (q) => q.regexMatch('title', '^abc[0-9]+$')), ['abc123']);
+    assert.deepEqual(await titles(id, (q) => q.regexIMatch('title', '^abc')), ['ABC', 'abc123']);
+  });
+
+  test('JSON path filters: -> compares jsonb, ->> compares text', async () => {
+    const id = await seed([
+      { title: 'n1', meta: { n: 1, s: 'a' } },
+      { title: 'n5', meta: { n: 5, s: 'b' } },
+      { title: 'n10', meta: { n: 10, s: 'c' } },
+      { title: 'none', meta: {} },
+    ]);
+    assert.deepEqual(await titles(id, (q) => q.gt('meta->n', 3)), ['n10', 'n5']);
+    assert.deepEqual(await titles(id, (q) => q.eq('meta->>s', 'b')), ['n5']);
+    assert.deepEqual(await titles(id, (q) => q.is('meta->n', null)), ['none']);
+  });
+
+  test('unicode values in filters', async () => {
+    const id = await seed([{ title: 'café' }, { title: '日本語' }, { title: 'plain' }]);
+    assert.deepEqual(await titles(id, (q) => q.eq('title', 'café')), ['café']);
+    assert.deepEqual(await titles(id, (q) => q.in('title', ['日本語', 'zzz'])), ['日本語']);
+    assert.deepEqual(await titles(id, (q) => q.ilike('title', 'CAF%')), ['café']);
+  });
+
+  test('or() with an escaped double quote inside a quoted value', async () => {
+    const id = await seed([{ title: 'say "hi", ok' }, { title: 'other' }]);
+    assert.deepEqual(await titles(id, (q) => q.or('title.eq."say \\"hi\\", ok",title.eq.nothing')), ['say "hi", ok']);
+  });
+  test('long in() list (400 uuids, ~15 KB URL) is accepted', async () => {
+    const id = await seed([{ title: 'needle' }, { title: 'hay' }]);
+    const rows = ok(await ctx.admin.from('todos').select('id, title').eq('list_id', id).eq('title', 'needle'), 200);
+    const ids = Array.from({ length: 400 }, () => crypto.randomUUID());
+    ids.splice(200, 0, rows[0].id);
+    assert.deepEqual(await titles(id, (q) => q.in('id', ids)), ['needle']);
   });
 });

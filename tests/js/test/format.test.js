@@ -172,6 +172,34 @@ describe('format', () => {
     assert.equal(row.id, upper.toLowerCase());
   });
 
+  test('CORS preflight (OPTIONS) allows browser clients', async () => {
+    const res = await fetch(`${ctx.url}/rest/v1/todos`, {
+      method: 'OPTIONS',
+      headers: {
+        Origin: 'http://localhost:3000',
+        'Access-Control-Request-Method': 'POST',
+        'Access-Control-Request-Headers': 'apikey, authorization, content-type, prefer, x-client-info, content-profile',
+      },
+    });
+    assert.ok(res.status === 200 || res.status === 204, `status ${res.status}`);
+    const origin = res.headers.get('access-control-allow-origin');
+    assert.ok(origin === '*' || origin === 'http://localhost:3000', `allow-origin ${origin}`);
+    const methods = (res.headers.get('access-control-allow-methods') ?? '').toUpperCase();
+    assert.ok(methods === '*' || methods.includes('POST'), `allow-methods ${methods}`);
+    const allowed = (res.headers.get('access-control-allow-headers') ?? '').toLowerCase();
+    for (const h of ['apikey', 'authorization', 'content-type', 'prefer']) {
+      assert.ok(allowed === '*' || allowed.includes(h), `allow-headers ${allowed} lacks ${h}`);
+    }
+    await res.arrayBuffer();
+  });
+
+  test('stripNulls() drops null-valued keys', async () => {
+    const list = await newList();
+    const t = ok(await ctx.admin.from('todos').insert({ list_id: list.id, title: 'sparse' }).select('id').single(), 201);
+    const rows = ok(await ctx.admin.from('todos').select('title, rank, due').eq('id', t.id).stripNulls(), 200);
+    assert.deepEqual(rows, [{ title: 'sparse' }]);
+  });
+
   test('OpenAPI root: GET /rest/v1/ with the service key', async () => {
     const res = await ctx.rest('/');
     assert.equal(res.status, 200);

@@ -431,4 +431,130 @@ describe('mutations', () => {
     fails(res, 406, 'PGRST116');
     assert.deepEqual(await todosOf(list.id), [{ title: 'k1' }, { title: 'k2' }]);
   });
+  test("insert / update / delete with count: 'exact'", async () => {
+    const list = await newList();
+    const ins = await ctx.admin.from('todos').insert(
+      [
+        { list_id: list.id, title: 'c1', rank: 1 },
+        { list_id: list.id, title: 'c2', rank: 2 },
+        { list_id: list.id, title: 'c3', rank: 3 },
+      ],
+      { count: 'exact' },
+    );
+    assert.equal(ins.error, null);
+    assert.equal(ins.status, 201);
+    assert.equal(ins.count, 3);
+
+    const upd = await ctx.admin.from('todos').update({ done: true }, { count: 'exact' }).eq('list_id', list.id).gte('rank', 2);
+    assert.equal(upd.error, null);
+    assert.equal(upd.count, 2);
+
+    const del = await ctx.admin.from('todos').delete({ count: 'exact' }).eq('list_id', list.id).eq('rank', 1);
+    assert.equal(del.error, null);
+    assert.equal(del.count, 1);
+    assert.deepEqual((await todosOf(list.id)).map((r) => r.title), ['c2', 'c3']);
+  });
+
+  test('insert of an empty array succeeds and writes nothing', async () => {
+    const res = await ctx.admin.from('lists').insert([]).select();
+    assert.equal(res.error, null);
+    assert.equal(res.status, 201);
+    assert.deepEqual(res.data, []);
+  });
+
+  test('insert().select().single() with 2 rows → 406 PGRST116 and nothing is inserted', async () => {
+    const a = uniq('single-ins');
+    const b = uniq('single-ins');
+    const res = await ctx.admin.from('lists').insert([{ name: a }, { name: b }]).select().single();
+    fails(res, 406, 'PGRST116');
+    assert.deepEqual(ok(await ctx.admin.from('lists').select('name').in('name', [a, b]), 200), []);
+  });
+
+  test('raw: Preference-Applied echoes resolution and return', async () => {
+    const [id] = itemIds(1);
+    const res = await ctx.rest('/items?select=id', {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        Prefer: 'resolution=merge-duplicates, return=representation',
+      },
+      body: JSON.stringify({ id, sku: uniq('pref'), shop: 's', qty: 1 }),
+    });
+    assert.equal(res.status, 201);
+    const applied = (res.headers.get('preference-applied') ?? '').split(',').map((t) => t.trim());
+    assert.ok(applied.includes('resolution=merge-duplicates'), `Preference-Applied: ${applied}`);
+    assert.ok(applied.includes('return=representation'), `Preference-Applied: ${applied}`);
+    assert.deepEqual(await res.json(), [{ id }]);
+  });
+
+  test('raw: PATCH and DELETE report Content-Range', async () => {
+    const list = await newList();
+    ok(
+      await ctx.admin.from('todos').insert([
+        { list_id: list.id, title: 'cr1' },
+        { list_id: list.id, title: 'cr2' },
+      ]),
+      201,
+    );
+    let res = await ctx.rest(`/todos?list_id=eq.${list.id}`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ rank: 5 }),
+    });
+    assert.equal(res.status, 204);
+    assert.equal(res.headers.get('content-range'), '0-1/*');
+    await res.arrayBuffer();
+
+    res = await ctx.rest(`/todos?list_id=eq.${list.id}`, { method: 'DELETE', headers: { Prefer: 'count=exact' } });
+    assert.equal(res.status, 204);
+    assert.equal(res.headers.get('content-range'), '*/2');
+    await res.arrayBuffer();
+  });
+  test('upsert merge counts as an update: updated_at bumped, created_at kept', async () => {
+    const list = await newList();
+    const row = ok(await ctx.admin.from('todos').insert({ list_id: list.id, title: 'ups-ts' }).select().single(), 201);
+    await sleep(50);
+    const merged = ok(
+      await ctx.admin.from('todos').upsert({ id: row.id, title: 'ups-ts2' }).select('created_at, updated_at').single(),
+      200,
+    );
+    assert.equal(merged.created_at, row.created_at);
+    assert.ok(Date.parse(merged.updated_at) > Date.parse(row.updated_at), `${merged.updated_at} > ${row.updated_at}`);
+  });
+
+  test('update matching no rows: select gives [] with 200', async () => {
+    const res = await ctx.admin.from('lists').update({ name: uniq('never') }).eq('name', uniq('missing')).select();
+    assert.equal(res.error, null);
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.data, []);
+  });
+  test('concurrent writes from many clients all succeed', async () => {
+    const list = await newList();
+    const inserts = await Promise.all(
+      Array.from({ length: 25 }, (_, i) =>
+        ctx.admin.from('todos').insert({ list_id: list.id, title: `conc-${String(i).padStart(2, '0')}`, rank: i }).select('id').single(),
+      ),
+    );
+    for (const r of inserts) ok(r, 201);
+    const updates = await Promise.all(
+      inserts.map((r, i) => ctx.admin.from('todos').update({ rank: i * 10 }).eq('id', r.data.id)),
+    );
+    for (const r of updates) ok(r, 204);
+    const rows = await todosOf(list.id, 'title, rank');
+    assert.equal(rows.length, 25);
+    rows.forEach((r, i) => assert.deepEqual(r, { title: `conc-${String(i).padStart(2, '0')}`, rank: i * 10 }));
+  });
+
+  test('bulk insert of 500 rows in one request', async () => {
+    const list = await newList();
+    const rows = Array.from({ length: 500 }, (_, i) => ({ list_id: list.id, title: `bulk-${i}`, rank: i }));
+    const res = await ctx.admin.from('todos').insert(rows, { count: 'exact' });
+    assert.equal(res.error, null);
+    assert.equal(res.status, 201);
+    assert.equal(res.count, 500);
+    const head = await ctx.admin.from('todos').select('*', { count: 'exact', head: true }).eq('list_id', list.id);
+    assert.equal(head.count, 500);
+    const top = ok(await ctx.admin.from('todos').select('rank').eq('list_id', list.id).order('rank', { ascending: false }).limit(1), 200);
+    assert.deepEqual(top, [{ rank: 499 }]);
+  });
 });

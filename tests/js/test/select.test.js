@@ -258,6 +258,96 @@ describe('select', () => {
     assert.deepEqual(rows, [{ title: 'many comments', comments: [{ body: 'c4' }, { body: 'c3' }] }]);
   });
 
+  test('select * keys follow the schema declaration order', async () => {
+    const list = await newList();
+    const todo = await newTodo({ list_id: list.id, title: 'ordered keys' });
+    const rows = ok(await ctx.admin.from('todos').select('*').eq('id', todo.id), 200);
+    const declared = ['id', 'list_id', 'title', 'done', 'rank', 'tags', 'meta', 'status', 'due', 'price'];
+    const keys = Object.keys(rows[0]).filter((k) => declared.includes(k));
+    assert.deepEqual(keys, declared);
+  });
+
+  test('empty embed used only for filtering: comments() with not.is.null / is.null', async () => {
+    const list = await newList();
+    const t1 = await newTodo({ list_id: list.id, title: 'with comments' });
+    await newTodo({ list_id: list.id, title: 'without comments' });
+    await newComments(t1.id, ['hello']);
+    const withC = ok(
+      await ctx.admin.from('todos').select('title, comments()').eq('list_id', list.id).not('comments', 'is', null),
+      200,
+    );
+    const withoutC = ok(
+      await ctx.admin.from('todos').select('title, comments()').eq('list_id', list.id).is('comments', null),
+      200,
+    );
+    assert.deepEqual(withC.map((r) => r.title), ['with comments']);
+    assert.deepEqual(withoutC.map((r) => r.title), ['without comments']);
+    // An empty embed is not part of the output.
+    assert.deepEqual(withC, [{ title: 'with comments' }]);
+    assert.deepEqual(withoutC, [{ title: 'without comments' }]);
+  });
+
+  test('spread of a to-one embed flattens its columns: ...lists(name)', async () => {
+    const list = await newList();
+    const todo = await newTodo({ list_id: list.id, title: 'spread' });
+    const rows = ok(await ctx.admin.from('todos').select('title, ...lists(list_name:name)').eq('id', todo.id), 200);
+    assert.deepEqual(rows, [{ title: 'spread', list_name: list.name }]);
+  });
+
+  test('or() inside an embed (referencedTable)', async () => {
+    const list = await newList();
+    const todo = await newTodo({ list_id: list.id, title: 'or-embed' });
+    await newComments(todo.id, ['keep-a', 'keep-b', 'drop-c']);
+    const rows = ok(
+      await ctx.admin
+        .from('todos')
+        .select('title, comments(body)')
+        .eq('id', todo.id)
+        .or('body.eq.keep-a,body.eq.keep-b', { referencedTable: 'comments' }),
+      200,
+    );
+    assert.equal(rows.length, 1);
+    assert.deepEqual(rows[0].comments.map((c) => c.body).sort(), ['keep-a', 'keep-b']);
+  });
+
+  test('order by a JSON path', async () => {
+    const list = await newList();
+    await newTodo({ list_id: list.id, title: 'p2', meta: { p: 2 } });
+    await newTodo({ list_id: list.id, title: 'p10', meta: { p: 10 } });
+    await newTodo({ list_id: list.id, title: 'p1', meta: { p: 1 } });
+    // -> keeps jsonb, so numbers compare numerically.
+    const rows = ok(
+      await ctx.admin.from('todos').select('title').eq('list_id', list.id).order('meta->p', { ascending: false }),
+      200,
+    );
+    assert.deepEqual(rows.map((r) => r.title), ['p10', 'p2', 'p1']);
+  });
+
+  test('filter children by a parent column: lists!inner(name) + eq("lists.name")', async () => {
+    const a = await newList('parent-a');
+    const b = await newList('parent-b');
+    await newTodo({ list_id: a.id, title: 'in a' });
+    await newTodo({ list_id: b.id, title: 'in b' });
+    const rows = ok(
+      await ctx.admin.from('todos').select('title, lists!inner(name)').eq('lists.name', a.name),
+      200,
+    );
+    assert.deepEqual(rows, [{ title: 'in a', lists: { name: a.name } }]);
+    const counted = await ctx.admin
+      .from('todos')
+      .select('title, lists!inner(name)', { count: 'exact', head: true })
+      .eq('lists.name', b.name);
+    assert.equal(counted.error, null);
+    assert.equal(counted.count, 1);
+  });
+
+  test('embed with a foreign-key column hint: list:lists!list_id(name)', async () => {
+    const list = await newList();
+    const todo = await newTodo({ list_id: list.id, title: 'hinted' });
+    const rows = ok(await ctx.admin.from('todos').select('title, list:lists!list_id(name)').eq('id', todo.id), 200);
+    assert.deepEqual(rows, [{ title: 'hinted', list: { name: list.name } }]);
+  });
+
   test('single() returns one object with embeds', async () => {
     const list = await newList();
     await newTodo({ list_id: list.id, title: 'x' });

@@ -2,10 +2,12 @@
 //! typed, so rendering cannot fail. Built by small passes (fields, filters, order, ranges,
 //! inner joins), as PostgREST's planner is.
 
+mod access;
 mod mutate;
 mod read;
 mod resolve;
 
+pub use access::Access;
 pub use mutate::plan_mutate;
 pub use read::plan_read;
 
@@ -123,6 +125,29 @@ pub enum Cond {
         join: Join,
         conds: Vec<Cond>,
     },
+    /// A row-level security expression.
+    Expr(PExpr),
+}
+
+/// A compiled policy expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PExpr {
+    Or(Vec<PExpr>),
+    And(Vec<PExpr>),
+    Not(Box<PExpr>),
+    Cmp(PVal, CompareOp, PVal),
+    IsNull(PVal, bool),
+    In(PVal, Vec<PVal>, bool),
+    Exists { table: String, alias: String, cond: Box<PExpr> },
+    Truthy(PVal),
+    Const(bool),
+}
+
+/// A policy operand: a column of a node, or a value (typed like what it is compared with).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PVal {
+    Col { alias: String, column: String, ty: ColumnType },
+    Param(Param, Option<ColumnType>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -170,6 +195,8 @@ pub struct MutatePlan {
     pub table: String,
     pub kind: MutateKind,
     pub returning: Option<ReadPlan>,
+    /// Row-level security: what every written row must satisfy (compiled policies only).
+    pub check: Option<(String, Cond)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -189,6 +216,8 @@ pub enum MutateKind {
         values: Param,
         conds: Vec<Cond>,
         touch_updated_at: bool,
+        /// A column to assign to itself when the payload sets nothing (PATCH `{}`).
+        key_column: String,
     },
     Delete {
         alias: String,

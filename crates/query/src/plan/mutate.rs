@@ -5,20 +5,25 @@ use basalt_schema::{Catalog, Column, Table};
 use serde_json::{Map, Value};
 
 use super::read::{build_node, lookup};
-use super::{resolve, MutateKind, MutatePlan, OnConflict, Source};
+use super::{resolve, Access, MutateKind, MutatePlan, OnConflict, Source};
 use crate::error::{Error, Result};
 use crate::request::{Action, ApiRequest, Resolution, ReturnPref};
 use crate::value::{from_json, Param};
 
 /// Plans a POST (insert/upsert), PATCH or DELETE.
-pub fn plan_mutate(catalog: &Catalog, req: &ApiRequest) -> Result<MutatePlan> {
+pub fn plan_mutate(catalog: &Catalog, req: &ApiRequest, access: Access) -> Result<MutatePlan> {
     let table = lookup(catalog, &req.table)?;
     let mut counter = 0;
     let wants_body = req.prefer.return_ == Some(ReturnPref::Representation);
-    let returning = if wants_body { Some(build_node(catalog, table, &req.select, Source::Mutated, &mut counter)?) } else { None };
+    let returning = if wants_body { Some(build_node(catalog, table, &req.select, Source::Mutated, &mut counter, access)?) } else { None };
     let alias = format!("_t{counter}");
+    let command = match req.action {
+        Action::Insert => "insert",
+        Action::Update => "update",
+        _ => "delete",
+    };
     let conds = |alias: &str| -> Result<Vec<_>> {
-        let mut out = Vec::new();
+        let mut out: Vec<_> = access.using(catalog, table, alias, command).into_iter().collect();
         for (path, f) in &req.filters {
             if !path.is_empty() {
                 return Err(Error::new(400, "PGRST108", "Filters on embedded resources are not allowed on writes"));
@@ -45,12 +50,22 @@ pub fn plan_mutate(catalog: &Catalog, req: &ApiRequest) -> Result<MutatePlan> {
                 columns,
                 values: Param::Json(Value::Object(values).to_string()),
                 touch_updated_at: touch,
+                key_column: table.primary_key.first().cloned().unwrap_or_default(),
             }
         }
         Action::Delete => MutateKind::Delete { conds: conds(&alias)?, alias },
         Action::Read { .. } => return Err(Error::new(405, "PGRST117", "Unsupported HTTP method")),
     };
-    Ok(MutatePlan { table: table.name.clone(), kind, returning })
+    let check = match req.action {
+        Action::Insert | Action::Update => access.check(catalog, table, "_chk", command).map(|c| ("_chk".to_string(), c)),
+        _ => None,
+    };
+    // No insert policy for this role at all: refuse before touching the table, as PostgreSQL
+    // checks row-level security before constraints.
+    if req.action == Action::Insert && matches!(&check, Some((_, super::Cond::Expr(super::PExpr::Const(false))))) {
+        return Err(Error::new(403, "42501", format!("new row violates row-level security policy for table \"{}\"", table.name)));
+    }
+    Ok(MutatePlan { table: table.name.clone(), kind, returning, check })
 }
 
 fn insert(table: &Table, req: &ApiRequest, body: &Value) -> Result<MutateKind> {
@@ -74,10 +89,14 @@ fn insert(table: &Table, req: &ApiRequest, body: &Value) -> Result<MutateKind> {
             seen
         }
     };
-    let columns = names
+    let mut columns = names
         .iter()
         .map(|n| table.column(n).cloned().ok_or_else(|| Error::unknown_payload_column(&table.name, n)))
         .collect::<Result<Vec<Column>>>()?;
+    if rows.is_empty() && columns.is_empty() {
+        // `[]` inserts nothing: name a column so the statement selects from the empty payload.
+        columns.extend(table.columns.values().next().cloned());
+    }
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
         let (_, values) = row_values(table, r, Some(&columns))?;

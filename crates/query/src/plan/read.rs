@@ -3,15 +3,15 @@
 
 use basalt_schema::{Catalog, Table};
 
-use super::{resolve, Cond, Join, OutField, PlanOrder, ReadPlan, Source};
+use super::{resolve, Access, Cond, Join, OutField, PlanOrder, ReadPlan, Source};
 use crate::error::{Error, Result};
 use crate::request::{ApiRequest, IsValue, JoinKind, Operation, SelectItem};
 
 /// Plans a GET/HEAD.
-pub fn plan_read(catalog: &Catalog, req: &ApiRequest) -> Result<ReadPlan> {
+pub fn plan_read(catalog: &Catalog, req: &ApiRequest, access: Access) -> Result<ReadPlan> {
     let table = lookup(catalog, &req.table)?;
     let mut counter = 0;
-    let mut root = build_node(catalog, table, &req.select, Source::Table, &mut counter)?;
+    let mut root = build_node(catalog, table, &req.select, Source::Table, &mut counter, access)?;
     apply_modifiers(catalog, &mut root, req)?;
     if let Some((from, to)) = req.range_header {
         let explicit = req.ranges.iter().any(|(p, _)| p.is_empty());
@@ -29,9 +29,17 @@ pub fn lookup<'a>(catalog: &'a Catalog, name: &str) -> Result<&'a Table> {
 }
 
 /// Builds a node and its embeds from select items.
-pub(super) fn build_node(catalog: &Catalog, table: &Table, items: &[SelectItem], source: Source, counter: &mut usize) -> Result<ReadPlan> {
+pub(super) fn build_node(
+    catalog: &Catalog,
+    table: &Table,
+    items: &[SelectItem],
+    source: Source,
+    counter: &mut usize,
+    access: Access,
+) -> Result<ReadPlan> {
     let alias = format!("_t{counter}");
     *counter += 1;
+    let conds: Vec<Cond> = access.using(catalog, table, &alias, "select").into_iter().collect();
     let mut fields = Vec::new();
     for item in items {
         match item {
@@ -48,7 +56,7 @@ pub(super) fn build_node(catalog: &Catalog, table: &Table, items: &[SelectItem],
             }
             SelectItem::Embed { alias: a, relation, hint, join, select } => {
                 let (target, join_on, to_one) = relate(catalog, table, &alias, relation, hint.as_deref())?;
-                let child = build_node(catalog, target, select, Source::Table, counter)?;
+                let child = build_node(catalog, target, select, Source::Table, counter, access)?;
                 fields.push(OutField::Embed {
                     key: a.clone().unwrap_or_else(|| relation.clone()),
                     join: join_on,
@@ -70,7 +78,7 @@ pub(super) fn build_node(catalog: &Catalog, table: &Table, items: &[SelectItem],
             }
         }
     }
-    Ok(ReadPlan { table: table.name.clone(), alias, source, fields, conds: Vec::new(), order: Vec::new(), limit: None, offset: None })
+    Ok(ReadPlan { table: table.name.clone(), alias, source, fields, conds, order: Vec::new(), limit: None, offset: None })
 }
 
 /// Finds the one foreign key between `parent` and `relation` (narrowed by `hint`).
@@ -235,8 +243,10 @@ columns.rank = { type = "integer" }
         .unwrap()
     }
 
+    const SERVICE: Access = Access { role: "service_role", claims: &serde_json::Value::Null, enforce: true };
+
     fn plan(q: &str) -> Result<ReadPlan> {
-        plan_read(&catalog(), &parse_request("GET", "todos", q, Headers::default(), b"")?)
+        plan_read(&catalog(), &parse_request("GET", "todos", q, Headers::default(), b"")?, SERVICE)
     }
 
     #[test]
@@ -246,7 +256,7 @@ columns.rank = { type = "integer" }
         assert_eq!(plan("select=*,nope(*)").unwrap_err().code, "PGRST200");
         assert_eq!(plan("nope.rank=eq.1").unwrap_err().code, "PGRST108");
         assert_eq!(
-            plan_read(&catalog(), &parse_request("GET", "todo", "", Headers::default(), b"").unwrap()).unwrap_err().code,
+            plan_read(&catalog(), &parse_request("GET", "todo", "", Headers::default(), b"").unwrap(), SERVICE).unwrap_err().code,
             "PGRST205"
         );
         let p = plan("select=id,lists!inner(id)&lists.id=eq.a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11&order=rank.desc&limit=5").unwrap();

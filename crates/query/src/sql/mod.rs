@@ -11,7 +11,7 @@ pub use sqlite::Sqlite;
 use basalt_schema::ident::quote;
 use basalt_schema::ColumnType;
 
-use crate::plan::{ColExpr, Cond, MutatePlan, PlanOp, PlanOrder, QuantBase, ReadPlan};
+use crate::plan::{ColExpr, Cond, MutatePlan, PExpr, PVal, PlanOp, PlanOrder, QuantBase, ReadPlan};
 use crate::request::{CompareOp, IsValue, PathKey, Quantifier};
 use crate::value::Param;
 
@@ -39,7 +39,8 @@ pub enum MutateSql {
     /// `max_rowid` returns the highest rowid before the write (to tell inserts from updates);
     /// `collect` returns the rowids of affected rows; `read` and `finish` take that rowid list
     /// as JSON in their first parameter, which the store fills in.
-    Steps { max_rowid: Option<Fragment>, collect: Fragment, read: Option<Fragment>, finish: Option<Fragment> },
+    /// `check` counts affected rows that fail row-level security (first parameter: rowids).
+    Steps { max_rowid: Option<Fragment>, collect: Fragment, check: Option<Fragment>, read: Option<Fragment>, finish: Option<Fragment> },
 }
 
 /// What differs between SQL dialects; the shared walk over conditions lives in [`Builder`].
@@ -147,6 +148,7 @@ impl Builder {
                 }
                 self.push(")");
             }
+            Cond::Expr(e) => self.pexpr(d, e),
             Cond::Filter { lhs, negate, op } => {
                 if *negate {
                     self.push("NOT (");
@@ -157,6 +159,84 @@ impl Builder {
                     self.push(")");
                 }
             }
+        }
+    }
+
+    fn pexpr(&mut self, d: &dyn Dialect, e: &PExpr) {
+        match e {
+            PExpr::Or(items) | PExpr::And(items) => {
+                let and = matches!(e, PExpr::And(_));
+                self.push("(");
+                if items.is_empty() {
+                    self.push(if and { "1 = 1" } else { "1 = 0" });
+                }
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        self.push(if and { " AND " } else { " OR " });
+                    }
+                    self.pexpr(d, item);
+                }
+                self.push(")");
+            }
+            PExpr::Not(x) => {
+                self.push("NOT (");
+                self.pexpr(d, x);
+                self.push(")");
+            }
+            PExpr::Cmp(l, op, r) => {
+                self.push("(");
+                self.pval(d, l);
+                self.push(match op {
+                    CompareOp::Eq => " = ",
+                    CompareOp::Neq => " <> ",
+                    CompareOp::Gt => " > ",
+                    CompareOp::Gte => " >= ",
+                    CompareOp::Lt => " < ",
+                    CompareOp::Lte => " <= ",
+                });
+                self.pval(d, r);
+                self.push(")");
+            }
+            PExpr::IsNull(v, negate) => {
+                self.push("(");
+                self.pval(d, v);
+                self.push(if *negate { " IS NOT NULL)" } else { " IS NULL)" });
+            }
+            PExpr::In(v, list, negate) => {
+                self.push("(");
+                self.pval(d, v);
+                self.push(if *negate { " NOT IN (" } else { " IN (" });
+                for (i, x) in list.iter().enumerate() {
+                    if i > 0 {
+                        self.push(", ");
+                    }
+                    self.pval(d, x);
+                }
+                self.push("))");
+            }
+            PExpr::Exists { table, alias, cond } => {
+                self.push(&format!("EXISTS (SELECT 1 FROM {} AS {alias} WHERE ", quote(table)));
+                self.pexpr(d, cond);
+                self.push(")");
+            }
+            PExpr::Truthy(v) => {
+                self.push("(");
+                self.pval(d, v);
+                self.push(")");
+            }
+            PExpr::Const(b) => {
+                self.push(if *b { "(1 = 1)" } else { "(1 = 0)" });
+            }
+        }
+    }
+
+    fn pval(&mut self, d: &dyn Dialect, v: &PVal) {
+        match v {
+            PVal::Col { alias, column, .. } => {
+                let s = format!("{alias}.{}", quote(column));
+                self.push(&s);
+            }
+            PVal::Param(p, ty) => d.param(self, p.clone(), *ty),
         }
     }
 

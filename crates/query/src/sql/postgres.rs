@@ -227,16 +227,13 @@ impl Dialect for Postgres {
                 }
                 b.push(" RETURNING _ins.*, (_ins.xmax = 0) AS _basalt_inserted");
             }
-            MutateKind::Update { alias, columns, values, conds, touch_updated_at } => {
+            MutateKind::Update { alias, columns, values, conds, touch_updated_at, key_column } => {
                 let mut sets: Vec<String> = columns.iter().map(|c| format!("{} = _r.{}", quote(&c.name), quote(&c.name))).collect();
                 if *touch_updated_at {
                     sets.push("\"updated_at\" = now()".into());
                 }
                 if sets.is_empty() {
-                    sets.push(format!(
-                        "{c} = {alias}.{c}",
-                        c = quote(&columns.first().map(|c| c.name.clone()).unwrap_or_else(|| "updated_at".into()))
-                    ));
+                    sets.push(format!("{c} = {alias}.{c}", c = quote(key_column)));
                 }
                 b.push(&format!("UPDATE {t} AS {alias} SET {} FROM jsonb_populate_record(NULL::{t}, ", sets.join(", ")));
                 self.param(&mut b, values.clone(), Some(ColumnType::Jsonb));

@@ -225,10 +225,22 @@ impl Dialect for Sqlite {
     fn mutate(&self, plan: &MutatePlan) -> MutateSql {
         let t = quote(&plan.table);
         let read = plan.returning.as_ref().map(|r| self.body(r, true));
+        let check = plan.check.as_ref().map(|(alias, cond)| {
+            let mut b = Builder::default();
+            b.params.push(Param::Json("[]".into()));
+            b.push(&format!(
+                "SELECT count(*) FROM json_each(?1) AS _ids JOIN {t} AS {alias} ON {alias}.rowid = _ids.value WHERE NOT coalesce(("
+            ));
+            b.cond(self, cond);
+            b.push("), false)");
+            b.finish()
+        });
         match &plan.kind {
             MutateKind::Insert { columns, rows, on_conflict, missing_default } => {
                 let mut b = Builder::default();
-                b.params.push(rows.clone());
+                if !columns.is_empty() {
+                    b.params.push(rows.clone());
+                }
                 if columns.is_empty() {
                     b.push(&format!("INSERT INTO {t} DEFAULT VALUES"));
                 } else {
@@ -272,9 +284,9 @@ impl Dialect for Sqlite {
                 b.push(" RETURNING rowid");
                 let max_rowid =
                     on_conflict.as_ref().map(|_| Fragment { sql: format!("SELECT coalesce(max(rowid), 0) FROM {t}"), params: vec![] });
-                MutateSql::Steps { max_rowid, collect: b.finish(), read, finish: None }
+                MutateSql::Steps { max_rowid, collect: b.finish(), check, read, finish: None }
             }
-            MutateKind::Update { alias, columns, values, conds, touch_updated_at } => {
+            MutateKind::Update { alias, columns, values, conds, touch_updated_at, .. } => {
                 let mut b = Builder::default();
                 b.params.push(values.clone());
                 let mut sets: Vec<String> = columns.iter().map(|c| format!("{} = {}", quote(&c.name), self.extract("?1", c))).collect();
@@ -290,7 +302,7 @@ impl Dialect for Sqlite {
                     b.conds(self, conds);
                 }
                 b.push(" RETURNING rowid");
-                MutateSql::Steps { max_rowid: None, collect: b.finish(), read, finish: None }
+                MutateSql::Steps { max_rowid: None, collect: b.finish(), check, read, finish: None }
             }
             MutateKind::Delete { alias, conds } => {
                 let mut b = Builder::default();
@@ -311,7 +323,7 @@ impl Dialect for Sqlite {
                     sql: format!("DELETE FROM {t} WHERE rowid IN (SELECT value FROM json_each(?1))"),
                     params: vec![Param::Json("[]".into())],
                 });
-                MutateSql::Steps { max_rowid: None, collect: b.finish(), read, finish }
+                MutateSql::Steps { max_rowid: None, collect: b.finish(), check, read, finish }
             }
         }
     }

@@ -2,7 +2,9 @@
 
 use super::*;
 use crate::parse::{parse_request, Headers};
-use crate::plan::{plan_mutate, plan_read};
+use crate::plan::{plan_mutate, plan_read, Access};
+
+const SERVICE: Access = Access { role: "service_role", claims: &serde_json::Value::Null, enforce: true };
 
 fn catalog() -> basalt_schema::Catalog {
     basalt_schema::parse_schema(
@@ -22,7 +24,7 @@ columns.rank = { type = "integer" }
 
 fn read(d: &dyn Dialect, q: &str) -> ReadSql {
     let req = parse_request("GET", "todos", q, Headers::default(), b"").unwrap();
-    d.read(&plan_read(&catalog(), &req).unwrap(), true)
+    d.read(&plan_read(&catalog(), &req, SERVICE).unwrap(), true)
 }
 
 #[test]
@@ -61,7 +63,7 @@ fn writes() {
     )
     .unwrap();
     req.prefer.resolution = None;
-    let plan = plan_mutate(&catalog(), &req).unwrap();
+    let plan = plan_mutate(&catalog(), &req, SERVICE).unwrap();
     let MutateSql::Single(pg) = Postgres.mutate(&plan) else { panic!() };
     assert!(
         pg.sql.starts_with("WITH _m AS (INSERT INTO \"todos\" AS _ins (\"rank\") SELECT _r.\"rank\" FROM jsonb_array_elements($1::jsonb)"),

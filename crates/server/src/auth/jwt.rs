@@ -23,6 +23,14 @@ pub enum Role {
 }
 
 impl Role {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Role::Anon => "anon",
+            Role::Authenticated => "authenticated",
+            Role::ServiceRole => "service_role",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Role> {
         match s {
             "anon" => Some(Role::Anon),

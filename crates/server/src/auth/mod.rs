@@ -1,6 +1,13 @@
-//! Authentication: the project JWT secret, the anon/service_role keys, and who a request is.
+//! Authentication: the project JWT secret and keys, and the GoTrue-compatible auth service.
 
+pub mod error;
 pub mod jwt;
+pub mod mailer;
+pub mod password;
+pub mod ratelimit;
 pub mod secret;
+pub mod service;
+pub mod settings;
+pub mod tokens;
 
 pub use jwt::{JwtKeys, Role};

@@ -13,7 +13,6 @@ use crate::error::{ApiError, ApiResult};
 pub struct Identity {
     pub role: Role,
     /// The verified claims, for `auth.uid()`/`auth.jwt()` in policies.
-    #[allow(dead_code)]
     pub claims: Claims,
 }
 

@@ -1,5 +1,6 @@
 //! HTTP: one router per API, merged here. axum stays in this folder.
 
+mod auth;
 mod identity;
 mod openapi;
 mod respond;
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .route("/rest/v1/", get(openapi::document))
         .nest("/rest/v1", rest::router())
+        .nest("/auth/v1", auth::router())
         .layer(cors)
         .with_state(state)
 }

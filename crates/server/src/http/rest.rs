@@ -7,15 +7,16 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use basalt_query::parse::{parse_request, Headers};
-use basalt_query::plan::{plan_mutate, plan_read};
+use basalt_query::plan::{plan_mutate, plan_read, Access};
 use basalt_query::request::{Action, MediaType};
 use basalt_query::Error as RestError;
 
-use super::identity::{identify, Identity};
+use super::identity::identify;
 use super::{openapi, respond};
 use crate::app::AppState;
 use crate::auth::Role;
 use crate::error::{ApiError, ApiResult};
+use crate::store::DbContext;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -43,6 +44,30 @@ async fn handle(
 
 async fn run(app: &AppState, method: &Method, table: &str, query: &str, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
     let ident = identify(app, headers, query)?;
+    let anon = ident.role == Role::Anon;
+    // PostgreSQL answers 401 to anon and 403 to others for missing privileges (42501).
+    run_as(app, method, table, query, headers, body, ident).await.map_err(|e| match e {
+        ApiError::Rest(mut r) if r.code == "42501" => {
+            r.status = if anon { 401 } else { 403 };
+            ApiError::Rest(r)
+        }
+        other => other,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_as(
+    app: &AppState,
+    method: &Method,
+    table: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: Body,
+    ident: super::identity::Identity,
+) -> ApiResult<Response> {
+    let claims = serde_json::to_value(&ident.claims).map_err(ApiError::internal)?;
+    let ctx = DbContext { role: ident.role, claims: claims.to_string(), uid: ident.claims.sub.clone() };
+    let access = Access { role: ident.role.name(), claims: &claims, enforce: !app.store.native_rls() };
     let too_large = || {
         RestError::new(413, "PGRST413", "Payload Too Large")
             .details(format!("The request body is larger than the limit of {} bytes", app.config.max_body_bytes))
@@ -58,18 +83,16 @@ async fn run(app: &AppState, method: &Method, table: &str, query: &str, headers:
     let catalog = &app.catalog;
     match req.action {
         Action::Read { head } => {
-            let mut plan = plan_read(catalog, &req)?;
-            authorize(&ident, table)?;
+            let mut plan = plan_read(catalog, &req, access)?;
             if let Some(max) = app.config.max_rows {
                 plan.limit = Some(plan.limit.map_or(max, |l| l.min(max)));
             }
             let sql = app.store.dialect().read(&plan, req.prefer.count.is_some());
-            let result = app.store.read(sql).await?;
+            let result = app.store.read(sql, &ctx).await?;
             respond::read(&req, &plan, result, head)
         }
         _ => {
-            let plan = plan_mutate(catalog, &req)?;
-            authorize(&ident, table)?;
+            let plan = plan_mutate(catalog, &req, access)?;
             if matches!(req.action, Action::Update | Action::Delete)
                 && req.filters.is_empty()
                 && req.logic.is_empty()
@@ -85,17 +108,8 @@ async fn run(app: &AppState, method: &Method, table: &str, query: &str, headers:
             }
             let single = req.accept == MediaType::SingleObject;
             let sql = app.store.dialect().mutate(&plan);
-            let result = app.store.write(sql, single).await?;
+            let result = app.store.write(sql, single, &ctx).await?;
             respond::write(&req, &plan, result)
         }
-    }
-}
-
-/// Until row-level security policies arrive, only service_role reaches table data;
-/// anon and authenticated get PostgreSQL's permission error.
-fn authorize(ident: &Identity, table: &str) -> ApiResult<()> {
-    match ident.role {
-        Role::ServiceRole => Ok(()),
-        r => Err(RestError::permission_denied(table, r == Role::Anon).into()),
     }
 }

@@ -1,6 +1,9 @@
 //! Storage: one enum over the two backends, chosen once at start-up. Each backend runs the
 //! SQL the renderers produce, maps its errors to PostgREST's, and migrates its schema.
 
+mod auth_schema;
+pub mod auth_sql;
+pub mod portable;
 mod postgres;
 mod sqlite;
 mod sqlite_functions;
@@ -15,6 +18,14 @@ use crate::error::ApiResult;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+
+/// Who a statement runs as: the role, the JWT claims (JSON) and the user id.
+#[derive(Debug, Clone)]
+pub struct DbContext {
+    pub role: crate::auth::Role,
+    pub claims: String,
+    pub uid: Option<String>,
+}
 
 /// The body of a read and its row counts.
 #[derive(Debug, Clone)]
@@ -73,24 +84,41 @@ impl Store {
         }
     }
 
-    pub async fn read(&self, sql: ReadSql) -> ApiResult<ReadResult> {
+    /// True when the database enforces row-level security itself (PostgreSQL); otherwise the
+    /// planner compiles policies into each query.
+    pub fn native_rls(&self) -> bool {
+        matches!(self, Store::Postgres(_))
+    }
+
+    pub async fn read(&self, sql: ReadSql, ctx: &DbContext) -> ApiResult<ReadResult> {
         match self {
             Store::Sqlite(s) => {
                 let s = s.clone();
                 blocking(move || s.read(&sql)).await
             }
-            Store::Postgres(p) => p.read(&sql).await,
+            Store::Postgres(p) => p.read(&sql, ctx).await,
         }
     }
 
     /// Runs a write in one transaction; with `single`, anything but one affected row rolls back.
-    pub async fn write(&self, sql: MutateSql, single: bool) -> ApiResult<WriteResult> {
+    pub async fn write(&self, sql: MutateSql, single: bool, ctx: &DbContext) -> ApiResult<WriteResult> {
+        match self {
+            Store::Sqlite(s) => {
+                let (s, uid) = (s.clone(), ctx.uid.clone());
+                blocking(move || s.write(&sql, single, uid)).await
+            }
+            Store::Postgres(p) => p.write(&sql, single, ctx).await,
+        }
+    }
+
+    /// Runs Basalt's own portable statements in one transaction.
+    pub async fn batch(&self, stmts: Vec<portable::Stmt>) -> ApiResult<Vec<Vec<portable::Row>>> {
         match self {
             Store::Sqlite(s) => {
                 let s = s.clone();
-                blocking(move || s.write(&sql, single)).await
+                blocking(move || s.batch(&stmts)).await
             }
-            Store::Postgres(p) => p.write(&sql, single).await,
+            Store::Postgres(p) => p.batch(&stmts).await,
         }
     }
 

@@ -11,7 +11,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::types::Type;
 use tokio_postgres::NoTls;
 
-use super::{check_destructive, Migration, ReadResult, WriteResult};
+use super::portable::{self, PgCell, PgParam, Row, Stmt};
+use super::{check_destructive, DbContext, Migration, ReadResult, WriteResult};
+use crate::auth::Role;
 use crate::error::{status_for_sqlstate, ApiError, ApiResult};
 
 pub struct PgStore {
@@ -44,6 +46,7 @@ impl PgStore {
             )
             .await
             .or_else(|e| if e.code().map(|c| c.code()) == Some("23505") { Ok(()) } else { Err(e) })?;
+        bootstrap_auth(&pool).await?;
         Ok(PgStore { pool })
     }
 
@@ -53,28 +56,38 @@ impl PgStore {
         })
     }
 
-    pub async fn read(&self, sql: &ReadSql) -> ApiResult<ReadResult> {
+    pub async fn read(&self, sql: &ReadSql, ctx: &DbContext) -> ApiResult<ReadResult> {
         let mut client = self.client().await?;
         let body_params = texts(&sql.body.params);
         let stmt = client.prepare_typed_cached(&sql.body.sql, &vec![Type::TEXT; body_params.len()]).await.map_err(map_pg_error)?;
+        let as_role = ctx.role != Role::ServiceRole;
         match &sql.count {
-            None => {
+            None if !as_role => {
                 let row = client.query_one(&stmt, &refs(&body_params)).await.map_err(map_pg_error)?;
                 Ok(ReadResult { rows: row.get(0), body: row.get(1), total: None })
             }
-            Some(c) => {
-                let count_params = texts(&c.params);
-                let count_stmt = client.prepare_typed_cached(&c.sql, &vec![Type::TEXT; count_params.len()]).await.map_err(map_pg_error)?;
+            count => {
                 let tx = client.build_transaction().read_only(true).start().await.map_err(map_pg_error)?;
+                if as_role {
+                    set_role(&tx, ctx).await?;
+                }
                 let row = tx.query_one(&stmt, &refs(&body_params)).await.map_err(map_pg_error)?;
-                let total: i64 = tx.query_one(&count_stmt, &refs(&count_params)).await.map_err(map_pg_error)?.get(0);
+                let total = match count {
+                    Some(c) => {
+                        let count_params = texts(&c.params);
+                        let count_stmt =
+                            tx.prepare_typed_cached(&c.sql, &vec![Type::TEXT; count_params.len()]).await.map_err(map_pg_error)?;
+                        Some(tx.query_one(&count_stmt, &refs(&count_params)).await.map_err(map_pg_error)?.get::<_, i64>(0))
+                    }
+                    None => None,
+                };
                 tx.commit().await.map_err(map_pg_error)?;
-                Ok(ReadResult { rows: row.get(0), body: row.get(1), total: Some(total) })
+                Ok(ReadResult { rows: row.get(0), body: row.get(1), total })
             }
         }
     }
 
-    pub async fn write(&self, sql: &MutateSql, single: bool) -> ApiResult<WriteResult> {
+    pub async fn write(&self, sql: &MutateSql, single: bool, ctx: &DbContext) -> ApiResult<WriteResult> {
         let MutateSql::Single(f) = sql else {
             return Err(ApiError::internal("PostgreSQL got a SQLite plan"));
         };
@@ -82,6 +95,7 @@ impl PgStore {
         let params = texts(&f.params);
         let stmt = client.prepare_typed_cached(&f.sql, &vec![Type::TEXT; params.len()]).await.map_err(map_pg_error)?;
         let tx = client.transaction().await.map_err(map_pg_error)?;
+        set_role(&tx, ctx).await?;
         let row = tx.query_one(&stmt, &refs(&params)).await.map_err(map_pg_error)?;
         let affected: i64 = row.get(0);
         if single && affected != 1 {
@@ -90,6 +104,27 @@ impl PgStore {
         }
         tx.commit().await.map_err(map_pg_error)?;
         Ok(WriteResult { affected, inserted: row.get(1), body: row.get(2) })
+    }
+
+    /// Runs portable statements in one transaction; rows of each statement are returned.
+    pub async fn batch(&self, stmts: &[Stmt]) -> ApiResult<Vec<Vec<Row>>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_pg_error)?;
+        let mut out = Vec::with_capacity(stmts.len());
+        for s in stmts {
+            let stmt = tx.prepare_cached(&portable::to_pg(&s.sql)).await.map_err(map_pg_error)?;
+            let params: Vec<PgParam> = s.params.iter().map(PgParam).collect();
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                params.iter().map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+            let rows = tx.query(&stmt, &refs).await.map_err(map_pg_error)?;
+            out.push(
+                rows.iter()
+                    .map(|r| r.columns().iter().enumerate().map(|(i, c)| (c.name().to_string(), r.get::<_, PgCell>(i).0)).collect::<Row>())
+                    .collect(),
+            );
+        }
+        tx.commit().await.map_err(map_pg_error)?;
+        Ok(out)
     }
 
     pub async fn jwt_secret(&self) -> anyhow::Result<String> {
@@ -130,6 +165,29 @@ impl PgStore {
         tx.commit().await?;
         Ok(Migration { applied: !plan.is_empty(), plan, statements })
     }
+}
+
+/// Creates Supabase's roles, the `auth` schema, its tables and helper functions, once,
+/// under an advisory lock so instances starting together do not collide.
+async fn bootstrap_auth(pool: &Pool) -> anyhow::Result<()> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+    tx.batch_execute(super::auth_schema::POSTGRES).await.map_err(|e| anyhow::anyhow!("auth schema: {}", pg_message(&e)))?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// As PostgREST: the request's role and claims, local to the transaction, so native policies,
+/// `auth.uid()` defaults and triggers see the caller.
+async fn set_role(tx: &deadpool_postgres::Transaction<'_>, ctx: &DbContext) -> ApiResult<()> {
+    let stmt = tx
+        .prepare_typed_cached("SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)", &[Type::TEXT, Type::TEXT])
+        .await
+        .map_err(map_pg_error)?;
+    let role = if ctx.role == Role::ServiceRole { "service_role" } else { ctx.role.name() };
+    tx.query_one(&stmt, &[&role, &ctx.claims]).await.map_err(map_pg_error)?;
+    Ok(())
 }
 
 async fn introspect(tx: &deadpool_postgres::Transaction<'_>) -> anyhow::Result<DbState> {

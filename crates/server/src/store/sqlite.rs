@@ -12,6 +12,7 @@ use basalt_schema::{ddl, Catalog, DbState, DdlDialect};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params_from_iter, Connection, OpenFlags};
 
+use super::portable::{self, Row, Stmt};
 use super::{check_destructive, Migration, ReadResult, WriteResult};
 use crate::error::{ApiError, ApiResult};
 
@@ -62,6 +63,7 @@ impl SqliteStore {
             "CREATE TABLE IF NOT EXISTS _basalt_migrations (id INTEGER PRIMARY KEY, applied_at TEXT NOT NULL, catalog TEXT NOT NULL, statements TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS _basalt_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
         )?;
+        writer.execute_batch(super::auth_schema::SQLITE)?;
         let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2);
         let readers = (0..n).map(|_| open_conn(&path, true).map(Mutex::new)).collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(SqliteStore {
@@ -120,13 +122,14 @@ impl SqliteStore {
         })
     }
 
-    pub fn write(&self, sql: &MutateSql, single: bool) -> ApiResult<WriteResult> {
-        let MutateSql::Steps { max_rowid, collect, read, finish } = sql else {
+    pub fn write(&self, sql: &MutateSql, single: bool, uid: Option<String>) -> ApiResult<WriteResult> {
+        let MutateSql::Steps { max_rowid, collect, check, read, finish } = sql else {
             return Err(ApiError::internal("SQLite got a PostgreSQL plan"));
         };
         let conn = self.writer();
         conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.map_error(e))?;
         super::sqlite_functions::set_transaction_time(Some(chrono::Utc::now()));
+        super::sqlite_functions::set_auth_uid(uid);
         let result = (|| -> ApiResult<WriteResult> {
             let before: Option<i64> = match max_rowid {
                 Some(f) => Some(conn.query_row(&f.sql, [], |r| r.get(0)).map_err(|e| self.map_error(e))?),
@@ -139,6 +142,18 @@ impl SqliteStore {
             }
             let inserted = before.map(|b| ids.iter().filter(|id| **id > b).count() as i64).unwrap_or(affected);
             let ids_json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
+            if let Some(f) = check {
+                let mut params: Vec<SqlValue> = f.params.iter().map(to_sql).collect();
+                params[0] = SqlValue::Text(ids_json.clone());
+                let mut stmt = conn.prepare_cached(&f.sql).map_err(|e| self.map_error(e))?;
+                let failing: i64 = stmt.query_row(params_from_iter(params), |r| r.get(0)).map_err(|e| self.map_error(e))?;
+                if failing > 0 {
+                    let table = self.catalog.read().ok().and_then(|_| f.sql.split('"').nth(1).map(str::to_string)).unwrap_or_default();
+                    return Err(
+                        RestError::new(403, "42501", format!("new row violates row-level security policy for table \"{table}\"")).into()
+                    );
+                }
+            }
             let body = match read {
                 Some(f) => {
                     let mut params: Vec<SqlValue> = f.params.iter().map(to_sql).collect();
@@ -156,6 +171,7 @@ impl SqliteStore {
             Ok(WriteResult { affected, inserted, body })
         })();
         super::sqlite_functions::set_transaction_time(None);
+        super::sqlite_functions::set_auth_uid(None);
         match &result {
             Ok(_) => conn.execute_batch("COMMIT").map_err(|e| self.map_error(e))?,
             Err(_) => {
@@ -163,6 +179,25 @@ impl SqliteStore {
             }
         }
         result
+    }
+
+    /// Runs portable statements in one write transaction; rows of each statement are returned.
+    pub fn batch(&self, stmts: &[Stmt]) -> ApiResult<Vec<Vec<Row>>> {
+        let conn = self.writer();
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.map_error(e))?;
+        super::sqlite_functions::set_transaction_time(Some(chrono::Utc::now()));
+        let result = stmts.iter().map(|s| run_portable(&conn, s)).collect::<rusqlite::Result<Vec<_>>>();
+        super::sqlite_functions::set_transaction_time(None);
+        match result {
+            Ok(rows) => {
+                conn.execute_batch("COMMIT").map_err(|e| self.map_error(e))?;
+                Ok(rows)
+            }
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(self.map_error(e))
+            }
+        }
     }
 
     /// Maps SQLite errors to PostgreSQL's SQLSTATEs and messages.
@@ -208,6 +243,36 @@ impl SqliteStore {
     }
 }
 
+fn run_portable(conn: &Connection, s: &Stmt) -> rusqlite::Result<Vec<Row>> {
+    let sql = portable::to_sqlite(&s.sql);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let names: Vec<String> = stmt.column_names().map(|n| n.to_string()).collect();
+    let params = s.params.iter().map(|v| match v {
+        serde_json::Value::Null => SqlValue::Null,
+        serde_json::Value::Bool(b) => SqlValue::Integer(i64::from(*b)),
+        serde_json::Value::Number(n) => n.as_i64().map(SqlValue::Integer).unwrap_or_else(|| SqlValue::Real(n.as_f64().unwrap_or_default())),
+        serde_json::Value::String(t) => SqlValue::Text(t.clone()),
+        other => SqlValue::Text(other.to_string()),
+    });
+    let mut rows = stmt.query(params_from_iter(params))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let mut row = Row::new();
+        for (i, n) in names.iter().enumerate() {
+            let v = match r.get_ref(i)? {
+                rusqlite::types::ValueRef::Null => serde_json::Value::Null,
+                rusqlite::types::ValueRef::Integer(i) => serde_json::Value::from(i),
+                rusqlite::types::ValueRef::Real(f) => serde_json::Value::from(f),
+                rusqlite::types::ValueRef::Text(t) => serde_json::Value::from(String::from_utf8_lossy(t).into_owned()),
+                rusqlite::types::ValueRef::Blob(_) => serde_json::Value::Null,
+            };
+            row.insert(n.clone(), v);
+        }
+        out.push(row);
+    }
+    Ok(out)
+}
+
 fn query_ids(conn: &Connection, f: &Fragment) -> rusqlite::Result<Vec<i64>> {
     let mut stmt = conn.prepare_cached(&f.sql)?;
     let rows = stmt.query_map(params_from_iter(f.params.iter().map(to_sql)), |r| r.get::<_, i64>(0))?;
@@ -217,7 +282,7 @@ fn query_ids(conn: &Connection, f: &Fragment) -> rusqlite::Result<Vec<i64>> {
 fn introspect(conn: &Connection) -> rusqlite::Result<DbState> {
     let mut state = DbState::default();
     let mut stmt = conn.prepare(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '\\_basalt%' ESCAPE '\\' ORDER BY name",
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '\\_basalt%' ESCAPE '\\' AND name NOT LIKE 'auth\\_%' ESCAPE '\\' ORDER BY name",
     )?;
     let tables: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
     for t in tables {
@@ -237,6 +302,9 @@ fn introspect(conn: &Connection) -> rusqlite::Result<DbState> {
 /// Turns SQLite's constraint messages into PostgreSQL's codes and wording.
 pub fn map_sqlite_error(catalog: &Catalog, e: rusqlite::Error) -> ApiError {
     let (code, msg) = match &e {
+        rusqlite::Error::SqliteFailure(_, Some(m)) if m.contains("invalid regular expression") => {
+            return RestError::new(400, "2201B", m.clone()).into();
+        }
         rusqlite::Error::SqliteFailure(f, Some(m)) => (f.extended_code, m.clone()),
         rusqlite::Error::SqliteFailure(f, None) => (f.extended_code, String::new()),
         rusqlite::Error::UserFunctionError(u) => {

@@ -11,9 +11,10 @@ use serde_json::Value;
 pub fn register(conn: &Connection) -> Result<()> {
     let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_INNOCUOUS;
     conn.create_scalar_function("basalt_now", 0, flags, |_| Ok(now()))?;
+    conn.create_scalar_function("now", 0, flags, |_| Ok(now()))?;
     conn.create_scalar_function("basalt_uuid", 0, flags, |_| Ok(uuid::Uuid::new_v4().hyphenated().to_string()))?;
     // Set per request by the auth layer once users exist; NULL means no user.
-    conn.create_scalar_function("basalt_auth_uid", 0, flags, |_| Ok(None::<String>))?;
+    conn.create_scalar_function("basalt_auth_uid", 0, flags, |_| Ok(AUTH_UID.with(|u| u.borrow().clone())))?;
     let det = flags | FunctionFlags::SQLITE_DETERMINISTIC;
     conn.create_scalar_function("basalt_contains", 2, det, |ctx| json_pair(ctx).map(|p| p.map(|(a, b)| contains(&a, &b))))?;
     conn.create_scalar_function("basalt_overlaps", 2, det, |ctx| json_pair(ctx).map(|p| p.map(|(a, b)| overlaps(&a, &b))))?;
@@ -24,6 +25,11 @@ pub fn register(conn: &Connection) -> Result<()> {
 /// Fixes `now()` for the transaction about to run on this thread (None: the wall clock).
 pub fn set_transaction_time(at: Option<chrono::DateTime<chrono::Utc>>) {
     TX_NOW.with(|t| *t.borrow_mut() = at.map(|d| basalt_query::value::format_timestamptz(&d)));
+}
+
+/// Sets `auth.uid()` for the write about to run on this thread.
+pub fn set_auth_uid(uid: Option<String>) {
+    AUTH_UID.with(|u| *u.borrow_mut() = uid);
 }
 
 fn now() -> String {
@@ -70,6 +76,8 @@ pub fn overlaps(a: &Value, b: &Value) -> bool {
 thread_local! {
     /// The current transaction's start time: `now()` is constant within a transaction, as in PostgreSQL.
     static TX_NOW: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// The requesting user's id for `auth.uid()` defaults during a write.
+    static AUTH_UID: RefCell<Option<String>> = const { RefCell::new(None) };
     static REGEX_CACHE: RefCell<HashMap<String, regex::Regex>> = RefCell::new(HashMap::new());
 }
 

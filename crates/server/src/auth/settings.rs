@@ -1,0 +1,92 @@
+//! Auth settings: the `[auth]` section, overridden by `BASALT_AUTH_*` variables.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Seconds an access token lives.
+    pub jwt_exp: i64,
+    /// Sign-up returns a session at once, without e-mail confirmation (GoTrue's mailer_autoconfirm).
+    pub autoconfirm: bool,
+    pub disable_signup: bool,
+    pub anonymous_enabled: bool,
+    /// New users may sign up, but sign in only once an admin sets app_metadata.approved = true.
+    pub require_approval: bool,
+    pub min_password_length: usize,
+    /// Where e-mail links send the browser when no allowed redirect_to is given.
+    pub site_url: String,
+    /// Extra allowed redirect_to prefixes.
+    pub redirect_urls: Vec<String>,
+    /// Seconds a refresh token may be presented again after rotation.
+    pub refresh_reuse_interval: i64,
+    /// Seconds an e-mail link or code stays valid.
+    pub otp_exp: i64,
+    /// Requests per minute per client IP on sign-up, token, recover, otp and verify.
+    pub rate_limit_ip_per_minute: u32,
+    /// Requests per minute per e-mail address on the same endpoints.
+    pub rate_limit_email_per_minute: u32,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            jwt_exp: 3600,
+            autoconfirm: false,
+            disable_signup: false,
+            anonymous_enabled: false,
+            require_approval: false,
+            min_password_length: 6,
+            site_url: "http://localhost:3000".into(),
+            redirect_urls: Vec::new(),
+            refresh_reuse_interval: 10,
+            otp_exp: 3600,
+            rate_limit_ip_per_minute: 120,
+            rate_limit_email_per_minute: 30,
+        }
+    }
+}
+
+impl AuthSettings {
+    /// Applies `BASALT_AUTH_*` environment variables on top of the file's values.
+    pub fn with_env(mut self) -> Self {
+        let flag = |name: &str| std::env::var(name).ok().map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
+        let num = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<i64>().ok());
+        if let Some(b) = flag("BASALT_AUTH_AUTOCONFIRM") {
+            self.autoconfirm = b;
+        }
+        if let Some(b) = flag("BASALT_AUTH_DISABLE_SIGNUP") {
+            self.disable_signup = b;
+        }
+        if let Some(b) = flag("BASALT_AUTH_ANONYMOUS_ENABLED") {
+            self.anonymous_enabled = b;
+        }
+        if let Some(b) = flag("BASALT_AUTH_REQUIRE_APPROVAL") {
+            self.require_approval = b;
+        }
+        if let Some(n) = num("BASALT_AUTH_JWT_EXP") {
+            self.jwt_exp = n;
+        }
+        if let Some(n) = num("BASALT_AUTH_MIN_PASSWORD_LENGTH") {
+            self.min_password_length = n.max(1) as usize;
+        }
+        if let Some(n) = num("BASALT_AUTH_RATE_LIMIT_IP_PER_MINUTE") {
+            self.rate_limit_ip_per_minute = n.max(1) as u32;
+        }
+        if let Some(n) = num("BASALT_AUTH_RATE_LIMIT_EMAIL_PER_MINUTE") {
+            self.rate_limit_email_per_minute = n.max(1) as u32;
+        }
+        if let Ok(u) = std::env::var("BASALT_AUTH_SITE_URL") {
+            self.site_url = u;
+        }
+        self
+    }
+
+    /// `redirect_to` if it starts with the site URL or an allowed prefix, else the site URL.
+    pub fn redirect(&self, wanted: Option<&str>) -> String {
+        match wanted {
+            Some(w) if w.starts_with(&self.site_url) || self.redirect_urls.iter().any(|p| w.starts_with(p.as_str())) => w.to_string(),
+            _ => self.site_url.clone(),
+        }
+    }
+}

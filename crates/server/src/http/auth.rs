@@ -1,0 +1,314 @@
+//! The GoTrue-compatible API at `/auth/v1`.
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::app::AppState;
+use crate::auth::error::{AuthError, AuthResult};
+use crate::auth::service::{urlencode, Client};
+use crate::auth::Role;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/health",
+            get(|| async {
+                Json(json!({"version": env!("CARGO_PKG_VERSION"), "name": "Basalt Auth", "description": "GoTrue-compatible auth"}))
+            }),
+        )
+        .route("/settings", get(settings))
+        .route("/signup", post(signup))
+        .route("/token", post(token))
+        .route("/user", get(get_user).put(put_user))
+        .route("/logout", post(logout))
+        .route("/recover", post(recover))
+        .route("/otp", post(otp))
+        .route("/magiclink", post(otp))
+        .route("/verify", get(verify_link).post(verify))
+        .route("/invite", post(invite))
+        .route("/admin/users", get(admin_list).post(admin_create))
+        .route("/admin/users/{id}", get(admin_get).put(admin_update).delete(admin_delete))
+        .route("/admin/generate_link", post(generate_link))
+        .layer(axum::middleware::map_response(|mut res: Response| async move {
+            res.headers_mut().insert("x-supabase-api-version", HeaderValue::from_static("2024-01-01"));
+            res
+        }))
+}
+
+#[derive(Deserialize, Default)]
+struct Params {
+    grant_type: Option<String>,
+    redirect_to: Option<String>,
+    scope: Option<String>,
+    page: Option<String>,
+    per_page: Option<String>,
+    token: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+/// The project key gate, as Supabase's gateway applies it to `/auth/v1`.
+fn require_apikey(app: &AppState, headers: &HeaderMap) -> AuthResult<()> {
+    let key = headers.get("apikey").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if key.is_empty() {
+        return Err(AuthError::new(401, "no_api_key", "No API key found in request"));
+    }
+    match app.jwt.verify(key) {
+        Ok((Role::Anon | Role::ServiceRole, _)) => Ok(()),
+        _ => Err(AuthError::new(401, "invalid_api_key", "Invalid API key")),
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+}
+
+fn require_admin(app: &AppState, headers: &HeaderMap) -> AuthResult<()> {
+    require_apikey(app, headers)?;
+    match bearer(headers).map(|t| app.jwt.verify(t)) {
+        Some(Ok((Role::ServiceRole, _))) => Ok(()),
+        Some(Ok(_)) => Err(AuthError::not_admin()),
+        Some(Err(e)) => Err(AuthError::new(401, "bad_jwt", format!("invalid JWT: {e}"))),
+        None => Err(AuthError::new(401, "no_authorization", "This endpoint requires a Bearer token")),
+    }
+}
+
+fn body_json(b: &Bytes) -> AuthResult<Value> {
+    if b.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    let v: Value = serde_json::from_slice(b).map_err(|_| AuthError::new(400, "bad_json", "Could not parse request body as JSON"))?;
+    if v.is_object() {
+        Ok(v)
+    } else {
+        Err(AuthError::new(400, "bad_json", "Request body must be a JSON object"))
+    }
+}
+
+fn client<'a>(addr: &'a str, headers: &'a HeaderMap) -> Client<'a> {
+    Client { ip: addr, user_agent: headers.get("user-agent").and_then(|v| v.to_str().ok()) }
+}
+
+type R = Result<Response, AuthError>;
+
+async fn settings(State(app): State<AppState>) -> Json<Value> {
+    let s = &app.auth.settings;
+    Json(json!({
+        "external": {"email": true, "phone": false, "anonymous_users": s.anonymous_enabled, "google": false, "github": false, "apple": false},
+        "disable_signup": s.disable_signup,
+        "mailer_autoconfirm": s.autoconfirm,
+        "phone_autoconfirm": false,
+        "sms_provider": "",
+        "saml_enabled": false,
+        "anonymous_users_enabled": s.anonymous_enabled,
+    }))
+}
+
+async fn signup(
+    State(app): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Query(p): Query<Params>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> R {
+    require_apikey(&app, &headers)?;
+    let ip = addr.ip().to_string();
+    let out = app.auth.signup(&body_json(&body)?, &client(&ip, &headers), p.redirect_to.as_deref()).await?;
+    Ok(Json(out).into_response())
+}
+
+async fn token(
+    State(app): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Query(p): Query<Params>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> R {
+    require_apikey(&app, &headers)?;
+    let ip = addr.ip().to_string();
+    let c = client(&ip, &headers);
+    let body = body_json(&body)?;
+    let session = match p.grant_type.as_deref() {
+        Some("password") => app.auth.password_grant(&body, &c).await?,
+        Some("refresh_token") => app.auth.refresh_grant(&body, &c).await?,
+        Some("pkce") => return Err(AuthError::new(400, "flow_state_not_found", "PKCE is not supported yet; use the implicit flow")),
+        other => {
+            let mut e = AuthError::new(400, "unsupported_grant_type", format!("unsupported_grant_type: {}", other.unwrap_or_default()));
+            e.oauth_error = Some("unsupported_grant_type");
+            return Err(e);
+        }
+    };
+    let mut res = Json(session.to_json()).into_response();
+    if let Some(id) = session.user.get("id").and_then(Value::as_str).and_then(|i| HeaderValue::from_str(i).ok()) {
+        res.headers_mut().insert("sb-auth-user-id", id);
+    }
+    Ok(res)
+}
+
+async fn get_user(State(app): State<AppState>, headers: HeaderMap) -> R {
+    require_apikey(&app, &headers)?;
+    let (_, user) = app.auth.caller(bearer(&headers)).await?;
+    Ok(Json(app.auth.user_json(&user).await?).into_response())
+}
+
+async fn put_user(State(app): State<AppState>, Query(p): Query<Params>, headers: HeaderMap, body: Bytes) -> R {
+    require_apikey(&app, &headers)?;
+    let (caller, user) = app.auth.caller(bearer(&headers)).await?;
+    let out = app.auth.update_user(&caller, &user, &body_json(&body)?, p.redirect_to.as_deref()).await?;
+    Ok(Json(out).into_response())
+}
+
+async fn logout(State(app): State<AppState>, Query(p): Query<Params>, headers: HeaderMap) -> R {
+    require_apikey(&app, &headers)?;
+    let (caller, _) = app.auth.caller(bearer(&headers)).await?;
+    app.auth.logout(&caller, p.scope.as_deref().unwrap_or("global")).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn recover(
+    State(app): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Query(p): Query<Params>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> R {
+    require_apikey(&app, &headers)?;
+    let ip = addr.ip().to_string();
+    app.auth.recover(&body_json(&body)?, &client(&ip, &headers), p.redirect_to.as_deref()).await?;
+    Ok(Json(json!({})).into_response())
+}
+
+async fn otp(
+    State(app): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Query(p): Query<Params>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> R {
+    require_apikey(&app, &headers)?;
+    let ip = addr.ip().to_string();
+    app.auth.otp(&body_json(&body)?, &client(&ip, &headers), p.redirect_to.as_deref()).await?;
+    Ok(Json(json!({})).into_response())
+}
+
+async fn verify(State(app): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> R {
+    require_apikey(&app, &headers)?;
+    let ip = addr.ip().to_string();
+    let body = body_json(&body)?;
+    let kind = body.get("type").and_then(Value::as_str).unwrap_or_default();
+    let (email, token) = match (body.get("token_hash").and_then(Value::as_str), body.get("token").and_then(Value::as_str)) {
+        (Some(h), _) => (None, h),
+        (None, Some(t)) => (body.get("email").and_then(Value::as_str), t),
+        _ => return Err(AuthError::validation("Verify requires a token or a token hash")),
+    };
+    if token.is_empty() {
+        return Err(AuthError::validation("Verify requires a token or a token hash"));
+    }
+    let (session, _) = app.auth.verify(kind, email, token, &client(&ip, &headers)).await?;
+    Ok(Json(session.to_json()).into_response())
+}
+
+/// The e-mail link: verify, then send the browser on with the session in the fragment
+/// (implicit flow) or the error in the fragment.
+async fn verify_link(
+    State(app): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Query(p): Query<Params>,
+    headers: HeaderMap,
+) -> Response {
+    let ip = addr.ip().to_string();
+    let target = app.auth.settings.redirect(p.redirect_to.as_deref());
+    let result =
+        app.auth.verify(p.kind.as_deref().unwrap_or_default(), None, p.token.as_deref().unwrap_or_default(), &client(&ip, &headers)).await;
+    let fragment = match result {
+        Ok((s, kind)) => format!(
+            "access_token={}&expires_at={}&expires_in={}&refresh_token={}&token_type=bearer&type={kind}",
+            s.access_token, s.expires_at, s.expires_in, s.refresh_token
+        ),
+        Err(e) => format!("error=access_denied&error_code={}&error_description={}", e.code, urlencode(&e.message)),
+    };
+    Redirect::to(&format!("{target}#{fragment}")).into_response()
+}
+
+async fn invite(State(app): State<AppState>, Query(p): Query<Params>, headers: HeaderMap, body: Bytes) -> R {
+    require_admin(&app, &headers)?;
+    let mut body = body_json(&body)?;
+    body["type"] = json!("invite");
+    let out = app.auth.generate_link(&body, p.redirect_to.as_deref()).await?;
+    if let (Some(to), Some(link), Some(otp)) = (out["email"].as_str(), out["action_link"].as_str(), out["email_otp"].as_str()) {
+        app.auth.mailer.send(&crate::auth::mailer::Mail {
+            to: to.into(),
+            kind: "invite",
+            subject: "You have been invited".into(),
+            link: link.into(),
+            otp: otp.into(),
+        });
+    }
+    let mut user = out;
+    for k in ["action_link", "email_otp", "hashed_token", "verification_type", "redirect_to"] {
+        if let Some(o) = user.as_object_mut() {
+            o.remove(k);
+        }
+    }
+    Ok(Json(user).into_response())
+}
+
+async fn admin_list(State(app): State<AppState>, Query(p): Query<Params>, headers: HeaderMap) -> R {
+    require_admin(&app, &headers)?;
+    let page = p.page.as_deref().and_then(|s| s.parse::<i64>().ok()).filter(|n| *n > 0).unwrap_or(1);
+    let per_page = p.per_page.as_deref().and_then(|s| s.parse::<i64>().ok()).filter(|n| *n > 0).unwrap_or(50).min(1000);
+    let (users, total) = app.auth.admin_list(page, per_page).await?;
+    let mut res = Json(json!({"users": users, "aud": "authenticated"})).into_response();
+    let last = ((total + per_page - 1) / per_page).max(1);
+    let mut links = Vec::new();
+    if page < last {
+        links.push(format!("</admin/users?page={}&per_page={per_page}>; rel=\"next\"", page + 1));
+    }
+    links.push(format!("</admin/users?page={last}&per_page={per_page}>; rel=\"last\""));
+    let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&total.to_string()) {
+        h.insert("x-total-count", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&links.join(", ")) {
+        h.insert("link", v);
+    }
+    Ok(res)
+}
+
+async fn admin_create(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> R {
+    require_admin(&app, &headers)?;
+    Ok(Json(app.auth.admin_create(&body_json(&body)?).await?).into_response())
+}
+
+async fn admin_get(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> R {
+    require_admin(&app, &headers)?;
+    Ok(Json(app.auth.admin_get(&id).await?).into_response())
+}
+
+async fn admin_update(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> R {
+    require_admin(&app, &headers)?;
+    Ok(Json(app.auth.admin_update(&id, &body_json(&body)?).await?).into_response())
+}
+
+async fn admin_delete(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> R {
+    require_admin(&app, &headers)?;
+    app.auth.admin_delete(&id).await?;
+    Ok(Json(json!({})).into_response())
+}
+
+async fn generate_link(State(app): State<AppState>, Query(p): Query<Params>, headers: HeaderMap, body: Bytes) -> R {
+    require_admin(&app, &headers)?;
+    Ok(Json(app.auth.generate_link(&body_json(&body)?, p.redirect_to.as_deref()).await?).into_response())
+}

@@ -1,0 +1,177 @@
+//! Basalt's auth tables, shaped like GoTrue's `auth` schema so Supabase apps (foreign keys to
+//! `auth.users`, triggers, `auth.uid()` in policies) work unchanged. Idempotent.
+
+/// SQLite: the same tables in the main database as `auth_<name>` (foreign keys need one database).
+pub const SQLITE: &str = r#"
+CREATE TABLE IF NOT EXISTS auth_users (
+  id TEXT PRIMARY KEY,
+  aud TEXT NOT NULL DEFAULT 'authenticated',
+  role TEXT NOT NULL DEFAULT 'authenticated',
+  email TEXT,
+  encrypted_password TEXT,
+  email_confirmed_at TEXT,
+  invited_at TEXT,
+  confirmation_sent_at TEXT,
+  recovery_sent_at TEXT,
+  email_change TEXT,
+  email_change_sent_at TEXT,
+  last_sign_in_at TEXT,
+  raw_app_meta_data TEXT NOT NULL DEFAULT '{}',
+  raw_user_meta_data TEXT NOT NULL DEFAULT '{}',
+  phone TEXT,
+  phone_confirmed_at TEXT,
+  banned_until TEXT,
+  is_anonymous INTEGER NOT NULL DEFAULT 0,
+  is_sso_user INTEGER NOT NULL DEFAULT 0,
+  deleted_at TEXT,
+  created_at TEXT NOT NULL DEFAULT (basalt_now()),
+  updated_at TEXT NOT NULL DEFAULT (basalt_now())
+);
+CREATE UNIQUE INDEX IF NOT EXISTS auth_users_email_key ON auth_users (lower(email)) WHERE email IS NOT NULL AND email <> '';
+CREATE TABLE IF NOT EXISTS auth_identities (
+  id TEXT PRIMARY KEY,
+  provider_id TEXT NOT NULL,
+  user_id TEXT NOT NULL REFERENCES auth_users (id) ON DELETE CASCADE,
+  identity_data TEXT NOT NULL DEFAULT '{}',
+  provider TEXT NOT NULL,
+  email TEXT,
+  last_sign_in_at TEXT,
+  created_at TEXT NOT NULL DEFAULT (basalt_now()),
+  updated_at TEXT NOT NULL DEFAULT (basalt_now()),
+  UNIQUE (provider_id, provider)
+);
+CREATE TABLE IF NOT EXISTS auth_sessions (
+  id TEXT PRIMARY KEY,
+  user_id TEXT NOT NULL REFERENCES auth_users (id) ON DELETE CASCADE,
+  aal TEXT NOT NULL DEFAULT 'aal1',
+  amr TEXT NOT NULL DEFAULT '[]',
+  not_after TEXT,
+  refreshed_at TEXT,
+  user_agent TEXT,
+  ip TEXT,
+  created_at TEXT NOT NULL DEFAULT (basalt_now()),
+  updated_at TEXT NOT NULL DEFAULT (basalt_now())
+);
+CREATE INDEX IF NOT EXISTS auth_sessions_user_id_idx ON auth_sessions (user_id);
+CREATE TABLE IF NOT EXISTS auth_refresh_tokens (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  token TEXT NOT NULL UNIQUE,
+  user_id TEXT NOT NULL,
+  revoked INTEGER NOT NULL DEFAULT 0,
+  parent TEXT,
+  session_id TEXT NOT NULL REFERENCES auth_sessions (id) ON DELETE CASCADE,
+  created_at TEXT NOT NULL DEFAULT (basalt_now()),
+  updated_at TEXT NOT NULL DEFAULT (basalt_now())
+);
+CREATE INDEX IF NOT EXISTS auth_refresh_tokens_session_idx ON auth_refresh_tokens (session_id);
+CREATE TABLE IF NOT EXISTS auth_one_time_tokens (
+  id TEXT PRIMARY KEY,
+  user_id TEXT NOT NULL REFERENCES auth_users (id) ON DELETE CASCADE,
+  token_type TEXT NOT NULL,
+  token_hash TEXT NOT NULL,
+  relates_to TEXT NOT NULL,
+  expires_at TEXT NOT NULL,
+  created_at TEXT NOT NULL DEFAULT (basalt_now())
+);
+CREATE INDEX IF NOT EXISTS auth_one_time_tokens_hash_idx ON auth_one_time_tokens (token_hash);
+"#;
+
+/// PostgreSQL: Supabase's roles, the `auth` schema, its tables and `auth.uid()`, `auth.role()`,
+/// `auth.email()`, `auth.jwt()` reading `request.jwt.claims`, as PostgREST sets it.
+pub const POSTGRES: &str = r#"
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN CREATE ROLE anon NOLOGIN NOINHERIT; END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN CREATE ROLE authenticated NOLOGIN NOINHERIT; END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN CREATE ROLE service_role NOLOGIN NOINHERIT BYPASSRLS; END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+END $$;
+CREATE SCHEMA IF NOT EXISTS auth;
+CREATE TABLE IF NOT EXISTS auth.users (
+  instance_id uuid,
+  id uuid PRIMARY KEY,
+  aud varchar(255) NOT NULL DEFAULT 'authenticated',
+  role varchar(255) NOT NULL DEFAULT 'authenticated',
+  email varchar(255),
+  encrypted_password varchar(255),
+  email_confirmed_at timestamptz,
+  invited_at timestamptz,
+  confirmation_sent_at timestamptz,
+  recovery_sent_at timestamptz,
+  email_change varchar(255),
+  email_change_sent_at timestamptz,
+  last_sign_in_at timestamptz,
+  raw_app_meta_data jsonb NOT NULL DEFAULT '{}',
+  raw_user_meta_data jsonb NOT NULL DEFAULT '{}',
+  phone text,
+  phone_confirmed_at timestamptz,
+  banned_until timestamptz,
+  is_anonymous boolean NOT NULL DEFAULT false,
+  is_sso_user boolean NOT NULL DEFAULT false,
+  deleted_at timestamptz,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX IF NOT EXISTS users_email_key ON auth.users (lower(email)) WHERE email IS NOT NULL AND email <> '';
+CREATE TABLE IF NOT EXISTS auth.identities (
+  id uuid PRIMARY KEY,
+  provider_id text NOT NULL,
+  user_id uuid NOT NULL REFERENCES auth.users (id) ON DELETE CASCADE,
+  identity_data jsonb NOT NULL DEFAULT '{}',
+  provider text NOT NULL,
+  email text,
+  last_sign_in_at timestamptz,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (provider_id, provider)
+);
+CREATE TABLE IF NOT EXISTS auth.sessions (
+  id uuid PRIMARY KEY,
+  user_id uuid NOT NULL REFERENCES auth.users (id) ON DELETE CASCADE,
+  aal text NOT NULL DEFAULT 'aal1',
+  amr jsonb NOT NULL DEFAULT '[]',
+  not_after timestamptz,
+  refreshed_at timestamptz,
+  user_agent text,
+  ip text,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS sessions_user_id_idx ON auth.sessions (user_id);
+CREATE TABLE IF NOT EXISTS auth.refresh_tokens (
+  id bigserial PRIMARY KEY,
+  token varchar(255) NOT NULL UNIQUE,
+  user_id varchar(255) NOT NULL,
+  revoked boolean NOT NULL DEFAULT false,
+  parent varchar(255),
+  session_id uuid NOT NULL REFERENCES auth.sessions (id) ON DELETE CASCADE,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS refresh_tokens_session_id_idx ON auth.refresh_tokens (session_id);
+CREATE TABLE IF NOT EXISTS auth.one_time_tokens (
+  id uuid PRIMARY KEY,
+  user_id uuid NOT NULL REFERENCES auth.users (id) ON DELETE CASCADE,
+  token_type text NOT NULL,
+  token_hash text NOT NULL,
+  relates_to text NOT NULL,
+  expires_at timestamptz NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS one_time_tokens_hash_idx ON auth.one_time_tokens (token_hash);
+CREATE OR REPLACE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql STABLE AS $f$
+  SELECT nullif(coalesce(current_setting('request.jwt.claim.sub', true), current_setting('request.jwt.claims', true)::jsonb ->> 'sub'), '')::uuid
+$f$;
+CREATE OR REPLACE FUNCTION auth.role() RETURNS text LANGUAGE sql STABLE AS $f$
+  SELECT nullif(coalesce(current_setting('request.jwt.claim.role', true), current_setting('request.jwt.claims', true)::jsonb ->> 'role'), '')::text
+$f$;
+CREATE OR REPLACE FUNCTION auth.email() RETURNS text LANGUAGE sql STABLE AS $f$
+  SELECT nullif(coalesce(current_setting('request.jwt.claim.email', true), current_setting('request.jwt.claims', true)::jsonb ->> 'email'), '')::text
+$f$;
+CREATE OR REPLACE FUNCTION auth.jwt() RETURNS jsonb LANGUAGE sql STABLE AS $f$
+  SELECT coalesce(nullif(current_setting('request.jwt.claim', true), ''), nullif(current_setting('request.jwt.claims', true), ''))::jsonb
+$f$;
+GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;
+GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role;
+GRANT EXECUTE ON FUNCTION auth.uid(), auth.role(), auth.email(), auth.jwt() TO anon, authenticated, service_role;
+"#;

@@ -1,0 +1,169 @@
+//! Statements over Basalt's auth tables (portable SQL: `?` placeholders, `auth.` names).
+
+use serde_json::{json, Value};
+
+use super::portable::Stmt;
+
+pub const USER_COLUMNS: &str = "id, aud, role, email, encrypted_password, email_confirmed_at, invited_at, confirmation_sent_at, \
+    recovery_sent_at, email_change, email_change_sent_at, last_sign_in_at, raw_app_meta_data, raw_user_meta_data, phone, \
+    phone_confirmed_at, banned_until, is_anonymous, created_at, updated_at";
+
+pub fn user_by_id(id: &str) -> Stmt {
+    Stmt::new(format!("SELECT {USER_COLUMNS} FROM auth.users WHERE id = ?"), vec![json!(id)])
+}
+
+pub fn user_by_email(email: &str) -> Stmt {
+    Stmt::new(format!("SELECT {USER_COLUMNS} FROM auth.users WHERE lower(email) = lower(?)"), vec![json!(email)])
+}
+
+pub fn identities_of(user_id: &str) -> Stmt {
+    Stmt::new(
+        "SELECT id, provider_id, user_id, identity_data, provider, email, last_sign_in_at, created_at, updated_at FROM auth.identities WHERE user_id = ? ORDER BY created_at",
+        vec![json!(user_id)],
+    )
+}
+
+/// The fields of a new user row.
+pub struct NewUser<'a> {
+    pub id: &'a str,
+    pub email: Option<&'a str>,
+    pub password_hash: Option<&'a str>,
+    pub confirmed: bool,
+    pub app_metadata: Value,
+    pub user_metadata: Value,
+    pub is_anonymous: bool,
+    pub invited: bool,
+}
+
+pub fn insert_user(u: &NewUser) -> Stmt {
+    Stmt::new(
+        "INSERT INTO auth.users (id, email, encrypted_password, email_confirmed_at, invited_at, raw_app_meta_data, raw_user_meta_data, is_anonymous, created_at, updated_at) \
+         VALUES (?, ?, ?, CASE WHEN ? THEN now() END, CASE WHEN ? THEN now() END, ?, ?, ?, now(), now())",
+        vec![
+            json!(u.id),
+            json!(u.email),
+            json!(u.password_hash),
+            json!(u.confirmed),
+            json!(u.invited),
+            u.app_metadata.clone(),
+            u.user_metadata.clone(),
+            json!(u.is_anonymous),
+        ],
+    )
+}
+
+pub fn insert_identity(id: &str, user_id: &str, provider: &str, provider_id: &str, email: Option<&str>, data: Value) -> Stmt {
+    Stmt::new(
+        "INSERT INTO auth.identities (id, provider_id, user_id, identity_data, provider, email, last_sign_in_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, now(), now(), now())",
+        vec![json!(id), json!(provider_id), json!(user_id), data, json!(provider), json!(email)],
+    )
+}
+
+/// Sets one user column; `column` is one of Basalt's own names, never user input.
+pub fn set_user_field(user_id: &str, column: &'static str, value: Value) -> Stmt {
+    Stmt::new(format!("UPDATE auth.users SET {column} = ?, updated_at = now() WHERE id = ?"), vec![value, json!(user_id)])
+}
+
+pub fn touch_user_now(user_id: &str, column: &'static str) -> Stmt {
+    Stmt::new(format!("UPDATE auth.users SET {column} = now(), updated_at = now() WHERE id = ?"), vec![json!(user_id)])
+}
+
+pub fn confirm_email(user_id: &str) -> Stmt {
+    Stmt::new(
+        "UPDATE auth.users SET email_confirmed_at = coalesce(email_confirmed_at, now()), updated_at = now() WHERE id = ?",
+        vec![json!(user_id)],
+    )
+}
+
+pub fn delete_user(user_id: &str) -> Stmt {
+    Stmt::new("DELETE FROM auth.users WHERE id = ? RETURNING id", vec![json!(user_id)])
+}
+
+pub fn count_users() -> Stmt {
+    Stmt::new("SELECT count(*) AS n FROM auth.users", vec![])
+}
+
+pub fn list_users(limit: i64, offset: i64) -> Stmt {
+    Stmt::new(format!("SELECT {USER_COLUMNS} FROM auth.users ORDER BY created_at, id LIMIT ? OFFSET ?"), vec![json!(limit), json!(offset)])
+}
+
+pub fn insert_session(id: &str, user_id: &str, amr: Value, user_agent: Option<&str>, ip: Option<&str>) -> Stmt {
+    Stmt::new(
+        "INSERT INTO auth.sessions (id, user_id, aal, amr, user_agent, ip, created_at, updated_at) VALUES (?, ?, 'aal1', ?, ?, ?, now(), now())",
+        vec![json!(id), json!(user_id), amr, json!(user_agent), json!(ip)],
+    )
+}
+
+pub fn session(id: &str) -> Stmt {
+    Stmt::new("SELECT id, user_id, amr, created_at FROM auth.sessions WHERE id = ?", vec![json!(id)])
+}
+
+pub fn touch_session(id: &str) -> Stmt {
+    Stmt::new("UPDATE auth.sessions SET refreshed_at = now(), updated_at = now() WHERE id = ?", vec![json!(id)])
+}
+
+pub fn delete_session(id: &str) -> Stmt {
+    Stmt::new("DELETE FROM auth.sessions WHERE id = ?", vec![json!(id)])
+}
+
+pub fn delete_sessions_of(user_id: &str, except: Option<&str>) -> Stmt {
+    match except {
+        Some(keep) => Stmt::new("DELETE FROM auth.sessions WHERE user_id = ? AND id <> ?", vec![json!(user_id), json!(keep)]),
+        None => Stmt::new("DELETE FROM auth.sessions WHERE user_id = ?", vec![json!(user_id)]),
+    }
+}
+
+pub fn insert_refresh_token(token_hash: &str, user_id: &str, session_id: &str, parent: Option<&str>) -> Stmt {
+    Stmt::new(
+        "INSERT INTO auth.refresh_tokens (token, user_id, revoked, parent, session_id, created_at, updated_at) VALUES (?, ?, false, ?, ?, now(), now())",
+        vec![json!(token_hash), json!(user_id), json!(parent), json!(session_id)],
+    )
+}
+
+pub fn refresh_token(token_hash: &str) -> Stmt {
+    Stmt::new(
+        "SELECT id, token, user_id, revoked, parent, session_id, updated_at FROM auth.refresh_tokens WHERE token = ?",
+        vec![json!(token_hash)],
+    )
+}
+
+/// The session's newest token that is still valid.
+pub fn active_refresh_token(session_id: &str) -> Stmt {
+    Stmt::new(
+        "SELECT id, token, parent FROM auth.refresh_tokens WHERE session_id = ? AND revoked = false ORDER BY id DESC LIMIT 1",
+        vec![json!(session_id)],
+    )
+}
+
+/// Revokes a token if still valid; returns its id when this call revoked it.
+pub fn revoke_refresh_token(id: i64) -> Stmt {
+    Stmt::new(
+        "UPDATE auth.refresh_tokens SET revoked = true, updated_at = now() WHERE id = ? AND revoked = false RETURNING id",
+        vec![json!(id)],
+    )
+}
+
+pub fn insert_one_time_token(id: &str, user_id: &str, kind: &str, token_hash: &str, relates_to: &str, expires_at: &str) -> Stmt {
+    Stmt::new(
+        "INSERT INTO auth.one_time_tokens (id, user_id, token_type, token_hash, relates_to, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, now())",
+        vec![json!(id), json!(user_id), json!(kind), json!(token_hash), json!(relates_to), json!(expires_at)],
+    )
+}
+
+pub fn one_time_token(token_hash: &str) -> Stmt {
+    Stmt::new(
+        "SELECT id, user_id, token_type, relates_to, expires_at FROM auth.one_time_tokens WHERE token_hash = ?",
+        vec![json!(token_hash)],
+    )
+}
+
+pub fn delete_one_time_tokens(user_id: &str, kind: &str) -> Stmt {
+    Stmt::new("DELETE FROM auth.one_time_tokens WHERE user_id = ? AND token_type = ?", vec![json!(user_id), json!(kind)])
+}
+
+/// A signup hook's row: `table` and `columns` come from the validated catalog.
+pub fn insert_row(table: &str, columns: &[String], values: Vec<Value>) -> Stmt {
+    let cols: Vec<String> = columns.iter().map(|c| basalt_schema::ident::quote(c)).collect();
+    let marks = vec!["?"; columns.len()].join(", ");
+    Stmt::new(format!("INSERT INTO {} ({}) VALUES ({marks})", basalt_schema::ident::quote(table), cols.join(", ")), values)
+}
