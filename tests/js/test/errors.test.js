@@ -274,11 +274,20 @@ describe('errors', () => {
     assert.equal(res.status, 413);
   });
 
-  test('anon key cannot read todos → 401', async () => {
-    const res = await ctx.anon.from('todos').select('*');
-    assert.ok(res.error, `expected an error, got ${JSON.stringify(res.data)}`);
-    assert.equal(res.status, 401);
-    assert.equal(res.data, null);
+  test('anon key cannot see todos (no policies): 401 42501 or RLS-filtered []', async () => {
+    const list = await newList();
+    ok(await ctx.admin.from('todos').insert({ list_id: list.id, title: 'secret' }), 201);
+    const res = await ctx.anon.from('todos').select('*').eq('list_id', list.id);
+    if (res.error) {
+      // Table privileges withheld from anon (PostgREST: permission denied → 401).
+      assert.equal(res.status, 401, JSON.stringify(res.error));
+      assert.equal(res.error.code, '42501');
+      assert.equal(res.data, null);
+    } else {
+      // Supabase-style: anon has grants, RLS is on and no policy matches → no rows, no error.
+      assert.equal(res.status, 200);
+      assert.deepEqual(res.data, []);
+    }
   });
 
   test('anon key cannot insert into todos → 401', async () => {

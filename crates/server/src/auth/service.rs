@@ -391,7 +391,7 @@ impl AuthService {
         } else {
             let active = self.one(q::active_refresh_token(&session_id)).await?;
             let recent = row.str("updated_at").and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok()).is_some_and(|t| {
-                (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds() <= self.settings.refresh_reuse_interval
+                (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_milliseconds() < self.settings.refresh_reuse_interval * 1000
             });
             match active {
                 Some(a) if a.str("parent").as_deref() == Some(hash.as_str()) || recent => a,

@@ -64,6 +64,9 @@ impl AuthSettings {
         if let Some(b) = flag("BASALT_AUTH_REQUIRE_APPROVAL") {
             self.require_approval = b;
         }
+        if let Some(n) = num("BASALT_AUTH_REFRESH_REUSE_INTERVAL") {
+            self.refresh_reuse_interval = n.max(0);
+        }
         if let Some(n) = num("BASALT_AUTH_JWT_EXP") {
             self.jwt_exp = n;
         }

@@ -103,9 +103,10 @@ fn client<'a>(addr: &'a str, headers: &'a HeaderMap) -> Client<'a> {
 
 type R = Result<Response, AuthError>;
 
-async fn settings(State(app): State<AppState>) -> Json<Value> {
+async fn settings(State(app): State<AppState>, headers: HeaderMap) -> R {
+    require_apikey(&app, &headers)?;
     let s = &app.auth.settings;
-    Json(json!({
+    Ok(Json(json!({
         "external": {"email": true, "phone": false, "anonymous_users": s.anonymous_enabled, "google": false, "github": false, "apple": false},
         "disable_signup": s.disable_signup,
         "mailer_autoconfirm": s.autoconfirm,
@@ -114,6 +115,7 @@ async fn settings(State(app): State<AppState>) -> Json<Value> {
         "saml_enabled": false,
         "anonymous_users_enabled": s.anonymous_enabled,
     }))
+    .into_response())
 }
 
 async fn signup(

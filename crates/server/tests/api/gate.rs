@@ -16,8 +16,10 @@ async fn gate(b: Backend) {
     let other = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIiwiaXNzIjoiYmFzYWx0IiwiaWF0IjoxNzM1Njg5NjAwLCJleHAiOjIzNjY4NDE2MDB9.Cz12wozabQnG7fVbfCY0eVCoaoHDIwP9K_wTpCl0EeU";
     let (s, _) = send(app.client.get(&url).header("apikey", other)).await;
     assert_eq!(s, 401);
-    // anon: the table exists but anon may not read it.
+    // anon: row-level security with no policy for anon shows no rows and refuses writes.
     let (s, body) = send(app.client.get(&url).header("apikey", &app.anon)).await;
+    assert_eq!((s, body), (200, json!([])));
+    let (s, body) = send(app.client.post(&url).header("apikey", &app.anon).json(&json!({"title": "x"}))).await;
     assert_eq!((s, body["code"].as_str()), (401, Some("42501")));
     // anon key plus a bad bearer token: PGRST301; alg none refused.
     let (s, body) = send(app.client.get(&url).header("apikey", &app.anon).header("authorization", format!("Bearer {other}"))).await;

@@ -115,6 +115,43 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// A request with the anon key and, when given, a user's access token.
+    pub fn as_user(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let rb = self.client.request(method, format!("{}{path}", self.url)).header("apikey", &self.anon);
+        match token {
+            Some(t) => rb.header("authorization", format!("Bearer {t}")),
+            None => rb,
+        }
+    }
+
+    /// Signs a user up (autoconfirm on) and returns (access token, refresh token, user id).
+    pub async fn signup(&self, email: &str, data: Value) -> (String, String, String) {
+        let (s, body) = send(
+            self.as_user(Method::POST, "/auth/v1/signup", None)
+                .json(&serde_json::json!({"email": email, "password": "password-123", "data": data})),
+        )
+        .await;
+        assert_eq!(s, 200, "signup {email}: {body}");
+        let t = |k: &str| body[k].as_str().unwrap_or_else(|| panic!("{k} in {body}")).to_string();
+        (t("access_token"), t("refresh_token"), body["user"]["id"].as_str().expect("user id").to_string())
+    }
+
+    /// The newest outbox message to `to`.
+    pub fn last_mail(&self, to: &str) -> Value {
+        let dir = self.dir.path().join("data").join("outbox");
+        let mut files: Vec<_> = std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        files.sort();
+        files
+            .iter()
+            .rev()
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .filter_map(|t| serde_json::from_str::<Value>(&t).ok())
+            .find(|m| m["to"] == to)
+            .unwrap_or_else(|| panic!("no mail to {to} in {}", dir.display()))
+    }
+}
+
 /// Sends and returns (status, JSON body or Null when empty/not JSON).
 pub async fn send(rb: RequestBuilder) -> (u16, Value) {
     let res: Response = rb.send().await.expect("request");

@@ -2,10 +2,12 @@
 
 mod helpers;
 
+mod auth;
 mod cli;
 mod gate;
 mod migrations;
 mod read;
+mod rls;
 mod write;
 
 /// The schema most tests use.

@@ -1,0 +1,362 @@
+//! The GoTrue-compatible API: sessions, refresh rotation, e-mail flows through the outbox,
+//! the admin API, account states, rate limits and token refusals.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{send, Backend, TestApp, SECRET};
+
+const AUTO: &[(&str, &str)] = &[("BASALT_AUTH_AUTOCONFIRM", "true")];
+
+async fn post(app: &TestApp, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+    send(app.as_user(Method::POST, path, token).json(&body)).await
+}
+
+async fn sessions(b: Backend) {
+    let Some(app) =
+        TestApp::spawn_with(b, crate::SCHEMA, &[("BASALT_AUTH_AUTOCONFIRM", "true"), ("BASALT_AUTH_REFRESH_REUSE_INTERVAL", "0")]).await
+    else {
+        return;
+    };
+    let (access, refresh, id) = app.signup("ann@example.com", json!({"name": "Ann"})).await;
+    let (s, user) = send(app.as_user(Method::GET, "/auth/v1/user", Some(&access))).await;
+    assert_eq!((s, user["id"].as_str(), user["user_metadata"]["name"].as_str()), (200, Some(id.as_str()), Some("Ann")));
+    assert_eq!(user["app_metadata"], json!({"provider": "email", "providers": ["email"]}));
+    assert_eq!(user["identities"][0]["provider"], "email");
+    // Claims as Supabase issues them.
+    let payload = access.split('.').nth(1).expect("payload");
+    let claims: Value = serde_json::from_slice(&base64_url(payload)).expect("claims");
+    for k in [
+        "sub",
+        "aud",
+        "exp",
+        "iat",
+        "iss",
+        "role",
+        "email",
+        "phone",
+        "app_metadata",
+        "user_metadata",
+        "session_id",
+        "aal",
+        "amr",
+        "is_anonymous",
+    ] {
+        assert!(claims.get(k).is_some(), "claim {k} in {claims}");
+    }
+    assert_eq!((claims["role"].as_str(), claims["aud"].as_str()), (Some("authenticated"), Some("authenticated")));
+    // Wrong password: GoTrue's error shape and version header.
+    let res = app
+        .as_user(Method::POST, "/auth/v1/token?grant_type=password", None)
+        .json(&json!({"email": "ann@example.com", "password": "nope"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status().as_u16(), 400);
+    assert_eq!(res.headers()["x-supabase-api-version"], "2024-01-01");
+    let e: Value = res.json().await.expect("json");
+    assert_eq!(
+        (e["code"].as_str(), e["error_code"].as_str(), e["msg"].as_str()),
+        (Some("invalid_credentials"), Some("invalid_credentials"), Some("Invalid login credentials"))
+    );
+    let (s, _) =
+        post(&app, "/auth/v1/token?grant_type=password", None, json!({"email": "nobody@example.com", "password": "password-123"})).await;
+    assert_eq!(s, 400);
+    // Rotation: A -> B -> C; the parent of the active token still works; an older one revokes the session.
+    let (s, b1) = post(&app, "/auth/v1/token?grant_type=refresh_token", None, json!({"refresh_token": refresh})).await;
+    assert_eq!(s, 200, "{b1}");
+    let rb = b1["refresh_token"].as_str().expect("token").to_string();
+    assert_ne!(rb, refresh);
+    let (s, again) = post(&app, "/auth/v1/token?grant_type=refresh_token", None, json!({"refresh_token": refresh})).await;
+    assert_eq!(s, 200, "the parent of the active token is accepted: {again}");
+    let rc = again["refresh_token"].as_str().expect("token").to_string();
+    let (s, _) = post(&app, "/auth/v1/token?grant_type=refresh_token", None, json!({"refresh_token": rc})).await;
+    assert_eq!(s, 200);
+    let (s, e) = post(&app, "/auth/v1/token?grant_type=refresh_token", None, json!({"refresh_token": refresh})).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("refresh_token_already_used")));
+    let (s, e) = send(app.as_user(Method::GET, "/auth/v1/user", Some(&access))).await;
+    assert_eq!((s, e["code"].as_str()), (403, Some("session_not_found")), "reuse revoked the session");
+    let (s, e) = post(&app, "/auth/v1/token?grant_type=refresh_token", None, json!({"refresh_token": "unknown"})).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("refresh_token_not_found")));
+    let (s, e) = post(&app, "/auth/v1/token?grant_type=refresh_token", None, json!({})).await;
+    assert_eq!((s, e["error"].as_str()), (400, Some("invalid_request")));
+}
+
+async fn user_updates_and_logout(b: Backend) {
+    let Some(app) = TestApp::spawn_with(b, crate::SCHEMA, AUTO).await else { return };
+    let (access, refresh, _) = app.signup("bob@example.com", json!({"a": 1})).await;
+    let (s, u) =
+        send(app.as_user(Method::PUT, "/auth/v1/user", Some(&access)).json(&json!({"data": {"b": 2}, "password": "new-password-1"}))).await;
+    assert_eq!((s, u["user_metadata"].clone()), (200, json!({"a": 1, "b": 2})));
+    let (s, e) = send(app.as_user(Method::PUT, "/auth/v1/user", Some(&access)).json(&json!({"password": "123"}))).await;
+    assert_eq!((s, e["code"].as_str(), e["weak_password"]["reasons"].clone()), (422, Some("weak_password"), json!(["length"])));
+    let (s, _) =
+        post(&app, "/auth/v1/token?grant_type=password", None, json!({"email": "bob@example.com", "password": "new-password-1"})).await;
+    assert_eq!(s, 200);
+    let (s, e) = post(&app, "/auth/v1/signup", None, json!({"email": "bob@example.com", "password": "password-123"})).await;
+    assert_eq!((s, e["code"].as_str()), (422, Some("user_already_exists")));
+    let (s, e) = post(&app, "/auth/v1/signup", None, json!({"email": "carl@example.com", "password": "12"})).await;
+    assert_eq!((s, e["code"].as_str()), (422, Some("weak_password")));
+    let (s, e) = post(&app, "/auth/v1/signup", None, json!({"email": "not-an-email", "password": "password-123"})).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("email_address_invalid")));
+    let res = app.as_user(Method::POST, "/auth/v1/logout?scope=global", Some(&access)).send().await.expect("send");
+    assert_eq!(res.status().as_u16(), 204);
+    let (s, _) = post(&app, "/auth/v1/token?grant_type=refresh_token", None, json!({"refresh_token": refresh})).await;
+    assert_eq!(s, 400, "sign-out ends the session");
+    let (s, settings) = send(app.as_user(Method::GET, "/auth/v1/settings", None)).await;
+    assert_eq!((s, settings["mailer_autoconfirm"].clone()), (200, json!(true)));
+    let (s, _) = send(app.client.get(format!("{}/auth/v1/settings", app.url))).await;
+    assert_eq!(s, 401, "the apikey is required");
+}
+
+async fn email_flows(b: Backend) {
+    let Some(app) = TestApp::spawn(b, crate::SCHEMA).await else { return };
+    // Sign-up without autoconfirm: a user, no session, a confirmation mail.
+    let (s, u) = post(
+        &app,
+        "/auth/v1/signup?redirect_to=http://localhost:3000/welcome",
+        None,
+        json!({"email": "dee@example.com", "password": "password-123"}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert!(u.get("access_token").is_none() && u["confirmation_sent_at"].is_string(), "{u}");
+    let (s, e) =
+        post(&app, "/auth/v1/token?grant_type=password", None, json!({"email": "dee@example.com", "password": "password-123"})).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("email_not_confirmed")));
+    let mail = app.last_mail("dee@example.com");
+    assert_eq!(mail["type"], "signup");
+    let link = mail["link"].as_str().expect("link");
+    let res = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(link)
+        .send()
+        .await
+        .expect("follow");
+    assert_eq!(res.status().as_u16(), 303);
+    let location = res.headers()["location"].to_str().expect("location").to_string();
+    assert!(location.starts_with("http://localhost:3000/welcome#access_token=") && location.contains("type=signup"), "{location}");
+    let (s, _) =
+        post(&app, "/auth/v1/token?grant_type=password", None, json!({"email": "dee@example.com", "password": "password-123"})).await;
+    assert_eq!(s, 200);
+    // The same link twice fails.
+    let res = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(link)
+        .send()
+        .await
+        .expect("follow");
+    assert!(res.headers()["location"].to_str().expect("l").contains("error_code=otp_expired"));
+    // E-mail OTP: creates the user, then the six-digit code signs in.
+    let (s, _) = post(&app, "/auth/v1/otp", None, json!({"email": "eve@example.com", "create_user": true})).await;
+    assert_eq!(s, 200);
+    let code = app.last_mail("eve@example.com")["otp"].as_str().expect("otp").to_string();
+    let (s, e) = post(&app, "/auth/v1/verify", None, json!({"type": "email", "email": "eve@example.com", "token": "000000x"})).await;
+    assert_eq!((s, e["code"].as_str()), (403, Some("otp_expired")));
+    let (s, session) = post(&app, "/auth/v1/verify", None, json!({"type": "email", "email": "eve@example.com", "token": code})).await;
+    assert_eq!((s, session["user"]["email"].as_str()), (200, Some("eve@example.com")));
+    assert!(session["user"]["email_confirmed_at"].is_string());
+    // Recovery: always {} (no enumeration); the link's token signs in, then the password changes.
+    let (s, body) = post(&app, "/auth/v1/recover", None, json!({"email": "ghost@example.com"})).await;
+    assert_eq!((s, body), (200, json!({})));
+    post(&app, "/auth/v1/recover", None, json!({"email": "dee@example.com"})).await;
+    let link = app.last_mail("dee@example.com")["link"].as_str().expect("link").to_string();
+    let token = link.split("token=").nth(1).and_then(|t| t.split('&').next()).expect("token");
+    let (s, session) = post(&app, "/auth/v1/verify", None, json!({"type": "recovery", "token_hash": token})).await;
+    assert_eq!(s, 200, "{session}");
+    let access = session["access_token"].as_str().expect("access");
+    let (s, _) = send(app.as_user(Method::PUT, "/auth/v1/user", Some(access)).json(&json!({"password": "brand-new-pass"}))).await;
+    assert_eq!(s, 200);
+    let (s, _) =
+        post(&app, "/auth/v1/token?grant_type=password", None, json!({"email": "dee@example.com", "password": "brand-new-pass"})).await;
+    assert_eq!(s, 200);
+}
+
+async fn admin_api(b: Backend) {
+    let Some(app) = TestApp::spawn_with(b, crate::SCHEMA, AUTO).await else { return };
+    let admin = |m: Method, p: &str| app.req(m, p);
+    let (s, u) = send(
+        admin(Method::POST, "/auth/v1/admin/users")
+            .json(&json!({"email": "f@example.com", "password": "password-123", "email_confirm": true, "app_metadata": {"plan": "pro"}})),
+    )
+    .await;
+    assert_eq!((s, u["app_metadata"]["plan"].as_str()), (200, Some("pro")));
+    let id = u["id"].as_str().expect("id").to_string();
+    let (s, e) =
+        send(admin(Method::POST, "/auth/v1/admin/users").json(&json!({"email": "f@example.com", "password": "password-123"}))).await;
+    assert_eq!((s, e["code"].as_str()), (422, Some("email_exists")));
+    for i in 0..4 {
+        send(admin(Method::POST, "/auth/v1/admin/users").json(&json!({"email": format!("p{i}@example.com"), "password": "password-123"})))
+            .await;
+    }
+    let res = admin(Method::GET, "/auth/v1/admin/users?page=2&per_page=2").send().await.expect("send");
+    assert_eq!(res.headers()["x-total-count"], "5");
+    let link = res.headers()["link"].to_str().expect("link").to_string();
+    assert!(link.contains("page=3&per_page=2>; rel=\"next\"") && link.contains("rel=\"last\""), "{link}");
+    let list: Value = res.json().await.expect("json");
+    assert_eq!(list["users"].as_array().map(Vec::len), Some(2));
+    // Ban, refuse, unban.
+    let (s, u) =
+        send(admin(Method::PUT, &format!("/auth/v1/admin/users/{id}")).json(&json!({"ban_duration": "24h", "user_metadata": {"x": 1}})))
+            .await;
+    assert_eq!(s, 200);
+    assert!(u["banned_until"].is_string());
+    let (s, e) =
+        post(&app, "/auth/v1/token?grant_type=password", None, json!({"email": "f@example.com", "password": "password-123"})).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("user_banned")));
+    send(admin(Method::PUT, &format!("/auth/v1/admin/users/{id}")).json(&json!({"ban_duration": "none"}))).await;
+    let (s, _) =
+        post(&app, "/auth/v1/token?grant_type=password", None, json!({"email": "f@example.com", "password": "password-123"})).await;
+    assert_eq!(s, 200);
+    let (s, g) =
+        send(admin(Method::POST, "/auth/v1/admin/generate_link").json(&json!({"type": "magiclink", "email": "f@example.com"}))).await;
+    assert_eq!((s, g["verification_type"].as_str()), (200, Some("magiclink")));
+    assert!(g["action_link"].as_str().expect("link").contains("/auth/v1/verify?token="));
+    let (s, _) = post(&app, "/auth/v1/verify", None, json!({"type": "magiclink", "token_hash": g["hashed_token"]})).await;
+    assert_eq!(s, 200);
+    // Non-admins are refused; deleting a user works and is final.
+    let (user_token, _, _) = app.signup("g@example.com", json!({})).await;
+    let (s, e) = send(app.as_user(Method::GET, "/auth/v1/admin/users", Some(&user_token))).await;
+    assert_eq!((s, e["code"].as_str()), (403, Some("not_admin")));
+    let (s, body) = send(admin(Method::DELETE, &format!("/auth/v1/admin/users/{id}"))).await;
+    assert_eq!((s, body), (200, json!({})));
+    let (s, e) = send(admin(Method::GET, &format!("/auth/v1/admin/users/{id}"))).await;
+    assert_eq!((s, e["code"].as_str()), (404, Some("user_not_found")));
+}
+
+async fn bcrypt_users_sign_in(b: Backend) {
+    let Some(app) = TestApp::spawn_with(b, crate::SCHEMA, AUTO).await else { return };
+    let hash = bcrypt_of("legacy-password");
+    let (s, u) = send(
+        app.req(Method::POST, "/auth/v1/admin/users")
+            .json(&json!({"email": "old@example.com", "password_hash": hash, "email_confirm": true})),
+    )
+    .await;
+    assert_eq!(s, 200, "{u}");
+    for _ in 0..2 {
+        let (s, _) =
+            post(&app, "/auth/v1/token?grant_type=password", None, json!({"email": "old@example.com", "password": "legacy-password"}))
+                .await;
+        assert_eq!(s, 200, "bcrypt first, argon2id after the upgrade");
+    }
+}
+
+/// A `$2b$` hash as Supabase's auth.users export holds.
+fn bcrypt_of(password: &str) -> String {
+    bcrypt::hash(password, 4).expect("bcrypt")
+}
+
+async fn account_states(b: Backend) {
+    let env = [
+        ("BASALT_AUTH_AUTOCONFIRM", "true"),
+        ("BASALT_AUTH_REQUIRE_APPROVAL", "true"),
+        ("BASALT_AUTH_ANONYMOUS_ENABLED", "true"),
+        ("BASALT_AUTH_RATE_LIMIT_EMAIL_PER_MINUTE", "4"),
+    ];
+    let Some(app) = TestApp::spawn_with(b, crate::SCHEMA, &env).await else { return };
+    let (s, u) = post(&app, "/auth/v1/signup", None, json!({"email": "h@example.com", "password": "password-123"})).await;
+    assert_eq!(s, 200);
+    assert!(u.get("access_token").is_none(), "awaiting approval: no session");
+    let id = u["id"].as_str().expect("id");
+    let (s, e) =
+        post(&app, "/auth/v1/token?grant_type=password", None, json!({"email": "h@example.com", "password": "password-123"})).await;
+    assert_eq!((s, e["code"].as_str()), (403, Some("user_not_approved")));
+    send(app.req(Method::PUT, &format!("/auth/v1/admin/users/{id}")).json(&json!({"app_metadata": {"approved": true}}))).await;
+    let (s, _) =
+        post(&app, "/auth/v1/token?grant_type=password", None, json!({"email": "h@example.com", "password": "password-123"})).await;
+    assert_eq!(s, 200);
+    // Anonymous sign-in.
+    let (s, anon) = post(&app, "/auth/v1/signup", None, json!({"data": {}})).await;
+    assert_eq!((s, anon["user"]["is_anonymous"].clone()), (200, json!(true)));
+    // Rate limit per e-mail: the fifth attempt in a minute is refused.
+    let mut last = 0;
+    for _ in 0..5 {
+        last = post(&app, "/auth/v1/token?grant_type=password", None, json!({"email": "h@example.com", "password": "wrong"})).await.0;
+    }
+    assert_eq!(last, 429);
+    let (_, e) = post(&app, "/auth/v1/token?grant_type=password", None, json!({"email": "h@example.com", "password": "wrong"})).await;
+    assert_eq!(e["code"], "over_request_rate_limit");
+}
+
+async fn token_refusals(b: Backend) {
+    let Some(app) = TestApp::spawn_with(b, crate::SCHEMA, AUTO).await else { return };
+    let (access, _, _) = app.signup("i@example.com", json!({})).await;
+    let (s, _) = send(app.as_user(Method::GET, "/rest/v1/todos", Some(&access))).await;
+    assert_eq!(s, 200);
+    let expired = sign(&json!({"role": "authenticated", "sub": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "exp": 1000}), SECRET);
+    let (s, e) = send(app.as_user(Method::GET, "/rest/v1/todos", Some(&expired))).await;
+    assert_eq!((s, e["code"].as_str()), (401, Some("PGRST303")));
+    let forged = sign(&json!({"role": "service_role", "exp": 4_000_000_000u64}), "some-other-secret-of-enough-length-000");
+    let (s, e) = send(app.as_user(Method::GET, "/rest/v1/todos", Some(&forged))).await;
+    assert_eq!((s, e["code"].as_str()), (401, Some("PGRST301")));
+    let bad_role = sign(&json!({"role": "postgres", "exp": 4_000_000_000u64}), SECRET);
+    let (s, _) = send(app.as_user(Method::GET, "/rest/v1/todos", Some(&bad_role))).await;
+    assert_eq!(s, 401);
+    let none = format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(r#"{"role":"service_role","exp":4000000000}"#));
+    let (s, _) = send(app.as_user(Method::GET, "/rest/v1/todos", Some(&none))).await;
+    assert_eq!(s, 401);
+    let (s, e) = send(app.as_user(Method::GET, "/auth/v1/user", Some(&forged))).await;
+    assert_eq!((s, e["code"].as_str()), (403, Some("bad_jwt")));
+}
+
+crate::both_backends!(sessions, user_updates_and_logout, email_flows, admin_api, bcrypt_users_sign_in, account_states, token_refusals);
+
+// ---- tiny JWT helpers for forging test tokens ----
+
+fn b64(s: &str) -> String {
+    b64_bytes(s.as_bytes())
+}
+
+fn b64_bytes(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+fn base64_url(s: &str) -> Vec<u8> {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let vals: Vec<u32> = s.bytes().filter_map(|c| A.iter().position(|a| *a == c).map(|p| p as u32)).collect();
+    let mut out = Vec::new();
+    for chunk in vals.chunks(4) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, v)| acc | (v << (18 - 6 * i)));
+        for i in 0..chunk.len().saturating_sub(1) {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}
+
+fn sign(claims: &Value, secret: &str) -> String {
+    use hmac_sha256::hmac;
+    let head = b64(r#"{"alg":"HS256","typ":"JWT"}"#);
+    let body = b64(&claims.to_string());
+    let sig = hmac(secret.as_bytes(), format!("{head}.{body}").as_bytes());
+    format!("{head}.{body}.{}", b64_bytes(&sig))
+}
+
+mod hmac_sha256 {
+    use sha2::{Digest, Sha256};
+
+    pub fn hmac(key: &[u8], msg: &[u8]) -> Vec<u8> {
+        let mut k = [0u8; 64];
+        if key.len() > 64 {
+            k[..32].copy_from_slice(&Sha256::digest(key));
+        } else {
+            k[..key.len()].copy_from_slice(key);
+        }
+        let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
+        let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
+        let inner = Sha256::digest([ipad.as_slice(), msg].concat());
+        Sha256::digest([opad.as_slice(), &inner[..]].concat()).to_vec()
+    }
+}

@@ -1,0 +1,154 @@
+//! Row-level security: the same matrix of tables x commands x callers on both backends
+//! (SQLite compiles policies into each query; PostgreSQL enforces native CREATE POLICY).
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{send, Backend, TestApp};
+
+const SCHEMA: &str = r#"
+[tables.notes]
+owner = "user_id"
+columns.id        = { type = "uuid", primary_key = true, default = "gen_random_uuid()" }
+columns.user_id   = { type = "uuid", not_null = true, default = "auth.uid()", references = "auth.users.id", on_delete = "cascade" }
+columns.body      = { type = "text" }
+columns.is_public = { type = "boolean", default = "false" }
+
+[[tables.notes.policies]]
+name = "anyone reads public notes"
+command = "select"
+roles = ["anon", "authenticated"]
+using = "is_public = true"
+
+[tables.projects]
+columns.id       = { type = "uuid", primary_key = true, default = "gen_random_uuid()" }
+columns.owner_id = { type = "uuid", not_null = true, default = "auth.uid()", references = "auth.users", on_delete = "cascade" }
+columns.name     = { type = "text", not_null = true }
+
+[[tables.projects.policies]]
+name = "owners manage their projects"
+command = "all"
+roles = ["authenticated"]
+using = "owner_id = auth.uid()"
+
+[tables.tasks]
+columns.id         = { type = "uuid", primary_key = true, default = "gen_random_uuid()" }
+columns.project_id = { type = "uuid", not_null = true, references = "projects.id", on_delete = "cascade" }
+columns.title      = { type = "text" }
+
+[[tables.tasks.policies]]
+name = "tasks through their project"
+command = "all"
+roles = ["authenticated"]
+using = "exists (select 1 from projects where projects.id = tasks.project_id and projects.owner_id = auth.uid())"
+
+[tables.profiles]
+columns.id    = { type = "uuid", primary_key = true, references = "auth.users.id", on_delete = "cascade" }
+columns.email = { type = "text" }
+columns.name  = { type = "text" }
+on_signup = { id = "id", email = "email", name = "user_metadata.name" }
+
+[[tables.profiles.policies]]
+name = "read own profile"
+command = "select"
+roles = ["authenticated"]
+using = "id = auth.uid()"
+
+[[tables.profiles.policies]]
+name = "update own profile"
+command = "update"
+roles = ["authenticated"]
+using = "id = auth.uid()"
+with_check = "id = auth.uid() and name is not null"
+"#;
+
+async fn count(app: &TestApp, table: &str, token: Option<&str>) -> usize {
+    let (s, rows) = send(app.as_user(Method::GET, &format!("/rest/v1/{table}?select=*"), token)).await;
+    assert_eq!(s, 200, "{table}: {rows}");
+    rows.as_array().map(Vec::len).unwrap_or(usize::MAX)
+}
+
+async fn write(app: &TestApp, m: Method, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+    send(app.as_user(m, path, token).header("prefer", "return=representation").json(&body)).await
+}
+
+async fn matrix(b: Backend) {
+    let Some(app) = TestApp::spawn_with(b, SCHEMA, &[("BASALT_AUTH_AUTOCONFIRM", "true")]).await else { return };
+    let (a, _, a_id) = app.signup("a@example.com", json!({"name": "A"})).await;
+    let (bt, _, b_id) = app.signup("b@example.com", json!({"name": "B"})).await;
+    let (a, bt) = (Some(a.as_str()), Some(bt.as_str()));
+    // Rows made by the service role on behalf of each user.
+    let (s, _) = app.post("/rest/v1/notes", json!([
+        {"user_id": a_id, "body": "a-private"}, {"user_id": a_id, "body": "a-public", "is_public": true}, {"user_id": b_id, "body": "b-private"}
+    ]), "").await;
+    assert_eq!(s, 201);
+    let (_, p) = app
+        .post(
+            "/rest/v1/projects?select=id",
+            json!([{"owner_id": a_id, "name": "pa"}, {"owner_id": b_id, "name": "pb"}]),
+            "return=representation",
+        )
+        .await;
+    let (pa, pb) = (p[0]["id"].as_str().expect("id").to_string(), p[1]["id"].as_str().expect("id").to_string());
+    app.post("/rest/v1/tasks", json!([{"project_id": pa, "title": "ta"}, {"project_id": pb, "title": "tb"}]), "").await;
+
+    // SELECT: who sees how many rows.
+    for (table, want) in [("notes", [1, 2, 2, 3]), ("projects", [0, 1, 1, 2]), ("tasks", [0, 1, 1, 2]), ("profiles", [0, 1, 1, 2])] {
+        let got = [
+            count(&app, table, None).await,
+            count(&app, table, a).await,
+            count(&app, table, bt).await,
+            app.get(&format!("/rest/v1/{table}")).await.1.as_array().map_or(0, Vec::len),
+        ];
+        assert_eq!(got, want, "select on {table} as [anon, A, B, service]");
+    }
+    // Embeds respect the child's policies too.
+    let (_, rows) = send(app.as_user(Method::GET, "/rest/v1/projects?select=name,tasks(title)", a)).await;
+    assert_eq!(rows, json!([{"name": "pa", "tasks": [{"title": "ta"}]}]));
+
+    // INSERT
+    let (s, e) = write(&app, Method::POST, "/rest/v1/notes", None, json!({"body": "anon"})).await;
+    assert_eq!((s, e["code"].as_str()), (401, Some("42501")));
+    let (s, rows) = write(&app, Method::POST, "/rest/v1/notes?select=body,user_id", a, json!({"body": "mine"})).await;
+    assert_eq!((s, rows), (201, json!([{"body": "mine", "user_id": a_id}])), "user_id defaults to auth.uid()");
+    let (s, e) = write(&app, Method::POST, "/rest/v1/notes", a, json!({"body": "forged", "user_id": b_id})).await;
+    assert_eq!((s, e["code"].as_str()), (403, Some("42501")));
+    let (s, _) = write(&app, Method::POST, "/rest/v1/tasks", a, json!({"project_id": pa, "title": "ok"})).await;
+    assert_eq!(s, 201);
+    let (s, e) = write(&app, Method::POST, "/rest/v1/tasks", a, json!({"project_id": pb, "title": "intrude"})).await;
+    assert_eq!((s, e["code"].as_str()), (403, Some("42501")), "a task in someone else's project");
+    let (s, _) = write(&app, Method::POST, "/rest/v1/profiles", a, json!({"id": a_id})).await;
+    assert_eq!(s, 403, "no insert policy on profiles");
+
+    // UPDATE: hidden rows are simply not matched; WITH CHECK guards the new values.
+    let (s, rows) = write(&app, Method::PATCH, "/rest/v1/notes?body=eq.b-private", a, json!({"body": "hacked"})).await;
+    assert_eq!((s, rows), (200, json!([])));
+    let (s, rows) = write(&app, Method::PATCH, "/rest/v1/notes?body=eq.a-private&select=body", a, json!({"body": "edited"})).await;
+    assert_eq!((s, rows), (200, json!([{"body": "edited"}])));
+    let (s, e) = write(&app, Method::PATCH, "/rest/v1/notes?body=eq.edited", a, json!({"user_id": b_id})).await;
+    assert_eq!((s, e["code"].as_str()), (403, Some("42501")), "cannot hand a row to someone else");
+    let (s, e) = write(&app, Method::PATCH, &format!("/rest/v1/profiles?id=eq.{a_id}"), a, json!({"name": null})).await;
+    assert_eq!((s, e["code"].as_str()), (403, Some("42501")), "with_check");
+    let (s, rows) = write(&app, Method::PATCH, "/rest/v1/profiles?name=like.*&select=name", a, json!({"name": "Ann"})).await;
+    assert_eq!((s, rows), (200, json!([{"name": "Ann"}])), "only the own profile is updated");
+    let (s, rows) = write(&app, Method::PATCH, "/rest/v1/notes", None, json!({"body": "anon"})).await;
+    assert_eq!(s, 400, "anon may not update without a filter: {rows}");
+
+    // DELETE
+    let (s, rows) = write(&app, Method::DELETE, "/rest/v1/notes?body=eq.a-public", bt, json!({})).await;
+    assert_eq!((s, rows), (200, json!([])), "visible but not deletable by B");
+    let (s, rows) = write(&app, Method::DELETE, "/rest/v1/tasks?select=title", bt, json!({})).await;
+    assert_eq!(s, 400, "B may not delete without a filter: {rows}");
+    let (s, rows) = write(&app, Method::DELETE, "/rest/v1/tasks?title=neq.none&select=title", bt, json!({})).await;
+    assert_eq!((s, rows), (200, json!([{"title": "tb"}])));
+
+    // Deleting a user removes their rows everywhere.
+    let (s, _) = send(app.req(Method::DELETE, &format!("/auth/v1/admin/users/{a_id}"))).await;
+    assert_eq!(s, 200);
+    for (table, left) in [("notes", 1), ("projects", 1), ("tasks", 0), ("profiles", 1)] {
+        let (_, rows) = app.get(&format!("/rest/v1/{table}")).await;
+        assert_eq!(rows.as_array().map(Vec::len), Some(left), "{table} after deleting A: {rows}");
+    }
+}
+
+crate::both_backends!(matrix);
