@@ -17,6 +17,8 @@ pub struct ApiRequest {
     pub columns: Option<Vec<String>>,
     pub prefer: Preferences,
     pub accept: MediaType,
+    /// `nulls=stripped` on the media type: null-valued keys are left out.
+    pub strip_nulls: bool,
     /// The `Range` header (offset, inclusive end).
     pub range_header: Option<(i64, Option<i64>)>,
     pub body: Option<serde_json::Value>,
@@ -49,6 +51,12 @@ pub enum SelectItem {
     Count {
         alias: Option<String>,
         relation: String,
+    },
+    /// `...rel(cols)`: a to-one embed's columns flattened into the parent.
+    Spread {
+        relation: String,
+        hint: Option<String>,
+        select: Vec<SelectItem>,
     },
 }
 

@@ -50,8 +50,8 @@ pub fn from_text(ty: ColumnType, raw: &str) -> Result<Param> {
             Param::Numeric(t.to_string())
         }
         ColumnType::Real | ColumnType::Double => Param::Float(raw.trim().parse::<f64>().map_err(|_| bad())?),
-        ColumnType::Date => Param::Text(canonical_date(raw).ok_or_else(bad)?),
-        ColumnType::Timestamptz => Param::Text(canonical_timestamptz(raw).ok_or_else(bad)?),
+        ColumnType::Date => Param::Text(canonical_date(raw).ok_or_else(|| datetime_error(ty, raw))?),
+        ColumnType::Timestamptz => Param::Text(canonical_timestamptz(raw).ok_or_else(|| datetime_error(ty, raw))?),
         ColumnType::Jsonb => {
             let v: Value = serde_json::from_str(raw).map_err(|_| bad())?;
             Param::Json(v.to_string())
@@ -64,6 +64,17 @@ pub fn from_text(ty: ColumnType, raw: &str) -> Result<Param> {
             Param::Json(Value::Array(vals).to_string())
         }
     })
+}
+
+/// PostgreSQL's errors for dates: 22008 when the fields are out of range, 22007 otherwise.
+fn datetime_error(ty: ColumnType, raw: &str) -> Error {
+    let t = raw.trim();
+    let shaped = t.len() >= 10 && t.as_bytes()[4] == b'-' && t.as_bytes()[7] == b'-' && t[..4].chars().all(|c| c.is_ascii_digit());
+    if shaped {
+        Error::new(400, "22008", format!("date/time field value out of range: \"{raw}\""))
+    } else {
+        Error::new(400, "22007", format!("invalid input syntax for type {}: \"{raw}\"", ty.pg_display()))
+    }
 }
 
 fn param_to_json(p: Param) -> Value {

@@ -43,6 +43,7 @@ pub fn parse_request(method: &str, table: &str, query: &str, headers: Headers, b
         columns: None,
         prefer: parse_prefer(headers.prefer)?,
         accept: parse_accept(headers.accept)?,
+        strip_nulls: headers.accept.is_some_and(|a| a.replace(' ', "").contains("nulls=stripped")),
         range_header: match headers.range {
             Some(r) if matches!(action, Action::Read { .. }) => parse_range_header(r)?,
             _ => None,

@@ -48,7 +48,14 @@ fn select_item(c: &mut Cursor) -> Result<SelectItem, String> {
         return Ok(SelectItem::Star);
     }
     if c.rest().starts_with("...") {
-        return Err("spread embeds (...) are not supported yet".into());
+        for _ in 0..3 {
+            c.bump();
+        }
+        let relation = c.name()?;
+        match embed(c, None, relation)? {
+            SelectItem::Embed { relation, hint, select, .. } => return Ok(SelectItem::Spread { relation, hint, select }),
+            _ => return Err("a spread needs a column list".into()),
+        }
     }
     let first = c.name()?;
     let (alias, name) = if c.peek() == Some(':') && !c.rest().starts_with("::") {

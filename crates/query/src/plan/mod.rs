@@ -48,6 +48,13 @@ pub enum OutField {
         to_one: bool,
         inner: bool,
         plan: Box<ReadPlan>,
+        /// `rel()`: used for filtering only, left out of the output.
+        hidden: bool,
+    },
+    /// `...rel(cols)`: each column of a to-one relation as a field of the parent.
+    Spread {
+        join: Join,
+        plan: Box<ReadPlan>,
     },
     /// Legacy `rel(count)`: `[{"count": n}]`.
     Count {

@@ -62,8 +62,23 @@ pub(super) fn build_node(
                     join: join_on,
                     to_one,
                     inner: *join == JoinKind::Inner,
+                    hidden: select.is_empty(),
                     plan: Box::new(child),
                 });
+            }
+            SelectItem::Spread { relation, hint, select } => {
+                let (target, join_on, to_one) = relate(catalog, table, &alias, relation, hint.as_deref())?;
+                if !to_one {
+                    return Err(Error::new(400, "PGRST119", format!("A spread operation on '{relation}' is not possible"))
+                        .details(format!("'{}' and '{relation}' do not form a many-to-one or one-to-one relationship", table.name)));
+                }
+                let child = build_node(catalog, target, select, Source::Table, counter, access)?;
+                if child.fields.iter().any(|f| !matches!(f, OutField::Column { .. })) {
+                    return Err(
+                        Error::new(400, "PGRST127", "Feature not implemented").details("embeds inside a spread are not supported yet")
+                    );
+                }
+                fields.push(OutField::Spread { join: join_on, plan: Box::new(child) });
             }
             SelectItem::Count { alias: a, relation } => {
                 let (target, join_on, _) = relate(catalog, table, &alias, relation, None)?;

@@ -11,7 +11,7 @@ pub use sqlite::Sqlite;
 use basalt_schema::ident::quote;
 use basalt_schema::ColumnType;
 
-use crate::plan::{ColExpr, Cond, MutatePlan, PExpr, PVal, PlanOp, PlanOrder, QuantBase, ReadPlan};
+use crate::plan::{ColExpr, Cond, ExprType, MutatePlan, PExpr, PVal, PlanOp, PlanOrder, QuantBase, ReadPlan};
 use crate::request::{CompareOp, IsValue, PathKey, Quantifier};
 use crate::value::Param;
 
@@ -53,6 +53,15 @@ pub trait Dialect {
     fn text_result(&self, expr: String) -> String {
         expr
     }
+    /// The arrow for the last step of a `->` path compared or ordered as a JSON value
+    /// (PostgreSQL compares jsonb; SQLite compares the SQL value `->>` yields).
+    fn json_value_arrow(&self) -> &'static str {
+        " -> "
+    }
+    /// A parameter compared with a `->` path value.
+    fn json_value_param(&self, b: &mut Builder, p: Param) {
+        self.param(b, p, Some(ColumnType::Jsonb));
+    }
     fn like(&self, b: &mut Builder, lhs: &str, insensitive: bool, pattern: Param);
     fn regex(&self, b: &mut Builder, lhs: &str, insensitive: bool, pattern: Param);
     fn contains(&self, b: &mut Builder, container: Side, contained: Side, ty: ColumnType);
@@ -88,6 +97,19 @@ impl Builder {
 
     pub fn finish(self) -> Fragment {
         Fragment { sql: self.sql, params: self.params }
+    }
+
+    /// A `->` path as a comparable JSON value (filters and order).
+    fn json_value_expr(&mut self, d: &dyn Dialect, e: &ColExpr) -> String {
+        let mut sub = Builder { sql: format!("{}.{}", e.alias, quote(&e.column)), params: std::mem::take(&mut self.params) };
+        for (i, step) in e.path.iter().enumerate() {
+            sub.sql = format!("({}", sub.sql);
+            sub.push(if i + 1 == e.path.len() { d.json_value_arrow() } else { " -> " });
+            d.path_key(&mut sub, &step.key);
+            sub.push(")");
+        }
+        self.params = sub.params;
+        sub.sql
     }
 
     /// A column reference `alias."col"` with its JSON path steps and cast.
@@ -153,8 +175,19 @@ impl Builder {
                 if *negate {
                     self.push("NOT (");
                 }
-                let l = self.expr(d, lhs);
-                self.op(d, &l, lhs.value_type(), op);
+                if lhs.expr_type() == ExprType::Json && lhs.cast.is_none() {
+                    let l = self.json_value_expr(d, lhs);
+                    match op {
+                        PlanOp::Compare(c, p) => {
+                            self.push(&l).push(compare_sym(*c));
+                            d.json_value_param(self, p.clone());
+                        }
+                        other => self.op(d, &l, lhs.value_type(), other),
+                    }
+                } else {
+                    let l = self.expr(d, lhs);
+                    self.op(d, &l, lhs.value_type(), op);
+                }
                 if *negate {
                     self.push(")");
                 }
@@ -289,15 +322,7 @@ impl Builder {
     }
 
     fn compare(&mut self, d: &dyn Dialect, l: &str, c: CompareOp, p: Param, ty: ColumnType) {
-        let sym = match c {
-            CompareOp::Eq => " = ",
-            CompareOp::Neq => " <> ",
-            CompareOp::Gt => " > ",
-            CompareOp::Gte => " >= ",
-            CompareOp::Lt => " < ",
-            CompareOp::Lte => " <= ",
-        };
-        self.push(l).push(sym);
+        self.push(l).push(compare_sym(c));
         d.param(self, p, Some(ty));
     }
 
@@ -311,7 +336,11 @@ impl Builder {
             if i > 0 {
                 self.push(", ");
             }
-            let e = self.expr(d, &o.expr);
+            let e = if o.expr.expr_type() == ExprType::Json && o.expr.cast.is_none() {
+                self.json_value_expr(d, &o.expr)
+            } else {
+                self.expr(d, &o.expr)
+            };
             self.push(&e);
             self.push(if o.desc { " DESC" } else { " ASC" });
             self.push(if o.nulls_first { " NULLS FIRST" } else { " NULLS LAST" });
@@ -332,6 +361,17 @@ impl Builder {
                 d.param(self, Param::Int(o), Some(ColumnType::BigInt));
             }
         }
+    }
+}
+
+fn compare_sym(c: CompareOp) -> &'static str {
+    match c {
+        CompareOp::Eq => " = ",
+        CompareOp::Neq => " <> ",
+        CompareOp::Gt => " > ",
+        CompareOp::Gte => " >= ",
+        CompareOp::Lt => " < ",
+        CompareOp::Lte => " <= ",
     }
 }
 

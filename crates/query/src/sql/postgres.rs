@@ -16,10 +16,9 @@ impl Postgres {
     /// `SELECT <fields> FROM (<rows>) AS alias` for one node.
     fn row_select(&self, b: &mut Builder, node: &ReadPlan, join: Option<&Join>) {
         b.push("SELECT ");
-        if node.fields.is_empty() {
-            b.push("NULL AS \"_\"");
-        }
-        for (i, f) in node.fields.iter().enumerate() {
+        let visible: Vec<&OutField> = node.fields.iter().filter(|f| !matches!(f, OutField::Embed { hidden: true, .. })).collect();
+        // An empty list is fine: `SELECT FROM ...` rows render as `{}`, as on SQLite.
+        for (i, f) in visible.into_iter().enumerate() {
             if i > 0 {
                 b.push(", ");
             }
@@ -37,6 +36,23 @@ impl Postgres {
                     }
                     self.row_select(b, plan, Some(join));
                     b.push(&format!(") AS {r}) AS {}", quote(key)));
+                }
+                OutField::Spread { join, plan } => {
+                    for (j, f) in plan.fields.iter().enumerate() {
+                        let OutField::Column { key, expr } = f else { continue };
+                        if j > 0 {
+                            b.push(", ");
+                        }
+                        let e = b.expr(self, expr);
+                        let a = &plan.alias;
+                        b.push(&format!("(SELECT {e} FROM {} AS {a} WHERE ", quote(&plan.table)));
+                        b.join_on(join, a);
+                        if !plan.conds.is_empty() {
+                            b.push(" AND ");
+                            b.conds(self, &plan.conds);
+                        }
+                        b.push(&format!(" LIMIT 1) AS {}", quote(key)));
+                    }
                 }
                 OutField::Count { key, join, table, alias } => {
                     b.push(&format!(

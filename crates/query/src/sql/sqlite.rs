@@ -16,20 +16,15 @@ impl Sqlite {
     /// `json_object('k', v, ...)` for a node's fields.
     fn object(&self, b: &mut Builder, node: &ReadPlan) {
         b.push("json_object(");
-        for (i, f) in node.fields.iter().enumerate() {
+        let visible = node.fields.iter().filter(|f| !matches!(f, OutField::Embed { hidden: true, .. }));
+        for (i, f) in visible.enumerate() {
             if i > 0 {
                 b.push(", ");
             }
             match f {
                 OutField::Column { key, expr } => {
                     b.push(&basalt_schema::ident::literal(key)).push(", ");
-                    let e = b.expr(self, expr);
-                    let v = match expr.expr_type() {
-                        ExprType::Column(ColumnType::Boolean) => format!("json(CASE WHEN {e} THEN 'true' WHEN NOT {e} THEN 'false' END)"),
-                        ExprType::Column(t) if t.is_json_like() => format!("json({e})"),
-                        ExprType::Json => format!("json({e})"),
-                        _ => e,
-                    };
+                    let v = self.value(b, expr);
                     b.push(&v);
                 }
                 OutField::Embed { key, join, to_one, plan, .. } => {
@@ -45,6 +40,22 @@ impl Sqlite {
                     self.inner_select(b, plan, Some(join));
                     b.push(&format!(") AS {}))", plan.alias));
                 }
+                OutField::Spread { join, plan } => {
+                    for (j, f) in plan.fields.iter().enumerate() {
+                        let OutField::Column { key, expr } = f else { continue };
+                        if j > 0 {
+                            b.push(", ");
+                        }
+                        b.push(&basalt_schema::ident::literal(key)).push(", ");
+                        let json_valued = matches!(expr.expr_type(), ExprType::Column(ColumnType::Boolean) | ExprType::Json)
+                            || matches!(expr.expr_type(), ExprType::Column(t) if t.is_json_like());
+                        b.push(if json_valued { "json((SELECT " } else { "(SELECT " });
+                        let v = self.value(b, expr);
+                        b.push(&v);
+                        self.one_row_from(b, plan, join);
+                        b.push(if json_valued { "))" } else { ")" });
+                    }
+                }
                 OutField::Count { key, join, table, alias } => {
                     b.push(&basalt_schema::ident::literal(key));
                     b.push(&format!(", json_array(json_object('count', (SELECT count(*) FROM {} AS {alias} WHERE ", quote(table)));
@@ -54,6 +65,29 @@ impl Sqlite {
             }
         }
         b.push(")");
+    }
+
+    /// A column's value as json_object wants it (booleans and JSON as JSON).
+    fn value(&self, b: &mut Builder, expr: &crate::plan::ColExpr) -> String {
+        let e = b.expr(self, expr);
+        match expr.expr_type() {
+            ExprType::Column(ColumnType::Boolean) => format!("json(CASE WHEN {e} THEN 'true' WHEN NOT {e} THEN 'false' END)"),
+            ExprType::Column(t) if t.is_json_like() => format!("json({e})"),
+            ExprType::Json => format!("json({e})"),
+            _ => e,
+        }
+    }
+
+    /// ` FROM t AS a WHERE <join> AND <conds> LIMIT 1` for a to-one node.
+    fn one_row_from(&self, b: &mut Builder, node: &ReadPlan, join: &crate::plan::Join) {
+        let a = &node.alias;
+        b.push(&format!(" FROM {} AS {a} WHERE ", quote(&node.table)));
+        b.join_on(join, a);
+        if !node.conds.is_empty() {
+            b.push(" AND ");
+            b.conds(self, &node.conds);
+        }
+        b.push(" LIMIT 1");
     }
 
     /// The rows of one node: filtered, ordered and windowed, before JSON is built from them.
@@ -133,6 +167,16 @@ impl Dialect for Sqlite {
 
     fn text_result(&self, expr: String) -> String {
         format!("CAST({expr} AS TEXT)")
+    }
+
+    fn json_value_arrow(&self) -> &'static str {
+        " ->> "
+    }
+
+    fn json_value_param(&self, b: &mut Builder, p: Param) {
+        b.push("(");
+        self.param(b, p, None);
+        b.push(" ->> '$')");
     }
 
     fn like(&self, b: &mut Builder, lhs: &str, insensitive: bool, pattern: Param) {

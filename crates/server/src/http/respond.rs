@@ -67,7 +67,13 @@ pub fn read(req: &ApiRequest, plan: &ReadPlan, r: ReadResult, head: bool) -> Api
         MediaType::SingleObject => ("application/vnd.pgrst.object+json; charset=utf-8", unwrap_single(&r.body, r.rows)?),
         MediaType::Csv => ("text/csv; charset=utf-8", to_csv(plan, &r.body)?),
     };
-    let body = if head { String::new() } else { body };
+    let body = if head {
+        String::new()
+    } else if req.strip_nulls {
+        strip_nulls(&body)?
+    } else {
+        body
+    };
     build(status, Some(ct), body, &[("content-range", range), ("range-unit", "items".into())])
 }
 
@@ -102,10 +108,28 @@ pub fn write(req: &ApiRequest, plan: &MutatePlan, r: WriteResult) -> ApiResult<R
                 ),
                 MediaType::Json => (JSON, body),
             };
+            let body = if req.strip_nulls { strip_nulls(&body)? } else { body };
             build(status, Some(ct), body, &headers)
         }
         _ => build(status, None, String::new(), &headers),
     }
+}
+
+/// Drops null-valued keys at every depth (`nulls=stripped`).
+fn strip_nulls(json: &str) -> ApiResult<String> {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.retain(|_, x| !x.is_null());
+                m.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut v: serde_json::Value = serde_json::from_str(json).map_err(ApiError::internal)?;
+    strip(&mut v);
+    Ok(v.to_string())
 }
 
 /// CSV with a header row of the selected keys; objects and arrays as JSON text.
@@ -114,8 +138,17 @@ fn to_csv(plan: &ReadPlan, json: &str) -> ApiResult<String> {
     let keys: Vec<String> = plan
         .fields
         .iter()
-        .map(|f| match f {
-            OutField::Column { key, .. } | OutField::Embed { key, .. } | OutField::Count { key, .. } => key.clone(),
+        .flat_map(|f| match f {
+            OutField::Spread { plan, .. } => plan
+                .fields
+                .iter()
+                .filter_map(|c| match c {
+                    OutField::Column { key, .. } => Some(key.clone()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+            OutField::Embed { hidden: true, .. } => vec![],
+            OutField::Column { key, .. } | OutField::Embed { key, .. } | OutField::Count { key, .. } => vec![key.clone()],
         })
         .collect();
     let mut out = keys.iter().map(|k| csv_cell(k)).collect::<Vec<_>>().join(",");

@@ -65,6 +65,12 @@ async fn run_as(
     body: Body,
     ident: super::identity::Identity,
 ) -> ApiResult<Response> {
+    let profile_header = if matches!(*method, Method::GET | Method::HEAD) { "accept-profile" } else { "content-profile" };
+    if let Some(profile) = headers.get(profile_header).and_then(|v| v.to_str().ok()).filter(|p| *p != "public") {
+        return Err(RestError::new(406, "PGRST106", format!("Invalid schema: {profile}"))
+            .hint("Only the following schemas are exposed: public")
+            .into());
+    }
     let claims = serde_json::to_value(&ident.claims).map_err(ApiError::internal)?;
     let ctx = DbContext { role: ident.role, claims: claims.to_string(), uid: ident.claims.sub.clone() };
     let access = Access { role: ident.role.name(), claims: &claims, enforce: !app.store.native_rls() };
