@@ -263,6 +263,9 @@ fn build_indexes(source: &str, table: &str, def: &TableDef, columns: &IndexMap<S
             Some(n) => return Err(err(table, None, line, format!("index name {n} is not lowercase snake_case"))),
             None => format!("{table}_{}_idx", cols.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join("_")),
         };
+        if out.iter().any(|i: &Index| i.name == name) {
+            return Err(err(table, None, line, format!("two indexes are named {name}; give one a name")));
+        }
         out.push(Index { name, columns: cols, unique: idx.unique });
     }
     Ok(out)

@@ -10,8 +10,9 @@ use tokio::net::TcpListener;
 
 use crate::auth::mailer::Mailer;
 use crate::auth::ratelimit::Limits;
-use crate::auth::service::{AuthService, SignupHook};
+use crate::auth::service::AuthService;
 use crate::auth::JwtKeys;
+use crate::catalog::SharedCatalog;
 use crate::config::Config;
 use crate::store::Store;
 
@@ -22,7 +23,7 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub config: Config,
     pub store: Store,
-    pub catalog: Arc<Catalog>,
+    pub catalog: Arc<SharedCatalog>,
     pub jwt: Arc<JwtKeys>,
     pub auth: AuthService,
     pub anon_key: String,
@@ -41,12 +42,7 @@ impl AppState {
         let jwt = Arc::new(JwtKeys::new(secret));
         let anon_key = jwt.project_key("anon");
         let service_key = jwt.project_key("service_role");
-        let hooks = catalog
-            .tables
-            .values()
-            .filter(|t| !t.on_signup.is_empty())
-            .map(|t| SignupHook { table: t.name.clone(), columns: t.on_signup.clone() })
-            .collect();
+        let catalog = Arc::new(SharedCatalog::new(catalog));
         let auth = AuthService {
             store: store.clone(),
             jwt: jwt.clone(),
@@ -54,9 +50,9 @@ impl AppState {
             mailer: Mailer::new(&config.data_dir),
             limits: Limits::new(config.auth.rate_limit_ip_per_minute, config.auth.rate_limit_email_per_minute),
             base_url,
-            hooks,
+            catalog: catalog.clone(),
         };
-        AppState(Arc::new(Inner { config, store, catalog: Arc::new(catalog), jwt, auth, anon_key, service_key }))
+        AppState(Arc::new(Inner { config, store, catalog, jwt, auth, anon_key, service_key }))
     }
 }
 

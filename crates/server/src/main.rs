@@ -4,6 +4,7 @@
 
 mod app;
 mod auth;
+mod catalog;
 mod cli;
 mod config;
 mod error;
@@ -77,6 +78,9 @@ async fn serve(a: cli::ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let base_url = format!("http://{addr}");
     let state = app::AppState::new(config.clone(), store.clone(), catalog, &secret, base_url);
+    if let Store::Postgres(pg) = &store {
+        pg.watch_schema(state.catalog.clone());
+    }
     let place = match &store {
         Store::Sqlite(s) => s.path().display().to_string(),
         Store::Postgres(_) => config.database_url.as_deref().map(config::redact_url).unwrap_or_default(),

@@ -204,6 +204,8 @@ pub struct MutatePlan {
     pub returning: Option<ReadPlan>,
     /// Row-level security: what every written row must satisfy (compiled policies only).
     pub check: Option<(String, Cond)>,
+    /// Every column of the table, to evaluate that check on the rows about to be written.
+    pub table_columns: Vec<Column>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -65,7 +65,7 @@ pub fn plan_mutate(catalog: &Catalog, req: &ApiRequest, access: Access) -> Resul
     if req.action == Action::Insert && matches!(&check, Some((_, super::Cond::Expr(super::PExpr::Const(false))))) {
         return Err(Error::new(403, "42501", format!("new row violates row-level security policy for table \"{}\"", table.name)));
     }
-    Ok(MutatePlan { table: table.name.clone(), kind, returning, check })
+    Ok(MutatePlan { table: table.name.clone(), kind, returning, check, table_columns: table.columns.values().cloned().collect() })
 }
 
 fn insert(table: &Table, req: &ApiRequest, body: &Value) -> Result<MutateKind> {

@@ -39,7 +39,7 @@ pub enum MutateSql {
     /// `max_rowid` returns the highest rowid before the write (to tell inserts from updates);
     /// `collect` returns the rowids of affected rows; `read` and `finish` take that rowid list
     /// as JSON in their first parameter, which the store fills in.
-    /// `check` counts affected rows that fail row-level security (first parameter: rowids).
+    /// `check` runs first and counts rows about to be written that fail row-level security.
     Steps { max_rowid: Option<Fragment>, collect: Fragment, check: Option<Fragment>, read: Option<Fragment>, finish: Option<Fragment> },
 }
 

@@ -135,6 +135,79 @@ impl Sqlite {
         b.finish()
     }
 
+    /// Row-level security before the write, as PostgreSQL checks policies before constraints:
+    /// the rows about to be written (payload values, defaults, current values) are built in a
+    /// subquery and counted when they fail the policy.
+    fn pre_check(&self, plan: &MutatePlan, alias: &str, cond: &crate::plan::Cond) -> Fragment {
+        let mut b = Builder::default();
+        let cols: Vec<String> = match &plan.kind {
+            MutateKind::Insert { columns, rows, missing_default, .. } => {
+                b.params.push(rows.clone());
+                plan.table_columns
+                    .iter()
+                    .map(|c| {
+                        let default = || {
+                            c.default
+                                .as_ref()
+                                .map(|d| basalt_schema::ddl::default_sql(d, c.ty, DdlDialect::Sqlite))
+                                .unwrap_or_else(|| "NULL".into())
+                        };
+                        let v = if columns.iter().any(|x| x.name == c.name) {
+                            let v = self.extract("_j.value", c);
+                            if *missing_default {
+                                let path = basalt_schema::ident::literal(&format!("$.\"{}\"", c.name));
+                                format!("CASE WHEN json_type(_j.value, {path}) IS NULL THEN {} ELSE {v} END", default())
+                            } else {
+                                v
+                            }
+                        } else {
+                            default()
+                        };
+                        format!("{v} AS {}", quote(&c.name))
+                    })
+                    .collect()
+            }
+            MutateKind::Update { alias: ua, columns, values, touch_updated_at, .. } => {
+                b.params.push(values.clone());
+                plan.table_columns
+                    .iter()
+                    .map(|c| {
+                        let v = if columns.iter().any(|x| x.name == c.name) {
+                            self.extract("?1", c)
+                        } else if *touch_updated_at && c.name == "updated_at" {
+                            "basalt_now()".into()
+                        } else {
+                            format!("{ua}.{}", quote(&c.name))
+                        };
+                        format!("{v} AS {}", quote(&c.name))
+                    })
+                    .collect()
+            }
+            MutateKind::Delete { .. } => Vec::new(),
+        };
+        b.push(&format!("SELECT count(*) FROM (SELECT {} ", cols.join(", ")));
+        match &plan.kind {
+            MutateKind::Insert { columns, .. } if !columns.is_empty() => {
+                b.push("FROM json_each(?1) AS _j");
+            }
+            MutateKind::Insert { .. } => {
+                b.push("FROM (SELECT 1) AS _j");
+            }
+            MutateKind::Update { alias: ua, conds, .. } => {
+                b.push(&format!("FROM {} AS {ua}", quote(&plan.table)));
+                if !conds.is_empty() {
+                    b.push(" WHERE ");
+                    b.conds(self, conds);
+                }
+            }
+            MutateKind::Delete { .. } => {}
+        }
+        b.push(&format!(") AS {alias} WHERE NOT coalesce(("));
+        b.cond(self, cond);
+        b.push("), false)");
+        b.finish()
+    }
+
     /// The value of payload key `col` from the JSON object `src`.
     fn extract(&self, src: &str, col: &basalt_schema::Column) -> String {
         let path = basalt_schema::ident::literal(&format!("$.\"{}\"", col.name));
@@ -269,16 +342,7 @@ impl Dialect for Sqlite {
     fn mutate(&self, plan: &MutatePlan) -> MutateSql {
         let t = quote(&plan.table);
         let read = plan.returning.as_ref().map(|r| self.body(r, true));
-        let check = plan.check.as_ref().map(|(alias, cond)| {
-            let mut b = Builder::default();
-            b.params.push(Param::Json("[]".into()));
-            b.push(&format!(
-                "SELECT count(*) FROM json_each(?1) AS _ids JOIN {t} AS {alias} ON {alias}.rowid = _ids.value WHERE NOT coalesce(("
-            ));
-            b.cond(self, cond);
-            b.push("), false)");
-            b.finish()
-        });
+        let check = plan.check.as_ref().map(|(alias, cond)| self.pre_check(plan, alias, cond));
         match &plan.kind {
             MutateKind::Insert { columns, rows, on_conflict, missing_default } => {
                 let mut b = Builder::default();

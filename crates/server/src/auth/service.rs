@@ -64,7 +64,8 @@ pub struct AuthService {
     pub limits: Limits,
     /// `http://host:port` used in e-mail links.
     pub base_url: String,
-    pub hooks: Vec<SignupHook>,
+    /// The live catalog, for signup hooks.
+    pub catalog: std::sync::Arc<crate::catalog::SharedCatalog>,
 }
 
 fn now_ts() -> i64 {
@@ -245,7 +246,7 @@ impl AuthService {
         let user_view = json!({
             "id": nu.id, "email": nu.email, "user_metadata": nu.user_metadata, "app_metadata": nu.app_metadata,
         });
-        for hook in &self.hooks {
+        for hook in &self.catalog.signup_hooks() {
             let cols: Vec<String> = hook.columns.iter().map(|(c, _)| c.clone()).collect();
             let values = hook.columns.iter().map(|(_, src)| lookup_path(&user_view, src)).collect();
             stmts.push(q::insert_row(&hook.table, &cols, values));

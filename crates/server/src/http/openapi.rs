@@ -18,7 +18,8 @@ pub async fn document(State(app): State<AppState>, RawQuery(q): RawQuery, header
         Err(e) => return respond::error(e),
     };
     let empty = Catalog::default();
-    let visible = if ident.role == Role::ServiceRole { app.catalog.as_ref() } else { &empty };
+    let current = app.catalog.get();
+    let visible = if ident.role == Role::ServiceRole { current.as_ref() } else { &empty };
     let doc = build(visible, headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost"));
     let mut res = axum::response::IntoResponse::into_response(axum::Json(doc));
     res.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("application/openapi+json; charset=utf-8"));

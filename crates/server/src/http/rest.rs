@@ -86,7 +86,8 @@ async fn run_as(
     let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let req =
         parse_request(method.as_str(), table, query, Headers { prefer: h("prefer"), accept: h("accept"), range: h("range") }, &bytes)?;
-    let catalog = &app.catalog;
+    let current = app.catalog.get();
+    let catalog = current.as_ref();
     match req.action {
         Action::Read { head } => {
             let mut plan = plan_read(catalog, &req, access)?;

@@ -18,6 +18,7 @@ use crate::error::{status_for_sqlstate, ApiError, ApiResult};
 
 pub struct PgStore {
     pool: Pool,
+    url: String,
 }
 
 /// Serialises migrations across instances sharing the database.
@@ -47,7 +48,7 @@ impl PgStore {
             .await
             .or_else(|e| if e.code().map(|c| c.code()) == Some("23505") { Ok(()) } else { Err(e) })?;
         bootstrap_auth(&pool).await?;
-        Ok(PgStore { pool })
+        Ok(PgStore { pool, url: url.to_string() })
     }
 
     async fn client(&self) -> ApiResult<deadpool_postgres::Object> {
@@ -106,6 +107,20 @@ impl PgStore {
         Ok(WriteResult { affected, inserted: row.get(1), body: row.get(2) })
     }
 
+    /// Listens for schema changes announced by any instance (or `basalt migrate`) and swaps
+    /// in the newest applied catalog, as PostgREST reloads its schema cache on NOTIFY.
+    pub fn watch_schema(&self, cell: std::sync::Arc<crate::catalog::SharedCatalog>) {
+        let (url, pool) = (self.url.clone(), self.pool.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = listen_once(&url, &pool, &cell).await {
+                    tracing::warn!(error = %e, "schema listener lost its connection; retrying");
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        });
+    }
+
     /// Runs portable statements in one transaction; rows of each statement are returned.
     pub async fn batch(&self, stmts: &[Stmt]) -> ApiResult<Vec<Vec<Row>>> {
         let mut client = self.client().await?;
@@ -161,10 +176,42 @@ impl PgStore {
                 &[&serde_json::to_string(desired)?, &statements.join(";\n")],
             )
             .await?;
+            // Other instances reload their catalog when this commits.
+            tx.batch_execute("NOTIFY basalt_schema").await?;
         }
         tx.commit().await?;
         Ok(Migration { applied: !plan.is_empty(), plan, statements })
     }
+}
+
+async fn listen_once(url: &str, pool: &Pool, cell: &crate::catalog::SharedCatalog) -> anyhow::Result<()> {
+    use futures_util::StreamExt;
+    let (client, mut conn) = tokio_postgres::connect(url, NoTls).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+    let driver = tokio::spawn(async move {
+        futures_util::pin_mut!(stream);
+        while let Some(msg) = stream.next().await {
+            match msg {
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    let _ = tx.send(n.channel().to_string());
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    client.batch_execute("LISTEN basalt_schema").await?;
+    while rx.recv().await.is_some() {
+        let client = pool.get().await?;
+        let row = client.query_opt("SELECT catalog FROM _basalt_migrations ORDER BY id DESC LIMIT 1", &[]).await?;
+        if let Some(c) = row.and_then(|r| serde_json::from_str::<Catalog>(&r.get::<_, String>(0)).ok()) {
+            tracing::info!("schema reloaded after a migration");
+            cell.set(c);
+        }
+    }
+    driver.abort();
+    Ok(())
 }
 
 /// Creates Supabase's roles, the `auth` schema, its tables and helper functions, once,

@@ -135,6 +135,17 @@ impl SqliteStore {
                 Some(f) => Some(conn.query_row(&f.sql, [], |r| r.get(0)).map_err(|e| self.map_error(e))?),
                 None => None,
             };
+            if let Some(f) = check {
+                let mut stmt = conn.prepare_cached(&f.sql).map_err(|e| self.map_error(e))?;
+                let failing: i64 =
+                    stmt.query_row(params_from_iter(f.params.iter().map(to_sql)), |r| r.get(0)).map_err(|e| self.map_error(e))?;
+                if failing > 0 {
+                    let table = collect.sql.split('"').nth(1).unwrap_or_default();
+                    return Err(
+                        RestError::new(403, "42501", format!("new row violates row-level security policy for table \"{table}\"")).into()
+                    );
+                }
+            }
             let ids = query_ids(&conn, collect).map_err(|e| self.map_error(e))?;
             let affected = ids.len() as i64;
             if single && affected != 1 {
@@ -142,18 +153,6 @@ impl SqliteStore {
             }
             let inserted = before.map(|b| ids.iter().filter(|id| **id > b).count() as i64).unwrap_or(affected);
             let ids_json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
-            if let Some(f) = check {
-                let mut params: Vec<SqlValue> = f.params.iter().map(to_sql).collect();
-                params[0] = SqlValue::Text(ids_json.clone());
-                let mut stmt = conn.prepare_cached(&f.sql).map_err(|e| self.map_error(e))?;
-                let failing: i64 = stmt.query_row(params_from_iter(params), |r| r.get(0)).map_err(|e| self.map_error(e))?;
-                if failing > 0 {
-                    let table = self.catalog.read().ok().and_then(|_| f.sql.split('"').nth(1).map(str::to_string)).unwrap_or_default();
-                    return Err(
-                        RestError::new(403, "42501", format!("new row violates row-level security policy for table \"{table}\"")).into()
-                    );
-                }
-            }
             let body = match read {
                 Some(f) => {
                     let mut params: Vec<SqlValue> = f.params.iter().map(to_sql).collect();
@@ -221,26 +220,33 @@ impl SqliteStore {
         let changed = previous.as_ref() != Some(desired);
         if !dry_run && (changed || !plan.is_empty()) {
             conn.pragma_update(None, "foreign_keys", "OFF")?;
-            let tx = conn.transaction()?;
-            for s in &statements {
-                tx.execute_batch(s).map_err(|e| anyhow::anyhow!("{e}\nwhile running: {s}"))?;
-            }
-            let bad: Option<String> = tx.query_row("SELECT \"table\" FROM pragma_foreign_key_check LIMIT 1", [], |r| r.get(0)).ok();
-            if let Some(t) = bad {
-                anyhow::bail!("the migration leaves rows in {t} whose foreign keys point nowhere");
-            }
-            tx.execute(
-                "INSERT INTO _basalt_migrations (applied_at, catalog, statements) VALUES (?1, ?2, ?3)",
-                (basalt_query::value::format_timestamptz(&chrono::Utc::now()), serde_json::to_string(desired)?, statements.join(";\n")),
-            )?;
-            tx.commit()?;
+            let applied = apply_migration(&mut conn, desired, &statements);
             conn.pragma_update(None, "foreign_keys", "ON")?;
+            applied?;
         }
         if let Ok(mut c) = self.catalog.write() {
             *c = Arc::new(desired.clone());
         }
         Ok(Migration { applied: !dry_run && !plan.is_empty(), plan, statements })
     }
+}
+
+/// Runs the statements and records the catalog, in one transaction, with foreign keys checked at the end.
+fn apply_migration(conn: &mut Connection, desired: &Catalog, statements: &[String]) -> anyhow::Result<()> {
+    let tx = conn.transaction()?;
+    for s in statements {
+        tx.execute_batch(s).map_err(|e| anyhow::anyhow!("{e}\nwhile running: {s}"))?;
+    }
+    let bad: Option<String> = tx.query_row("SELECT \"table\" FROM pragma_foreign_key_check LIMIT 1", [], |r| r.get(0)).ok();
+    if let Some(t) = bad {
+        anyhow::bail!("the migration leaves rows in {t} whose foreign keys point nowhere");
+    }
+    tx.execute(
+        "INSERT INTO _basalt_migrations (applied_at, catalog, statements) VALUES (?1, ?2, ?3)",
+        (basalt_query::value::format_timestamptz(&chrono::Utc::now()), serde_json::to_string(desired)?, statements.join(";\n")),
+    )?;
+    tx.commit()?;
+    Ok(())
 }
 
 fn run_portable(conn: &Connection, s: &Stmt) -> rusqlite::Result<Vec<Row>> {

@@ -72,6 +72,25 @@ impl TestApp {
         Self::spawn_with(backend, schema, &[]).await
     }
 
+    /// A server on an existing PostgreSQL database (another instance's); it does not drop it.
+    pub async fn spawn_on(database_url: &str, schema: &str, env: &[(&str, &str)]) -> TestApp {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("schema.toml"), schema).expect("write schema");
+        let (child, url, anon, service) =
+            start(dir.path(), Some(database_url), env).unwrap_or_else(|e| panic!("server did not start: {e}"));
+        TestApp {
+            url,
+            anon,
+            service,
+            dir,
+            database_url: Some(database_url.to_string()),
+            client: reqwest::Client::new(),
+            child,
+            admin_url: None,
+            db_name: None,
+        }
+    }
+
     pub async fn spawn_with(backend: Backend, schema: &str, env: &[(&str, &str)]) -> Option<TestApp> {
         let dir = tempfile::tempdir().expect("tempdir");
         let (database_url, admin_url, db_name) = match backend {

@@ -8,6 +8,7 @@ mod gate;
 mod migrations;
 mod read;
 mod rls;
+mod scale;
 mod write;
 
 /// The schema most tests use.

@@ -104,10 +104,18 @@ process.on('exit', () => {
 
 /**
  * Start a Basalt server. Resolves to
- * `{ url, anonKey, serviceKey, backend, stop(), stderr() }`.
+ * `{ url, anonKey, serviceKey, backend, dataDir, stop(), stderr() }`.
+ *
+ * Options: `schema` (path to a .toml, absolute or relative to tests/js; default `schema.toml`)
+ * and `env` (extra environment variables for the server, e.g. `BASALT_AUTH_AUTOCONFIRM`).
  */
-export async function startServer() {
+export async function startServer(options = {}) {
+  const schemaPath = options.schema ? path.resolve(JS_ROOT, options.schema) : SCHEMA_PATH;
+  if (!fs.existsSync(schemaPath)) throw new Error(`schema not found at ${schemaPath}`);
+  const extraEnv = Object.fromEntries(Object.entries(options.env ?? {}).map(([k, v]) => [k, String(v)]));
   const bin = basaltBin();
+  // The binary may be replaced by a rebuild right now: give it a moment to reappear.
+  for (let i = 0; i < 60 && !fs.existsSync(bin); i++) await sleep(1_000);
   if (!fs.existsSync(bin)) {
     throw new Error(`basalt binary not found at ${bin} (build it, or set BASALT_BIN)`);
   }
@@ -115,7 +123,7 @@ export async function startServer() {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'basalt-js-'));
   const args = [
     'serve',
-    '--schema', SCHEMA_PATH,
+    '--schema', schemaPath,
     '--data-dir', dataDir,
     '--listen', `127.0.0.1:${port}`,
   ];
@@ -130,7 +138,7 @@ export async function startServer() {
 
   const child = spawn(bin, args, {
     cwd: JS_ROOT,
-    env: { ...process.env, BASALT_JWT_SECRET: JWT_SECRET, RUST_LOG: 'warn' },
+    env: { ...process.env, BASALT_JWT_SECRET: JWT_SECRET, RUST_LOG: 'warn', ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   live.add(child);
@@ -203,6 +211,7 @@ export async function startServer() {
     anonKey: mintKey('anon'),
     serviceKey: mintKey('service_role'),
     backend: dbName ? 'postgres' : 'sqlite',
+    dataDir,
     stop,
     stderr: () => output,
   };
@@ -225,12 +234,12 @@ export function makeClient(url, key, options = {}) {
  * Register before/after hooks that start one server for the enclosing suite.
  * Returns a context object filled in by `before`:
  * `{ url, anonKey, serviceKey, admin, anon, server, rest(path, init) }`.
- * Call it inside a `describe` callback.
+ * Call it inside a `describe` callback. `options` as for `startServer` (`schema`, `env`).
  */
-export function useServer() {
+export function useServer(options = {}) {
   const ctx = {};
   before(async () => {
-    const server = await startServer();
+    const server = await startServer(options);
     ctx.server = server;
     ctx.url = server.url;
     ctx.anonKey = server.anonKey;
@@ -276,4 +285,28 @@ export function fails(result, status, code) {
   if (code !== undefined) assert.equal(result.error.code, code, `error code (error=${JSON.stringify(result.error)})`);
   assert.equal(result.data, null);
   return result.error;
+}
+
+/**
+ * The newest message in the server's file outbox (`<data-dir>/outbox/*.json`) addressed to
+ * `email` (and of `type`, when given): `{ to, type, subject, link, otp, text }`. Waits up to
+ * `timeoutMs` for it to appear.
+ */
+export async function lastMail(server, email, type, timeoutMs = 5_000) {
+  const dir = path.join(server.dataDir, 'outbox');
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const names = fs.existsSync(dir) ? fs.readdirSync(dir).filter((n) => n.endsWith('.json')).sort() : [];
+    for (const name of names.reverse()) {
+      let mail;
+      try {
+        mail = JSON.parse(fs.readFileSync(path.join(dir, name), 'utf8'));
+      } catch {
+        continue; // still being written
+      }
+      if (mail.to?.toLowerCase() === email.toLowerCase() && (type === undefined || mail.type === type)) return mail;
+    }
+    if (Date.now() > deadline) throw new Error(`no ${type ?? ''} mail to ${email} in ${dir} (files: ${names.join(', ')})`);
+    await sleep(50);
+  }
 }
