@@ -58,7 +58,7 @@ end
 
 function request()
   if W == "mix" then
-    -- 90 % reads (half get-by-id, half the filtered list), 10 %% inserts.
+    -- 90 %% reads (half get-by-id, half the filtered list), 10 %% inserts.
     local r = math.random(20)
     if r <= 2 then return ins[math.random(ni)] end
     if r <= 11 then return get[math.random(ng)] end

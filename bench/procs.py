@@ -145,3 +145,29 @@ def tail(path, n=20):
     with open(path, errors="replace") as f:
         lines = f.read().splitlines()[-n:]
     return "\n--- last lines of " + path + "\n" + "\n".join(lines)
+
+
+def cpu_ticks(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def wait_idle(pid, timeout=60.0, step=0.25):
+    """Waits until the process burns under ~10 % of a core for two steps in a row: work that the
+    previous load left queued (a password hash whose client is gone, say) must not bill the next one."""
+    hz = os.sysconf("SC_CLK_TCK")
+    deadline = time.monotonic() + timeout
+    quiet, last = 0, cpu_ticks(pid)
+    while last is not None and time.monotonic() < deadline:
+        time.sleep(step)
+        now = cpu_ticks(pid)
+        if now is None:
+            return
+        quiet = quiet + 1 if (now - last) < 0.1 * step * hz else 0
+        if quiet >= 2:
+            return
+        last = now

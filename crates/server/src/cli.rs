@@ -20,10 +20,26 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Print the anon and service_role keys.
     Keys(KeysArgs),
+    /// Import data: `basalt import users FILE`.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// Check a schema file.
     Schema {
         #[command(subcommand)]
         command: SchemaCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Import users from a CSV or JSON export of auth.users (ids and bcrypt hashes kept).
+    Users {
+        /// The export: `.csv` with a header row, or `.json` (an array of objects).
+        file: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -75,6 +91,9 @@ pub struct MigrateArgs {
     /// Allow steps that can lose data.
     #[arg(long)]
     pub allow_destructive: bool,
+    /// Apply plain SQL migration files from this folder (PostgreSQL), in name order, each once.
+    #[arg(long)]
+    pub sql_dir: Option<PathBuf>,
     #[command(flatten)]
     pub store: StoreArgs,
 }

@@ -30,6 +30,8 @@ pub struct ServerSection {
 pub struct DatabaseSection {
     pub url: Option<String>,
     pub pool_size: Option<usize>,
+    /// Milliseconds a statement may run before PostgreSQL cancels it.
+    pub statement_timeout_ms: Option<u64>,
     /// Rows a read returns at most (PostgREST's db-max-rows).
     pub max_rows: Option<i64>,
 }
@@ -43,6 +45,7 @@ pub struct Config {
     pub jwt_secret: Option<String>,
     pub max_body_bytes: usize,
     pub pool_size: usize,
+    pub statement_timeout_ms: u64,
     pub max_rows: Option<i64>,
     pub auth: AuthSettings,
 }
@@ -108,6 +111,10 @@ impl Config {
             jwt_secret,
             max_body_bytes: env_usize("BASALT_MAX_BODY_BYTES").or(fc.server.max_body_bytes).unwrap_or(10 * 1024 * 1024),
             pool_size: env_usize("BASALT_POOL_SIZE").or(fc.database.pool_size).unwrap_or(16),
+            statement_timeout_ms: env_usize("BASALT_STATEMENT_TIMEOUT_MS")
+                .map(|n| n as u64)
+                .or(fc.database.statement_timeout_ms)
+                .unwrap_or(8000),
             max_rows: env_usize("BASALT_MAX_ROWS").map(|n| n as i64).or(fc.database.max_rows),
             auth: auth.with_env(),
         })

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, SchemaCommand};
+use crate::cli::{Cli, Command, ImportCommand, SchemaCommand};
 use crate::config::Config;
 use crate::store::Store;
 
@@ -31,6 +31,7 @@ async fn main() -> ExitCode {
         Command::Serve(a) => serve(a).await,
         Command::Migrate(a) => migrate(a).await,
         Command::Keys(a) => keys(a).await,
+        Command::Import { command: ImportCommand::Users { file, store } } => import_users(&file, &store).await,
         Command::Schema { command: SchemaCommand::Check { schema } } => check(&schema),
     };
     match result {
@@ -97,6 +98,12 @@ async fn serve(a: cli::ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn migrate(a: cli::MigrateArgs) -> anyhow::Result<()> {
+    if let Some(dir) = &a.sql_dir {
+        migrate_sql_dir(dir, &a.store).await?;
+        if a.schema.is_none() {
+            return Ok(());
+        }
+    }
     let schema = schema_path(a.schema)?;
     let config = Config::load(Some(a.store.config.as_deref().unwrap_or(&schema)), &a.store, None)?;
     let catalog = load_schema(&schema)?;
@@ -116,6 +123,79 @@ async fn migrate(a: cli::MigrateArgs) -> anyhow::Result<()> {
             println!("{s};");
         }
     }
+    Ok(())
+}
+
+fn progress(len: usize, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len as u64);
+    let style = indicatif::ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} {msg}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style.progress_chars("=> "));
+    bar.set_prefix(what.to_string());
+    bar
+}
+
+/// Plain SQL migrations (Supabase's `supabase/migrations`), on PostgreSQL.
+async fn migrate_sql_dir(dir: &Path, store_args: &cli::StoreArgs) -> anyhow::Result<()> {
+    let config = Config::load(store_args.config.as_deref(), store_args, None)?;
+    let Store::Postgres(pg) = Store::open(&config).await? else {
+        anyhow::bail!("--sql-dir runs PostgreSQL migrations: pass --database-url");
+    };
+    let mut files: Vec<(String, String)> = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "sql") {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            files.push((name, std::fs::read_to_string(&path)?));
+        }
+    }
+    files.sort();
+    let bar = progress(files.len(), "sql migrations");
+    let applied = pg.migrate_sql_dir(&files, &bar).await?;
+    bar.finish_and_clear();
+    println!("{} of {} SQL migrations applied", applied.len(), files.len());
+    for name in applied {
+        println!("  - {name}");
+    }
+    Ok(())
+}
+
+/// Reads a CSV (header row) or JSON (array of objects) export of auth.users.
+fn read_users(file: &Path) -> anyhow::Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+    let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    if file.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('[') {
+        return serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()));
+    }
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader.headers()?.clone();
+    let mut rows = Vec::new();
+    for rec in reader.records() {
+        let rec = rec?;
+        rows.push(headers.iter().zip(rec.iter()).map(|(h, v)| (h.to_string(), serde_json::Value::from(v))).collect());
+    }
+    Ok(rows)
+}
+
+async fn import_users(file: &Path, store_args: &cli::StoreArgs) -> anyhow::Result<()> {
+    let config = Config::load(store_args.config.as_deref(), store_args, None)?;
+    let users = read_users(file)?;
+    for (i, u) in users.iter().enumerate() {
+        let id = u.get("id").and_then(|v| v.as_str()).unwrap_or_default();
+        if uuid::Uuid::parse_str(id).is_err() {
+            anyhow::bail!("row {}: id {id:?} is not a uuid", i + 1);
+        }
+    }
+    let store = Store::open(&config).await?;
+    let bar = progress(users.len(), "users");
+    let mut imported = 0;
+    for chunk in users.chunks(500) {
+        let stmts = chunk.iter().map(store::auth_sql::import_user).collect();
+        let out = store.batch(stmts).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        imported += out.iter().filter(|rows| !rows.is_empty()).count();
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    println!("{imported} users imported, {} skipped (id or e-mail already present)", users.len() - imported);
     Ok(())
 }
 

@@ -167,3 +167,32 @@ pub fn insert_row(table: &str, columns: &[String], values: Vec<Value>) -> Stmt {
     let marks = vec!["?"; columns.len()].join(", ");
     Stmt::new(format!("INSERT INTO {} ({}) VALUES ({marks})", basalt_schema::ident::quote(table), cols.join(", ")), values)
 }
+
+/// One imported user (from an export of Supabase's auth.users); existing ids or e-mails are skipped.
+pub fn import_user(u: &serde_json::Map<String, Value>) -> Stmt {
+    let get = |k: &str| u.get(k).cloned().filter(|v| !v.is_null() && v.as_str() != Some("")).unwrap_or(Value::Null);
+    // Exports print timestamps as `2024-01-01 10:00:00.123+00`; store them canonically.
+    let ts = |k: &str| match get(k) {
+        Value::String(s) => basalt_query::value::canonical_timestamptz(&s).map(Value::from).unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    let meta = |k: &str| match u.get(k) {
+        Some(Value::String(s)) => serde_json::from_str(s).unwrap_or_else(|_| json!({})),
+        Some(v @ Value::Object(_)) => v.clone(),
+        _ => json!({}),
+    };
+    Stmt::new(
+        "INSERT INTO auth.users (id, email, encrypted_password, email_confirmed_at, raw_app_meta_data, raw_user_meta_data, phone, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, coalesce(?, now()), now()) ON CONFLICT DO NOTHING RETURNING id",
+        vec![
+            get("id"),
+            get("email"),
+            get("encrypted_password"),
+            ts("email_confirmed_at"),
+            meta("raw_app_meta_data"),
+            meta("raw_user_meta_data"),
+            get("phone"),
+            ts("created_at"),
+        ],
+    )
+}

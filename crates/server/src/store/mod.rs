@@ -61,7 +61,7 @@ impl Store {
     /// Opens the backend the config names: PostgreSQL when a URL is set, SQLite otherwise.
     pub async fn open(config: &Config) -> anyhow::Result<Store> {
         match &config.database_url {
-            Some(url) => Ok(Store::Postgres(Arc::new(PgStore::connect(url, config.pool_size).await?))),
+            Some(url) => Ok(Store::Postgres(Arc::new(PgStore::connect(url, config.pool_size, config.statement_timeout_ms).await?))),
             None => {
                 let dir = config.data_dir.clone();
                 let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir)).await??;

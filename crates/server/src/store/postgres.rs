@@ -33,9 +33,9 @@ fn refs(v: &[Option<String>]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)>
 }
 
 impl PgStore {
-    pub async fn connect(url: &str, pool_size: usize) -> anyhow::Result<PgStore> {
+    pub async fn connect(url: &str, pool_size: usize, statement_timeout_ms: u64) -> anyhow::Result<PgStore> {
         let mut cfg = tokio_postgres::Config::from_str(url)?;
-        cfg.options("-c TimeZone=UTC -c client_min_messages=warning");
+        cfg.options(format!("-c TimeZone=UTC -c client_min_messages=warning -c statement_timeout={statement_timeout_ms}"));
         cfg.application_name("basalt");
         let mgr = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(mgr).max_size(pool_size).build()?;
@@ -140,6 +140,38 @@ impl PgStore {
         }
         tx.commit().await.map_err(map_pg_error)?;
         Ok(out)
+    }
+
+    /// Applies plain SQL migration files (Supabase's `supabase/migrations`) in name order,
+    /// each once and in its own transaction, recorded in `_basalt_sql_migrations`.
+    pub async fn migrate_sql_dir(&self, files: &[(String, String)], progress: &indicatif::ProgressBar) -> anyhow::Result<Vec<String>> {
+        let mut client = self.pool.get().await?;
+        client
+            .batch_execute("CREATE TABLE IF NOT EXISTS _basalt_sql_migrations (name text PRIMARY KEY, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+            .await?;
+        let mut applied = Vec::new();
+        for (name, sql) in files {
+            progress.set_message(name.clone());
+            let tx = client.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+            let done = tx.query_opt("SELECT checksum FROM _basalt_sql_migrations WHERE name = $1", &[name]).await?;
+            let checksum = crate::auth::tokens::sha256_hex(sql);
+            match done {
+                Some(row) if row.get::<_, String>(0) != checksum => {
+                    anyhow::bail!("{name} was applied before and has changed since; add a new migration file instead")
+                }
+                Some(_) => {}
+                None => {
+                    tx.batch_execute(sql).await.map_err(|e| anyhow::anyhow!("{name}: {}", pg_message(&e)))?;
+                    tx.execute("INSERT INTO _basalt_sql_migrations (name, checksum) VALUES ($1, $2)", &[name, &checksum]).await?;
+                    tx.batch_execute("NOTIFY basalt_schema").await?;
+                    applied.push(name.clone());
+                }
+            }
+            tx.commit().await?;
+            progress.inc(1);
+        }
+        Ok(applied)
     }
 
     pub async fn jwt_secret(&self) -> anyhow::Result<String> {
@@ -274,6 +306,9 @@ pub fn map_pg_error(e: tokio_postgres::Error) -> ApiError {
     match e.as_db_error() {
         Some(db) => {
             let code = db.code().code();
+            if code == "57014" {
+                return ApiError::Rest(RestError::new(500, code, db.message()).hint("The statement ran longer than statement_timeout_ms."));
+            }
             let status = status_for_sqlstate(code, false);
             if status >= 500 && !code.starts_with("08") && !code.starts_with("53") {
                 return ApiError::internal(format!("postgres {code}: {}", db.message()));

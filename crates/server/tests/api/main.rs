@@ -9,6 +9,7 @@ mod migrations;
 mod read;
 mod rls;
 mod scale;
+mod supabase;
 mod write;
 
 /// The schema most tests use.

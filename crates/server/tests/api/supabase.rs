@@ -1,0 +1,120 @@
+//! Moving from Supabase: users imported with their bcrypt hashes, and plain SQL migrations
+//! (triggers on auth.users included) run as they are.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{admin_sql, run_cli, send, Backend, TestApp};
+
+async fn import_users(b: Backend) {
+    let Some(app) = TestApp::spawn_with(b, crate::SCHEMA, &[]).await else { return };
+    let hash = bcrypt::hash("from-supabase", 4).expect("bcrypt");
+    let (id1, id2, id3) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let csv = format!(
+        "id,email,encrypted_password,email_confirmed_at,raw_user_meta_data,created_at\n\
+         {id1},one@example.com,{hash},2024-01-01 10:00:00.123+00,\"{{\"\"name\"\":\"\"One\"\"}}\",2024-01-01 09:00:00+00\n\
+         {id2},two@example.com,{hash},2024-02-01 10:00:00+00,{{}},2024-02-01 09:00:00+00\n"
+    );
+    let csv_path = app.dir.path().join("users.csv");
+    std::fs::write(&csv_path, csv).expect("write");
+    let json_path = app.dir.path().join("users.json");
+    std::fs::write(&json_path, json!([{"id": id3.to_string(), "email": "three@example.com", "encrypted_password": hash, "email_confirmed_at": "2024-03-01T00:00:00Z"}, {"id": id1.to_string(), "email": "one@example.com"}]).to_string()).expect("write");
+    let target: Vec<String> = match &app.database_url {
+        Some(u) => vec!["--database-url".into(), u.clone()],
+        None => vec!["--data-dir".into(), app.dir.path().join("data").display().to_string()],
+    };
+    for (file, want) in [(&csv_path, "2 users imported, 0 skipped"), (&json_path, "1 users imported, 1 skipped")] {
+        let mut args = vec!["import".to_string(), "users".into(), file.display().to_string()];
+        args.extend(target.iter().cloned());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, out, err) = run_cli(&refs, &[]);
+        assert!(ok && out.contains(want), "{out}{err}");
+    }
+    let (s, session) = send(
+        app.as_user(Method::POST, "/auth/v1/token?grant_type=password", None)
+            .json(&json!({"email": "one@example.com", "password": "from-supabase"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{session}");
+    assert_eq!(session["user"]["id"].as_str(), Some(id1.to_string().as_str()), "ids are kept");
+    assert_eq!(session["user"]["user_metadata"]["name"], "One");
+    let (s, _) = send(
+        app.as_user(Method::POST, "/auth/v1/token?grant_type=password", None)
+            .json(&json!({"email": "three@example.com", "password": "from-supabase"})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let bad = app.dir.path().join("bad.csv");
+    std::fs::write(&bad, "id,email\nnot-a-uuid,x@example.com\n").expect("write");
+    let mut args = vec!["import".to_string(), "users".into(), bad.display().to_string()];
+    args.extend(target.iter().cloned());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, _, err) = run_cli(&refs, &[]);
+    assert!(!ok && err.contains("row 1"), "{err}");
+}
+
+const MIGRATION_1: &str = r#"
+create table public.profiles (
+  id uuid primary key references auth.users (id) on delete cascade,
+  username text,
+  updated_at timestamptz not null default now()
+);
+alter table public.profiles enable row level security;
+create policy "own profile" on public.profiles for select using (auth.uid() = id);
+grant select, insert, update, delete on public.profiles to anon, authenticated, service_role;
+
+create function public.handle_new_user() returns trigger language plpgsql security definer set search_path = '' as $$
+begin
+  insert into public.profiles (id, username) values (new.id, new.raw_user_meta_data ->> 'username');
+  return new;
+end;
+$$;
+create trigger on_auth_user_created after insert on auth.users for each row execute procedure public.handle_new_user();
+
+create function public.touch_updated_at() returns trigger language plpgsql as $$
+begin new.updated_at = now(); return new; end;
+$$;
+create trigger profiles_updated_at before update on public.profiles for each row execute procedure public.touch_updated_at();
+"#;
+
+const MIGRATION_2: &str = "alter table public.profiles add column bio text default 'hi';";
+
+#[tokio::test]
+async fn sql_migrations_run_as_they_are() {
+    let Some(app) = TestApp::spawn_with(Backend::Postgres, "", &[("BASALT_AUTH_AUTOCONFIRM", "true")]).await else { return };
+    let url = app.database_url.clone().expect("postgres");
+    let dir = app.dir.path().join("migrations");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("20240101000000_profiles.sql"), MIGRATION_1).expect("write");
+    std::fs::write(dir.join("20240102000000_bio.sql"), MIGRATION_2).expect("write");
+    let d = dir.display().to_string();
+    let (ok, out, err) = run_cli(&["migrate", "--sql-dir", &d, "--database-url", &url], &[]);
+    assert!(ok && out.contains("2 of 2 SQL migrations applied"), "{out}{err}");
+    let (ok, out, _) = run_cli(&["migrate", "--sql-dir", &d, "--database-url", &url], &[]);
+    assert!(ok && out.contains("0 of 2"), "each file runs once: {out}");
+    std::fs::write(dir.join("20240101000000_profiles.sql"), format!("{MIGRATION_1}\n-- edited")).expect("write");
+    let (ok, _, err) = run_cli(&["migrate", "--sql-dir", &d, "--database-url", &url], &[]);
+    assert!(!ok && err.contains("has changed"), "{err}");
+    // The trigger on auth.users fires when Basalt signs a user up.
+    let (_, _, id) = app.signup("sql@example.com", json!({"username": "sqlfan"})).await;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let check_url = url.clone();
+    let uid = id.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        let v = rt.block_on(async {
+            let (c, conn) = tokio_postgres::connect(&check_url, tokio_postgres::NoTls).await.expect("connect");
+            tokio::spawn(conn);
+            let row = c.query_one("select username, bio from public.profiles where id = $1::text::uuid", &[&uid]).await.expect("profile");
+            (row.get::<_, Option<String>>(0), row.get::<_, Option<String>>(1))
+        });
+        let _ = tx.send(v);
+    });
+    assert_eq!(rx.recv().expect("result"), (Some("sqlfan".to_string()), Some("hi".to_string())));
+    // Deleting the user cascades to the profile.
+    let (s, _) = send(app.req(Method::DELETE, &format!("/auth/v1/admin/users/{id}"))).await;
+    assert_eq!(s, 200);
+    admin_sql(&url, &format!("DO $$ BEGIN IF EXISTS (SELECT 1 FROM public.profiles WHERE id = '{id}') THEN RAISE EXCEPTION 'profile survived'; END IF; END $$"));
+}
+
+crate::both_backends!(import_users);
