@@ -16,7 +16,7 @@ import time
 
 import dataset
 from load import WORKLOADS, find_pgbench, lua_script, run_pgbench, run_wrk
-from procs import HarnessError, Procs, wait_idle
+from procs import HarnessError, Procs, current_rss_kib, reset_peak_rss, wait_idle
 from systems import Basalt, Ceiling, PocketBase, Postgres
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
@@ -34,8 +34,9 @@ NOTES = [
     "PocketBase uses bcrypt and writes nothing.",
     "sign_in runs at --signin-connections (8): password hashing saturates the cores long before 32 clients, "
     "and 32 queued hashes would only add queueing to the latency.",
-    "peak RSS is the server process's VmHWM after the workload (cumulative over that system's run); "
-    "for basalt-postgres it does not include PostgreSQL's own processes; for pgbench it is not measured.",
+    "peak RSS is the server process's VmHWM over the measured part of the workload (reset through /proc/PID/clear_refs "
+    "before it, so it starts from what the process holds then, allocator caches included); for basalt-postgres it "
+    "does not include PostgreSQL's own processes; for pgbench it is not measured.",
 ]
 
 
@@ -191,6 +192,7 @@ class Run:
         self.args, self.procs, self.wrk, self.workdir = args, procs, wrk, workdir
         self.results = []
         self.failed = []
+        self.setup_peak_rss_mib = {}
 
     def measure(self, system, workload, url, script_text, srv):
         path = os.path.join(self.workdir, f"{system}-{workload}.lua")
@@ -202,8 +204,10 @@ class Run:
         if a.warmup:
             run_wrk(self.procs, self.wrk, url, path, a.warmup, a.threads, conns)
             wait_idle(srv.proc.pid)
-        r = run_wrk(self.procs, self.wrk, url, path, a.duration, a.threads, conns)
+        r = {"rss_peak_scope": "workload" if reset_peak_rss(srv.proc.pid) else "process"}
+        r |= run_wrk(self.procs, self.wrk, url, path, a.duration, a.threads, conns)
         r["connections"] = conns
+        r["rss_after_mib"] = round((current_rss_kib(srv.proc.pid) or 0) / 1024, 1)
         self.record(system, workload, r, srv.rss_kib())
 
     def record(self, system, workload, r, rss_kib):
@@ -226,6 +230,7 @@ class Run:
         srv.load(rows)
         srv.verify()
         log(f"  {srv.name}: started, loaded {dataset.USERS} users and {dataset.ROWS} rows, owner rule checked ({time.monotonic() - t:.1f}s)")
+        self.setup_peak_rss_mib[srv.name] = round((srv.rss_kib() or 0) / 1024, 1)
         reqs = srv.requests(inserts)
         for w in self.args.workloads:
             self.measure(srv.name, w, srv.base + "/", lua_script(w, reqs), srv)
@@ -384,6 +389,7 @@ def main(argv):
             "versions": versions,
             "skipped": skipped,
             "notes": NOTES,
+            "setup_peak_rss_mib": run.setup_peak_rss_mib,
             "results": run.results,
             "ratios": rat,
             "table_markdown": md,
@@ -397,7 +403,7 @@ def main(argv):
             log("FAILED: " + "; ".join(run.failed))
             code = 1
     except KeyboardInterrupt as e:
-        log(f"\ninterrupted ({e}); stopping everything")
+        log(f"\ninterrupted{f' ({e})' if str(e) else ''}; stopping everything")
         code = 130
     except HarnessError as e:
         log(f"\nerror: {e}")

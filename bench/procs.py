@@ -83,16 +83,34 @@ def free_port():
         return s.getsockname()[1]
 
 
-def peak_rss_kib(pid):
-    """VmHWM of a live process, in KiB (None when unreadable)."""
+def _status_kib(pid, key):
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1])
     except OSError:
         return None
     return None
+
+
+def peak_rss_kib(pid):
+    """VmHWM of a live process, in KiB (None when unreadable)."""
+    return _status_kib(pid, "VmHWM")
+
+
+def current_rss_kib(pid):
+    return _status_kib(pid, "VmRSS")
+
+
+def reset_peak_rss(pid):
+    """Resets VmHWM to the current RSS (Linux: clear_refs 5), so the next read is the peak since now."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def http(method, url, body=None, headers=None, timeout=60):

@@ -40,7 +40,7 @@ pub fn from_text(ty: ColumnType, raw: &str) -> Result<Param> {
     let bad = || Error::invalid_input(&ty.pg_display(), raw);
     Ok(match ty {
         ColumnType::Uuid => Param::Text(canonical_uuid(raw).ok_or_else(bad)?),
-        ColumnType::Text => Param::Text(raw.to_string()),
+        ColumnType::Text | ColumnType::Other => Param::Text(raw.to_string()),
         ColumnType::Varchar(_) => Param::Text(raw.to_string()),
         ColumnType::Boolean => Param::Bool(parse_bool(raw).ok_or_else(bad)?),
         ColumnType::SmallInt | ColumnType::Integer | ColumnType::BigInt => Param::Int(parse_int(ty, raw)?),
@@ -99,7 +99,7 @@ pub fn from_json(ty: ColumnType, v: &Value) -> Result<Value> {
         other => other.to_string(),
     };
     match ty {
-        ColumnType::Jsonb => Ok(v.clone()),
+        ColumnType::Jsonb | ColumnType::Other => Ok(v.clone()),
         ColumnType::TextArray | ColumnType::UuidArray => match v {
             Value::Array(items) => {
                 let elem = if ty == ColumnType::UuidArray { ColumnType::Uuid } else { ColumnType::Text };

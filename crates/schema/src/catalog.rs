@@ -10,6 +10,35 @@ use crate::types::ColumnType;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Catalog {
     pub tables: IndexMap<String, Table>,
+    /// SQL functions callable at `/rpc/{name}` (PostgreSQL; found by introspection).
+    #[serde(default)]
+    pub functions: Vec<Function>,
+}
+
+/// A function in the exposed schema, as `/rpc` calls it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Function {
+    pub name: String,
+    pub args: Vec<FunctionArg>,
+    pub returns_set: bool,
+    pub returns: FunctionReturn,
+    /// False for `immutable`/`stable` functions, which GET may call in a read-only transaction.
+    pub volatile: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionArg {
+    pub name: String,
+    /// The PostgreSQL type as `format_type` prints it.
+    pub pg_type: String,
+    pub has_default: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FunctionReturn {
+    Scalar,
+    Composite,
+    Void,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,6 +158,13 @@ pub struct Relationship<'a> {
 }
 
 impl Catalog {
+    /// The function `name` whose arguments can take exactly `given` (by name), as PostgREST picks overloads.
+    pub fn function(&self, name: &str, given: &[String]) -> Option<&Function> {
+        self.functions.iter().filter(|f| f.name == name).find(|f| {
+            given.iter().all(|g| f.args.iter().any(|a| a.name == *g)) && f.args.iter().all(|a| a.has_default || given.contains(&a.name))
+        })
+    }
+
     pub fn table(&self, name: &str) -> Option<&Table> {
         self.tables.get(name)
     }

@@ -15,7 +15,10 @@ pub mod ident;
 pub mod policy;
 mod types;
 
-pub use catalog::{Catalog, CheckConstraint, Column, ForeignKey, Index, OnDelete, Policy, Table, UniqueConstraint, AUTH_USERS};
+pub use catalog::{
+    Catalog, CheckConstraint, Column, ForeignKey, Function, FunctionArg, FunctionReturn, Index, OnDelete, Policy, Table, UniqueConstraint,
+    AUTH_USERS,
+};
 pub use ddl::DdlDialect;
 pub use default::DefaultExpr;
 pub use diff::{diff, DbState, MigrationPlan, MigrationStep};

@@ -21,6 +21,9 @@ pub enum ColumnType {
     Jsonb,
     TextArray,
     UuidArray,
+    /// A type found by introspecting an existing database that Basalt has no special handling
+    /// for (enums, inet, time, ...): compared as text, written and read by PostgreSQL itself.
+    Other,
 }
 
 impl ColumnType {
@@ -77,6 +80,7 @@ impl ColumnType {
             ColumnType::Jsonb => "jsonb",
             ColumnType::TextArray => "text[]",
             ColumnType::UuidArray => "uuid[]",
+            ColumnType::Other => "text",
         }
     }
 

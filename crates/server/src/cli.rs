@@ -66,11 +66,22 @@ pub struct StoreArgs {
     pub config: Option<PathBuf>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchemaSource {
+    /// The schema file: Basalt migrates the database to it.
+    File,
+    /// The PostgreSQL database as it is (tables, keys, policies and functions by introspection).
+    Postgres,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Schema file (TOML).
     #[arg(long, env = "BASALT_SCHEMA")]
     pub schema: Option<PathBuf>,
+    /// Where the schema comes from.
+    #[arg(long, value_enum, env = "BASALT_SCHEMA_SOURCE", default_value = "file")]
+    pub schema_source: SchemaSource,
     /// Address to listen on.
     #[arg(long, env = "BASALT_LISTEN")]
     pub listen: Option<String>,

@@ -57,19 +57,32 @@ fn load_schema(path: &Path) -> anyhow::Result<basalt_schema::Catalog> {
 }
 
 async fn serve(a: cli::ServeArgs) -> anyhow::Result<()> {
-    let schema = schema_path(a.schema)?;
-    let config = Config::load(Some(a.store.config.as_deref().unwrap_or(&schema)), &a.store, a.listen.as_deref())?;
-    let catalog = load_schema(&schema)?;
+    let introspect = a.schema_source == cli::SchemaSource::Postgres;
+    let schema = if introspect { a.schema.clone() } else { Some(schema_path(a.schema.clone())?) };
+    let config_file = a.store.config.clone().or(schema.clone());
+    let config = Config::load(config_file.as_deref(), &a.store, a.listen.as_deref())?;
     tracing::debug!(?config, "configuration");
     let store = Store::open(&config).await?;
-    let migration = store.migrate(&catalog, a.allow_destructive, false).await?;
-    if migration.applied {
-        for step in &migration.plan.steps {
-            tracing::info!("migrated: {}", step.describe());
+    let catalog = match (&store, &schema) {
+        (Store::Postgres(pg), _) if introspect => pg.introspect().await?,
+        (_, _) if introspect => anyhow::bail!("--schema-source postgres needs --database-url"),
+        (_, Some(path)) => {
+            let mut catalog = load_schema(path)?;
+            let migration = store.migrate(&catalog, a.allow_destructive, false).await?;
+            if migration.applied {
+                for step in &migration.plan.steps {
+                    tracing::info!("migrated: {}", step.describe());
+                }
+            } else {
+                tracing::info!("the database matches the schema");
+            }
+            if let Store::Postgres(pg) = &store {
+                catalog.functions = pg.functions().await?;
+            }
+            catalog
         }
-    } else {
-        tracing::info!("the database matches the schema");
-    }
+        (_, None) => anyhow::bail!("no schema: pass --schema PATH"),
+    };
     let secret = match &config.jwt_secret {
         Some(s) => s.clone(),
         None => store.jwt_secret(&config.data_dir).await?,
@@ -80,7 +93,7 @@ async fn serve(a: cli::ServeArgs) -> anyhow::Result<()> {
     let base_url = format!("http://{addr}");
     let state = app::AppState::new(config.clone(), store.clone(), catalog, &secret, base_url);
     if let Store::Postgres(pg) = &store {
-        pg.watch_schema(state.catalog.clone());
+        pg.watch_schema(state.catalog.clone(), introspect);
     }
     let place = match &store {
         Store::Sqlite(s) => s.path().display().to_string(),

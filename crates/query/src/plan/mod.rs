@@ -6,10 +6,12 @@ mod access;
 mod mutate;
 mod read;
 mod resolve;
+mod rpc;
 
 pub use access::Access;
 pub use mutate::plan_mutate;
 pub use read::plan_read;
+pub use rpc::{plan_rpc, RpcPlan};
 
 use basalt_schema::{Column, ColumnType};
 

@@ -26,7 +26,10 @@ pub fn cast(name: &str) -> Result<ColumnType> {
 }
 
 pub fn filter(table: &Table, alias: &str, f: &Filter) -> Result<Cond> {
-    let lhs = column(table, alias, &f.field)?;
+    let mut lhs = column(table, alias, &f.field)?;
+    if lhs.column_type == ColumnType::Other && lhs.path.is_empty() {
+        lhs.cast = Some(ColumnType::Text);
+    }
     let ty = lhs.value_type();
     let op = match &f.op {
         Operation::Compare { op, quant: None, value } => PlanOp::Compare(*op, from_text(ty, value)?),

@@ -73,6 +73,10 @@ pub trait Dialect {
     fn no_limit(&self) -> &'static str;
 
     fn read(&self, plan: &ReadPlan, with_count: bool) -> ReadSql;
+    /// A function call returning `(rows, json)`; None where the backend has no functions.
+    fn rpc(&self, _plan: &crate::plan::RpcPlan) -> Option<Fragment> {
+        None
+    }
     fn mutate(&self, plan: &MutatePlan) -> MutateSql;
 }
 

@@ -5,7 +5,7 @@
 use basalt_schema::ident::quote;
 use basalt_schema::{ColumnType, DdlDialect};
 
-use super::{Builder, Dialect, MutateSql, ReadSql, Side};
+use super::{Builder, Dialect, Fragment, MutateSql, ReadSql, Side};
 use crate::plan::{Join, MutateKind, MutatePlan, OutField, ReadPlan, Source};
 use crate::request::PathKey;
 use crate::value::Param;
@@ -177,6 +177,29 @@ impl Dialect for Postgres {
 
     fn no_limit(&self) -> &'static str {
         "ALL"
+    }
+
+    fn rpc(&self, plan: &crate::plan::RpcPlan) -> Option<Fragment> {
+        use basalt_schema::FunctionReturn;
+        let mut b = Builder::default();
+        let f = &plan.function;
+        let (rows, body) = match (f.returns_set, f.returns) {
+            (_, FunctionReturn::Void) => ("1::int8", "NULL::text"),
+            (true, _) => ("count(*)", "coalesce(json_agg(_r), '[]')::text"),
+            (false, FunctionReturn::Composite) => ("1::int8", "row_to_json(_r)::text"),
+            (false, FunctionReturn::Scalar) => ("1::int8", "to_json(_r)::text"),
+        };
+        b.push(&format!("SELECT {rows}, {body} FROM public.{}(", quote(&f.name)));
+        for (i, (name, ty, p)) in plan.args.iter().enumerate() {
+            if i > 0 {
+                b.push(", ");
+            }
+            b.params.push(p.clone());
+            let n = b.params.len();
+            b.push(&format!("{} => ${n}::{ty}", quote(name)));
+        }
+        b.push(") AS _r");
+        Some(b.finish())
     }
 
     fn read(&self, plan: &ReadPlan, with_count: bool) -> ReadSql {

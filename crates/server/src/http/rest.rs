@@ -3,7 +3,7 @@
 use axum::body::{to_bytes, Body};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use basalt_query::parse::{parse_request, Headers};
@@ -21,6 +21,7 @@ use crate::store::DbContext;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(openapi::document))
+        .route("/rpc/{function}", get(rpc).head(rpc).post(rpc))
         .route("/{table}", get(handle).head(handle).post(handle).patch(handle).delete(handle).put(unsupported))
 }
 
@@ -40,6 +41,61 @@ async fn handle(
         Ok(r) => r,
         Err(e) => respond::error(e),
     }
+}
+
+async fn rpc(
+    State(app): State<AppState>,
+    method: Method,
+    Path(function): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match call(&app, &method, &function, query.as_deref().unwrap_or_default(), &headers, body).await {
+        Ok(r) => r,
+        Err(e) => respond::error(e),
+    }
+}
+
+/// `/rpc/{function}`: arguments from the JSON body (POST) or the query string (GET).
+async fn call(app: &AppState, method: &Method, function: &str, query: &str, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
+    let ident = identify(app, headers, query)?;
+    let bytes = to_bytes(body, app.config.max_body_bytes).await.map_err(|_| RestError::new(413, "PGRST413", "Payload Too Large"))?;
+    let args: serde_json::Map<String, serde_json::Value> = if *method == Method::POST {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            serde_json::Map::new()
+        } else {
+            serde_json::from_slice(&bytes).map_err(|e| RestError::bad_body("Empty or invalid json").details(e.to_string()))?
+        }
+    } else {
+        form_urlencoded::parse(query.as_bytes())
+            .filter(|(k, _)| !matches!(k.as_ref(), "select" | "order" | "limit" | "offset" | "apikey" | "columns"))
+            .map(|(k, v)| (k.into_owned(), serde_json::Value::from(v.into_owned())))
+            .collect()
+    };
+    let current = app.catalog.get();
+    let plan = basalt_query::plan::plan_rpc(&current, function, &args)?;
+    let sql = app
+        .store
+        .dialect()
+        .rpc(&plan)
+        .ok_or_else(|| RestError::new(404, "PGRST202", format!("Could not find the function public.{function} in the schema cache")))?;
+    let claims = serde_json::to_value(&ident.claims).map_err(ApiError::internal)?;
+    let ctx = DbContext { role: ident.role, claims: claims.to_string(), uid: ident.claims.sub.clone() };
+    let read_only = *method != Method::POST;
+    let result = app.store.call(&sql, read_only, &ctx).await.map_err(|e| match e {
+        ApiError::Rest(mut r) if r.code == "25006" => {
+            r.status = 405;
+            ApiError::Rest(r)
+        }
+        other => other,
+    })?;
+    if plan.function.returns == basalt_schema::FunctionReturn::Void {
+        return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
+    }
+    let mut res = Response::new(Body::from(if *method == Method::HEAD { String::new() } else { result.body }));
+    res.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("application/json; charset=utf-8"));
+    Ok(res)
 }
 
 async fn run(app: &AppState, method: &Method, table: &str, query: &str, headers: &HeaderMap, body: Body) -> ApiResult<Response> {

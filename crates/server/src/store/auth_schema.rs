@@ -172,6 +172,20 @@ CREATE OR REPLACE FUNCTION auth.jwt() RETURNS jsonb LANGUAGE sql STABLE AS $f$
   SELECT coalesce(nullif(current_setting('request.jwt.claim', true), ''), nullif(current_setting('request.jwt.claims', true), ''))::jsonb
 $f$;
 GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;
+CREATE SCHEMA IF NOT EXISTS basalt;
+CREATE OR REPLACE FUNCTION basalt.notify_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $f$
+BEGIN
+  NOTIFY basalt_schema;
+END;
+$f$;
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'basalt_ddl_watch') THEN
+    CREATE EVENT TRIGGER basalt_ddl_watch ON ddl_command_end EXECUTE FUNCTION basalt.notify_ddl();
+  END IF;
+EXCEPTION WHEN insufficient_privilege THEN
+  RAISE WARNING 'basalt: no event trigger for schema reloads (needs a superuser); run NOTIFY basalt_schema after DDL';
+END $$;
 GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role;
 GRANT EXECUTE ON FUNCTION auth.uid(), auth.role(), auth.email(), auth.jwt() TO anon, authenticated, service_role;
 "#;

@@ -3,6 +3,7 @@
 
 mod auth_schema;
 pub mod auth_sql;
+mod pg_introspect;
 pub mod portable;
 mod postgres;
 mod sqlite;
@@ -97,6 +98,16 @@ impl Store {
                 blocking(move || s.read(&sql)).await
             }
             Store::Postgres(p) => p.read(&sql, ctx).await,
+        }
+    }
+
+    /// Calls a database function (`/rpc`); only PostgreSQL has them.
+    pub async fn call(&self, f: &basalt_query::sql::Fragment, read_only: bool, ctx: &DbContext) -> ApiResult<ReadResult> {
+        match self {
+            Store::Sqlite(_) => {
+                Err(crate::error::ApiError::Rest(basalt_query::Error::new(404, "PGRST202", "SQLite has no database functions")))
+            }
+            Store::Postgres(p) => p.call(f, read_only, ctx).await,
         }
     }
 

@@ -88,6 +88,18 @@ impl PgStore {
         }
     }
 
+    /// Calls a function (`/rpc`) as the caller, read-only for GET as PostgREST does.
+    pub async fn call(&self, f: &basalt_query::sql::Fragment, read_only: bool, ctx: &DbContext) -> ApiResult<ReadResult> {
+        let mut client = self.client().await?;
+        let params = texts(&f.params);
+        let stmt = client.prepare_typed_cached(&f.sql, &vec![Type::TEXT; params.len()]).await.map_err(map_pg_error)?;
+        let tx = client.build_transaction().read_only(read_only).start().await.map_err(map_pg_error)?;
+        set_role(&tx, ctx).await?;
+        let row = tx.query_one(&stmt, &refs(&params)).await.map_err(map_pg_error)?;
+        tx.commit().await.map_err(map_pg_error)?;
+        Ok(ReadResult { rows: row.get(0), body: row.get::<_, Option<String>>(1).unwrap_or_default(), total: None })
+    }
+
     pub async fn write(&self, sql: &MutateSql, single: bool, ctx: &DbContext) -> ApiResult<WriteResult> {
         let MutateSql::Single(f) = sql else {
             return Err(ApiError::internal("PostgreSQL got a SQLite plan"));
@@ -107,13 +119,38 @@ impl PgStore {
         Ok(WriteResult { affected, inserted: row.get(1), body: row.get(2) })
     }
 
-    /// Listens for schema changes announced by any instance (or `basalt migrate`) and swaps
-    /// in the newest applied catalog, as PostgREST reloads its schema cache on NOTIFY.
-    pub fn watch_schema(&self, cell: std::sync::Arc<crate::catalog::SharedCatalog>) {
-        let (url, pool) = (self.url.clone(), self.pool.clone());
+    /// The database's own schema (`--schema-source postgres`).
+    pub async fn introspect(&self) -> anyhow::Result<Catalog> {
+        let client = self.pool.get().await?;
+        Ok(super::pg_introspect::catalog(&**client).await?)
+    }
+
+    /// The catalog to serve: the last migrated schema (or the database's own, when
+    /// `introspect`), with the database's functions for `/rpc`.
+    pub async fn current_catalog(&self, introspect: bool) -> anyhow::Result<Option<Catalog>> {
+        let client = self.pool.get().await?;
+        if introspect {
+            return Ok(Some(super::pg_introspect::catalog(&**client).await?));
+        }
+        let row = client.query_opt("SELECT catalog FROM _basalt_migrations ORDER BY id DESC LIMIT 1", &[]).await?;
+        let Some(mut c) = row.and_then(|r| serde_json::from_str::<Catalog>(&r.get::<_, String>(0)).ok()) else { return Ok(None) };
+        c.functions = super::pg_introspect::functions(&**client).await?;
+        Ok(Some(c))
+    }
+
+    /// Functions for `/rpc`, next to a schema-file catalog.
+    pub async fn functions(&self) -> anyhow::Result<Vec<basalt_schema::Function>> {
+        let client = self.pool.get().await?;
+        Ok(super::pg_introspect::functions(&**client).await?)
+    }
+
+    /// Listens for schema changes announced by any instance, `basalt migrate` or DDL (an event
+    /// trigger), and swaps in the new catalog, as PostgREST reloads its schema cache on NOTIFY.
+    pub fn watch_schema(self: &std::sync::Arc<Self>, cell: std::sync::Arc<crate::catalog::SharedCatalog>, introspect: bool) {
+        let store = self.clone();
         tokio::spawn(async move {
             loop {
-                if let Err(e) = listen_once(&url, &pool, &cell).await {
+                if let Err(e) = listen_once(&store, &cell, introspect).await {
                     tracing::warn!(error = %e, "schema listener lost its connection; retrying");
                 }
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -216,9 +253,9 @@ impl PgStore {
     }
 }
 
-async fn listen_once(url: &str, pool: &Pool, cell: &crate::catalog::SharedCatalog) -> anyhow::Result<()> {
+async fn listen_once(store: &PgStore, cell: &crate::catalog::SharedCatalog, introspect: bool) -> anyhow::Result<()> {
     use futures_util::StreamExt;
-    let (client, mut conn) = tokio_postgres::connect(url, NoTls).await?;
+    let (client, mut conn) = tokio_postgres::connect(&store.url, NoTls).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
     let driver = tokio::spawn(async move {
@@ -235,10 +272,11 @@ async fn listen_once(url: &str, pool: &Pool, cell: &crate::catalog::SharedCatalo
     });
     client.batch_execute("LISTEN basalt_schema").await?;
     while rx.recv().await.is_some() {
-        let client = pool.get().await?;
-        let row = client.query_opt("SELECT catalog FROM _basalt_migrations ORDER BY id DESC LIMIT 1", &[]).await?;
-        if let Some(c) = row.and_then(|r| serde_json::from_str::<Catalog>(&r.get::<_, String>(0)).ok()) {
-            tracing::info!("schema reloaded after a migration");
+        // Bursts of notifications (a migration of many statements) reload once.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        while rx.try_recv().is_ok() {}
+        if let Some(c) = store.current_catalog(introspect).await? {
+            tracing::info!("schema reloaded");
             cell.set(c);
         }
     }

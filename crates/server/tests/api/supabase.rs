@@ -118,3 +118,78 @@ async fn sql_migrations_run_as_they_are() {
 }
 
 crate::both_backends!(import_users);
+
+const EXISTING: &str = r#"
+create type mood as enum ('happy', 'sad');
+create table public.profiles (
+  id uuid primary key references auth.users (id) on delete cascade,
+  username text,
+  mood mood default 'happy'
+);
+comment on table public.profiles is 'One row per user';
+alter table public.profiles enable row level security;
+create policy "own profile" on public.profiles for select using (auth.uid() = id);
+grant select, insert, update, delete on public.profiles to anon, authenticated, service_role;
+create function public.handle_new_user() returns trigger language plpgsql security definer set search_path = '' as $$
+begin
+  insert into public.profiles (id, username) values (new.id, new.raw_user_meta_data ->> 'username');
+  return new;
+end;
+$$;
+create trigger on_auth_user_created after insert on auth.users for each row execute procedure public.handle_new_user();
+create function public.add(a integer, b integer default 10) returns integer language sql immutable as $$ select a + b $$;
+create function public.whoami() returns uuid language sql stable as $$ select auth.uid() $$;
+create function public.moods(m mood) returns setof public.profiles language sql stable as $$ select * from public.profiles where mood = m $$;
+create function public.touch(note text) returns void language plpgsql as $$ begin perform 1; end $$;
+"#;
+
+/// An existing Supabase-style database served as it is: introspected tables and types,
+/// its own policies and triggers, its functions at /rpc, and DDL picked up without restart.
+#[tokio::test]
+async fn serves_an_existing_database() {
+    let Some(first) = TestApp::spawn_with(Backend::Postgres, "", &[]).await else { return };
+    let url = first.database_url.clone().expect("postgres");
+    let dir = first.dir.path().join("sql");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("001_existing.sql"), EXISTING).expect("write");
+    let (ok, out, err) = run_cli(&["migrate", "--sql-dir", &dir.display().to_string(), "--database-url", &url], &[]);
+    assert!(ok, "{out}{err}");
+    let app = TestApp::spawn_on(&url, "", &[("BASALT_SCHEMA_SOURCE", "postgres"), ("BASALT_AUTH_AUTOCONFIRM", "true")]).await;
+    let (token, _, id) = app.signup("intro@example.com", json!({"username": "intro"})).await;
+    app.signup("other@example.com", json!({"username": "other"})).await;
+    let (s, rows) = send(app.as_user(Method::GET, "/rest/v1/profiles?select=username,mood", Some(&token))).await;
+    assert_eq!((s, rows), (200, json!([{"username": "intro", "mood": "happy"}])), "the database's own policy applies");
+    let (_, rows) = send(app.as_user(Method::GET, "/rest/v1/profiles", None)).await;
+    assert_eq!(rows, json!([]));
+    let (s, rows) = app.get("/rest/v1/profiles?select=username&mood=eq.happy&order=username").await;
+    assert_eq!((s, rows), (200, json!([{"username": "intro"}, {"username": "other"}])), "enum columns filter as text");
+    let (_, doc) = app.get("/rest/v1/").await;
+    assert_eq!(doc["definitions"]["profiles"]["description"], "One row per user");
+    // RPC: scalar, defaults, GET, the caller's identity, sets, void, unknown.
+    let (s, v) = app.post("/rest/v1/rpc/add", json!({"a": 1, "b": 2}), "").await;
+    assert_eq!((s, v), (200, json!(3)));
+    let (s, v) = app.get("/rest/v1/rpc/add?a=5").await;
+    assert_eq!((s, v), (200, json!(15)));
+    let (s, v) = send(app.as_user(Method::POST, "/rest/v1/rpc/whoami", Some(&token)).json(&json!({}))).await;
+    assert_eq!((s, v), (200, json!(id)));
+    let (s, v) = app.post("/rest/v1/rpc/moods", json!({"m": "happy"}), "").await;
+    assert_eq!((s, v.as_array().map(Vec::len)), (200, Some(2)));
+    let (s, _) = app.post("/rest/v1/rpc/touch", json!({"note": "x"}), "").await;
+    assert_eq!(s, 204);
+    let (s, e) = app.post("/rest/v1/rpc/nope", json!({"x": 1}), "").await;
+    assert_eq!((s, e["code"].as_str()), (404, Some("PGRST202")));
+    let (s, e) = app.post("/rest/v1/rpc/add", json!({"a": "not a number"}), "").await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("22P02")));
+    // DDL made outside Basalt is picked up without a restart (event trigger + NOTIFY).
+    admin_sql(&url, "alter table public.profiles add column age integer default 42");
+    let mut last = (0, json!(null));
+    for _ in 0..50 {
+        last = app.get("/rest/v1/profiles?select=age&limit=1").await;
+        if last.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(last, (200, json!([{"age": 42}])));
+    drop(app);
+}

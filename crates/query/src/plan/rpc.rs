@@ -1,0 +1,47 @@
+//! `/rpc/{function}`: the function picked by name and argument names, each argument typed.
+
+use basalt_schema::{Catalog, Function};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::value::Param;
+
+/// A function call with its arguments as text parameters cast to the argument types.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcPlan {
+    pub function: Function,
+    /// (argument name, PostgreSQL type, value)
+    pub args: Vec<(String, String, Param)>,
+}
+
+pub fn plan_rpc(catalog: &Catalog, name: &str, given: &Map<String, Value>) -> Result<RpcPlan> {
+    let names: Vec<String> = given.keys().cloned().collect();
+    let Some(f) = catalog.function(name, &names) else {
+        let hint = catalog.functions.iter().find(|f| f.name == name).map(|f| {
+            let args: Vec<&str> = f.args.iter().map(|a| a.name.as_str()).collect();
+            format!("Perhaps you meant to call the function public.{name}({})", args.join(", "))
+        });
+        let mut e = Error::new(404, "PGRST202", format!("Could not find the function public.{name}({}) in the schema cache", names.join(", ")))
+            .details(format!("Searched for the function public.{name} with parameters {} or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.", names.join(", ")));
+        e.hint = hint;
+        return Err(e);
+    };
+    let args = f
+        .args
+        .iter()
+        .filter_map(|a| given.get(&a.name).map(|v| (a, v)))
+        .map(|(a, v)| {
+            let p = match v {
+                Value::Null => Param::Null,
+                Value::String(s) => Param::Text(s.clone()),
+                Value::Array(items) if a.pg_type.ends_with("[]") => {
+                    Param::Text(basalt_schema::ddl::pg_array_literal(&Value::Array(items.clone())))
+                }
+                Value::Object(_) | Value::Array(_) => Param::Json(v.to_string()),
+                other => Param::Text(other.to_string()),
+            };
+            (a.name.clone(), a.pg_type.clone(), p)
+        })
+        .collect();
+    Ok(RpcPlan { function: f.clone(), args })
+}

@@ -1,0 +1,121 @@
+//! Builds a catalog from an existing PostgreSQL database (tables, views, columns, keys,
+//! comments, functions), as PostgREST builds its schema cache, for `--schema-source postgres`
+//! and for `/rpc` next to a schema file.
+
+use basalt_schema::{Catalog, Column, ColumnType, ForeignKey, Function, FunctionArg, FunctionReturn, OnDelete, Table, UniqueConstraint};
+use indexmap::IndexMap;
+use tokio_postgres::GenericClient;
+
+const TABLES: &str =
+    "SELECT c.relname::text, obj_description(c.oid, 'pg_class') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+    WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'p', 'f') AND c.relname NOT LIKE '\\_basalt%' ORDER BY c.relname";
+
+const COLUMNS: &str = "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.atthasdef, \
+    col_description(c.oid, a.attnum) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+    WHERE n.nspname = 'public' AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'v', 'm', 'p', 'f') ORDER BY c.relname, a.attnum";
+
+const CONSTRAINTS: &str = "SELECT c.relname::text, con.conname::text, con.contype::text, \
+    ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, o) JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.o), \
+    coalesce(fn.nspname::text, ''), coalesce(fc.relname::text, ''), \
+    ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, o) JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.o), \
+    con.confdeltype::text \
+    FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+    LEFT JOIN pg_class fc ON fc.oid = con.confrelid LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace \
+    WHERE n.nspname = 'public' AND con.contype IN ('p', 'u', 'f') ORDER BY c.relname, con.conname";
+
+const FUNCTIONS: &str = "SELECT p.proname::text, p.proretset, p.provolatile::text, t.typtype::text, t.typname::text, \
+    coalesce(p.proargnames, '{}'::text[]), coalesce(p.proargmodes::text[], '{}'::text[]), \
+    ARRAY(SELECT format_type(x, NULL) FROM unnest(p.proargtypes) WITH ORDINALITY u(x, o) ORDER BY o), p.pronargdefaults \
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_type t ON t.oid = p.prorettype \
+    WHERE n.nspname = 'public' AND p.prokind = 'f' ORDER BY p.proname";
+
+/// Tables, views and functions of schema `public`.
+pub async fn catalog(client: &impl GenericClient) -> Result<Catalog, tokio_postgres::Error> {
+    let mut tables: IndexMap<String, Table> = IndexMap::new();
+    for r in client.query(TABLES, &[]).await? {
+        let name: String = r.get(0);
+        tables.insert(
+            name.clone(),
+            Table {
+                name,
+                description: r.get(1),
+                columns: IndexMap::new(),
+                primary_key: Vec::new(),
+                uniques: Vec::new(),
+                foreign_keys: Vec::new(),
+                checks: Vec::new(),
+                indexes: Vec::new(),
+                maintains_updated_at: false,
+                owner: None,
+                policies: Vec::new(),
+                on_signup: Vec::new(),
+            },
+        );
+    }
+    for r in client.query(COLUMNS, &[]).await? {
+        let (table, name, ty): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        let ty = ColumnType::parse(&ty).unwrap_or(ColumnType::Other);
+        if let Some(t) = tables.get_mut(&table) {
+            let has_default: bool = r.get(4);
+            // The database applies its own default; Basalt only needs to know there is one.
+            let default = has_default.then_some(basalt_schema::DefaultExpr::Null);
+            t.columns.insert(name.clone(), Column { name, ty, not_null: r.get(3), default, description: r.get(5) });
+        }
+    }
+    for r in client.query(CONSTRAINTS, &[]).await? {
+        let (table, name, kind, cols): (String, String, String, Vec<String>) = (r.get(0), r.get(1), r.get(2), r.get(3));
+        let (ref_schema, ref_table, ref_cols, on_delete): (String, String, Vec<String>, String) = (r.get(4), r.get(5), r.get(6), r.get(7));
+        let Some(t) = tables.get_mut(&table) else { continue };
+        match kind.as_str() {
+            "p" => t.primary_key = cols,
+            "u" => t.uniques.push(UniqueConstraint { name, columns: cols }),
+            "f" if ref_schema == "public" || (ref_schema == "auth" && ref_table == "users") => {
+                let ref_table = if ref_schema == "auth" { basalt_schema::AUTH_USERS.to_string() } else { ref_table };
+                let on_delete = match on_delete.as_str() {
+                    "c" => OnDelete::Cascade,
+                    "n" => OnDelete::SetNull,
+                    "r" => OnDelete::Restrict,
+                    _ => OnDelete::NoAction,
+                };
+                t.foreign_keys.push(ForeignKey { name, columns: cols, ref_table, ref_columns: ref_cols, on_delete });
+            }
+            _ => {}
+        }
+    }
+    Ok(Catalog { tables, functions: functions(client).await? })
+}
+
+/// Functions of schema `public`, for `/rpc`.
+pub async fn functions(client: &impl GenericClient) -> Result<Vec<Function>, tokio_postgres::Error> {
+    let mut out = Vec::new();
+    for r in client.query(FUNCTIONS, &[]).await? {
+        let (name, returns_set, volatility, typtype, typname): (String, bool, String, String, String) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        let (names, modes, types, n_defaults): (Vec<String>, Vec<String>, Vec<String>, i16) = (r.get(5), r.get(6), r.get(7), r.get(8));
+        // Input arguments only: modes i (in), b (inout), v (variadic); no modes means all in.
+        let input_names: Vec<String> = if modes.is_empty() {
+            names.iter().take(types.len()).cloned().collect()
+        } else {
+            names.iter().zip(modes.iter()).filter(|(_, m)| matches!(m.as_str(), "i" | "b" | "v")).map(|(n, _)| n.clone()).collect()
+        };
+        if input_names.len() != types.len() || input_names.iter().any(String::is_empty) {
+            continue; // unnamed arguments cannot be passed by name
+        }
+        let first_default = types.len().saturating_sub(n_defaults.max(0) as usize);
+        let args = input_names
+            .into_iter()
+            .zip(types)
+            .enumerate()
+            .map(|(i, (name, pg_type))| FunctionArg { name, pg_type, has_default: i >= first_default })
+            .collect();
+        let returns = if typname == "void" {
+            FunctionReturn::Void
+        } else if typtype == "c" || typname == "record" {
+            FunctionReturn::Composite
+        } else {
+            FunctionReturn::Scalar
+        };
+        out.push(Function { name, args, returns_set, returns, volatile: volatility == "v" });
+    }
+    Ok(out)
+}
