@@ -1,25 +1,30 @@
-//! Rate limits on the auth endpoints that send mail or check passwords: GCRA (governor),
-//! keyed per client IP and per e-mail address.
+//! Rate limits on the auth endpoints that send mail or check passwords: GCRA, keyed per client
+//! IP and per e-mail address, kept in the database so instances sharing one share the limits.
 
-use std::num::NonZeroU32;
+use crate::store::auth_sql;
+use crate::store::portable::Stmt;
 
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+const WINDOW_MS: i64 = 60_000;
 
 pub struct Limits {
-    by_ip: DefaultKeyedRateLimiter<String>,
-    by_email: DefaultKeyedRateLimiter<String>,
+    pub ip_per_minute: u32,
+    pub email_per_minute: u32,
 }
 
 impl Limits {
     pub fn new(ip_per_minute: u32, email_per_minute: u32) -> Self {
-        let q = |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
-        Limits { by_ip: RateLimiter::keyed(q(ip_per_minute)), by_email: RateLimiter::keyed(q(email_per_minute)) }
+        Limits { ip_per_minute: ip_per_minute.max(1), email_per_minute: email_per_minute.max(1) }
     }
 
-    /// True when the request may go on.
-    pub fn check(&self, endpoint: &str, ip: &str, email: Option<&str>) -> bool {
-        let ip_ok = self.by_ip.check_key(&format!("{endpoint}:{ip}")).is_ok();
-        let email_ok = email.is_none_or(|e| self.by_email.check_key(&format!("{endpoint}:{}", e.to_lowercase())).is_ok());
-        ip_ok && email_ok
+    /// The statements recording one request; it is allowed when each returns a row.
+    pub fn hits(&self, endpoint: &str, ip: &str, email: Option<&str>) -> Vec<Stmt> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut out =
+            vec![auth_sql::rate_limit_hit(&format!("{endpoint}:ip:{ip}"), now, WINDOW_MS / i64::from(self.ip_per_minute), WINDOW_MS)];
+        if let Some(e) = email.filter(|e| !e.is_empty()) {
+            let key = format!("{endpoint}:email:{}", e.to_lowercase());
+            out.push(auth_sql::rate_limit_hit(&key, now, WINDOW_MS / i64::from(self.email_per_minute), WINDOW_MS));
+        }
+        out
     }
 }

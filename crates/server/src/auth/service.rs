@@ -226,8 +226,9 @@ impl AuthService {
         Ok(())
     }
 
-    pub fn rate_limit(&self, endpoint: &str, client: &Client<'_>, email: Option<&str>) -> AuthResult<()> {
-        if self.limits.check(endpoint, client.ip, email) {
+    pub async fn rate_limit(&self, endpoint: &str, client: &Client<'_>, email: Option<&str>) -> AuthResult<()> {
+        let results = self.store.batch(self.limits.hits(endpoint, client.ip, email)).await?;
+        if results.iter().all(|rows| !rows.is_empty()) {
             Ok(())
         } else {
             let code =
@@ -264,7 +265,7 @@ impl AuthService {
         let email = body.get("email").and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
         let password = body.get("password").and_then(Value::as_str);
         let data = obj(body.get("data").cloned().unwrap_or(Value::Null));
-        self.rate_limit("signup", client, email)?;
+        self.rate_limit("signup", client, email).await?;
         if self.settings.disable_signup {
             return Err(AuthError::new(422, "signup_disabled", "Signups not allowed for this instance"));
         }
@@ -347,7 +348,7 @@ impl AuthService {
     pub async fn password_grant(&self, body: &Value, client: &Client<'_>) -> AuthResult<Session> {
         let email = body.get("email").and_then(Value::as_str).map(str::trim).unwrap_or_default();
         let password = body.get("password").and_then(Value::as_str).unwrap_or_default();
-        self.rate_limit("token", client, Some(email))?;
+        self.rate_limit("token", client, Some(email)).await?;
         if email.is_empty() || password.is_empty() {
             return Err(AuthError::invalid_credentials());
         }
@@ -373,7 +374,7 @@ impl AuthService {
             e.oauth_error = Some("invalid_request");
             return Err(e);
         };
-        self.rate_limit("refresh", client, None)?;
+        self.rate_limit("refresh", client, None).await?;
         let hash = tokens::sha256_hex(token);
         let not_found = || AuthError::new(400, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found");
         let row = self.one(q::refresh_token(&hash)).await?.ok_or_else(not_found)?;
@@ -557,7 +558,7 @@ impl AuthService {
     /// POST /recover: always `{}`, whether or not the address is known.
     pub async fn recover(&self, body: &Value, client: &Client<'_>, redirect_to: Option<&str>) -> AuthResult<()> {
         let email = body.get("email").and_then(Value::as_str).map(str::trim).unwrap_or_default();
-        self.rate_limit("recover", client, Some(email))?;
+        self.rate_limit("recover", client, Some(email)).await?;
         if !is_email(email) {
             return Err(AuthError::new(400, "email_address_invalid", format!("Email address \"{email}\" is invalid")));
         }
@@ -570,7 +571,7 @@ impl AuthService {
     /// POST /otp: a magic link and code by e-mail, creating the user unless `create_user` is false.
     pub async fn otp(&self, body: &Value, client: &Client<'_>, redirect_to: Option<&str>) -> AuthResult<()> {
         let email = body.get("email").and_then(Value::as_str).map(str::trim).unwrap_or_default();
-        self.rate_limit("otp", client, Some(email))?;
+        self.rate_limit("otp", client, Some(email)).await?;
         if !is_email(email) {
             return Err(AuthError::new(400, "email_address_invalid", format!("Email address \"{email}\" is invalid")));
         }
@@ -601,7 +602,7 @@ impl AuthService {
     /// POST/GET /verify: a link token (`token_hash`, or `token` from an e-mail link) or an
     /// e-mail plus six-digit code. Confirms the address and opens a session.
     pub async fn verify(&self, kind: &str, email: Option<&str>, token: &str, client: &Client<'_>) -> AuthResult<(Session, &'static str)> {
-        self.rate_limit("verify", client, email)?;
+        self.rate_limit("verify", client, email).await?;
         let hash = match email {
             Some(e) => tokens::sha256_hex(&format!("{}:{token}", e.trim().to_lowercase())),
             None => tokens::sha256_hex(token),

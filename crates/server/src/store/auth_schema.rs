@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS auth_one_time_tokens (
   created_at TEXT NOT NULL DEFAULT (basalt_now())
 );
 CREATE INDEX IF NOT EXISTS auth_one_time_tokens_hash_idx ON auth_one_time_tokens (token_hash);
+CREATE TABLE IF NOT EXISTS auth_rate_limits (key TEXT PRIMARY KEY, tat INTEGER NOT NULL);
 "#;
 
 /// PostgreSQL: Supabase's roles, the `auth` schema, its tables and `auth.uid()`, `auth.role()`,
@@ -159,6 +160,7 @@ CREATE TABLE IF NOT EXISTS auth.one_time_tokens (
   created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS one_time_tokens_hash_idx ON auth.one_time_tokens (token_hash);
+CREATE TABLE IF NOT EXISTS auth.rate_limits (key text PRIMARY KEY, tat bigint NOT NULL);
 CREATE OR REPLACE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql STABLE AS $f$
   SELECT nullif(coalesce(current_setting('request.jwt.claim.sub', true), current_setting('request.jwt.claims', true)::jsonb ->> 'sub'), '')::uuid
 $f$;

@@ -196,3 +196,26 @@ pub fn import_user(u: &serde_json::Map<String, Value>) -> Stmt {
         ],
     )
 }
+
+/// One request against a GCRA limit: moves the key's theoretical arrival time (`tat`, ms) on by
+/// `interval_ms` unless that would put it more than `window_ms` ahead of now. Returns a row
+/// when the request is allowed. Atomic, so instances sharing a database share the limit.
+pub fn rate_limit_hit(key: &str, now_ms: i64, interval_ms: i64, window_ms: i64) -> Stmt {
+    Stmt::new(
+        "INSERT INTO auth.rate_limits AS r (key, tat) VALUES (?, ?) ON CONFLICT (key) DO UPDATE \
+         SET tat = (CASE WHEN r.tat > ? THEN r.tat ELSE ? END) + ? \
+         WHERE (CASE WHEN r.tat > ? THEN r.tat ELSE ? END) + ? - ? <= ? RETURNING tat",
+        vec![
+            json!(key),
+            json!(now_ms + interval_ms),
+            json!(now_ms),
+            json!(now_ms),
+            json!(interval_ms),
+            json!(now_ms),
+            json!(now_ms),
+            json!(interval_ms),
+            json!(now_ms),
+            json!(window_ms),
+        ],
+    )
+}

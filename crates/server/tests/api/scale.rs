@@ -12,7 +12,7 @@ const V2: &str = "[tables.items]\ncolumns.id = { type = \"bigint\", primary_key 
 #[tokio::test]
 async fn two_instances_share_one_database() {
     // No BASALT_JWT_SECRET: the first instance stores a secret in the database, the second reads it.
-    let env = [("BASALT_JWT_SECRET", ""), ("BASALT_AUTH_AUTOCONFIRM", "true")];
+    let env = [("BASALT_JWT_SECRET", ""), ("BASALT_AUTH_AUTOCONFIRM", "true"), ("BASALT_AUTH_RATE_LIMIT_EMAIL_PER_MINUTE", "4")];
     let Some(one) = TestApp::spawn_with(Backend::Postgres, V1, &env).await else { return };
     let url = one.database_url.clone().expect("postgres");
     let two = TestApp::spawn_on(&url, V1, &env).await;
@@ -31,6 +31,16 @@ async fn two_instances_share_one_database() {
     )
     .await;
     assert_eq!(s, 200);
+
+    // Rate limits are counted in the database: four attempts spread over both, the fifth refused.
+    let attempt = |app: &TestApp| {
+        app.as_user(Method::POST, "/auth/v1/token?grant_type=password", None)
+            .json(&json!({"email": "limited@example.com", "password": "x"}))
+    };
+    for app in [&one, &two, &one, &two] {
+        assert_eq!(send(attempt(app)).await.0, 400);
+    }
+    assert_eq!(send(attempt(&one)).await.0, 429);
 
     // A migration applied through the CLI reaches both running instances.
     one.post("/rest/v1/items", json!({"id": 1, "name": "a"}), "").await;
