@@ -38,7 +38,7 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, store: Store, catalog: Catalog, secret: &str, base_url: String) -> Self {
+    pub fn new(config: Config, store: Store, catalog: Catalog, secret: &str, base_url: String) -> anyhow::Result<Self> {
         let jwt = Arc::new(JwtKeys::new(secret));
         let anon_key = jwt.project_key("anon");
         let service_key = jwt.project_key("service_role");
@@ -47,12 +47,12 @@ impl AppState {
             store: store.clone(),
             jwt: jwt.clone(),
             settings: config.auth.clone(),
-            mailer: Mailer::new(&config.data_dir),
+            mailer: Mailer::new(&config.data_dir, config.auth.smtp.as_ref())?,
             limits: Limits::new(config.auth.rate_limit_ip_per_minute, config.auth.rate_limit_email_per_minute),
             base_url,
             catalog: catalog.clone(),
         };
-        AppState(Arc::new(Inner { config, store, catalog, jwt, auth, anon_key, service_key }))
+        Ok(AppState(Arc::new(Inner { config, store, catalog, jwt, auth, anon_key, service_key })))
     }
 }
 

@@ -91,7 +91,7 @@ async fn serve(a: cli::ServeArgs) -> anyhow::Result<()> {
         tokio::net::TcpListener::bind(&config.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
     let base_url = format!("http://{addr}");
-    let state = app::AppState::new(config.clone(), store.clone(), catalog, &secret, base_url);
+    let state = app::AppState::new(config.clone(), store.clone(), catalog, &secret, base_url)?;
     if let Store::Postgres(pg) = &store {
         pg.watch_schema(state.catalog.clone(), introspect);
     }

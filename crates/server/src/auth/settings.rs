@@ -26,6 +26,48 @@ pub struct AuthSettings {
     pub rate_limit_ip_per_minute: u32,
     /// Requests per minute per e-mail address on the same endpoints.
     pub rate_limit_email_per_minute: u32,
+    /// Outgoing mail; without it, mail goes to the outbox folder in the data folder.
+    pub smtp: Option<SmtpSettings>,
+}
+
+/// An SMTP relay for auth e-mail.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub pass: Option<String>,
+    /// The sender, e.g. `Basalt <no-reply@example.com>`.
+    pub from: String,
+    /// `starttls` (default), `tls` (implicit, port 465) or `none` (a local relay).
+    #[serde(default = "default_tls")]
+    pub tls: String,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+fn default_tls() -> String {
+    "starttls".into()
+}
+
+/// The password never reaches logs.
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("pass", &self.pass.as_ref().map(|_| "<redacted>"))
+            .field("from", &self.from)
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 impl Default for AuthSettings {
@@ -43,6 +85,7 @@ impl Default for AuthSettings {
             otp_exp: 3600,
             rate_limit_ip_per_minute: 120,
             rate_limit_email_per_minute: 30,
+            smtp: None,
         }
     }
 }
@@ -81,6 +124,17 @@ impl AuthSettings {
         }
         if let Ok(u) = std::env::var("BASALT_AUTH_SITE_URL") {
             self.site_url = u;
+        }
+        if let Ok(host) = std::env::var("BASALT_SMTP_HOST") {
+            let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+            self.smtp = Some(SmtpSettings {
+                host,
+                port: var("BASALT_SMTP_PORT").and_then(|p| p.parse().ok()).unwrap_or(587),
+                user: var("BASALT_SMTP_USER"),
+                pass: var("BASALT_SMTP_PASS"),
+                from: var("BASALT_SMTP_FROM").unwrap_or_else(|| "Basalt <no-reply@localhost>".into()),
+                tls: var("BASALT_SMTP_TLS").unwrap_or_else(default_tls),
+            });
         }
         self
     }
