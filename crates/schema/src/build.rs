@@ -21,6 +21,7 @@ pub fn build(source: &str) -> Result<Catalog> {
         catalog.tables.insert(name.clone(), table);
     }
     resolve_foreign_keys(source, &file, &mut catalog)?;
+    check_policy_tables(&catalog)?;
     Ok(catalog)
 }
 
@@ -269,6 +270,56 @@ fn build_indexes(source: &str, table: &str, def: &TableDef, columns: &IndexMap<S
         out.push(Index { name, columns: cols, unique: idx.unique });
     }
     Ok(out)
+}
+
+/// Tables named in `exists (...)` must exist, and columns qualified by them must be theirs.
+fn check_policy_tables(catalog: &Catalog) -> Result<()> {
+    fn walk(e: &crate::policy::Expr, catalog: &Catalog, table: &str, policy: &str) -> Result<()> {
+        use crate::policy::Expr;
+        match e {
+            Expr::Or(v) | Expr::And(v) => v.iter().try_for_each(|x| walk(x, catalog, table, policy)),
+            Expr::Not(x) => walk(x, catalog, table, policy),
+            Expr::Exists { table: t, cond } => {
+                let inner = catalog
+                    .table(t)
+                    .ok_or_else(|| err(table, None, None, format!("policy \"{policy}\": exists names unknown table {t}")))?;
+                let mut cols = Vec::new();
+                crate::policy::columns(cond, &mut cols, Some(t));
+                for (qual, col, _) in cols {
+                    let owner = match qual.as_deref() {
+                        Some(q) if q == t => Some(inner),
+                        Some(q) if q == table => catalog.table(table),
+                        Some(q) => {
+                            return Err(err(table, None, None, format!("policy \"{policy}\": {q}.{col} names a table outside the policy")))
+                        }
+                        None => None,
+                    };
+                    let known = match owner {
+                        Some(o) => o.column(&col).is_some(),
+                        None => inner.column(&col).is_some() || catalog.table(table).is_some_and(|o| o.column(&col).is_some()),
+                    };
+                    if !known {
+                        return Err(err(table, Some(&col), None, format!("policy \"{policy}\": unknown column in exists")));
+                    }
+                }
+                walk(cond, catalog, table, policy)
+            }
+            _ => Ok(()),
+        }
+    }
+    for t in catalog.tables.values() {
+        let mut seen = Vec::new();
+        for p in &t.policies {
+            if seen.contains(&&p.name) {
+                return Err(err(&t.name, None, None, format!("two policies are named \"{}\"", p.name)));
+            }
+            seen.push(&p.name);
+            for e in [&p.using, &p.with_check].into_iter().flatten() {
+                walk(e, catalog, &t.name, &p.name)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn parse_on_delete(t: &str, c: &str, raw: Option<&str>, line: Option<usize>) -> Result<OnDelete> {

@@ -216,10 +216,17 @@ fn diff_table(steps: &mut Vec<MigrationStep>, db: &DbTable, before: Option<&Tabl
             _ => {}
         }
     }
-    if let Some(b) = before {
-        if b.policies != want.policies {
+    match before {
+        Some(b) if b.policies != want.policies => {
             steps.push(MigrationStep::ReplacePolicies { table: name.clone(), old: b.policies.clone(), new: want.policies.clone() });
         }
+        // A table that exists but was not created by Basalt gets the schema's policies too.
+        None if !want.policies.is_empty() => {
+            steps.push(MigrationStep::ReplacePolicies { table: name.clone(), old: Vec::new(), new: want.policies.clone() });
+        }
+        _ => {}
+    }
+    if let Some(b) = before {
         for idx in &b.indexes {
             if !want.indexes.iter().any(|i| i.name == idx.name) && db.indexes.contains(&idx.name) {
                 steps.push(MigrationStep::DropIndex { table: name.clone(), name: idx.name.clone() });

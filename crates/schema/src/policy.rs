@@ -151,7 +151,8 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
             out.push(Tok::Word(chars[start..i].iter().collect::<String>().to_lowercase()));
         } else {
             let two: String = chars[i..(i + 3).min(chars.len())].iter().collect();
-            let sym = ["->>", "<>", "!=", "<=", ">=", "->", "::", "=", "<", ">", "(", ")", ","].into_iter().find(|s| two.starts_with(s));
+            let sym =
+                ["->>", "<>", "!=", "<=", ">=", "->", "::", "=", "<", ">", "(", ")", ",", "*"].into_iter().find(|s| two.starts_with(s));
             match sym {
                 Some(s) => {
                     i += s.chars().count();

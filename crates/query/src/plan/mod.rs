@@ -64,6 +64,8 @@ pub enum OutField {
         join: Join,
         table: String,
         alias: String,
+        /// The child's row-level security (SQLite), so hidden rows are not counted.
+        conds: Vec<Cond>,
     },
 }
 
@@ -208,6 +210,8 @@ pub struct MutatePlan {
     pub check: Option<(String, Cond)>,
     /// Every column of the table, to evaluate that check on the rows about to be written.
     pub table_columns: Vec<Column>,
+    /// For a merging upsert: what an existing row must satisfy to be overwritten (UPDATE's USING).
+    pub conflict_check: Option<(String, Cond)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

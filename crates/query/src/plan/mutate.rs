@@ -23,7 +23,9 @@ pub fn plan_mutate(catalog: &Catalog, req: &ApiRequest, access: Access) -> Resul
         _ => "delete",
     };
     let conds = |alias: &str| -> Result<Vec<_>> {
+        // As in PostgreSQL, an UPDATE or DELETE only reaches rows its caller may also SELECT.
         let mut out: Vec<_> = access.using(catalog, table, alias, command).into_iter().collect();
+        out.extend(access.using(catalog, table, alias, "select"));
         for (path, f) in &req.filters {
             if !path.is_empty() {
                 return Err(Error::new(400, "PGRST108", "Filters on embedded resources are not allowed on writes"));
@@ -57,15 +59,45 @@ pub fn plan_mutate(catalog: &Catalog, req: &ApiRequest, access: Access) -> Resul
         Action::Read { .. } => return Err(Error::new(405, "PGRST117", "Unsupported HTTP method")),
     };
     let check = match req.action {
-        Action::Insert | Action::Update => access.check(catalog, table, "_chk", command).map(|c| ("_chk".to_string(), c)),
+        Action::Insert | Action::Update => access.check(catalog, table, "_chk", command).map(|c| {
+            // Returning the rows needs them to be visible, as RETURNING does in PostgreSQL.
+            let visible = if wants_body { access.using(catalog, table, "_chk", "select") } else { None };
+            (
+                "_chk".to_string(),
+                match visible {
+                    Some(v) => super::Cond::And(vec![c, v]),
+                    None => c,
+                },
+            )
+        }),
         _ => None,
     };
     // No insert policy for this role at all: refuse before touching the table, as PostgreSQL
     // checks row-level security before constraints.
-    if req.action == Action::Insert && matches!(&check, Some((_, super::Cond::Expr(super::PExpr::Const(false))))) {
+    let no_policy = |c: &super::Cond| match c {
+        super::Cond::Expr(super::PExpr::Const(false)) => true,
+        super::Cond::And(v) => v.iter().any(|x| matches!(x, super::Cond::Expr(super::PExpr::Const(false)))),
+        _ => false,
+    };
+    if req.action == Action::Insert && check.as_ref().is_some_and(|(_, c)| no_policy(c)) {
         return Err(Error::new(403, "42501", format!("new row violates row-level security policy for table \"{}\"", table.name)));
     }
-    Ok(MutatePlan { table: table.name.clone(), kind, returning, check, table_columns: table.columns.values().cloned().collect() })
+    let merges = matches!(&kind, MutateKind::Insert { on_conflict: Some(oc), .. } if !oc.update.is_empty());
+    let conflict_check = if merges {
+        let mut conds: Vec<_> = access.using(catalog, table, "_ex", "update").into_iter().collect();
+        conds.extend(access.using(catalog, table, "_ex", "select"));
+        (!conds.is_empty()).then(|| ("_ex".to_string(), super::Cond::And(conds)))
+    } else {
+        None
+    };
+    Ok(MutatePlan {
+        table: table.name.clone(),
+        kind,
+        returning,
+        check,
+        table_columns: table.columns.values().cloned().collect(),
+        conflict_check,
+    })
 }
 
 fn insert(table: &Table, req: &ApiRequest, body: &Value) -> Result<MutateKind> {

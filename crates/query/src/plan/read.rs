@@ -84,11 +84,13 @@ pub(super) fn build_node(
                 let (target, join_on, _) = relate(catalog, table, &alias, relation, None)?;
                 let child_alias = format!("_t{counter}");
                 *counter += 1;
+                let conds = access.using(catalog, target, &child_alias, "select").into_iter().collect();
                 fields.push(OutField::Count {
                     key: a.clone().unwrap_or_else(|| relation.clone()),
                     join: join_on,
                     table: target.name.clone(),
                     alias: child_alias,
+                    conds,
                 });
             }
         }

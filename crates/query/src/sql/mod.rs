@@ -35,6 +35,8 @@ pub struct ReadSql {
 pub enum MutateSql {
     /// One statement returning `(affected, inserted, json_text_or_null)` (PostgreSQL).
     Single(Fragment),
+    /// One statement without RETURNING; the command tag gives the rows affected (PostgreSQL).
+    Counted(Fragment),
     /// Statements run in order in one transaction (SQLite, which has no writable CTEs):
     /// `max_rowid` returns the highest rowid before the write (to tell inserts from updates);
     /// `collect` returns the rowids of affected rows; `read` and `finish` take that rowid list

@@ -54,12 +54,16 @@ impl Postgres {
                         b.push(&format!(" LIMIT 1) AS {}", quote(key)));
                     }
                 }
-                OutField::Count { key, join, table, alias } => {
+                OutField::Count { key, join, table, alias, conds } => {
                     b.push(&format!(
                         "json_build_array(json_build_object('count', (SELECT count(*) FROM {} AS {alias} WHERE ",
                         quote(table)
                     ));
                     b.join_on(join, alias);
+                    if !conds.is_empty() {
+                        b.push(" AND ");
+                        b.conds(self, conds);
+                    }
                     b.push(&format!("))) AS {}", quote(key)));
                 }
             }
@@ -220,7 +224,12 @@ impl Dialect for Postgres {
     fn mutate(&self, plan: &MutatePlan) -> MutateSql {
         let t = quote(&plan.table);
         let mut b = Builder::default();
-        b.push("WITH _m AS (");
+        // Without a representation or an upsert to classify, the statement runs bare: RETURNING
+        // would need a SELECT policy, and write-only tables (an audit log, a form) have none.
+        let bare = plan.returning.is_none() && !matches!(&plan.kind, MutateKind::Insert { on_conflict: Some(_), .. });
+        if !bare {
+            b.push("WITH _m AS (");
+        }
         match &plan.kind {
             MutateKind::Insert { columns, rows, on_conflict, missing_default } => {
                 if columns.is_empty() {
@@ -264,7 +273,9 @@ impl Dialect for Postgres {
                         b.push(&format!("UPDATE SET {}", sets.join(", ")));
                     }
                 }
-                b.push(" RETURNING _ins.*, (_ins.xmax = 0) AS _basalt_inserted");
+                if !bare {
+                    b.push(" RETURNING _ins.*, (_ins.xmax = 0) AS _basalt_inserted");
+                }
             }
             MutateKind::Update { alias, columns, values, conds, touch_updated_at, key_column } => {
                 let mut sets: Vec<String> = columns.iter().map(|c| format!("{} = _r.{}", quote(&c.name), quote(&c.name))).collect();
@@ -281,7 +292,9 @@ impl Dialect for Postgres {
                     b.push(" WHERE ");
                     b.conds(self, conds);
                 }
-                b.push(&format!(" RETURNING {alias}.*, false AS _basalt_inserted"));
+                if !bare {
+                    b.push(&format!(" RETURNING {alias}.*, false AS _basalt_inserted"));
+                }
             }
             MutateKind::Delete { alias, conds } => {
                 b.push(&format!("DELETE FROM {t} AS {alias}"));
@@ -289,8 +302,13 @@ impl Dialect for Postgres {
                     b.push(" WHERE ");
                     b.conds(self, conds);
                 }
-                b.push(&format!(" RETURNING {alias}.*, false AS _basalt_inserted"));
+                if !bare {
+                    b.push(&format!(" RETURNING {alias}.*, false AS _basalt_inserted"));
+                }
             }
+        }
+        if bare {
+            return MutateSql::Counted(b.finish());
         }
         b.push(") SELECT (SELECT count(*) FROM _m), (SELECT count(*) FROM _m WHERE _basalt_inserted), ");
         match &plan.returning {

@@ -56,10 +56,14 @@ impl Sqlite {
                         b.push(if json_valued { "))" } else { ")" });
                     }
                 }
-                OutField::Count { key, join, table, alias } => {
+                OutField::Count { key, join, table, alias, conds } => {
                     b.push(&basalt_schema::ident::literal(key));
                     b.push(&format!(", json_array(json_object('count', (SELECT count(*) FROM {} AS {alias} WHERE ", quote(table)));
                     b.join_on(join, alias);
+                    if !conds.is_empty() {
+                        b.push(" AND ");
+                        b.conds(self, conds);
+                    }
                     b.push(")))");
                 }
             }
@@ -343,6 +347,27 @@ impl Dialect for Sqlite {
         let t = quote(&plan.table);
         let read = plan.returning.as_ref().map(|r| self.body(r, true));
         let check = plan.check.as_ref().map(|(alias, cond)| self.pre_check(plan, alias, cond));
+        let check = match (check, &plan.conflict_check, &plan.kind) {
+            (Some(mut f), Some((ex, guard)), MutateKind::Insert { on_conflict: Some(oc), .. }) => {
+                // Rows an upsert would overwrite must pass the UPDATE policy too.
+                let mut b = Builder { sql: String::new(), params: std::mem::take(&mut f.params) };
+                let on: Vec<String> = oc
+                    .columns
+                    .iter()
+                    .filter_map(|c| plan.table_columns.iter().find(|t| t.name == *c))
+                    .map(|c| format!("{ex}.{} = {}", quote(&c.name), self.extract("_j.value", c)))
+                    .collect();
+                b.push(&format!(
+                    "SELECT ({}) + (SELECT count(*) FROM json_each(?1) AS _j JOIN {t} AS {ex} ON {} WHERE NOT coalesce((",
+                    f.sql,
+                    on.join(" AND ")
+                ));
+                b.cond(self, guard);
+                b.push("), false))");
+                Some(b.finish())
+            }
+            (check, _, _) => check,
+        };
         match &plan.kind {
             MutateKind::Insert { columns, rows, on_conflict, missing_default } => {
                 let mut b = Builder::default();

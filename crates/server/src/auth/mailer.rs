@@ -30,7 +30,7 @@ impl Mail {
 #[derive(Clone)]
 pub enum Mailer {
     Outbox(PathBuf),
-    Smtp { transport: AsyncSmtpTransport<Tokio1Executor>, from: Mailbox },
+    Smtp { transport: Box<AsyncSmtpTransport<Tokio1Executor>>, from: Mailbox },
 }
 
 impl Mailer {
@@ -46,7 +46,7 @@ impl Mailer {
             builder = builder.credentials(Credentials::new(u.clone(), p.clone()));
         }
         let from: Mailbox = s.from.parse().map_err(|e| anyhow::anyhow!("[auth.smtp] from: {e}"))?;
-        Ok(Mailer::Smtp { transport: builder.build(), from })
+        Ok(Mailer::Smtp { transport: Box::new(builder.build()), from })
     }
 
     pub fn send(&self, mail: &Mail) {
@@ -56,7 +56,7 @@ impl Mailer {
                 let message = mail.to.parse::<Mailbox>().map_err(|e| e.to_string()).and_then(|to| {
                     Message::builder().from(from.clone()).to(to).subject(mail.subject.clone()).body(mail.text()).map_err(|e| e.to_string())
                 });
-                let transport = transport.clone();
+                let transport = transport.as_ref().clone();
                 let kind = mail.kind;
                 tokio::spawn(async move {
                     let result = match message {

@@ -335,7 +335,8 @@ impl AuthService {
                 return Err(AuthError::new(400, "user_banned", "User is banned"));
             }
         }
-        if self.settings.require_approval && !user.flag("is_anonymous") {
+        let anonymous_without_email = user.flag("is_anonymous") && user.str("email").is_none_or(|e| e.is_empty());
+        if self.settings.require_approval && !anonymous_without_email {
             let approved = obj(user.json("raw_app_meta_data")).get("approved").and_then(Value::as_bool) == Some(true);
             if !approved {
                 return Err(AuthError::new(403, "user_not_approved", "User is awaiting approval by an administrator"));
@@ -473,6 +474,10 @@ impl AuthService {
                 stmts.push(q::set_user_field(id, "email_change", json!(email)));
                 send_change = true;
             }
+        }
+        // An anonymous user who adds an e-mail or password becomes a permanent user.
+        if user.flag("is_anonymous") && (body.get("email").is_some() || body.get("password").is_some()) {
+            stmts.push(q::set_user_field(id, "is_anonymous", json!(false)));
         }
         if !stmts.is_empty() {
             self.store.batch(stmts).await?;
@@ -779,6 +784,9 @@ impl AuthService {
     pub async fn generate_link(&self, body: &Value, redirect_to: Option<&str>) -> AuthResult<Value> {
         let kind = body.get("type").and_then(Value::as_str).unwrap_or_default();
         let email = body.get("email").and_then(Value::as_str).map(str::trim).unwrap_or_default();
+        if !is_email(email) {
+            return Err(AuthError::new(400, "email_address_invalid", format!("Email address \"{email}\" is invalid")));
+        }
         let redirect = redirect_to
             .or_else(|| body.get("redirect_to").and_then(Value::as_str))
             .or_else(|| body.get("redirectTo").and_then(Value::as_str));

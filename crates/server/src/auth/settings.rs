@@ -142,8 +142,30 @@ impl AuthSettings {
     /// `redirect_to` if it starts with the site URL or an allowed prefix, else the site URL.
     pub fn redirect(&self, wanted: Option<&str>) -> String {
         match wanted {
-            Some(w) if w.starts_with(&self.site_url) || self.redirect_urls.iter().any(|p| w.starts_with(p.as_str())) => w.to_string(),
+            Some(w) if std::iter::once(&self.site_url).chain(self.redirect_urls.iter()).any(|allowed| within(w, allowed)) => w.to_string(),
             _ => self.site_url.clone(),
         }
+    }
+}
+
+/// `wanted` is `allowed` itself or lies under it: the next character after the prefix must end
+/// the origin or path segment, so `http://site.com.evil.net` is not under `http://site.com`.
+fn within(wanted: &str, allowed: &str) -> bool {
+    match wanted.strip_prefix(allowed) {
+        Some("") => true,
+        Some(rest) => allowed.ends_with('/') || rest.starts_with(['/', '?', '#']),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redirects_stay_on_allowed_origins() {
+        let s = super::AuthSettings { site_url: "http://localhost:3000".into(), ..Default::default() };
+        assert_eq!(s.redirect(Some("http://localhost:3000/welcome")), "http://localhost:3000/welcome");
+        assert_eq!(s.redirect(Some("http://localhost:3000.evil.net/x")), "http://localhost:3000");
+        assert_eq!(s.redirect(Some("http://localhost:30001")), "http://localhost:3000");
+        assert_eq!(s.redirect(Some("https://evil.net")), "http://localhost:3000");
     }
 }

@@ -69,7 +69,7 @@ pub fn read(req: &ApiRequest, plan: &ReadPlan, r: ReadResult, head: bool) -> Api
     };
     let body = if head {
         String::new()
-    } else if req.strip_nulls {
+    } else if req.strip_nulls && req.accept != MediaType::Csv {
         strip_nulls(&body)?
     } else {
         body
@@ -108,7 +108,7 @@ pub fn write(req: &ApiRequest, plan: &MutatePlan, r: WriteResult) -> ApiResult<R
                 ),
                 MediaType::Json => (JSON, body),
             };
-            let body = if req.strip_nulls { strip_nulls(&body)? } else { body };
+            let body = if req.strip_nulls && req.accept != MediaType::Csv { strip_nulls(&body)? } else { body };
             build(status, Some(ct), body, &headers)
         }
         _ => build(status, None, String::new(), &headers),

@@ -101,14 +101,25 @@ impl PgStore {
     }
 
     pub async fn write(&self, sql: &MutateSql, single: bool, ctx: &DbContext) -> ApiResult<WriteResult> {
-        let MutateSql::Single(f) = sql else {
-            return Err(ApiError::internal("PostgreSQL got a SQLite plan"));
+        let (f, counted) = match sql {
+            MutateSql::Single(f) => (f, false),
+            MutateSql::Counted(f) => (f, true),
+            MutateSql::Steps { .. } => return Err(ApiError::internal("PostgreSQL got a SQLite plan")),
         };
         let mut client = self.client().await?;
         let params = texts(&f.params);
         let stmt = client.prepare_typed_cached(&f.sql, &vec![Type::TEXT; params.len()]).await.map_err(map_pg_error)?;
         let tx = client.transaction().await.map_err(map_pg_error)?;
         set_role(&tx, ctx).await?;
+        if counted {
+            let affected = tx.execute(&stmt, &refs(&params)).await.map_err(map_pg_error)? as i64;
+            if single && affected != 1 {
+                tx.rollback().await.map_err(map_pg_error)?;
+                return Err(RestError::not_single(affected).into());
+            }
+            tx.commit().await.map_err(map_pg_error)?;
+            return Ok(WriteResult { affected, inserted: affected, body: None });
+        }
         let row = tx.query_one(&stmt, &refs(&params)).await.map_err(map_pg_error)?;
         let affected: i64 = row.get(0);
         if single && affected != 1 {

@@ -5,6 +5,7 @@ mod helpers;
 mod auth;
 mod cli;
 mod gate;
+mod mail;
 mod migrations;
 mod read;
 mod rls;

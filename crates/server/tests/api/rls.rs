@@ -42,6 +42,16 @@ command = "all"
 roles = ["authenticated"]
 using = "exists (select 1 from projects where projects.id = tasks.project_id and projects.owner_id = auth.uid())"
 
+[tables.feedback]
+columns.id   = { type = "uuid", primary_key = true, default = "gen_random_uuid()" }
+columns.body = { type = "text", not_null = true }
+
+[[tables.feedback.policies]]
+name = "anyone may leave feedback"
+command = "insert"
+roles = ["anon", "authenticated"]
+with_check = "true"
+
 [tables.profiles]
 columns.id    = { type = "uuid", primary_key = true, references = "auth.users.id", on_delete = "cascade" }
 columns.email = { type = "text" }
@@ -134,6 +144,28 @@ async fn matrix(b: Backend) {
     let (s, rows) = write(&app, Method::PATCH, "/rest/v1/notes", None, json!({"body": "anon"})).await;
     assert_eq!(s, 400, "anon may not update without a filter: {rows}");
 
+    // Upserts may not overwrite rows the UPDATE policy hides.
+    let (_, hidden) = app.get("/rest/v1/notes?select=id&body=eq.b-private").await;
+    let b_note = hidden[0]["id"].clone();
+    let (s, e) = send(
+        app.as_user(Method::POST, "/rest/v1/notes", a)
+            .header("prefer", "resolution=merge-duplicates")
+            .json(&json!({"id": b_note, "body": "taken"})),
+    )
+    .await;
+    assert_eq!((s, e["code"].as_str()), (403, Some("42501")), "upsert over another user's row");
+    let (_, rows) = app.get("/rest/v1/notes?select=body&body=eq.b-private").await;
+    assert_eq!(rows.as_array().map(Vec::len), Some(1));
+    // Counts of embedded rows follow the child's policies.
+    let (_, rows) = send(app.as_user(Method::GET, "/rest/v1/projects?select=name,tasks(count)", bt)).await;
+    assert_eq!(rows, json!([{"name": "pb", "tasks": [{"count": 1}]}]));
+    // A write-only table: anyone may insert (minimal return), nobody but the service role reads.
+    let (s, _) = send(app.as_user(Method::POST, "/rest/v1/feedback", None).json(&json!({"body": "great"}))).await;
+    assert_eq!(s, 201);
+    assert_eq!(count(&app, "feedback", a).await, 0);
+    let (s, e) = write(&app, Method::POST, "/rest/v1/feedback", a, json!({"body": "with body back"})).await;
+    assert_eq!((s, e["code"].as_str()), (403, Some("42501")), "representation needs a select policy");
+
     // DELETE
     let (s, rows) = write(&app, Method::DELETE, "/rest/v1/notes?body=eq.a-public", bt, json!({})).await;
     assert_eq!((s, rows), (200, json!([])), "visible but not deletable by B");
@@ -145,7 +177,7 @@ async fn matrix(b: Backend) {
     // Deleting a user removes their rows everywhere.
     let (s, _) = send(app.req(Method::DELETE, &format!("/auth/v1/admin/users/{a_id}"))).await;
     assert_eq!(s, 200);
-    for (table, left) in [("notes", 1), ("projects", 1), ("tasks", 0), ("profiles", 1)] {
+    for (table, left) in [("notes", 1), ("projects", 1), ("tasks", 0), ("profiles", 1), ("feedback", 1)] {
         let (_, rows) = app.get(&format!("/rest/v1/{table}")).await;
         assert_eq!(rows.as_array().map(Vec::len), Some(left), "{table} after deleting A: {rows}");
     }
