@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod examples;
 mod gate;
 mod mail;
 mod migrations;
