@@ -24,6 +24,10 @@ pub struct Function {
     pub returns: FunctionReturn,
     /// False for `immutable`/`stable` functions, which GET may call in a read-only transaction.
     pub volatile: bool,
+    /// The columns of each result row (`SETOF table`, `RETURNS TABLE`, OUT arguments), so
+    /// `select`, filters and `order` apply to set results: (name, PostgreSQL type).
+    #[serde(default)]
+    pub result_columns: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

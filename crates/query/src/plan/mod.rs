@@ -11,7 +11,7 @@ mod rpc;
 pub use access::Access;
 pub use mutate::plan_mutate;
 pub use read::plan_read;
-pub use rpc::{plan_rpc, RpcPlan};
+pub use rpc::{plan_rpc, result_catalog, RpcPlan};
 
 use basalt_schema::{Column, ColumnType};
 
@@ -24,6 +24,8 @@ pub struct ReadPlan {
     pub table: String,
     pub alias: String,
     pub source: Source,
+    /// Rows come from a set-returning function call instead of the table (`/rpc` with `select`).
+    pub call: Option<Box<RpcPlan>>,
     pub fields: Vec<OutField>,
     pub conds: Vec<Cond>,
     pub order: Vec<PlanOrder>,

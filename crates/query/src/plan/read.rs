@@ -95,7 +95,7 @@ pub(super) fn build_node(
             }
         }
     }
-    Ok(ReadPlan { table: table.name.clone(), alias, source, fields, conds, order: Vec::new(), limit: None, offset: None })
+    Ok(ReadPlan { table: table.name.clone(), alias, source, call: None, fields, conds, order: Vec::new(), limit: None, offset: None })
 }
 
 /// Finds the one foreign key between `parent` and `relation` (narrowed by `hint`).

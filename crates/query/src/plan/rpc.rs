@@ -45,3 +45,38 @@ pub fn plan_rpc(catalog: &Catalog, name: &str, given: &Map<String, Value>) -> Re
         .collect();
     Ok(RpcPlan { function: f.clone(), args })
 }
+
+/// The catalog as a set-returning function's caller sees it: the function's result rows as a
+/// table of the same name, so `select`, filters, `order` and ranges plan as for a table.
+pub fn result_catalog(catalog: &Catalog, f: &Function) -> Option<Catalog> {
+    if !f.returns_set || f.result_columns.is_empty() {
+        return None;
+    }
+    let columns = f
+        .result_columns
+        .iter()
+        .map(|(n, t)| {
+            let ty = basalt_schema::ColumnType::parse(t).unwrap_or(basalt_schema::ColumnType::Other);
+            (n.clone(), basalt_schema::Column { name: n.clone(), ty, not_null: false, default: None, description: None })
+        })
+        .collect();
+    let mut out = catalog.clone();
+    out.tables.insert(
+        f.name.clone(),
+        basalt_schema::Table {
+            name: f.name.clone(),
+            description: None,
+            columns,
+            primary_key: Vec::new(),
+            uniques: Vec::new(),
+            foreign_keys: Vec::new(),
+            checks: Vec::new(),
+            indexes: Vec::new(),
+            maintains_updated_at: false,
+            owner: None,
+            policies: Vec::new(),
+            on_signup: Vec::new(),
+        },
+    );
+    Some(out)
+}

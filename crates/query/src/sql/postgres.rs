@@ -70,10 +70,19 @@ impl Postgres {
         }
         b.push(" FROM (");
         let a = &node.alias;
-        match node.source {
-            Source::Table => b.push(&format!("SELECT {a}.* FROM {} AS {a}", quote(&node.table))),
-            Source::Mutated => b.push(&format!("SELECT {a}.* FROM _m AS {a}")),
-        };
+        match (&node.call, node.source) {
+            (Some(call), _) => {
+                b.push(&format!("SELECT {a}.* FROM "));
+                self.call_sql(b, call);
+                b.push(&format!(" AS {a}"));
+            }
+            (None, Source::Table) => {
+                b.push(&format!("SELECT {a}.* FROM {} AS {a}", quote(&node.table)));
+            }
+            (None, Source::Mutated) => {
+                b.push(&format!("SELECT {a}.* FROM _m AS {a}"));
+            }
+        }
         let mut first = true;
         let mut and = |b: &mut Builder| {
             b.push(if first { " WHERE " } else { " AND " });
@@ -96,6 +105,20 @@ impl Postgres {
         b.push("SELECT count(*), coalesce(json_agg(_r), '[]')::text FROM (");
         self.row_select(b, plan, None);
         b.push(") AS _r");
+    }
+
+    /// `public."fn"(a => $1::type, ...)`
+    fn call_sql(&self, b: &mut Builder, plan: &crate::plan::RpcPlan) {
+        b.push(&format!("public.{}(", quote(&plan.function.name)));
+        for (i, (name, ty, p)) in plan.args.iter().enumerate() {
+            if i > 0 {
+                b.push(", ");
+            }
+            b.params.push(p.clone());
+            let n = b.params.len();
+            b.push(&format!("{} => ${n}::{ty}", quote(name)));
+        }
+        b.push(")");
     }
 
     fn cast_name(ty: ColumnType) -> String {
@@ -193,16 +216,9 @@ impl Dialect for Postgres {
             (false, FunctionReturn::Composite) => ("1::int8", "row_to_json(_r)::text"),
             (false, FunctionReturn::Scalar) => ("1::int8", "to_json(_r)::text"),
         };
-        b.push(&format!("SELECT {rows}, {body} FROM public.{}(", quote(&f.name)));
-        for (i, (name, ty, p)) in plan.args.iter().enumerate() {
-            if i > 0 {
-                b.push(", ");
-            }
-            b.params.push(p.clone());
-            let n = b.params.len();
-            b.push(&format!("{} => ${n}::{ty}", quote(name)));
-        }
-        b.push(") AS _r");
+        b.push(&format!("SELECT {rows}, {body} FROM "));
+        self.call_sql(&mut b, plan);
+        b.push(" AS _r");
         Some(b.finish())
     }
 
@@ -211,7 +227,16 @@ impl Dialect for Postgres {
         self.body(&mut b, plan);
         let count = with_count.then(|| {
             let mut c = Builder::default();
-            c.push(&format!("SELECT count(*) FROM {} AS {}", quote(&plan.table), plan.alias));
+            match &plan.call {
+                Some(call) => {
+                    c.push("SELECT count(*) FROM ");
+                    self.call_sql(&mut c, call);
+                    c.push(&format!(" AS {}", plan.alias));
+                }
+                None => {
+                    c.push(&format!("SELECT count(*) FROM {} AS {}", quote(&plan.table), plan.alias));
+                }
+            }
             if !plan.conds.is_empty() {
                 c.push(" WHERE ");
                 c.conds(self, &plan.conds);

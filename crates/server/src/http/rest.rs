@@ -68,13 +68,19 @@ async fn call(app: &AppState, method: &Method, function: &str, query: &str, head
             serde_json::from_slice(&bytes).map_err(|e| RestError::bad_body("Empty or invalid json").details(e.to_string()))?
         }
     } else {
+        // GET: arguments are the query keys the function takes; the rest shape the result.
+        let current = app.catalog.get();
+        let takes = |k: &str| current.functions.iter().any(|f| f.name == function && f.args.iter().any(|a| a.name == k));
         form_urlencoded::parse(query.as_bytes())
-            .filter(|(k, _)| !matches!(k.as_ref(), "select" | "order" | "limit" | "offset" | "apikey" | "columns"))
+            .filter(|(k, _)| takes(k))
             .map(|(k, v)| (k.into_owned(), serde_json::Value::from(v.into_owned())))
             .collect()
     };
     let current = app.catalog.get();
     let plan = basalt_query::plan::plan_rpc(&current, function, &args)?;
+    if let Some(result_catalog) = basalt_query::plan::result_catalog(&current, &plan.function) {
+        return call_set(app, method, function, query, headers, &ident, plan, &result_catalog).await;
+    }
     let sql = app
         .store
         .dialect()
@@ -96,6 +102,42 @@ async fn call(app: &AppState, method: &Method, function: &str, query: &str, head
     let mut res = Response::new(Body::from(if *method == Method::HEAD { String::new() } else { result.body }));
     res.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("application/json; charset=utf-8"));
     Ok(res)
+}
+
+/// A set-returning function read like a table: `select`, filters, `order`, ranges and counts.
+#[allow(clippy::too_many_arguments)]
+async fn call_set(
+    app: &AppState,
+    method: &Method,
+    function: &str,
+    query: &str,
+    headers: &HeaderMap,
+    ident: &super::identity::Identity,
+    call: basalt_query::plan::RpcPlan,
+    catalog: &basalt_schema::Catalog,
+) -> ApiResult<Response> {
+    let read_query: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| !call.function.args.iter().any(|a| a.name == *k)))
+        .finish();
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let head = *method == Method::HEAD;
+    let req = parse_request(
+        if head { "HEAD" } else { "GET" },
+        function,
+        &read_query,
+        Headers { prefer: h("prefer"), accept: h("accept"), range: h("range") },
+        b"",
+    )?;
+    let claims = serde_json::to_value(&ident.claims).map_err(ApiError::internal)?;
+    let access = Access { role: ident.role.name(), claims: &claims, enforce: !app.store.native_rls() };
+    let mut plan = plan_read(catalog, &req, access)?;
+    plan.call = Some(Box::new(call));
+    let sql = app.store.dialect().read(&plan, req.prefer.count.is_some());
+    let ctx = DbContext { role: ident.role, claims: claims.to_string(), uid: ident.claims.sub.clone() };
+    let read_only = *method != Method::POST;
+    // Function calls always run in a transaction as the caller (read-only for GET).
+    let result = app.store.read_as(sql, &ctx, read_only).await?;
+    respond::read(&req, &plan, result, head)
 }
 
 async fn run(app: &AppState, method: &Method, table: &str, query: &str, headers: &HeaderMap, body: Body) -> ApiResult<Response> {

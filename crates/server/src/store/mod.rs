@@ -101,6 +101,17 @@ impl Store {
         }
     }
 
+    /// A read run in a transaction as the caller, even for service_role (function calls).
+    pub async fn read_as(&self, sql: ReadSql, ctx: &DbContext, read_only: bool) -> ApiResult<ReadResult> {
+        match self {
+            Store::Sqlite(s) => {
+                let s = s.clone();
+                blocking(move || s.read(&sql)).await
+            }
+            Store::Postgres(p) => p.read_in_tx(&sql, ctx, read_only).await,
+        }
+    }
+
     /// Calls a database function (`/rpc`); only PostgreSQL has them.
     pub async fn call(&self, f: &basalt_query::sql::Fragment, read_only: bool, ctx: &DbContext) -> ApiResult<ReadResult> {
         match self {

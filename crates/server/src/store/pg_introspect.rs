@@ -25,7 +25,10 @@ const CONSTRAINTS: &str = "SELECT c.relname::text, con.conname::text, con.contyp
 
 const FUNCTIONS: &str = "SELECT p.proname::text, p.proretset, p.provolatile::text, t.typtype::text, t.typname::text, \
     coalesce(p.proargnames, '{}'::text[]), coalesce(p.proargmodes::text[], '{}'::text[]), \
-    ARRAY(SELECT format_type(x, NULL) FROM unnest(p.proargtypes) WITH ORDINALITY u(x, o) ORDER BY o), p.pronargdefaults \
+    ARRAY(SELECT format_type(x, NULL) FROM unnest(p.proargtypes) WITH ORDINALITY u(x, o) ORDER BY o), p.pronargdefaults, \
+    ARRAY(SELECT format_type(x, NULL) FROM unnest(coalesce(p.proallargtypes, p.proargtypes::oid[])) WITH ORDINALITY u(x, o) ORDER BY o), \
+    ARRAY(SELECT a.attname::text || ' ' || format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+          WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum) \
     FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_type t ON t.oid = p.prorettype \
     WHERE n.nspname = 'public' AND p.prokind = 'f' ORDER BY p.proname";
 
@@ -92,6 +95,18 @@ pub async fn functions(client: &impl GenericClient) -> Result<Vec<Function>, tok
         let (name, returns_set, volatility, typtype, typname): (String, bool, String, String, String) =
             (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
         let (names, modes, types, n_defaults): (Vec<String>, Vec<String>, Vec<String>, i16) = (r.get(5), r.get(6), r.get(7), r.get(8));
+        let (all_types, row_type): (Vec<String>, Vec<String>) = (r.get(9), r.get(10));
+        // Result columns: OUT/TABLE arguments, else the columns of a composite return type.
+        let mut result_columns: Vec<(String, String)> = modes
+            .iter()
+            .zip(names.iter())
+            .zip(all_types.iter())
+            .filter(|((m, _), _)| matches!(m.as_str(), "o" | "b" | "t"))
+            .map(|((_, n), t)| (n.clone(), t.clone()))
+            .collect();
+        if result_columns.is_empty() {
+            result_columns = row_type.iter().filter_map(|c| c.split_once(' ').map(|(n, t)| (n.to_string(), t.to_string()))).collect();
+        }
         // Input arguments only: modes i (in), b (inout), v (variadic); no modes means all in.
         let input_names: Vec<String> = if modes.is_empty() {
             names.iter().take(types.len()).cloned().collect()
@@ -115,7 +130,7 @@ pub async fn functions(client: &impl GenericClient) -> Result<Vec<Function>, tok
         } else {
             FunctionReturn::Scalar
         };
-        out.push(Function { name, args, returns_set, returns, volatile: volatility == "v" });
+        out.push(Function { name, args, returns_set, returns, volatile: volatility == "v", result_columns });
     }
     Ok(out)
 }

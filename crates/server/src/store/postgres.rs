@@ -88,6 +88,26 @@ impl PgStore {
         }
     }
 
+    /// A read in a transaction with the caller's role and claims (set-returning `/rpc` calls).
+    pub async fn read_in_tx(&self, sql: &ReadSql, ctx: &DbContext, read_only: bool) -> ApiResult<ReadResult> {
+        let mut client = self.client().await?;
+        let body_params = texts(&sql.body.params);
+        let stmt = client.prepare_typed_cached(&sql.body.sql, &vec![Type::TEXT; body_params.len()]).await.map_err(map_pg_error)?;
+        let tx = client.build_transaction().read_only(read_only).start().await.map_err(map_pg_error)?;
+        set_role(&tx, ctx).await?;
+        let row = tx.query_one(&stmt, &refs(&body_params)).await.map_err(map_pg_error)?;
+        let total = match &sql.count {
+            Some(c) => {
+                let count_params = texts(&c.params);
+                let count_stmt = tx.prepare_typed_cached(&c.sql, &vec![Type::TEXT; count_params.len()]).await.map_err(map_pg_error)?;
+                Some(tx.query_one(&count_stmt, &refs(&count_params)).await.map_err(map_pg_error)?.get::<_, i64>(0))
+            }
+            None => None,
+        };
+        tx.commit().await.map_err(map_pg_error)?;
+        Ok(ReadResult { rows: row.get(0), body: row.get(1), total })
+    }
+
     /// Calls a function (`/rpc`) as the caller, read-only for GET as PostgREST does.
     pub async fn call(&self, f: &basalt_query::sql::Fragment, read_only: bool, ctx: &DbContext) -> ApiResult<ReadResult> {
         let mut client = self.client().await?;

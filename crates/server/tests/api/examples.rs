@@ -4,7 +4,8 @@ use crate::helpers::{Backend, TestApp};
 
 async fn examples_boot(b: Backend) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-    let mut dirs: Vec<_> = std::fs::read_dir(&root).expect("examples").flatten().map(|e| e.path()).filter(|p| p.join("basalt.toml").exists()).collect();
+    let mut dirs: Vec<_> =
+        std::fs::read_dir(&root).expect("examples").flatten().map(|e| e.path()).filter(|p| p.join("basalt.toml").exists()).collect();
     dirs.sort();
     assert!(dirs.len() >= 6, "the quickstart and the five seed apps: {dirs:?}");
     for dir in dirs {

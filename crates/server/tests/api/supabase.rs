@@ -141,6 +141,7 @@ create function public.add(a integer, b integer default 10) returns integer lang
 create function public.whoami() returns uuid language sql stable as $$ select auth.uid() $$;
 create function public.moods(m mood) returns setof public.profiles language sql stable as $$ select * from public.profiles where mood = m $$;
 create function public.touch(note text) returns void language plpgsql as $$ begin perform 1; end $$;
+create function public.pairs(n integer) returns table (i integer, sq integer) language sql immutable as $$ select g, g * g from generate_series(1, n) g $$;
 "#;
 
 /// An existing Supabase-style database served as it is: introspected tables and types,
@@ -174,6 +175,13 @@ async fn serves_an_existing_database() {
     assert_eq!((s, v), (200, json!(id)));
     let (s, v) = app.post("/rest/v1/rpc/moods", json!({"m": "happy"}), "").await;
     assert_eq!((s, v.as_array().map(Vec::len)), (200, Some(2)));
+    // Set results take select, filters, order, ranges and counts, as PostgREST's.
+    let (s, v) = app.post("/rest/v1/rpc/moods?select=username&order=username.desc", json!({"m": "happy"}), "").await;
+    assert_eq!((s, v), (200, json!([{"username": "other"}, {"username": "intro"}])));
+    let (s, v) = app.get("/rest/v1/rpc/pairs?n=4&sq=gt.3&order=i.desc&select=i").await;
+    assert_eq!((s, v), (200, json!([{"i": 4}, {"i": 3}, {"i": 2}])));
+    let res = app.req(Method::GET, "/rest/v1/rpc/pairs?n=5&limit=2").header("prefer", "count=exact").send().await.expect("send");
+    assert_eq!((res.status().as_u16(), res.headers()["content-range"].to_str().expect("h")), (206, "0-1/5"));
     let (s, _) = app.post("/rest/v1/rpc/touch", json!({"note": "x"}), "").await;
     assert_eq!(s, 204);
     let (s, e) = app.post("/rest/v1/rpc/nope", json!({"x": 1}), "").await;
