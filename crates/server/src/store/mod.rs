@@ -97,7 +97,10 @@ impl Store {
                 let s = s.clone();
                 blocking(move || s.read(&sql)).await
             }
-            Store::Postgres(p) => p.read(&sql, ctx).await,
+            Store::Postgres(p) => {
+                let (p, ctx) = (p.clone(), ctx.clone());
+                detached(async move { p.read(&sql, &ctx).await }).await
+            }
         }
     }
 
@@ -108,7 +111,10 @@ impl Store {
                 let s = s.clone();
                 blocking(move || s.read(&sql)).await
             }
-            Store::Postgres(p) => p.read_in_tx(&sql, ctx, read_only).await,
+            Store::Postgres(p) => {
+                let (p, ctx) = (p.clone(), ctx.clone());
+                detached(async move { p.read_in_tx(&sql, &ctx, read_only).await }).await
+            }
         }
     }
 
@@ -129,7 +135,10 @@ impl Store {
                 let (s, uid) = (s.clone(), ctx.uid.clone());
                 blocking(move || s.write(&sql, single, uid)).await
             }
-            Store::Postgres(p) => p.write(&sql, single, ctx).await,
+            Store::Postgres(p) => {
+                let (p, ctx) = (p.clone(), ctx.clone());
+                detached(async move { p.write(&sql, single, &ctx).await }).await
+            }
         }
     }
 
@@ -163,6 +172,12 @@ impl Store {
             Store::Postgres(p) => p.jwt_secret().await,
         }
     }
+}
+
+/// Runs database work on its own task, so a client that disconnects mid-request cannot leave a
+/// pooled connection inside an open transaction: the work always reaches COMMIT or ROLLBACK.
+async fn detached<T: Send + 'static>(f: impl std::future::Future<Output = ApiResult<T>> + Send + 'static) -> ApiResult<T> {
+    tokio::spawn(f).await.map_err(crate::error::ApiError::internal)?
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {

@@ -58,53 +58,53 @@ impl PgStore {
     }
 
     pub async fn read(&self, sql: &ReadSql, ctx: &DbContext) -> ApiResult<ReadResult> {
-        let mut client = self.client().await?;
-        let body_params = texts(&sql.body.params);
-        let stmt = client.prepare_typed_cached(&sql.body.sql, &vec![Type::TEXT; body_params.len()]).await.map_err(map_pg_error)?;
-        let as_role = ctx.role != Role::ServiceRole;
-        match &sql.count {
-            None if !as_role => {
-                let row = client.query_one(&stmt, &refs(&body_params)).await.map_err(map_pg_error)?;
-                Ok(ReadResult { rows: row.get(0), body: row.get(1), total: None })
-            }
-            count => {
-                let tx = client.build_transaction().read_only(true).start().await.map_err(map_pg_error)?;
-                if as_role {
-                    set_role(&tx, ctx).await?;
-                }
-                let row = tx.query_one(&stmt, &refs(&body_params)).await.map_err(map_pg_error)?;
-                let total = match count {
-                    Some(c) => {
-                        let count_params = texts(&c.params);
-                        let count_stmt =
-                            tx.prepare_typed_cached(&c.sql, &vec![Type::TEXT; count_params.len()]).await.map_err(map_pg_error)?;
-                        Some(tx.query_one(&count_stmt, &refs(&count_params)).await.map_err(map_pg_error)?.get::<_, i64>(0))
-                    }
-                    None => None,
-                };
-                tx.commit().await.map_err(map_pg_error)?;
-                Ok(ReadResult { rows: row.get(0), body: row.get(1), total })
-            }
-        }
+        // service_role reads need no transaction, unless two statements must see one snapshot.
+        let in_tx = ctx.role != Role::ServiceRole || sql.count.is_some();
+        self.read_pipelined(sql, ctx, in_tx, true).await
     }
 
     /// A read in a transaction with the caller's role and claims (set-returning `/rpc` calls).
     pub async fn read_in_tx(&self, sql: &ReadSql, ctx: &DbContext, read_only: bool) -> ApiResult<ReadResult> {
-        let mut client = self.client().await?;
+        self.read_pipelined(sql, ctx, true, read_only).await
+    }
+
+    /// One round trip: BEGIN, the role and claims, the query (and its count) and COMMIT are sent
+    /// together (tokio-postgres pipelines requests polled together); an error in any of them
+    /// aborts the transaction, whose COMMIT then rolls back.
+    async fn read_pipelined(&self, sql: &ReadSql, ctx: &DbContext, in_tx: bool, read_only: bool) -> ApiResult<ReadResult> {
+        let client = self.client().await?;
         let body_params = texts(&sql.body.params);
         let stmt = client.prepare_typed_cached(&sql.body.sql, &vec![Type::TEXT; body_params.len()]).await.map_err(map_pg_error)?;
-        let tx = client.build_transaction().read_only(read_only).start().await.map_err(map_pg_error)?;
-        set_role(&tx, ctx).await?;
-        let row = tx.query_one(&stmt, &refs(&body_params)).await.map_err(map_pg_error)?;
-        let total = match &sql.count {
-            Some(c) => {
-                let count_params = texts(&c.params);
-                let count_stmt = tx.prepare_typed_cached(&c.sql, &vec![Type::TEXT; count_params.len()]).await.map_err(map_pg_error)?;
-                Some(tx.query_one(&count_stmt, &refs(&count_params)).await.map_err(map_pg_error)?.get::<_, i64>(0))
-            }
+        let count_params = sql.count.as_ref().map(|c| texts(&c.params)).unwrap_or_default();
+        let count_stmt = match &sql.count {
+            Some(c) => Some(client.prepare_typed_cached(&c.sql, &vec![Type::TEXT; count_params.len()]).await.map_err(map_pg_error)?),
             None => None,
         };
-        tx.commit().await.map_err(map_pg_error)?;
+        let body_refs = refs(&body_params);
+        let count_refs = refs(&count_params);
+        let count = async {
+            match &count_stmt {
+                Some(s) => client.query_one(s, &count_refs).await.map(|r| Some(r.get::<_, i64>(0))),
+                None => Ok(None),
+            }
+        };
+        if !in_tx {
+            let (row, total) = tokio::try_join!(client.query_one(&stmt, &body_refs), count).map_err(map_pg_error)?;
+            return Ok(ReadResult { rows: row.get(0), body: row.get(1), total });
+        }
+        let begin = client.prepare_cached(if read_only { "BEGIN READ ONLY" } else { "BEGIN" }).await.map_err(map_pg_error)?;
+        let set = client.prepare_typed_cached(SET_ROLE, &[Type::TEXT, Type::TEXT]).await.map_err(map_pg_error)?;
+        let commit = client.prepare_cached("COMMIT").await.map_err(map_pg_error)?;
+        let role = ctx.role.name();
+        let set_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&role, &ctx.claims];
+        let (_, _, row, total, _) = tokio::try_join!(
+            client.execute(&begin, &[]),
+            client.query_one(&set, &set_params),
+            client.query_one(&stmt, &body_refs),
+            count,
+            client.execute(&commit, &[]),
+        )
+        .map_err(map_pg_error)?;
         Ok(ReadResult { rows: row.get(0), body: row.get(1), total })
     }
 
@@ -126,28 +126,35 @@ impl PgStore {
             MutateSql::Counted(f) => (f, true),
             MutateSql::Steps { .. } => return Err(ApiError::internal("PostgreSQL got a SQLite plan")),
         };
-        let mut client = self.client().await?;
+        let client = self.client().await?;
         let params = texts(&f.params);
         let stmt = client.prepare_typed_cached(&f.sql, &vec![Type::TEXT; params.len()]).await.map_err(map_pg_error)?;
-        let tx = client.transaction().await.map_err(map_pg_error)?;
-        set_role(&tx, ctx).await?;
-        if counted {
-            let affected = tx.execute(&stmt, &refs(&params)).await.map_err(map_pg_error)? as i64;
-            if single && affected != 1 {
-                tx.rollback().await.map_err(map_pg_error)?;
-                return Err(RestError::not_single(affected).into());
+        let begin = client.prepare_cached("BEGIN").await.map_err(map_pg_error)?;
+        let set = client.prepare_typed_cached(SET_ROLE, &[Type::TEXT, Type::TEXT]).await.map_err(map_pg_error)?;
+        let role = ctx.role.name();
+        let set_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&role, &ctx.claims];
+        let param_refs = refs(&params);
+        // BEGIN, the role and the statement go in one round trip; COMMIT or ROLLBACK follows.
+        let outcome = if counted {
+            tokio::try_join!(client.execute(&begin, &[]), client.query_one(&set, &set_params), client.execute(&stmt, &param_refs))
+                .map(|(_, _, n)| (n as i64, n as i64, None))
+        } else {
+            tokio::try_join!(client.execute(&begin, &[]), client.query_one(&set, &set_params), client.query_one(&stmt, &param_refs))
+                .map(|(_, _, row)| (row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, Option<String>>(2)))
+        };
+        let (affected, inserted, body) = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Err(map_pg_error(e));
             }
-            tx.commit().await.map_err(map_pg_error)?;
-            return Ok(WriteResult { affected, inserted: affected, body: None });
-        }
-        let row = tx.query_one(&stmt, &refs(&params)).await.map_err(map_pg_error)?;
-        let affected: i64 = row.get(0);
+        };
         if single && affected != 1 {
-            tx.rollback().await.map_err(map_pg_error)?;
+            client.batch_execute("ROLLBACK").await.map_err(map_pg_error)?;
             return Err(RestError::not_single(affected).into());
         }
-        tx.commit().await.map_err(map_pg_error)?;
-        Ok(WriteResult { affected, inserted: row.get(1), body: row.get(2) })
+        client.batch_execute("COMMIT").await.map_err(map_pg_error)?;
+        Ok(WriteResult { affected, inserted, body })
     }
 
     /// The database's own schema (`--schema-source postgres`).
@@ -328,11 +335,10 @@ async fn bootstrap_auth(pool: &Pool) -> anyhow::Result<()> {
 
 /// As PostgREST: the request's role and claims, local to the transaction, so native policies,
 /// `auth.uid()` defaults and triggers see the caller.
+const SET_ROLE: &str = "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)";
+
 async fn set_role(tx: &deadpool_postgres::Transaction<'_>, ctx: &DbContext) -> ApiResult<()> {
-    let stmt = tx
-        .prepare_typed_cached("SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)", &[Type::TEXT, Type::TEXT])
-        .await
-        .map_err(map_pg_error)?;
+    let stmt = tx.prepare_typed_cached(SET_ROLE, &[Type::TEXT, Type::TEXT]).await.map_err(map_pg_error)?;
     let role = if ctx.role == Role::ServiceRole { "service_role" } else { ctx.role.name() };
     tx.query_one(&stmt, &[&role, &ctx.claims]).await.map_err(map_pg_error)?;
     Ok(())
