@@ -23,6 +23,8 @@ pub struct ServerSection {
     pub data_dir: Option<PathBuf>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: Option<usize>,
+    /// The URL clients reach Basalt at (behind a proxy): used in e-mail links and the JWT issuer.
+    pub public_url: Option<String>,
 }
 
 #[derive(Clone, Deserialize, Default)]
@@ -47,6 +49,7 @@ pub struct Config {
     pub pool_size: usize,
     pub statement_timeout_ms: u64,
     pub max_rows: Option<i64>,
+    pub public_url: Option<String>,
     pub auth: AuthSettings,
 }
 
@@ -116,6 +119,11 @@ impl Config {
                 .or(fc.database.statement_timeout_ms)
                 .unwrap_or(8000),
             max_rows: env_usize("BASALT_MAX_ROWS").map(|n| n as i64).or(fc.database.max_rows),
+            public_url: std::env::var("BASALT_PUBLIC_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .or(fc.server.public_url)
+                .map(|u| u.trim_end_matches('/').to_string()),
             auth: auth.with_env(),
         })
     }

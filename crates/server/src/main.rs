@@ -16,12 +16,33 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Prints to stdout, ignoring a closed pipe (`basalt schema check | head -1`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 use crate::cli::{Cli, Command, ImportCommand, SchemaCommand};
 use crate::config::Config;
 use crate::store::Store;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // A small blocking pool: SQLite has a few connections and hashing is CPU-bound, so more
+    // threads would only add memory (each keeps its own allocator arena).
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(cores * 2 + 4).build();
+    match runtime {
+        Ok(rt) => rt.block_on(run()),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn".into()))
         .with_writer(std::io::stderr)
@@ -90,7 +111,7 @@ async fn serve(a: cli::ServeArgs) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(&config.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
-    let base_url = format!("http://{addr}");
+    let base_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let state = app::AppState::new(config.clone(), store.clone(), catalog, &secret, base_url)?;
     if let Store::Postgres(pg) = &store {
         pg.watch_schema(state.catalog.clone(), introspect);
@@ -99,10 +120,10 @@ async fn serve(a: cli::ServeArgs) -> anyhow::Result<()> {
         Store::Sqlite(s) => s.path().display().to_string(),
         Store::Postgres(_) => config.database_url.as_deref().map(config::redact_url).unwrap_or_default(),
     };
-    println!("Basalt is serving on http://{addr} ({} at {place})", store.backend_name());
-    println!("  REST API:         http://{addr}/rest/v1   Auth API: http://{addr}/auth/v1");
-    println!("  anon key:         {}", state.anon_key);
-    println!("  service_role key: {}", state.service_key);
+    out!("Basalt is serving on http://{addr} ({} at {place})", store.backend_name());
+    out!("  REST API:         http://{addr}/rest/v1   Auth API: http://{addr}/auth/v1");
+    out!("  anon key:         {}", state.anon_key);
+    out!("  service_role key: {}", state.service_key);
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -123,17 +144,17 @@ async fn migrate(a: cli::MigrateArgs) -> anyhow::Result<()> {
     let store = Store::open(&config).await?;
     let m = store.migrate(&catalog, a.allow_destructive, a.dry_run).await?;
     if m.plan.is_empty() {
-        println!("The database already matches the schema.");
+        out!("The database already matches the schema.");
         return Ok(());
     }
-    println!("{} ({} steps):", if a.dry_run { "Migration plan" } else { "Applied" }, m.plan.steps.len());
+    out!("{} ({} steps):", if a.dry_run { "Migration plan" } else { "Applied" }, m.plan.steps.len());
     for s in &m.plan.steps {
-        println!("  - {}", s.describe());
+        out!("  - {}", s.describe());
     }
     if a.dry_run {
-        println!("\nSQL ({}):", store.backend_name());
+        out!("\nSQL ({}):", store.backend_name());
         for s in &m.statements {
-            println!("{s};");
+            out!("{s};");
         }
     }
     Ok(())
@@ -166,9 +187,9 @@ async fn migrate_sql_dir(dir: &Path, store_args: &cli::StoreArgs) -> anyhow::Res
     let bar = progress(files.len(), "sql migrations");
     let applied = pg.migrate_sql_dir(&files, &bar).await?;
     bar.finish_and_clear();
-    println!("{} of {} SQL migrations applied", applied.len(), files.len());
+    out!("{} of {} SQL migrations applied", applied.len(), files.len());
     for name in applied {
-        println!("  - {name}");
+        out!("  - {name}");
     }
     Ok(())
 }
@@ -208,7 +229,7 @@ async fn import_users(file: &Path, store_args: &cli::StoreArgs) -> anyhow::Resul
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
-    println!("{imported} users imported, {} skipped (id or e-mail already present)", users.len() - imported);
+    out!("{imported} users imported, {} skipped (id or e-mail already present)", users.len() - imported);
     Ok(())
 }
 
@@ -221,18 +242,18 @@ async fn keys(a: cli::KeysArgs) -> anyhow::Result<()> {
     let jwt = auth::JwtKeys::new(&secret);
     let (anon, service) = (jwt.project_key("anon"), jwt.project_key("service_role"));
     if a.json {
-        println!("{}", serde_json::json!({"anon_key": anon, "service_role_key": service}));
+        out!("{}", serde_json::json!({"anon_key": anon, "service_role_key": service}));
     } else {
-        println!("anon key:         {anon}\nservice_role key: {service}");
+        out!("anon key:         {anon}\nservice_role key: {service}");
     }
     Ok(())
 }
 
 fn check(schema: &Path) -> anyhow::Result<()> {
     let catalog = load_schema(schema)?;
-    println!("{}: ok, {} tables", schema.display(), catalog.tables.len());
+    out!("{}: ok, {} tables", schema.display(), catalog.tables.len());
     for t in catalog.tables.values() {
-        println!("  {} ({} columns, {} foreign keys, {} indexes)", t.name, t.columns.len(), t.foreign_keys.len(), t.indexes.len());
+        out!("  {} ({} columns, {} foreign keys, {} indexes)", t.name, t.columns.len(), t.foreign_keys.len(), t.indexes.len());
     }
     Ok(())
 }

@@ -885,7 +885,13 @@ pub fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
+/// Password hashing takes ~19 MiB and a core for tens of milliseconds; at most one per core runs
+/// at a time, so a burst of sign-ins queues instead of multiplying memory.
+static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)));
+
 async fn hash_blocking(p: String) -> AuthResult<String> {
+    let _permit = HASHING.acquire().await.map_err(AuthError::internal)?;
     tokio::task::spawn_blocking(move || password::hash(&p)).await.map_err(AuthError::internal)?.map_err(AuthError::internal)
 }
 
@@ -893,6 +899,7 @@ async fn hash_blocking(p: String) -> AuthResult<String> {
 /// does not reveal which addresses exist.
 async fn verify_blocking(p: String, stored: String) -> bool {
     const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0s3a2Qk9cA0kYfR1bQe0rJbq3kYq1Yw8qf0h3o8Z3Uo";
+    let Ok(_permit) = HASHING.acquire().await else { return false };
     tokio::task::spawn_blocking(move || {
         if stored.is_empty() {
             let _ = password::verify(&p, DUMMY);
