@@ -279,6 +279,21 @@ impl Builder {
         }
     }
 
+    /// ` WHERE <join> AND <conds>`, or nothing when there is neither.
+    pub fn where_clause(&mut self, d: &dyn Dialect, join: Option<(&crate::plan::Join, &str)>, conds: &[Cond]) {
+        if join.is_none() && conds.is_empty() {
+            return;
+        }
+        self.push(" WHERE ");
+        if let Some((j, alias)) = join {
+            self.join_on(j, alias);
+            if !conds.is_empty() {
+                self.push(" AND ");
+            }
+        }
+        self.conds(d, conds);
+    }
+
     pub fn join_on(&mut self, join: &crate::plan::Join, child_alias: &str) {
         for (i, (p, c)) in join.pairs.iter().enumerate() {
             if i > 0 {

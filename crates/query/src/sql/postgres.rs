@@ -83,19 +83,7 @@ impl Postgres {
                 b.push(&format!("SELECT {a}.* FROM _m AS {a}"));
             }
         }
-        let mut first = true;
-        let mut and = |b: &mut Builder| {
-            b.push(if first { " WHERE " } else { " AND " });
-            first = false;
-        };
-        if let Some(j) = join {
-            and(b);
-            b.join_on(j, a);
-        }
-        if !node.conds.is_empty() {
-            and(b);
-            b.conds(self, &node.conds);
-        }
+        b.where_clause(self, join.map(|j| (j, a.as_str())), &node.conds);
         b.order(self, &node.order);
         b.limit_offset(self, node.limit, node.offset);
         b.push(&format!(") AS {a}"));

@@ -106,19 +106,7 @@ impl Sqlite {
                 b.push(&format!("SELECT {a}.* FROM json_each(?1) AS _ids JOIN {} AS {a} ON {a}.rowid = _ids.value", quote(&node.table)));
             }
         }
-        let mut first = true;
-        let mut and = |b: &mut Builder| {
-            b.push(if first { " WHERE " } else { " AND " });
-            first = false;
-        };
-        if let Some(j) = join {
-            and(b);
-            b.join_on(j, a);
-        }
-        if !node.conds.is_empty() {
-            and(b);
-            b.conds(self, &node.conds);
-        }
+        b.where_clause(self, join.map(|j| (j, a.as_str())), &node.conds);
         if node.source == Source::Mutated {
             b.push(" ORDER BY _ids.key");
         }

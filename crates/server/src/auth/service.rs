@@ -256,6 +256,23 @@ impl AuthService {
         self.one(q::user_by_id(nu.id)).await?.ok_or_else(|| AuthError::internal("user not found after insert"))
     }
 
+    /// An unconfirmed e-mail user, `data` from the request body as user_metadata.
+    async fn create_email_user(&self, email: &str, password_hash: Option<&str>, body: &Value, invited: bool) -> AuthResult<Row> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let data = obj(body.get("data").cloned().unwrap_or(Value::Null));
+        self.create_user(NewUser {
+            id: &id,
+            email: Some(email),
+            password_hash,
+            confirmed: false,
+            app_metadata: Self::app_metadata("email"),
+            user_metadata: data,
+            is_anonymous: false,
+            invited,
+        })
+        .await
+    }
+
     fn app_metadata(provider: &str) -> Value {
         json!({"provider": provider, "providers": [provider]})
     }
@@ -585,21 +602,7 @@ impl AuthService {
             None if body.get("create_user").and_then(Value::as_bool) == Some(false) || self.settings.disable_signup => {
                 return Err(AuthError::new(422, "otp_disabled", "Signups not allowed for otp"));
             }
-            None => {
-                let id = uuid::Uuid::new_v4().to_string();
-                let data = obj(body.get("data").cloned().unwrap_or(Value::Null));
-                self.create_user(NewUser {
-                    id: &id,
-                    email: Some(email),
-                    password_hash: None,
-                    confirmed: false,
-                    app_metadata: Self::app_metadata("email"),
-                    user_metadata: data,
-                    is_anonymous: false,
-                    invited: false,
-                })
-                .await?
-            }
+            None => self.create_email_user(email, None, body, false).await?,
         };
         self.send_link(&user, "magiclink", "magiclink", redirect_to).await
     }
@@ -802,19 +805,7 @@ impl AuthService {
                             .ok_or_else(|| AuthError::validation("Password is required for signup links"))?;
                         self.check_password_strength(pw)?;
                         let hash = hash_blocking(pw.to_string()).await?;
-                        let id = uuid::Uuid::new_v4().to_string();
-                        let data = obj(body.get("data").cloned().unwrap_or(Value::Null));
-                        self.create_user(NewUser {
-                            id: &id,
-                            email: Some(email),
-                            password_hash: Some(&hash),
-                            confirmed: false,
-                            app_metadata: Self::app_metadata("email"),
-                            user_metadata: data,
-                            is_anonymous: false,
-                            invited: false,
-                        })
-                        .await?
+                        self.create_email_user(email, Some(&hash), body, false).await?
                     }
                 };
                 (user, "confirmation")
@@ -826,21 +817,7 @@ impl AuthService {
             "invite" => {
                 let user = match existing {
                     Some(u) => u,
-                    None => {
-                        let id = uuid::Uuid::new_v4().to_string();
-                        let data = obj(body.get("data").cloned().unwrap_or(Value::Null));
-                        self.create_user(NewUser {
-                            id: &id,
-                            email: Some(email),
-                            password_hash: None,
-                            confirmed: false,
-                            app_metadata: Self::app_metadata("email"),
-                            user_metadata: data,
-                            is_anonymous: false,
-                            invited: true,
-                        })
-                        .await?
-                    }
+                    None => self.create_email_user(email, None, body, true).await?,
                 };
                 (user, "invite")
             }
