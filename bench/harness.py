@@ -164,7 +164,15 @@ def machine():
             distro = next((ln.split("=", 1)[1].strip().strip('"') for ln in f if ln.startswith("PRETTY_NAME")), "")
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem / 1024 / 1024, 1), "kernel": platform.release(), "os": distro}
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "os": distro,
+        "loadavg_at_start": load,
+    }
 
 
 def git_rev():
@@ -302,6 +310,8 @@ def main(argv):
     try:
         log(f"== bench/run ({mode}: {args.duration}s per workload after {args.warmup}s warm-up, "
             f"{args.connections} connections ({args.signin_connections} for sign_in), {args.threads} load threads; work folder {workdir})")
+        host = machine()
+        log(f"machine: {host['cores']} cores, load average {host['loadavg_at_start']} (anything else running skews the numbers)")
         wrk = ensure_wrk(procs)
         need = set(args.systems)
         pb_exe = ensure_pocketbase(procs) if "pocketbase" in need else None
@@ -374,7 +384,7 @@ def main(argv):
         doc = {
             "started": started.isoformat(timespec="seconds"),
             "mode": mode,
-            "machine": machine(),
+            "machine": host,
             "settings": {
                 "duration_s": args.duration,
                 "warmup_s": args.warmup,
