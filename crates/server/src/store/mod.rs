@@ -132,6 +132,7 @@ impl Store {
     pub async fn write(&self, sql: MutateSql, single: bool, ctx: &DbContext) -> ApiResult<WriteResult> {
         match self {
             Store::Sqlite(s) => {
+                let _turn = s.write_turn.lock().await;
                 let (s, uid) = (s.clone(), ctx.uid.clone());
                 blocking(move || s.write(&sql, single, uid)).await
             }
@@ -146,6 +147,7 @@ impl Store {
     pub async fn batch(&self, stmts: Vec<portable::Stmt>) -> ApiResult<Vec<Vec<portable::Row>>> {
         match self {
             Store::Sqlite(s) => {
+                let _turn = s.write_turn.lock().await;
                 let s = s.clone();
                 blocking(move || s.batch(&stmts)).await
             }

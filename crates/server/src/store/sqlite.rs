@@ -18,6 +18,9 @@ use crate::error::{ApiError, ApiResult};
 
 pub struct SqliteStore {
     path: PathBuf,
+    /// Writers take turns here first, first come first served, so none waits behind a luckier one
+    /// on the connection mutex (tail latency under write bursts).
+    pub(super) write_turn: tokio::sync::Mutex<()>,
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next: AtomicUsize,
@@ -68,6 +71,7 @@ impl SqliteStore {
         let readers = (0..n).map(|_| open_conn(&path, true).map(Mutex::new)).collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(SqliteStore {
             path,
+            write_turn: tokio::sync::Mutex::new(()),
             writer: Mutex::new(writer),
             readers,
             next: AtomicUsize::new(0),
