@@ -87,6 +87,15 @@ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN CREATE ROLE service_role NOLOGIN NOINHERIT BYPASSRLS; END IF;
 EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
 END $$;
+CREATE SCHEMA IF NOT EXISTS extensions;
+DO $$
+BEGIN
+  CREATE EXTENSION IF NOT EXISTS pgcrypto WITH SCHEMA extensions;
+  CREATE EXTENSION IF NOT EXISTS "uuid-ossp" WITH SCHEMA extensions;
+EXCEPTION WHEN OTHERS THEN
+  RAISE WARNING 'basalt: pgcrypto / uuid-ossp not available: %', SQLERRM;
+END $$;
+GRANT USAGE ON SCHEMA extensions TO anon, authenticated, service_role;
 CREATE SCHEMA IF NOT EXISTS auth;
 CREATE TABLE IF NOT EXISTS auth.users (
   instance_id uuid,

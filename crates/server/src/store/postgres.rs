@@ -35,7 +35,11 @@ fn refs(v: &[Option<String>]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)>
 impl PgStore {
     pub async fn connect(url: &str, pool_size: usize, statement_timeout_ms: u64) -> anyhow::Result<PgStore> {
         let mut cfg = tokio_postgres::Config::from_str(url)?;
-        cfg.options(format!("-c TimeZone=UTC -c client_min_messages=warning -c statement_timeout={statement_timeout_ms}"));
+        // `extensions` on the search path, as Supabase has it, so `uuid_generate_v4()` and pgcrypto's
+        // functions work unqualified in migrations and defaults.
+        cfg.options(format!(
+            "-c TimeZone=UTC -c client_min_messages=warning -c statement_timeout={statement_timeout_ms} -c search_path=\"$user\",public,extensions"
+        ));
         cfg.application_name("basalt");
         let mgr = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(mgr).max_size(pool_size).build()?;

@@ -77,7 +77,9 @@ $$;
 create trigger profiles_updated_at before update on public.profiles for each row execute procedure public.touch_updated_at();
 "#;
 
-const MIGRATION_2: &str = "alter table public.profiles add column bio text default 'hi';";
+const MIGRATION_2: &str = "alter table public.profiles add column bio text default 'hi';
+create table public.api_keys (id uuid primary key default uuid_generate_v4(), secret bytea default gen_random_bytes(16));
+insert into public.api_keys default values;";
 
 #[tokio::test]
 async fn sql_migrations_run_as_they_are() {
