@@ -137,7 +137,8 @@ fn column_def(c: &Column, dialect: DdlDialect) -> String {
 pub fn default_sql(d: &DefaultExpr, ty: ColumnType, dialect: DdlDialect) -> String {
     use DdlDialect::*;
     match (d, dialect) {
-        (DefaultExpr::Null, _) => "NULL".into(),
+        (DefaultExpr::Null, _) | (DefaultExpr::Database(_), Sqlite) => "NULL".into(),
+        (DefaultExpr::Database(expr), Postgres) => format!("({expr})"),
         (DefaultExpr::Now, Postgres) => "now()".into(),
         (DefaultExpr::Now, Sqlite) if ty == ColumnType::Date => "(date('now'))".into(),
         (DefaultExpr::Now, Sqlite) => "(basalt_now())".into(),

@@ -20,6 +20,9 @@ pub enum DefaultExpr {
     Text(String),
     /// A jsonb or array literal, held as JSON (`'{}'` on a text[] column becomes `[]`).
     Json(serde_json::Value),
+    /// A default found by introspecting PostgreSQL, as `pg_get_expr` prints it (never from a
+    /// schema file), used verbatim where a statement must spell the default out.
+    Database(String),
 }
 
 impl DefaultExpr {
@@ -106,7 +109,7 @@ impl DefaultExpr {
 
     /// True when the default is the same for every row (SQLite can add such a column in place).
     pub fn is_constant(&self) -> bool {
-        !matches!(self, DefaultExpr::Now | DefaultExpr::RandomUuid | DefaultExpr::AuthUid)
+        !matches!(self, DefaultExpr::Now | DefaultExpr::RandomUuid | DefaultExpr::AuthUid | DefaultExpr::Database(_))
     }
 }
 

@@ -118,6 +118,12 @@ fn relate<'a>(
         .relationships(parent, target)
         .into_iter()
         .filter(|r| hint.is_none_or(|h| r.fk.name == h || r.fk.columns.iter().any(|c| c == h)))
+        // A table referencing itself matches each key both ways: a column hint (`!parent_id`)
+        // means the row it points to, a constraint-name hint the rows pointing here.
+        .filter(|r| match hint {
+            Some(h) if parent.name == target.name => r.parent_holds_fk == r.fk.columns.iter().any(|c| c == h),
+            _ => true,
+        })
         .collect();
     let rel = match rels.as_slice() {
         [] => return Err(not_found()),
@@ -264,6 +270,20 @@ columns.rank = { type = "integer" }
 
     fn plan(q: &str) -> Result<ReadPlan> {
         plan_read(&catalog(), &parse_request("GET", "todos", q, Headers::default(), b"")?, SERVICE)
+    }
+
+    #[test]
+    fn self_references_by_hint() {
+        let c = basalt_schema::parse_schema(
+            "[tables.tasks]\ncolumns.id = { type = \"uuid\", primary_key = true }\ncolumns.parent_id = { type = \"uuid\", references = \"tasks.id\" }\n",
+        )
+        .unwrap();
+        let p = |q: &str| plan_read(&c, &parse_request("GET", "tasks", q, Headers::default(), b"").unwrap(), SERVICE);
+        assert_eq!(p("select=id,tasks(id)").unwrap_err().code, "PGRST201");
+        let up = p("select=id,parent:tasks!parent_id(id)").unwrap();
+        assert!(matches!(&up.fields[1], OutField::Embed { to_one: true, .. }));
+        let down = p("select=id,children:tasks!tasks_parent_id_fkey(id)").unwrap();
+        assert!(matches!(&down.fields[1], OutField::Embed { to_one: false, .. }));
     }
 
     #[test]

@@ -16,7 +16,7 @@ impl Limits {
         Limits { ip_per_minute: ip_per_minute.max(1), email_per_minute: email_per_minute.max(1) }
     }
 
-    /// The statements recording one request; it is allowed when each returns a row.
+    /// The statements recording one request; it is allowed when each hit returns a row.
     pub fn hits(&self, endpoint: &str, ip: &str, email: Option<&str>) -> Vec<Stmt> {
         let now = chrono::Utc::now().timestamp_millis();
         let mut out =
@@ -24,6 +24,10 @@ impl Limits {
         if let Some(e) = email.filter(|e| !e.is_empty()) {
             let key = format!("{endpoint}:email:{}", e.to_lowercase());
             out.push(auth_sql::rate_limit_hit(&key, now, WINDOW_MS / i64::from(self.email_per_minute), WINDOW_MS));
+        }
+        // Now and then, forget recovered keys so the table stays small.
+        if rand::random::<u8>() == 0 {
+            out.push(auth_sql::purge_rate_limits(now));
         }
         out
     }

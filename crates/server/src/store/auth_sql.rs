@@ -219,3 +219,8 @@ pub fn rate_limit_hit(key: &str, now_ms: i64, interval_ms: i64, window_ms: i64) 
         ],
     )
 }
+
+/// Forgets keys whose limits have fully recovered (their arrival time is in the past).
+pub fn purge_rate_limits(now_ms: i64) -> Stmt {
+    Stmt::new("DELETE FROM auth.rate_limits WHERE tat < ?", vec![json!(now_ms)])
+}

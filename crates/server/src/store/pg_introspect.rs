@@ -11,7 +11,9 @@ const TABLES: &str =
     WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'p', 'f') AND c.relname NOT LIKE '\\_basalt%' ORDER BY c.relname";
 
 const COLUMNS: &str = "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.atthasdef, \
-    col_description(c.oid, a.attnum) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+    col_description(c.oid, a.attnum), pg_get_expr(d.adbin, d.adrelid) \
+    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
     WHERE n.nspname = 'public' AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'v', 'm', 'p', 'f') ORDER BY c.relname, a.attnum";
 
 const CONSTRAINTS: &str = "SELECT c.relname::text, con.conname::text, con.contype::text, \
@@ -59,9 +61,8 @@ pub async fn catalog(client: &impl GenericClient) -> Result<Catalog, tokio_postg
         let (table, name, ty): (String, String, String) = (r.get(0), r.get(1), r.get(2));
         let ty = ColumnType::parse(&ty).unwrap_or(ColumnType::Other);
         if let Some(t) = tables.get_mut(&table) {
-            let has_default: bool = r.get(4);
-            // The database applies its own default; Basalt only needs to know there is one.
-            let default = has_default.then_some(basalt_schema::DefaultExpr::Null);
+            // The database's own default, spelled out where `Prefer: missing=default` needs it.
+            let default = r.get::<_, Option<String>>(6).map(basalt_schema::DefaultExpr::Database);
             t.columns.insert(name.clone(), Column { name, ty, not_null: r.get(3), default, description: r.get(5) });
         }
     }

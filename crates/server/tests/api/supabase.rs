@@ -143,6 +143,8 @@ create function public.add(a integer, b integer default 10) returns integer lang
 create function public.whoami() returns uuid language sql stable as $$ select auth.uid() $$;
 create function public.moods(m mood) returns setof public.profiles language sql stable as $$ select * from public.profiles where mood = m $$;
 create function public.touch(note text) returns void language plpgsql as $$ begin perform 1; end $$;
+create table public.tags (id bigint primary key, label text default 'untitled');
+grant select, insert, update, delete on public.tags to service_role;
 create function public.pairs(n integer) returns table (i integer, sq integer) language sql immutable as $$ select g, g * g from generate_series(1, n) g $$;
 "#;
 
@@ -168,6 +170,15 @@ async fn serves_an_existing_database() {
     assert_eq!((s, rows), (200, json!([{"username": "intro"}, {"username": "other"}])), "enum columns filter as text");
     let (_, doc) = app.get("/rest/v1/").await;
     assert_eq!(doc["definitions"]["profiles"]["description"], "One row per user");
+    // missing=default takes the database's own default on an introspected table.
+    let (s, rows) = app
+        .post(
+            "/rest/v1/tags?columns=\"id\",\"label\"&select=label",
+            json!([{"id": 1}, {"id": 2, "label": "x"}]),
+            "missing=default,return=representation",
+        )
+        .await;
+    assert_eq!((s, rows), (201, json!([{"label": "untitled"}, {"label": "x"}])));
     // RPC: scalar, defaults, GET, the caller's identity, sets, void, unknown.
     let (s, v) = app.post("/rest/v1/rpc/add", json!({"a": 1, "b": 2}), "").await;
     assert_eq!((s, v), (200, json!(3)));
