@@ -131,11 +131,7 @@ impl Store {
     /// Runs a write in one transaction; with `single`, anything but one affected row rolls back.
     pub async fn write(&self, sql: MutateSql, single: bool, ctx: &DbContext) -> ApiResult<WriteResult> {
         match self {
-            Store::Sqlite(s) => {
-                let _turn = s.write_turn.lock().await;
-                let (s, uid) = (s.clone(), ctx.uid.clone());
-                blocking(move || s.write(&sql, single, uid)).await
-            }
+            Store::Sqlite(s) => s.write(sql, single, ctx.uid.clone()).await,
             Store::Postgres(p) => {
                 let (p, ctx) = (p.clone(), ctx.clone());
                 detached(async move { p.write(&sql, single, &ctx).await }).await
@@ -146,11 +142,7 @@ impl Store {
     /// Runs Basalt's own portable statements in one transaction.
     pub async fn batch(&self, stmts: Vec<portable::Stmt>) -> ApiResult<Vec<Vec<portable::Row>>> {
         match self {
-            Store::Sqlite(s) => {
-                let _turn = s.write_turn.lock().await;
-                let s = s.clone();
-                blocking(move || s.batch(&stmts)).await
-            }
+            Store::Sqlite(s) => s.batch(stmts).await,
             Store::Postgres(p) => p.batch(&stmts).await,
         }
     }
@@ -159,10 +151,7 @@ impl Store {
     /// Refuses destructive steps unless `allow_destructive`.
     pub async fn migrate(&self, desired: &Catalog, allow_destructive: bool, dry_run: bool) -> anyhow::Result<Migration> {
         match self {
-            Store::Sqlite(s) => {
-                let (s, d) = (s.clone(), desired.clone());
-                tokio::task::spawn_blocking(move || s.migrate(&d, allow_destructive, dry_run)).await?
-            }
+            Store::Sqlite(s) => s.migrate(desired.clone(), allow_destructive, dry_run).await,
             Store::Postgres(p) => p.migrate(desired, allow_destructive, dry_run).await,
         }
     }

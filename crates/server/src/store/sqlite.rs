@@ -18,10 +18,8 @@ use crate::error::{ApiError, ApiResult};
 
 pub struct SqliteStore {
     path: PathBuf,
-    /// Writers take turns here first, first come first served, so none waits behind a luckier one
-    /// on the connection mutex (tail latency under write bursts).
-    pub(super) write_turn: tokio::sync::Mutex<()>,
-    writer: Mutex<Connection>,
+    /// The one writer connection lives on its own thread; writes queue here, first come first served.
+    jobs: crossbeam_channel::Sender<Job>,
     readers: Vec<Mutex<Connection>>,
     next: AtomicUsize,
     /// For naming constraints in errors, as PostgreSQL does.
@@ -69,14 +67,9 @@ impl SqliteStore {
         writer.execute_batch(super::auth_schema::SQLITE)?;
         let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2);
         let readers = (0..n).map(|_| open_conn(&path, true).map(Mutex::new)).collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(SqliteStore {
-            path,
-            write_turn: tokio::sync::Mutex::new(()),
-            writer: Mutex::new(writer),
-            readers,
-            next: AtomicUsize::new(0),
-            catalog: RwLock::new(Arc::new(Catalog::default())),
-        })
+        let (jobs, queue) = crossbeam_channel::unbounded();
+        std::thread::Builder::new().name("basalt-sqlite-writer".into()).spawn(move || writer_loop(writer, queue))?;
+        Ok(SqliteStore { path, jobs, readers, next: AtomicUsize::new(0), catalog: RwLock::new(Arc::new(Catalog::default())) })
     }
 
     pub fn path(&self) -> &Path {
@@ -92,10 +85,6 @@ impl SqliteStore {
         }
         let i = start % self.readers.len();
         self.readers[i].lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn writer(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn read(&self, sql: &ReadSql) -> ApiResult<ReadResult> {
@@ -126,81 +115,98 @@ impl SqliteStore {
         })
     }
 
-    pub fn write(&self, sql: &MutateSql, single: bool, uid: Option<String>) -> ApiResult<WriteResult> {
-        let MutateSql::Steps { max_rowid, collect, check, read, finish } = sql else {
-            return Err(ApiError::internal("SQLite got a PostgreSQL plan"));
-        };
-        let conn = self.writer();
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.map_error(e))?;
-        super::sqlite_functions::set_transaction_time(Some(chrono::Utc::now()));
-        super::sqlite_functions::set_auth_uid(uid);
-        let result = (|| -> ApiResult<WriteResult> {
-            let before: Option<i64> = match max_rowid {
-                Some(f) => Some(conn.query_row(&f.sql, [], |r| r.get(0)).map_err(|e| self.map_error(e))?),
-                None => None,
-            };
-            if let Some(f) = check {
-                let mut stmt = conn.prepare_cached(&f.sql).map_err(|e| self.map_error(e))?;
-                let failing: i64 =
-                    stmt.query_row(params_from_iter(f.params.iter().map(to_sql)), |r| r.get(0)).map_err(|e| self.map_error(e))?;
-                if failing > 0 {
-                    let table = collect.sql.split('"').nth(1).unwrap_or_default();
-                    return Err(
-                        RestError::new(403, "42501", format!("new row violates row-level security policy for table \"{table}\"")).into()
-                    );
-                }
-            }
-            let ids = query_ids(&conn, collect).map_err(|e| self.map_error(e))?;
-            let affected = ids.len() as i64;
-            if single && affected != 1 {
-                return Err(RestError::not_single(affected).into());
-            }
-            let inserted = before.map(|b| ids.iter().filter(|id| **id > b).count() as i64).unwrap_or(affected);
-            let ids_json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
-            let body = match read {
-                Some(f) => {
-                    let mut params: Vec<SqlValue> = f.params.iter().map(to_sql).collect();
-                    params[0] = SqlValue::Text(ids_json.clone());
-                    let mut stmt = conn.prepare_cached(&f.sql).map_err(|e| self.map_error(e))?;
-                    let body: String = stmt.query_row(params_from_iter(params), |r| r.get(1)).map_err(|e| self.map_error(e))?;
-                    Some(body)
-                }
-                None => None,
-            };
-            if let Some(f) = finish {
-                let mut stmt = conn.prepare_cached(&f.sql).map_err(|e| self.map_error(e))?;
-                stmt.execute([ids_json]).map_err(|e| self.map_error(e))?;
-            }
-            Ok(WriteResult { affected, inserted, body })
-        })();
-        super::sqlite_functions::set_transaction_time(None);
-        super::sqlite_functions::set_auth_uid(None);
-        match &result {
-            Ok(_) => conn.execute_batch("COMMIT").map_err(|e| self.map_error(e))?,
-            Err(_) => {
-                let _ = conn.execute_batch("ROLLBACK");
-            }
-        }
-        result
+    /// Queues a write for the writer thread, which commits queued writes together (each in its
+    /// own savepoint, so one failing write leaves the others untouched).
+    pub async fn write(self: &Arc<Self>, sql: MutateSql, single: bool, uid: Option<String>) -> ApiResult<WriteResult> {
+        let store = self.clone();
+        self.submit(move |conn| {
+            super::sqlite_functions::set_auth_uid(uid);
+            let result = savepoint(conn, |c| store.write_on(c, &sql, single));
+            super::sqlite_functions::set_auth_uid(None);
+            result
+        })
+        .await
     }
 
     /// Runs portable statements in one write transaction; rows of each statement are returned.
-    pub fn batch(&self, stmts: &[Stmt]) -> ApiResult<Vec<Vec<Row>>> {
-        let conn = self.writer();
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.map_error(e))?;
-        super::sqlite_functions::set_transaction_time(Some(chrono::Utc::now()));
-        let result = stmts.iter().map(|s| run_portable(&conn, s)).collect::<rusqlite::Result<Vec<_>>>();
-        super::sqlite_functions::set_transaction_time(None);
-        match result {
-            Ok(rows) => {
-                conn.execute_batch("COMMIT").map_err(|e| self.map_error(e))?;
-                Ok(rows)
-            }
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                Err(self.map_error(e))
+    pub async fn batch(self: &Arc<Self>, stmts: Vec<Stmt>) -> ApiResult<Vec<Vec<Row>>> {
+        let store = self.clone();
+        self.submit(move |conn| {
+            savepoint(conn, |c| {
+                stmts.iter().map(|s| run_portable(c, s)).collect::<rusqlite::Result<Vec<_>>>().map_err(|e| store.map_error(e))
+            })
+        })
+        .await
+    }
+
+    /// Hands `work` to the writer thread and waits for its result, delivered after the commit.
+    async fn submit<T: Send + 'static>(&self, work: impl FnOnce(&Connection) -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job = Job::Write(Box::new(move |conn: Result<&Connection, String>| -> Finish {
+            let result = match conn {
+                Ok(c) => work(c),
+                Err(e) => Err(ApiError::internal(e)),
+            };
+            Box::new(move |commit: Result<(), String>| {
+                let _ = tx.send(commit.map_err(ApiError::internal).and(result));
+            })
+        }));
+        self.jobs.send(job).map_err(|_| ApiError::internal("the SQLite writer has stopped"))?;
+        rx.await.map_err(|_| ApiError::internal("the SQLite writer dropped a write"))?
+    }
+
+    /// Runs `work` alone on the writer connection, outside any group transaction (migrations).
+    async fn exclusive<T: Send + 'static>(&self, work: impl FnOnce(&mut Connection) -> T + Send + 'static) -> anyhow::Result<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Job::Exclusive(Box::new(move |c: &mut Connection| {
+                let _ = tx.send(work(c));
+            })))
+            .map_err(|_| anyhow::anyhow!("the SQLite writer has stopped"))?;
+        Ok(rx.await?)
+    }
+
+    fn write_on(&self, conn: &Connection, sql: &MutateSql, single: bool) -> ApiResult<WriteResult> {
+        let MutateSql::Steps { max_rowid, collect, check, read, finish } = sql else {
+            return Err(ApiError::internal("SQLite got a PostgreSQL plan"));
+        };
+        let before: Option<i64> = match max_rowid {
+            Some(f) => Some(conn.query_row(&f.sql, [], |r| r.get(0)).map_err(|e| self.map_error(e))?),
+            None => None,
+        };
+        if let Some(f) = check {
+            let mut stmt = conn.prepare_cached(&f.sql).map_err(|e| self.map_error(e))?;
+            let failing: i64 =
+                stmt.query_row(params_from_iter(f.params.iter().map(to_sql)), |r| r.get(0)).map_err(|e| self.map_error(e))?;
+            if failing > 0 {
+                let table = collect.sql.split('"').nth(1).unwrap_or_default();
+                return Err(
+                    RestError::new(403, "42501", format!("new row violates row-level security policy for table \"{table}\"")).into()
+                );
             }
         }
+        let ids = query_ids(conn, collect).map_err(|e| self.map_error(e))?;
+        let affected = ids.len() as i64;
+        if single && affected != 1 {
+            return Err(RestError::not_single(affected).into());
+        }
+        let inserted = before.map(|b| ids.iter().filter(|id| **id > b).count() as i64).unwrap_or(affected);
+        let ids_json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
+        let body = match read {
+            Some(f) => {
+                let mut params: Vec<SqlValue> = f.params.iter().map(to_sql).collect();
+                params[0] = SqlValue::Text(ids_json.clone());
+                let mut stmt = conn.prepare_cached(&f.sql).map_err(|e| self.map_error(e))?;
+                let body: String = stmt.query_row(params_from_iter(params), |r| r.get(1)).map_err(|e| self.map_error(e))?;
+                Some(body)
+            }
+            None => None,
+        };
+        if let Some(f) = finish {
+            let mut stmt = conn.prepare_cached(&f.sql).map_err(|e| self.map_error(e))?;
+            stmt.execute([ids_json]).map_err(|e| self.map_error(e))?;
+        }
+        Ok(WriteResult { affected, inserted, body })
     }
 
     /// Maps SQLite errors to PostgreSQL's SQLSTATEs and messages.
@@ -209,9 +215,13 @@ impl SqliteStore {
         map_sqlite_error(&catalog, e)
     }
 
-    pub fn migrate(&self, desired: &Catalog, allow_destructive: bool, dry_run: bool) -> anyhow::Result<Migration> {
-        let mut conn = self.writer();
-        let state = introspect(&conn)?;
+    pub async fn migrate(self: &Arc<Self>, desired: Catalog, allow_destructive: bool, dry_run: bool) -> anyhow::Result<Migration> {
+        let store = self.clone();
+        self.exclusive(move |conn| store.migrate_on(conn, &desired, allow_destructive, dry_run)).await?
+    }
+
+    fn migrate_on(&self, conn: &mut Connection, desired: &Catalog, allow_destructive: bool, dry_run: bool) -> anyhow::Result<Migration> {
+        let state = introspect(conn)?;
         let previous: Option<Catalog> = conn
             .query_row("SELECT catalog FROM _basalt_migrations ORDER BY id DESC LIMIT 1", [], |r| r.get::<_, String>(0))
             .ok()
@@ -224,7 +234,7 @@ impl SqliteStore {
         let changed = previous.as_ref() != Some(desired);
         if !dry_run && (changed || !plan.is_empty()) {
             conn.pragma_update(None, "foreign_keys", "OFF")?;
-            let applied = apply_migration(&mut conn, desired, &statements);
+            let applied = apply_migration(conn, desired, &statements);
             conn.pragma_update(None, "foreign_keys", "ON")?;
             applied?;
         }
@@ -251,6 +261,78 @@ fn apply_migration(conn: &mut Connection, desired: &Catalog, statements: &[Strin
     )?;
     tx.commit()?;
     Ok(())
+}
+
+/// What the writer thread runs: writes, grouped into one transaction, or exclusive work.
+enum Job {
+    Write(WriteWork),
+    Exclusive(Box<dyn FnOnce(&mut Connection) + Send>),
+}
+
+/// One write: runs on the group's connection (or learns that the group could not start).
+type WriteWork = Box<dyn for<'a> FnOnce(Result<&'a Connection, String>) -> Finish + Send>;
+
+/// Delivers a write's result once its group has committed (or failed to).
+type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// Most writes committed together; a bound keeps the first one's latency in check.
+const GROUP_LIMIT: usize = 64;
+
+/// The writer thread: takes the next job; for writes, opens one transaction, runs every write
+/// already queued (each in its own savepoint), commits once, then answers them all.
+fn writer_loop(mut conn: Connection, queue: crossbeam_channel::Receiver<Job>) {
+    let mut pending: Option<Job> = None;
+    loop {
+        let job = match pending.take() {
+            Some(j) => j,
+            None => match queue.recv() {
+                Ok(j) => j,
+                Err(_) => return,
+            },
+        };
+        let first = match job {
+            Job::Exclusive(work) => {
+                work(&mut conn);
+                continue;
+            }
+            Job::Write(w) => w,
+        };
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            first(Err(e.to_string()))(Err(e.to_string()));
+            continue;
+        }
+        super::sqlite_functions::set_transaction_time(Some(chrono::Utc::now()));
+        let mut finishers = vec![first(Ok(&conn))];
+        while finishers.len() < GROUP_LIMIT {
+            match queue.try_recv() {
+                Ok(Job::Write(w)) => finishers.push(w(Ok(&conn))),
+                Ok(other) => {
+                    pending = Some(other);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        super::sqlite_functions::set_transaction_time(None);
+        let outcome = conn.execute_batch("COMMIT").map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            format!("commit failed: {e}")
+        });
+        for finish in finishers {
+            finish(outcome.clone());
+        }
+    }
+}
+
+/// Runs `work` in a savepoint: on error only its own changes are undone.
+fn savepoint<T>(conn: &Connection, work: impl FnOnce(&Connection) -> ApiResult<T>) -> ApiResult<T> {
+    conn.execute_batch("SAVEPOINT basalt_write").map_err(ApiError::internal)?;
+    let result = work(conn);
+    if result.is_err() {
+        let _ = conn.execute_batch("ROLLBACK TO basalt_write");
+    }
+    let _ = conn.execute_batch("RELEASE basalt_write");
+    result
 }
 
 fn run_portable(conn: &Connection, s: &Stmt) -> rusqlite::Result<Vec<Row>> {
