@@ -292,7 +292,10 @@ fn writer_loop(mut conn: Connection, queue: crossbeam_channel::Receiver<Job>) {
         };
         let first = match job {
             Job::Exclusive(work) => {
-                work(&mut conn);
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&mut conn))).is_err() {
+                    tracing::error!("exclusive work on the SQLite writer panicked");
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
                 continue;
             }
             Job::Write(w) => w,
@@ -327,7 +330,9 @@ fn writer_loop(mut conn: Connection, queue: crossbeam_channel::Receiver<Job>) {
 /// Runs `work` in a savepoint: on error only its own changes are undone.
 fn savepoint<T>(conn: &Connection, work: impl FnOnce(&Connection) -> ApiResult<T>) -> ApiResult<T> {
     conn.execute_batch("SAVEPOINT basalt_write").map_err(ApiError::internal)?;
-    let result = work(conn);
+    // A bug in one write must not take the writer thread (and every later write) down with it.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)))
+        .unwrap_or_else(|_| Err(ApiError::internal("a write panicked; its changes were rolled back")));
     if result.is_err() {
         let _ = conn.execute_batch("ROLLBACK TO basalt_write");
     }
