@@ -184,4 +184,17 @@ async fn read_errors(b: Backend) {
     assert_eq!(e["hint"], "Perhaps you meant the table 'public.todos'");
 }
 
-crate::both_backends!(reads, embeds, ranges_and_counts, read_errors);
+/// A table that references itself embeds both ways, told apart by the hint.
+async fn self_references(b: Backend) {
+    let schema = "[tables.tasks]\ncolumns.id = { type = \"bigint\", primary_key = true }\ncolumns.parent_id = { type = \"bigint\", references = \"tasks.id\" }\ncolumns.title = { type = \"text\" }\n";
+    let Some(app) = TestApp::spawn(b, schema).await else { return };
+    app.post("/rest/v1/tasks", json!([{"id": 1, "title": "root"}, {"id": 2, "parent_id": 1, "title": "child"}]), "").await;
+    let (s, rows) = app.get("/rest/v1/tasks?select=title,parent:tasks!parent_id(title)&id=eq.2").await;
+    assert_eq!((s, rows), (200, json!([{"title": "child", "parent": {"title": "root"}}])));
+    let (s, rows) = app.get("/rest/v1/tasks?select=title,children:tasks!tasks_parent_id_fkey(title)&id=eq.1").await;
+    assert_eq!((s, rows), (200, json!([{"title": "root", "children": [{"title": "child"}]}])));
+    let (s, e) = app.get("/rest/v1/tasks?select=title,tasks(title)").await;
+    assert_eq!((s, e["code"].as_str()), (300, Some("PGRST201")));
+}
+
+crate::both_backends!(reads, embeds, ranges_and_counts, read_errors, self_references);
