@@ -20,9 +20,16 @@ pub fn error(e: ApiError) -> Response {
         ApiError::Rest(r) if r.code == "42501" && r.status == 401 => Some("Bearer".to_string()),
         _ => None,
     };
+    let proxy_status = match &e {
+        ApiError::Rest(r) if r.code.starts_with("PGRST") => HeaderValue::from_str(&format!("PostgREST; error={}", r.code)).ok(),
+        _ => None,
+    };
     let mut res = e.into_response();
     if let Some(v) = www.and_then(|v| HeaderValue::from_str(&v).ok()) {
         res.headers_mut().insert("www-authenticate", v);
+    }
+    if let Some(v) = proxy_status {
+        res.headers_mut().insert("proxy-status", v);
     }
     res
 }

@@ -16,7 +16,7 @@ use super::{openapi, respond};
 use crate::app::AppState;
 use crate::auth::Role;
 use crate::error::{ApiError, ApiResult};
-use crate::store::DbContext;
+use crate::store::{DbContext, RequestInfo};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -87,7 +87,12 @@ async fn call(app: &AppState, method: &Method, function: &str, query: &str, head
         .rpc(&plan)
         .ok_or_else(|| RestError::new(404, "PGRST202", format!("Could not find the function public.{function} in the schema cache")))?;
     let claims = serde_json::to_value(&ident.claims).map_err(ApiError::internal)?;
-    let ctx = DbContext { role: ident.role, claims: claims.to_string(), uid: ident.claims.sub.clone() };
+    let ctx = DbContext {
+        role: ident.role,
+        claims: claims.to_string(),
+        uid: ident.claims.sub.clone(),
+        request: RequestInfo::new(method.as_str(), &format!("/rpc/{function}"), headers),
+    };
     let read_only = *method != Method::POST;
     let result = app.store.call(&sql, read_only, &ctx).await.map_err(|e| match e {
         ApiError::Rest(mut r) if r.code == "25006" => {
@@ -133,7 +138,12 @@ async fn call_set(
     let mut plan = plan_read(catalog, &req, access)?;
     plan.call = Some(Box::new(call));
     let sql = app.store.dialect().read(&plan, req.prefer.count.is_some());
-    let ctx = DbContext { role: ident.role, claims: claims.to_string(), uid: ident.claims.sub.clone() };
+    let ctx = DbContext {
+        role: ident.role,
+        claims: claims.to_string(),
+        uid: ident.claims.sub.clone(),
+        request: RequestInfo::new(method.as_str(), &format!("/rpc/{function}"), headers),
+    };
     let read_only = *method != Method::POST;
     // Function calls always run in a transaction as the caller (read-only for GET).
     let result = app.store.read_as(sql, &ctx, read_only).await?;
@@ -170,7 +180,12 @@ async fn run_as(
             .into());
     }
     let claims = serde_json::to_value(&ident.claims).map_err(ApiError::internal)?;
-    let ctx = DbContext { role: ident.role, claims: claims.to_string(), uid: ident.claims.sub.clone() };
+    let ctx = DbContext {
+        role: ident.role,
+        claims: claims.to_string(),
+        uid: ident.claims.sub.clone(),
+        request: RequestInfo::new(method.as_str(), &format!("/{table}"), headers),
+    };
     let access = Access { role: ident.role.name(), claims: &claims, enforce: !app.store.native_rls() };
     let too_large = || {
         RestError::new(413, "PGRST413", "Payload Too Large")

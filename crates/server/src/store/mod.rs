@@ -26,6 +26,40 @@ pub struct DbContext {
     pub role: crate::auth::Role,
     pub claims: String,
     pub uid: Option<String>,
+    /// What PostgREST exposes to SQL as `request.method`, `request.path`, `request.headers`, `request.cookies`.
+    pub request: RequestInfo,
+}
+
+/// The request as SQL sees it (headers and cookies as JSON objects, names lower-cased).
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo {
+    pub method: String,
+    pub path: String,
+    pub headers: String,
+    pub cookies: String,
+}
+
+impl RequestInfo {
+    pub fn new(method: &str, path: &str, headers: &axum::http::HeaderMap) -> Self {
+        let mut h = serde_json::Map::new();
+        for (name, value) in headers {
+            if let Ok(v) = value.to_str() {
+                h.insert(name.as_str().to_ascii_lowercase(), serde_json::Value::from(v));
+            }
+        }
+        let mut cookies = serde_json::Map::new();
+        for c in headers.get_all("cookie").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')) {
+            if let Some((k, v)) = c.trim().split_once('=') {
+                cookies.insert(k.trim().to_string(), serde_json::Value::from(v.trim()));
+            }
+        }
+        RequestInfo {
+            method: method.to_string(),
+            path: path.to_string(),
+            headers: serde_json::Value::Object(h).to_string(),
+            cookies: serde_json::Value::Object(cookies).to_string(),
+        }
+    }
 }
 
 /// The body of a read and its row counts.

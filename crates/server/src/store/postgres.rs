@@ -97,10 +97,11 @@ impl PgStore {
             return Ok(ReadResult { rows: row.get(0), body: row.get(1), total });
         }
         let begin = client.prepare_cached(if read_only { "BEGIN READ ONLY" } else { "BEGIN" }).await.map_err(map_pg_error)?;
-        let set = client.prepare_typed_cached(SET_ROLE, &[Type::TEXT, Type::TEXT]).await.map_err(map_pg_error)?;
+        let set = client.prepare_typed_cached(SET_ROLE, &SET_ROLE_TYPES).await.map_err(map_pg_error)?;
         let commit = client.prepare_cached("COMMIT").await.map_err(map_pg_error)?;
         let role = ctx.role.name();
-        let set_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&role, &ctx.claims];
+        let r = &ctx.request;
+        let set_params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [&role, &ctx.claims, &r.method, &r.path, &r.headers, &r.cookies];
         let (_, _, row, total, _) = tokio::try_join!(
             client.execute(&begin, &[]),
             client.query_one(&set, &set_params),
@@ -134,9 +135,10 @@ impl PgStore {
         let params = texts(&f.params);
         let stmt = client.prepare_typed_cached(&f.sql, &vec![Type::TEXT; params.len()]).await.map_err(map_pg_error)?;
         let begin = client.prepare_cached("BEGIN").await.map_err(map_pg_error)?;
-        let set = client.prepare_typed_cached(SET_ROLE, &[Type::TEXT, Type::TEXT]).await.map_err(map_pg_error)?;
+        let set = client.prepare_typed_cached(SET_ROLE, &SET_ROLE_TYPES).await.map_err(map_pg_error)?;
         let role = ctx.role.name();
-        let set_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&role, &ctx.claims];
+        let r = &ctx.request;
+        let set_params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [&role, &ctx.claims, &r.method, &r.path, &r.headers, &r.cookies];
         let param_refs = refs(&params);
         // BEGIN, the role and the statement go in one round trip; COMMIT or ROLLBACK follows.
         let outcome = if counted {
@@ -339,12 +341,16 @@ async fn bootstrap_auth(pool: &Pool) -> anyhow::Result<()> {
 
 /// As PostgREST: the request's role and claims, local to the transaction, so native policies,
 /// `auth.uid()` defaults and triggers see the caller.
-const SET_ROLE: &str = "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)";
+const SET_ROLE: &str = "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
+    set_config('request.method', $3, true), set_config('request.path', $4, true), \
+    set_config('request.headers', $5, true), set_config('request.cookies', $6, true)";
+
+const SET_ROLE_TYPES: [Type; 6] = [Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT];
 
 async fn set_role(tx: &deadpool_postgres::Transaction<'_>, ctx: &DbContext) -> ApiResult<()> {
-    let stmt = tx.prepare_typed_cached(SET_ROLE, &[Type::TEXT, Type::TEXT]).await.map_err(map_pg_error)?;
-    let role = if ctx.role == Role::ServiceRole { "service_role" } else { ctx.role.name() };
-    tx.query_one(&stmt, &[&role, &ctx.claims]).await.map_err(map_pg_error)?;
+    let stmt = tx.prepare_typed_cached(SET_ROLE, &SET_ROLE_TYPES).await.map_err(map_pg_error)?;
+    let (role, r) = (ctx.role.name(), &ctx.request);
+    tx.query_one(&stmt, &[&role, &ctx.claims, &r.method, &r.path, &r.headers, &r.cookies]).await.map_err(map_pg_error)?;
     Ok(())
 }
 

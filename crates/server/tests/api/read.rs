@@ -150,6 +150,13 @@ async fn ranges_and_counts(b: Backend) {
         .await
         .expect("send");
     assert_eq!(res.text().await.expect("text"), "title,rank\nalpha,1\nbeta,2\n\"Gamma, the third\",3");
+    let res = app
+        .req(Method::GET, "/rest/v1/todos?select=title")
+        .header("accept", "application/vnd.pgrst.object+json")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.headers()["proxy-status"], "PostgREST; error=PGRST116");
     let (s, e) = send(app.req(Method::GET, "/rest/v1/todos").header("accept", "image/png")).await;
     assert_eq!((s, e["code"].as_str()), (406, Some("PGRST107")));
 }

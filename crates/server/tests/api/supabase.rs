@@ -143,6 +143,10 @@ create function public.add(a integer, b integer default 10) returns integer lang
 create function public.whoami() returns uuid language sql stable as $$ select auth.uid() $$;
 create function public.moods(m mood) returns setof public.profiles language sql stable as $$ select * from public.profiles where mood = m $$;
 create function public.touch(note text) returns void language plpgsql as $$ begin perform 1; end $$;
+create function public.hdr() returns json language sql stable as $$
+  select json_build_object('method', current_setting('request.method', true), 'path', current_setting('request.path', true),
+    'app', current_setting('request.headers', true)::json ->> 'x-app', 'session', current_setting('request.cookies', true)::json ->> 'session')
+$$;
 create table public.tags (id bigint primary key, label text default 'untitled');
 grant select, insert, update, delete on public.tags to service_role;
 create function public.pairs(n integer) returns table (i integer, sq integer) language sql immutable as $$ select g, g * g from generate_series(1, n) g $$;
@@ -195,6 +199,9 @@ async fn serves_an_existing_database() {
     assert_eq!((s, v), (200, json!([{"i": 4}, {"i": 3}, {"i": 2}])));
     let res = app.req(Method::GET, "/rest/v1/rpc/pairs?n=5&limit=2").header("prefer", "count=exact").send().await.expect("send");
     assert_eq!((res.status().as_u16(), res.headers()["content-range"].to_str().expect("h")), (206, "0-1/5"));
+    // The request as SQL sees it, as PostgREST sets it.
+    let (s, v) = send(app.req(Method::GET, "/rest/v1/rpc/hdr").header("x-app", "demo").header("cookie", "session=abc; other=1")).await;
+    assert_eq!((s, v), (200, json!({"method": "GET", "path": "/rpc/hdr", "app": "demo", "session": "abc"})));
     let (s, _) = app.post("/rest/v1/rpc/touch", json!({"note": "x"}), "").await;
     assert_eq!(s, 204);
     let (s, e) = app.post("/rest/v1/rpc/nope", json!({"x": 1}), "").await;
