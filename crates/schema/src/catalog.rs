@@ -196,6 +196,24 @@ impl Catalog {
 }
 
 impl Table {
+    /// A table with no columns, keys or policies yet (introspection and function results fill it).
+    pub fn empty(name: &str) -> Table {
+        Table {
+            name: name.to_string(),
+            description: None,
+            columns: IndexMap::new(),
+            primary_key: Vec::new(),
+            uniques: Vec::new(),
+            foreign_keys: Vec::new(),
+            checks: Vec::new(),
+            indexes: Vec::new(),
+            maintains_updated_at: false,
+            owner: None,
+            policies: Vec::new(),
+            on_signup: Vec::new(),
+        }
+    }
+
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.get(name)
     }

@@ -61,22 +61,6 @@ pub fn result_catalog(catalog: &Catalog, f: &Function) -> Option<Catalog> {
         })
         .collect();
     let mut out = catalog.clone();
-    out.tables.insert(
-        f.name.clone(),
-        basalt_schema::Table {
-            name: f.name.clone(),
-            description: None,
-            columns,
-            primary_key: Vec::new(),
-            uniques: Vec::new(),
-            foreign_keys: Vec::new(),
-            checks: Vec::new(),
-            indexes: Vec::new(),
-            maintains_updated_at: false,
-            owner: None,
-            policies: Vec::new(),
-            on_signup: Vec::new(),
-        },
-    );
+    out.tables.insert(f.name.clone(), basalt_schema::Table { columns, ..basalt_schema::Table::empty(&f.name) });
     Some(out)
 }

@@ -91,7 +91,7 @@ async fn call(app: &AppState, method: &Method, function: &str, query: &str, head
         role: ident.role,
         claims: claims.to_string(),
         uid: ident.claims.sub.clone(),
-        request: RequestInfo::new(method.as_str(), &format!("/rpc/{function}"), headers),
+        request: request_info(app, method, &format!("/rpc/{function}"), headers),
     };
     let read_only = *method != Method::POST;
     let result = app.store.call(&sql, read_only, &ctx).await.map_err(|e| match e {
@@ -142,12 +142,22 @@ async fn call_set(
         role: ident.role,
         claims: claims.to_string(),
         uid: ident.claims.sub.clone(),
-        request: RequestInfo::new(method.as_str(), &format!("/rpc/{function}"), headers),
+        request: request_info(app, method, &format!("/rpc/{function}"), headers),
     };
     let read_only = *method != Method::POST;
     // Function calls always run in a transaction as the caller (read-only for GET).
     let result = app.store.read_as(sql, &ctx, read_only).await?;
     respond::read(&req, &plan, result, head)
+}
+
+/// The request for SQL to read (`request.headers`, ...): only PostgreSQL has a use for it, so SQLite
+/// requests skip building it.
+fn request_info(app: &AppState, method: &Method, path: &str, headers: &HeaderMap) -> RequestInfo {
+    if app.store.native_rls() {
+        RequestInfo::new(method.as_str(), path, headers)
+    } else {
+        RequestInfo::default()
+    }
 }
 
 async fn run(app: &AppState, method: &Method, table: &str, query: &str, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
@@ -184,7 +194,7 @@ async fn run_as(
         role: ident.role,
         claims: claims.to_string(),
         uid: ident.claims.sub.clone(),
-        request: RequestInfo::new(method.as_str(), &format!("/{table}"), headers),
+        request: request_info(app, method, &format!("/{table}"), headers),
     };
     let access = Access { role: ident.role.name(), claims: &claims, enforce: !app.store.native_rls() };
     let too_large = || {

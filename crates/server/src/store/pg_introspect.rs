@@ -39,23 +39,7 @@ pub async fn catalog(client: &impl GenericClient) -> Result<Catalog, tokio_postg
     let mut tables: IndexMap<String, Table> = IndexMap::new();
     for r in client.query(TABLES, &[]).await? {
         let name: String = r.get(0);
-        tables.insert(
-            name.clone(),
-            Table {
-                name,
-                description: r.get(1),
-                columns: IndexMap::new(),
-                primary_key: Vec::new(),
-                uniques: Vec::new(),
-                foreign_keys: Vec::new(),
-                checks: Vec::new(),
-                indexes: Vec::new(),
-                maintains_updated_at: false,
-                owner: None,
-                policies: Vec::new(),
-                on_signup: Vec::new(),
-            },
-        );
+        tables.insert(name.clone(), Table { description: r.get(1), ..Table::empty(&name) });
     }
     for r in client.query(COLUMNS, &[]).await? {
         let (table, name, ty): (String, String, String) = (r.get(0), r.get(1), r.get(2));
