@@ -86,7 +86,8 @@ impl Config {
     /// Layers the config: `file` (if any) under environment and flags (`store`, `listen`).
     pub fn load(file: Option<&Path>, store: &StoreArgs, listen: Option<&str>) -> anyhow::Result<Config> {
         let (fc, mut auth_table): (FileConfig, toml::Table) = match file {
-            Some(p) if p.exists() => {
+            Some(p) if !p.exists() => anyhow::bail!("config file {} does not exist", p.display()),
+            Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
                 let mut table: toml::Table = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
                 let auth = match table.remove("auth") {

@@ -71,6 +71,7 @@ async fn run() -> ExitCode {
 
 fn schema_path(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     match given {
+        Some(p) if !p.exists() => anyhow::bail!("schema file {} does not exist", p.display()),
         Some(p) => Ok(p),
         None if Path::new("basalt.toml").exists() => Ok(PathBuf::from("basalt.toml")),
         None => anyhow::bail!("no schema: pass --schema PATH (or set BASALT_SCHEMA)"),
@@ -239,7 +240,10 @@ async fn import_users(file: &Path, store_args: &cli::StoreArgs) -> anyhow::Resul
 }
 
 async fn keys(a: cli::KeysArgs) -> anyhow::Result<()> {
-    let config = Config::load(a.store.config.as_deref(), &a.store, None)?;
+    // Like `serve`, read ./basalt.toml when no config is named, so both find the same secret.
+    let default_file = Path::new("basalt.toml");
+    let file = a.store.config.as_deref().or(default_file.exists().then_some(default_file));
+    let config = Config::load(file, &a.store, None)?;
     let secret = match &config.jwt_secret {
         Some(s) => s.clone(),
         None => Store::open(&config).await?.jwt_secret(&config.data_dir).await?,

@@ -43,6 +43,13 @@ fn schema_check_names_table_column_and_line() {
 }
 
 #[test]
+fn a_missing_config_file_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ok, _, err) = run_cli(&["keys", "--data-dir", dir.path().to_str().expect("path"), "--config", "/nonexistent/basalt.toml"], &[]);
+    assert!(!ok && err.contains("does not exist"), "{err}");
+}
+
+#[test]
 fn a_short_secret_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ok, _, err) = run_cli(&["keys", "--data-dir", dir.path().to_str().expect("path")], &[("BASALT_JWT_SECRET", "short")]);
