@@ -12,13 +12,17 @@ pub struct Error {
     pub details: Option<String>,
     pub hint: Option<String>,
     pub message: String,
+    /// Extra response headers (an error raised from SQL with `SQLSTATE 'PGRST'` may set them).
+    /// Boxed: errors travel in every `Result` and should stay small.
+    #[serde(skip)]
+    pub headers: Option<Box<Vec<(String, String)>>>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
-        Error { status, code: code.into(), details: None, hint: None, message: message.into() }
+        Error { status, code: code.into(), details: None, hint: None, message: message.into(), headers: None }
     }
 
     pub fn details(mut self, d: impl Into<String>) -> Self {
@@ -47,10 +51,10 @@ impl Error {
     }
 
     /// PGRST205: no such table.
-    pub fn unknown_table(name: &str, suggestion: Option<&str>) -> Self {
-        let e = Error::new(404, "PGRST205", format!("Could not find the table 'public.{name}' in the schema cache"));
+    pub fn unknown_table(schema: &str, name: &str, suggestion: Option<&str>) -> Self {
+        let e = Error::new(404, "PGRST205", format!("Could not find the table '{schema}.{name}' in the schema cache"));
         match suggestion {
-            Some(s) => e.hint(format!("Perhaps you meant the table 'public.{s}'")),
+            Some(s) => e.hint(format!("Perhaps you meant the table '{schema}.{s}'")),
             None => e,
         }
     }

@@ -196,8 +196,17 @@ pub enum CountPref {
     Estimated,
 }
 
+/// `Prefer: tx=`: how the transaction should end, when the server allows overriding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxPref {
+    Commit,
+    Rollback,
+}
+
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Preferences {
+    /// Asked for, but applied (and echoed) only where `db-tx-end` allows overriding.
+    pub tx: Option<TxPref>,
     pub return_: Option<ReturnPref>,
     pub count: Option<CountPref>,
     pub resolution: Option<Resolution>,

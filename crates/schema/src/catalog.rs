@@ -9,6 +9,9 @@ use crate::types::ColumnType;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Catalog {
+    /// The database schema these tables live in; None is `public` (a schema file's tables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
     pub tables: IndexMap<String, Table>,
     /// SQL functions callable at `/rpc/{name}` (PostgreSQL; found by introspection).
     #[serde(default)]
@@ -18,6 +21,9 @@ pub struct Catalog {
 /// A function in the exposed schema, as `/rpc` calls it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Function {
+    /// The schema it is defined in; None is `public`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
     pub name: String,
     pub args: Vec<FunctionArg>,
     pub returns_set: bool,
@@ -162,6 +168,11 @@ pub struct Relationship<'a> {
 }
 
 impl Catalog {
+    /// The schema's name, as errors and qualified names spell it.
+    pub fn schema_name(&self) -> &str {
+        self.schema.as_deref().unwrap_or("public")
+    }
+
     /// The function `name` whose arguments can take exactly `given` (by name), as PostgREST picks overloads.
     pub fn function(&self, name: &str, given: &[String]) -> Option<&Function> {
         self.functions.iter().filter(|f| f.name == name).find(|f| {

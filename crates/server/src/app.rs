@@ -8,6 +8,7 @@ use axum::Router;
 use basalt_schema::Catalog;
 use tokio::net::TcpListener;
 
+use crate::auth::claim_path::ClaimPath;
 use crate::auth::mailer::Mailer;
 use crate::auth::ratelimit::Limits;
 use crate::auth::service::AuthService;
@@ -28,6 +29,8 @@ pub struct Inner {
     pub auth: AuthService,
     pub anon_key: String,
     pub service_key: String,
+    /// Where the role sits in a token's claims (`jwt-role-claim-key`).
+    pub role_claim: ClaimPath,
 }
 
 impl std::ops::Deref for AppState {
@@ -38,11 +41,14 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, store: Store, catalog: Catalog, secret: &str, base_url: String) -> anyhow::Result<Self> {
-        let jwt = Arc::new(JwtKeys::new(secret));
+    /// `catalogs`: one per exposed schema. A configured secret may be base64; a generated one is not.
+    pub fn new(config: Config, store: Store, catalogs: Vec<Catalog>, secret: &str, base_url: String) -> anyhow::Result<Self> {
+        let key = crate::config::secret_bytes(secret, config.rest.jwt_secret_is_base64 && config.jwt_secret.is_some())?;
+        let jwt = Arc::new(JwtKeys::new(&key, config.rest.jwt_aud.clone()));
+        let role_claim = ClaimPath::parse(&config.rest.jwt_role_claim_key).map_err(|e| anyhow::anyhow!("jwt-role-claim-key: {e}"))?;
         let anon_key = jwt.project_key("anon");
         let service_key = jwt.project_key("service_role");
-        let catalog = Arc::new(SharedCatalog::new(catalog));
+        let catalog = Arc::new(SharedCatalog::new(catalogs));
         let auth = AuthService {
             store: store.clone(),
             jwt: jwt.clone(),
@@ -52,7 +58,7 @@ impl AppState {
             base_url,
             catalog: catalog.clone(),
         };
-        Ok(AppState(Arc::new(Inner { config, store, catalog, jwt, auth, anon_key, service_key })))
+        Ok(AppState(Arc::new(Inner { config, store, catalog, jwt, auth, anon_key, service_key, role_claim })))
     }
 }
 

@@ -43,6 +43,8 @@ pub fn status_for_sqlstate(code: &str, anon: bool) -> u16 {
         c if c.starts_with("0L") || c.starts_with("0P") || c.starts_with("28") => 403,
         c if ["09", "25", "2D", "38", "39", "3B", "40", "54", "55", "57", "58", "F0", "HV", "XX"].iter().any(|p| c.starts_with(p)) => 500,
         "P0001" => 400,
+        // `RAISE SQLSTATE 'PT404'`: the function picks the status.
+        c if c.len() == 5 && c.starts_with("PT") && c[2..].bytes().all(|b| b.is_ascii_digit()) => c[2..].parse().unwrap_or(500),
         c if c.starts_with("P0") => 500,
         _ => 400,
     }

@@ -69,6 +69,24 @@ async fn run() -> ExitCode {
     }
 }
 
+/// The PostgREST settings SQLite cannot honour are refused rather than ignored.
+fn check_backend_settings(config: &Config) -> anyhow::Result<()> {
+    if config.database_url.is_some() {
+        return Ok(());
+    }
+    let rest = &config.rest;
+    if rest.schemas != ["public"] {
+        anyhow::bail!("SQLite serves one schema, public; db-schemas needs PostgreSQL (--database-url)");
+    }
+    if rest.anon_role.as_deref().is_some_and(|r| r != "anon") {
+        anyhow::bail!("SQLite knows the roles anon, authenticated and service_role; a custom db-anon-role needs PostgreSQL");
+    }
+    if rest.pre_request.is_some() || !rest.app_settings.is_empty() {
+        anyhow::bail!("db-pre-request and app.settings run SQL in each transaction and need PostgreSQL (--database-url)");
+    }
+    Ok(())
+}
+
 fn schema_path(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     match given {
         Some(p) if !p.exists() => anyhow::bail!("schema file {} does not exist", p.display()),
@@ -89,12 +107,14 @@ async fn serve(a: cli::ServeArgs) -> anyhow::Result<()> {
     let config_file = a.store.config.clone().or(schema.clone());
     let config = Config::load(config_file.as_deref(), &a.store, a.listen.as_deref())?;
     tracing::debug!(?config, "configuration");
+    check_backend_settings(&config)?;
     let store = Store::open(&config).await?;
-    let catalog = match (&store, &schema) {
-        (Store::Postgres(pg), _) if introspect => pg.introspect().await?,
+    let schemas = config.rest.schemas.clone();
+    let catalogs = match (&store, &schema) {
+        (Store::Postgres(pg), _) if introspect => pg.catalogs(&schemas, None).await?,
         (_, _) if introspect => anyhow::bail!("--schema-source postgres needs --database-url"),
         (_, Some(path)) => {
-            let mut catalog = load_schema(path)?;
+            let catalog = load_schema(path)?;
             let migration = store.migrate(&catalog, a.allow_destructive, false).await?;
             if migration.applied {
                 for step in &migration.plan.steps {
@@ -103,10 +123,10 @@ async fn serve(a: cli::ServeArgs) -> anyhow::Result<()> {
             } else {
                 tracing::info!("the database matches the schema");
             }
-            if let Store::Postgres(pg) = &store {
-                catalog.functions = pg.functions().await?;
+            match &store {
+                Store::Postgres(pg) => pg.catalogs(&schemas, Some(&catalog)).await?,
+                Store::Sqlite(_) => vec![catalog],
             }
-            catalog
         }
         (_, None) => anyhow::bail!("no schema: pass --schema PATH"),
     };
@@ -118,16 +138,16 @@ async fn serve(a: cli::ServeArgs) -> anyhow::Result<()> {
         tokio::net::TcpListener::bind(&config.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
     let base_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
-    let state = app::AppState::new(config.clone(), store.clone(), catalog, &secret, base_url)?;
+    let state = app::AppState::new(config.clone(), store.clone(), catalogs, &secret, base_url)?;
     if let Store::Postgres(pg) = &store {
-        pg.watch_schema(state.catalog.clone(), introspect);
+        pg.watch_schema(state.catalog.clone(), introspect, schemas);
     }
     let place = match &store {
         Store::Sqlite(s) => s.path().display().to_string(),
         Store::Postgres(_) => config.database_url.as_deref().map(config::redact_url).unwrap_or_default(),
     };
     out!("Basalt is serving on http://{addr} ({} at {place})", store.backend_name());
-    out!("  REST API:         http://{addr}/rest/v1   Auth API: http://{addr}/auth/v1");
+    out!("  REST API:         http://{addr}{}/   Auth API: http://{addr}/auth/v1", config.rest.mount);
     out!("  anon key:         {}", state.anon_key);
     out!("  service_role key: {}", state.service_key);
     let shutdown = async {
@@ -248,7 +268,8 @@ async fn keys(a: cli::KeysArgs) -> anyhow::Result<()> {
         Some(s) => s.clone(),
         None => Store::open(&config).await?.jwt_secret(&config.data_dir).await?,
     };
-    let jwt = auth::JwtKeys::new(&secret);
+    let is_base64 = config.rest.jwt_secret_is_base64 && config.jwt_secret.is_some();
+    let jwt = auth::JwtKeys::new(&config::secret_bytes(&secret, is_base64)?, None);
     let (anon, service) = (jwt.project_key("anon"), jwt.project_key("service_role"));
     if a.json {
         out!("{}", serde_json::json!({"anon_key": anon, "service_role_key": service}));

@@ -1,13 +1,25 @@
 //! `Prefer`, `Accept` and `Range` headers.
 
 use crate::error::{Error, Result};
-use crate::request::{CountPref, MediaType, Preferences, Resolution, ReturnPref};
+use crate::request::{CountPref, MediaType, Preferences, Resolution, ReturnPref, TxPref};
 
-/// Parses `Prefer` (comma separated; unknown preferences are ignored, as `handling=lenient`).
+/// Parses `Prefer` (comma separated, over one or more headers joined with commas). Unknown
+/// preferences are ignored (`handling=lenient`), or refused with PGRST122 under `handling=strict`.
 pub fn parse_prefer(header: Option<&str>) -> Result<Preferences> {
     let mut p = Preferences::default();
+    let mut invalid = Vec::new();
+    let mut strict = false;
     for token in header.unwrap_or_default().split(',').map(str::trim).filter(|t| !t.is_empty()) {
         let applied = match token {
+            "tx=commit" | "tx=rollback" => {
+                p.tx = Some(if token == "tx=commit" { TxPref::Commit } else { TxPref::Rollback });
+                continue;
+            }
+            "handling=strict" => {
+                strict = true;
+                true
+            }
+            "handling=lenient" => true,
             "return=minimal" => p.return_.replace(ReturnPref::Minimal).is_none(),
             "return=representation" => p.return_.replace(ReturnPref::Representation).is_none(),
             "return=headers-only" => p.return_.replace(ReturnPref::HeadersOnly).is_none(),
@@ -20,11 +32,18 @@ pub fn parse_prefer(header: Option<&str>) -> Result<Preferences> {
                 p.missing_default = true;
                 true
             }
-            _ => false,
+            _ => {
+                invalid.push(token);
+                false
+            }
         };
-        if applied {
+        if applied && !p.applied.iter().any(|a| a == token) {
             p.applied.push(token.to_string());
         }
+    }
+    if strict && !invalid.is_empty() {
+        return Err(Error::new(400, "PGRST122", "Invalid preferences given with handling=strict")
+            .details(format!("Invalid preferences: {}", invalid.join(", "))));
     }
     Ok(p)
 }
@@ -70,6 +89,10 @@ mod tests {
         assert_eq!(p.resolution, Some(Resolution::MergeDuplicates));
         assert_eq!(p.count, Some(CountPref::Exact));
         assert_eq!(p.applied.len(), 3);
+        assert_eq!(p.tx, Some(TxPref::Commit));
+        let e = parse_prefer(Some("handling=strict, bogus=1")).unwrap_err();
+        assert_eq!((e.code.as_str(), e.details.as_deref()), ("PGRST122", Some("Invalid preferences: bogus=1")));
+        assert!(parse_prefer(Some("bogus=1")).is_ok());
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub fn plan_read(catalog: &Catalog, req: &ApiRequest, access: Access) -> Result<
 }
 
 pub fn lookup<'a>(catalog: &'a Catalog, name: &str) -> Result<&'a Table> {
-    catalog.table(name).ok_or_else(|| Error::unknown_table(name, catalog.suggest_table(name)))
+    catalog.table(name).ok_or_else(|| Error::unknown_table(catalog.schema_name(), name, catalog.suggest_table(name)))
 }
 
 /// Builds a node and its embeds from select items.
@@ -109,8 +109,9 @@ fn relate<'a>(
     let not_found = || {
         Error::new(400, "PGRST200", format!("Could not find a relationship between '{}' and '{relation}' in the schema cache", parent.name))
             .details(format!(
-                "Searched for a foreign key relationship between '{}' and '{relation}' in the schema 'public', but no matches were found.",
-                parent.name
+                "Searched for a foreign key relationship between '{}' and '{relation}' in the schema '{}', but no matches were found.",
+                parent.name,
+                catalog.schema_name()
             ))
     };
     let target = catalog.table(relation).ok_or_else(not_found)?;

@@ -17,12 +17,22 @@ pub struct RpcPlan {
 pub fn plan_rpc(catalog: &Catalog, name: &str, given: &Map<String, Value>) -> Result<RpcPlan> {
     let names: Vec<String> = given.keys().cloned().collect();
     let Some(f) = catalog.function(name, &names) else {
+        let schema = catalog.schema_name();
         let hint = catalog.functions.iter().find(|f| f.name == name).map(|f| {
             let args: Vec<&str> = f.args.iter().map(|a| a.name.as_str()).collect();
-            format!("Perhaps you meant to call the function public.{name}({})", args.join(", "))
+            format!("Perhaps you meant to call the function {schema}.{name}({})", args.join(", "))
         });
-        let mut e = Error::new(404, "PGRST202", format!("Could not find the function public.{name}({}) in the schema cache", names.join(", ")))
-            .details(format!("Searched for the function public.{name} with parameters {} or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.", names.join(", ")));
+        let message = if names.is_empty() {
+            format!("Could not find the function {schema}.{name} without parameters in the schema cache")
+        } else {
+            format!("Could not find the function {schema}.{name}({}) in the schema cache", names.join(", "))
+        };
+        let details = if names.is_empty() {
+            format!("Searched for the function {schema}.{name} without parameters or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.")
+        } else {
+            format!("Searched for the function {schema}.{name} with parameters {} or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.", names.join(", "))
+        };
+        let mut e = Error::new(404, "PGRST202", message).details(details);
         e.hint = hint;
         return Err(e);
     };

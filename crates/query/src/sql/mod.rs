@@ -22,12 +22,14 @@ pub struct Fragment {
     pub params: Vec<Param>,
 }
 
-/// A rendered read: the body query returns one row `(row_count, json_text)`;
-/// the count query (when asked for) returns one row `(total)`.
+/// A rendered read: the body query returns one row `(row_count, json_text)` (PostgreSQL adds
+/// `response.headers` and `response.status` as set by SQL); the count query (when asked for)
+/// returns one row `(total)`; the planned count is an `EXPLAIN (FORMAT JSON)` of the rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReadSql {
     pub body: Fragment,
     pub count: Option<Fragment>,
+    pub planned: Option<Fragment>,
 }
 
 /// A rendered write.
@@ -74,7 +76,9 @@ pub trait Dialect {
     /// The LIMIT that means no limit.
     fn no_limit(&self) -> &'static str;
 
-    fn read(&self, plan: &ReadPlan, with_count: bool) -> ReadSql;
+    /// `count`: exact (a count query), planned (the planner's estimate, where the backend has
+    /// one) or estimated (both: the store picks exact below `max_rows`, planned above).
+    fn read(&self, plan: &ReadPlan, count: Option<crate::request::CountPref>) -> ReadSql;
     /// A function call returning `(rows, json)`; None where the backend has no functions.
     fn rpc(&self, _plan: &crate::plan::RpcPlan) -> Option<Fragment> {
         None

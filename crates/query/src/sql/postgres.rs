@@ -7,10 +7,13 @@ use basalt_schema::{ColumnType, DdlDialect};
 
 use super::{Builder, Dialect, Fragment, MutateSql, ReadSql, Side};
 use crate::plan::{Join, MutateKind, MutatePlan, OutField, ReadPlan, Source};
-use crate::request::PathKey;
+use crate::request::{CountPref, PathKey};
 use crate::value::Param;
 
 pub struct Postgres;
+
+/// What SQL set for the response, read after the query ran (PostgREST's `response.*` settings).
+const RESPONSE_SETTINGS: &str = "current_setting('response.headers', true), current_setting('response.status', true)";
 
 impl Postgres {
     /// `SELECT <fields> FROM (<rows>) AS alias` for one node.
@@ -90,14 +93,16 @@ impl Postgres {
     }
 
     fn body(&self, b: &mut Builder, plan: &ReadPlan) {
-        b.push("SELECT count(*), coalesce(json_agg(_r), '[]')::text FROM (");
+        b.push("SELECT count(*), coalesce(json_agg(_r), '[]')::text, ");
+        b.push(RESPONSE_SETTINGS);
+        b.push(" FROM (");
         self.row_select(b, plan, None);
         b.push(") AS _r");
     }
 
-    /// `public."fn"(a => $1::type, ...)`
+    /// `"schema"."fn"(a => $1::type, ...)`
     fn call_sql(&self, b: &mut Builder, plan: &crate::plan::RpcPlan) {
-        b.push(&format!("public.{}(", quote(&plan.function.name)));
+        b.push(&format!("{}.{}(", quote(plan.function.schema.as_deref().unwrap_or("public")), quote(&plan.function.name)));
         for (i, (name, ty, p)) in plan.args.iter().enumerate() {
             if i > 0 {
                 b.push(", ");
@@ -204,25 +209,27 @@ impl Dialect for Postgres {
             (false, FunctionReturn::Composite) => ("1::int8", "row_to_json(_r)::text"),
             (false, FunctionReturn::Scalar) => ("1::int8", "to_json(_r)::text"),
         };
-        b.push(&format!("SELECT {rows}, {body} FROM "));
+        b.push(&format!("SELECT {rows}, {body}, {RESPONSE_SETTINGS} FROM "));
         self.call_sql(&mut b, plan);
         b.push(" AS _r");
         Some(b.finish())
     }
 
-    fn read(&self, plan: &ReadPlan, with_count: bool) -> ReadSql {
+    fn read(&self, plan: &ReadPlan, count: Option<CountPref>) -> ReadSql {
         let mut b = Builder::default();
         self.body(&mut b, plan);
-        let count = with_count.then(|| {
+        // The rows counted: `SELECT count(*) FROM ...` for exact counts, `EXPLAIN` of
+        // `SELECT 1 FROM ...` for the planner's estimate.
+        let rows = |prefix: &str| {
             let mut c = Builder::default();
+            c.push(prefix);
             match &plan.call {
                 Some(call) => {
-                    c.push("SELECT count(*) FROM ");
                     self.call_sql(&mut c, call);
                     c.push(&format!(" AS {}", plan.alias));
                 }
                 None => {
-                    c.push(&format!("SELECT count(*) FROM {} AS {}", quote(&plan.table), plan.alias));
+                    c.push(&format!("{} AS {}", quote(&plan.table), plan.alias));
                 }
             }
             if !plan.conds.is_empty() {
@@ -230,8 +237,11 @@ impl Dialect for Postgres {
                 c.conds(self, &plan.conds);
             }
             c.finish()
-        });
-        ReadSql { body: b.finish(), count }
+        };
+        let exact = matches!(count, Some(CountPref::Exact | CountPref::Estimated)).then(|| rows("SELECT count(*) FROM "));
+        let planned =
+            matches!(count, Some(CountPref::Planned | CountPref::Estimated)).then(|| rows("EXPLAIN (FORMAT JSON) SELECT 1 FROM "));
+        ReadSql { body: b.finish(), count: exact, planned }
     }
 
     fn mutate(&self, plan: &MutatePlan) -> MutateSql {
@@ -324,6 +334,7 @@ impl Dialect for Postgres {
             return MutateSql::Counted(b.finish());
         }
         b.push(") SELECT (SELECT count(*) FROM _m), (SELECT count(*) FROM _m WHERE _basalt_inserted), ");
+        b.push(RESPONSE_SETTINGS).push(", ");
         match &plan.returning {
             Some(r) => {
                 b.push("(SELECT coalesce(json_agg(_r), '[]')::text FROM (");

@@ -318,8 +318,9 @@ impl Dialect for Sqlite {
         "-1"
     }
 
-    fn read(&self, plan: &ReadPlan, with_count: bool) -> ReadSql {
-        let count = with_count.then(|| {
+    /// SQLite has no row estimates: every count is exact.
+    fn read(&self, plan: &ReadPlan, count: Option<crate::request::CountPref>) -> ReadSql {
+        let count = count.is_some().then(|| {
             let mut b = Builder::default();
             b.push(&format!("SELECT count(*) FROM {} AS {}", quote(&plan.table), plan.alias));
             if !plan.conds.is_empty() {
@@ -328,7 +329,7 @@ impl Dialect for Sqlite {
             }
             b.finish()
         });
-        ReadSql { body: self.body(plan, false), count }
+        ReadSql { body: self.body(plan, false), count, planned: None }
     }
 
     fn mutate(&self, plan: &MutatePlan) -> MutateSql {

@@ -24,7 +24,7 @@ columns.rank = { type = "integer" }
 
 fn read(d: &dyn Dialect, q: &str) -> ReadSql {
     let req = parse_request("GET", "todos", q, Headers::default(), b"").unwrap();
-    d.read(&plan_read(&catalog(), &req, SERVICE).unwrap(), true)
+    d.read(&plan_read(&catalog(), &req, SERVICE).unwrap(), Some(crate::request::CountPref::Exact))
 }
 
 #[test]

@@ -44,6 +44,8 @@ impl Role {
 /// The claims Basalt reads; everything else is kept in `extra` for `auth.jwt()`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
+    /// Empty when the token names no role (PostgREST tokens may keep it under another key).
+    #[serde(default)]
     pub role: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
@@ -51,7 +53,9 @@ pub struct Claims {
     pub iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<i64>,
-    pub exp: i64,
+    /// Optional, as PostgREST accepts tokens without one; checked when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
@@ -65,25 +69,33 @@ pub enum JwtError {
     Invalid(String),
     #[error("unknown role {0}")]
     UnknownRole(String),
+    /// `jwt_aud` is set and the token's `aud` does not name it.
+    #[error("JWT not in audience")]
+    Audience,
 }
 
 pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// PostgREST's `jwt-aud`: tokens carrying an `aud` must name it.
+    audience: Option<String>,
     cache: RwLock<HashMap<String, Claims>>,
 }
 
 impl JwtKeys {
-    pub fn new(secret: &str) -> Self {
+    /// `secret` is the raw key (already base64-decoded when `jwt_secret_is_base64`).
+    pub fn new(secret: &[u8], audience: Option<String>) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 30;
+        // Expiry is checked by hand (with 30 s leeway) so tokens without `exp` pass, as in PostgREST.
+        validation.validate_exp = false;
         validation.validate_aud = false;
-        validation.required_spec_claims = ["exp".to_string()].into_iter().collect();
+        validation.required_spec_claims = Default::default();
         JwtKeys {
-            encoding: EncodingKey::from_secret(secret.as_bytes()),
-            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
             validation,
+            audience,
             cache: RwLock::new(HashMap::new()),
         }
     }
@@ -100,37 +112,55 @@ impl JwtKeys {
             sub: None,
             iss: Some("basalt".into()),
             iat: Some(KEY_IAT),
-            exp: KEY_EXP,
+            exp: Some(KEY_EXP),
             extra: Default::default(),
         })
     }
 
-    /// Verifies a token: HS256 only (so `alg: none` and other algorithms fail), signature,
-    /// expiry with 30 s leeway, and a role Basalt knows.
+    /// Verifies a token for Basalt's own APIs: as [`JwtKeys::claims`], and a role Basalt knows.
     pub fn verify(&self, token: &str) -> Result<(Role, Claims), JwtError> {
+        let claims = self.claims(token)?;
+        let role = Role::parse(&claims.role).ok_or_else(|| JwtError::UnknownRole(claims.role.clone()))?;
+        Ok((role, claims))
+    }
+
+    /// Checks a token: HS256 only (so `alg: none` and other algorithms fail), signature, expiry
+    /// with 30 s leeway and the audience. Results are cached per token until they expire.
+    pub fn claims(&self, token: &str) -> Result<Claims, JwtError> {
         let now = chrono::Utc::now().timestamp();
+        let fresh = |c: &Claims| c.exp.is_none_or(|exp| exp + 30 >= now);
         if let Ok(cache) = self.cache.read() {
             if let Some(c) = cache.get(token) {
-                if c.exp + 30 >= now {
-                    if let Some(r) = Role::parse(&c.role) {
-                        return Ok((r, c.clone()));
-                    }
+                if fresh(c) {
+                    return Ok(c.clone());
                 }
             }
         }
         let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => JwtError::Expired,
             jsonwebtoken::errors::ErrorKind::InvalidSignature => JwtError::Invalid("No suitable key or wrong key type".into()),
             _ => JwtError::Invalid(format!("Invalid JWT: {e}")),
         })?;
-        let role = Role::parse(&data.claims.role).ok_or_else(|| JwtError::UnknownRole(data.claims.role.clone()))?;
+        if !fresh(&data.claims) {
+            return Err(JwtError::Expired);
+        }
+        if let Some(want) = &self.audience {
+            let ok = match data.claims.extra.get("aud") {
+                None => true,
+                Some(serde_json::Value::String(a)) => a == want,
+                Some(serde_json::Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(want)),
+                Some(_) => false,
+            };
+            if !ok {
+                return Err(JwtError::Audience);
+            }
+        }
         if let Ok(mut cache) = self.cache.write() {
             if cache.len() >= CACHE_LIMIT {
                 cache.clear();
             }
             cache.insert(token.to_string(), data.claims.clone());
         }
-        Ok((role, data.claims))
+        Ok(data.claims)
     }
 }
 
@@ -142,19 +172,20 @@ mod tests {
 
     #[test]
     fn project_keys_verify_and_are_stable() {
-        let k = JwtKeys::new(SECRET);
-        assert_eq!(k.project_key("anon"), JwtKeys::new(SECRET).project_key("anon"));
+        let k = JwtKeys::new(SECRET.as_bytes(), None);
+        assert_eq!(k.project_key("anon"), JwtKeys::new(SECRET.as_bytes(), None).project_key("anon"));
         assert_eq!(k.verify(&k.project_key("service_role")).unwrap().0, Role::ServiceRole);
     }
 
     #[test]
     fn refuses_bad_tokens() {
-        let k = JwtKeys::new(SECRET);
-        let other = JwtKeys::new("another-secret-that-is-long-enough-000000");
+        let k = JwtKeys::new(SECRET.as_bytes(), None);
+        let other = JwtKeys::new(b"another-secret-that-is-long-enough-000000", None);
         assert!(matches!(k.verify(&other.project_key("anon")), Err(JwtError::Invalid(_))));
-        let expired = k.sign(&Claims { role: "anon".into(), sub: None, iss: None, iat: None, exp: 1000, extra: Default::default() });
+        let expired = k.sign(&Claims { role: "anon".into(), sub: None, iss: None, iat: None, exp: Some(1000), extra: Default::default() });
         assert_eq!(k.verify(&expired).unwrap_err(), JwtError::Expired);
-        let weird = k.sign(&Claims { role: "postgres".into(), sub: None, iss: None, iat: None, exp: KEY_EXP, extra: Default::default() });
+        let weird =
+            k.sign(&Claims { role: "postgres".into(), sub: None, iss: None, iat: None, exp: Some(KEY_EXP), extra: Default::default() });
         assert!(matches!(k.verify(&weird), Err(JwtError::UnknownRole(_))));
         // alg: none
         use base64_like::b64;

@@ -1,5 +1,6 @@
 //! Authentication: the project JWT secret and keys, and the GoTrue-compatible auth service.
 
+pub mod claim_path;
 pub mod error;
 pub mod jwt;
 pub mod mailer;

@@ -185,7 +185,7 @@ impl AuthService {
             sub: user.str("id"),
             iss: Some(format!("{}/auth/v1", self.base_url)),
             iat: Some(iat),
-            exp,
+            exp: Some(exp),
             extra,
         };
         (self.jwt.sign(&claims), exp)

@@ -1,4 +1,5 @@
-//! Who is calling: the `apikey` gate (as Supabase's gateway) and the bearer token's role.
+//! Who is calling: the `apikey` gate (as Supabase's gateway) and the bearer token's role,
+//! read from the claims at `jwt-role-claim-key`, as PostgREST reads it.
 
 use axum::http::HeaderMap;
 use basalt_query::Error as RestError;
@@ -11,38 +12,107 @@ use crate::error::{ApiError, ApiResult};
 /// The caller of one request.
 #[derive(Debug, Clone)]
 pub struct Identity {
+    /// The kind of caller, for Basalt's own checks.
     pub role: Role,
-    /// The verified claims, for `auth.uid()`/`auth.jwt()` in policies.
+    /// The database role the request runs as.
+    pub db_role: String,
+    /// The verified claims, for `auth.uid()`/`auth.jwt()` in policies; `role` is the role in effect.
     pub claims: Claims,
+    /// No token at all: PostgreSQL answers 401 rather than 403 to a missing privilege.
+    pub anonymous: bool,
 }
 
-/// The `apikey` header (or `?apikey=`) must be a project key; the bearer token, when present,
-/// decides the role, otherwise the apikey does.
-pub fn identify(state: &AppState, headers: &HeaderMap, query: &str) -> ApiResult<Identity> {
+impl Identity {
+    fn new(app: &AppState, db_role: String, mut claims: Claims, anonymous: bool) -> ApiResult<Identity> {
+        let role = match db_role.as_str() {
+            "service_role" => Role::ServiceRole,
+            "anon" => Role::Anon,
+            r if Some(r) == app.config.rest.anon_role.as_deref() => Role::Anon,
+            "authenticated" => Role::Authenticated,
+            // Only PostgreSQL has roles beyond Supabase's three (it checks they exist).
+            other if !app.store.native_rls() => {
+                return Err(RestError::new(401, "PGRST303", format!("role \"{other}\" does not exist")).into());
+            }
+            _ => Role::Authenticated,
+        };
+        claims.role = db_role.clone();
+        Ok(Identity { role, db_role, claims, anonymous })
+    }
+
+    /// A request without a token runs as `db-anon-role`, if there is one.
+    fn anonymous(app: &AppState) -> ApiResult<Identity> {
+        let role = app.config.rest.anon_role.clone().ok_or_else(|| RestError::new(401, "PGRST302", "Anonymous access is disabled"))?;
+        let claims = Claims { role: role.clone(), sub: None, iss: None, iat: None, exp: None, extra: Default::default() };
+        Identity::new(app, role, claims, true)
+    }
+}
+
+/// Under Supabase's layout the `apikey` header (or `?apikey=`) must be a project key; the bearer
+/// token, when present, decides the role, otherwise the apikey does. Without the gate
+/// (PostgREST's layout) a request without a token is anonymous.
+pub async fn identify(app: &AppState, headers: &HeaderMap, query: &str) -> ApiResult<Identity> {
+    let ident = identify_token(app, headers, query)?;
+    if !matches!(ident.db_role.as_str(), "anon" | "authenticated" | "service_role") && !app.store.role_allowed(&ident.db_role).await? {
+        return Err(RestError::new(401, "PGRST303", format!("role \"{}\" does not exist", ident.db_role)).into());
+    }
+    Ok(ident)
+}
+
+fn identify_token(app: &AppState, headers: &HeaderMap, query: &str) -> ApiResult<Identity> {
     let apikey = headers
         .get("apikey")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .or_else(|| form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "apikey").map(|(_, v)| v.into_owned()))
-        .filter(|k| !k.is_empty())
-        .ok_or_else(|| ApiError::Gateway { status: 401, message: "No API key found in request".into() })?;
-    let key = state.jwt.verify(&apikey).ok().filter(|(r, _)| matches!(r, Role::Anon | Role::ServiceRole));
-    let Some((key_role, key_claims)) = key else {
-        return Err(ApiError::Gateway { status: 401, message: "Invalid authentication credentials".into() });
-    };
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
-    match bearer {
-        None | Some("") => Ok(Identity { role: key_role, claims: key_claims }),
-        Some(token) if token == apikey => Ok(Identity { role: key_role, claims: key_claims }),
-        Some(token) => match state.jwt.verify(token) {
-            Ok((role, claims)) => Ok(Identity { role, claims }),
-            Err(JwtError::Expired) => Err(RestError::new(401, "PGRST303", "JWT expired").into()),
-            Err(JwtError::UnknownRole(r)) => Err(RestError::new(401, "PGRST303", format!("role \"{r}\" does not exist")).into()),
-            Err(JwtError::Invalid(m)) => Err(RestError::new(401, "PGRST301", m).into()),
+        .filter(|k| !k.is_empty());
+    let key = match &apikey {
+        Some(k) => match app.jwt.verify(k) {
+            Ok((r @ (Role::Anon | Role::ServiceRole), claims)) => Some((r, claims)),
+            _ if app.config.rest.apikey_required() => {
+                return Err(ApiError::Gateway { status: 401, message: "Invalid authentication credentials".into() })
+            }
+            _ => None,
         },
+        None if app.config.rest.apikey_required() => {
+            return Err(ApiError::Gateway { status: 401, message: "No API key found in request".into() });
+        }
+        None => None,
+    };
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+    let bearer = authorization.map(str::trim).and_then(|v| {
+        if v.eq_ignore_ascii_case("bearer") {
+            Some("")
+        } else {
+            v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(str::trim)
+        }
+    });
+    let from_key = |(r, claims): (Role, Claims)| Identity::new(app, r.name().to_string(), claims, false);
+    match (bearer, key) {
+        (None | Some(""), Some(k)) => from_key(k),
+        (Some(token), Some(k)) if Some(token) == apikey.as_deref() => from_key(k),
+        (Some(""), None) => Err(RestError::new(401, "PGRST301", "Empty JWT is sent in Authorization header").into()),
+        (None, None) => Identity::anonymous(app),
+        (Some(token), _) => {
+            let claims = app.jwt.claims(token).map_err(|e| match e {
+                JwtError::Expired => RestError::new(401, "PGRST303", "JWT expired"),
+                JwtError::Audience => RestError::new(401, "PGRST303", "JWT not in audience"),
+                JwtError::UnknownRole(r) => RestError::new(401, "PGRST303", format!("role \"{r}\" does not exist")),
+                JwtError::Invalid(m) => RestError::new(401, "PGRST301", m),
+            })?;
+            let value = serde_json::to_value(&claims).map_err(ApiError::internal)?;
+            // The role at the claim key; else the standard `role` claim (Basalt's own sessions and
+            // keys carry it); else the anon role. A non-string claim is used as its JSON text.
+            let found = app
+                .role_claim
+                .value(&value)
+                .filter(|v| !v.is_null())
+                .or_else(|| value.get("role").filter(|r| r.as_str().is_some_and(|r| !r.is_empty())));
+            let role = match found {
+                Some(serde_json::Value::String(r)) => r.clone(),
+                Some(v) => v.to_string(),
+                None => return Identity::anonymous(app).map(|i| Identity { claims: Claims { role: i.db_role.clone(), ..claims }, ..i }),
+            };
+            Identity::new(app, role, claims, false)
+        }
     }
 }

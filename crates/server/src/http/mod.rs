@@ -5,6 +5,7 @@ mod identity;
 mod openapi;
 mod respond;
 mod rest;
+mod timing;
 
 use axum::http::{header, HeaderName, Method};
 use axum::routing::get;
@@ -25,13 +26,16 @@ pub fn router(state: AppState) -> Router {
             HeaderName::from_static("preference-applied"),
             header::LOCATION,
             HeaderName::from_static("range-unit"),
+            HeaderName::from_static("server-timing"),
         ])
         .max_age(std::time::Duration::from_secs(86400));
-    Router::new()
-        .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
-        .route("/rest/v1/", get(openapi::document))
-        .nest("/rest/v1", rest::router())
-        .nest("/auth/v1", auth::router())
-        .layer(cors)
-        .with_state(state)
+    // The data API at its mount: `/rest/v1` (Supabase) or the root (PostgREST).
+    let mount = state.config.rest.mount.clone();
+    let router = Router::new().route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }));
+    let router = if mount.is_empty() {
+        router.route("/", rest::root()).merge(rest::router())
+    } else {
+        router.route(&format!("{mount}/"), rest::root()).route(&mount, rest::root()).nest(&mount, rest::router())
+    };
+    router.nest("/auth/v1", auth::router()).layer(cors).with_state(state)
 }

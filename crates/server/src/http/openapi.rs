@@ -2,7 +2,7 @@
 //! generated from the catalog (PostgREST's follow-privileges mode).
 
 use axum::extract::{RawQuery, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use basalt_schema::{Catalog, Table};
 use serde_json::{json, Map, Value};
@@ -12,21 +12,34 @@ use super::respond;
 use crate::app::AppState;
 use crate::auth::Role;
 
-pub async fn document(State(app): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
-    let ident = match identify(&app, &headers, q.as_deref().unwrap_or_default()) {
+/// The document of the schema `Accept-Profile` names (the default schema otherwise).
+pub async fn document(State(app): State<AppState>, method: Method, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+    let ident = match identify(&app, &headers, q.as_deref().unwrap_or_default()).await {
         Ok(i) => i,
         Err(e) => return respond::error(e),
     };
+    let profile = match super::rest::profile(&app, &Method::GET, &headers) {
+        Ok(p) => p,
+        Err(e) => return respond::error(e),
+    };
     let empty = Catalog::default();
-    let current = app.catalog.get();
-    let visible = if ident.role == Role::ServiceRole { current.as_ref() } else { &empty };
-    let doc = build(visible, headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost"));
+    let visible = if ident.role == Role::ServiceRole { profile.catalog.as_ref() } else { &empty };
+    let base = if app.config.rest.mount.is_empty() { "/" } else { app.config.rest.mount.as_str() };
+    let doc = build(visible, headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost"), base);
     let mut res = axum::response::IntoResponse::into_response(axum::Json(doc));
+    if method == Method::HEAD {
+        *res.body_mut() = axum::body::Body::empty();
+    }
     res.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("application/openapi+json; charset=utf-8"));
+    if profile.echo {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&profile.name) {
+            res.headers_mut().insert("content-profile", v);
+        }
+    }
     res
 }
 
-pub fn build(catalog: &Catalog, host: &str) -> Value {
+pub fn build(catalog: &Catalog, host: &str, base_path: &str) -> Value {
     let mut paths = Map::new();
     let mut definitions = Map::new();
     paths.insert("/".into(), json!({"get": {"tags": ["Introspection"], "summary": "OpenAPI description (this document)", "produces": ["application/openapi+json", "application/json"], "responses": {"200": {"description": "OK"}}}}));
@@ -57,7 +70,7 @@ pub fn build(catalog: &Catalog, host: &str) -> Value {
         "swagger": "2.0",
         "info": {"title": "Basalt data API", "description": "PostgREST-compatible API generated from the Basalt schema", "version": env!("CARGO_PKG_VERSION")},
         "host": host,
-        "basePath": "/rest/v1",
+        "basePath": base_path,
         "schemes": ["http", "https"],
         "consumes": ["application/json", "application/vnd.pgrst.object+json", "text/csv"],
         "produces": ["application/json", "application/vnd.pgrst.object+json", "text/csv"],

@@ -8,7 +8,7 @@ use basalt_query::request::{Action, ApiRequest, MediaType, ReturnPref};
 use basalt_query::Error as RestError;
 
 use crate::error::{ApiError, ApiResult};
-use crate::store::{ReadResult, WriteResult};
+use crate::store::{ReadResult, ResponseSettings, WriteResult};
 
 const JSON: &str = "application/json; charset=utf-8";
 
@@ -24,7 +24,16 @@ pub fn error(e: ApiError) -> Response {
         ApiError::Rest(r) if r.code.starts_with("PGRST") => HeaderValue::from_str(&format!("PostgREST; error={}", r.code)).ok(),
         _ => None,
     };
+    let extra = match &e {
+        ApiError::Rest(r) => r.headers.clone().map(|h| *h).unwrap_or_default(),
+        _ => Vec::new(),
+    };
     let mut res = e.into_response();
+    for (k, v) in extra {
+        if let (Ok(k), Ok(v)) = (axum::http::HeaderName::try_from(k.as_str()), HeaderValue::from_str(&v)) {
+            res.headers_mut().insert(k, v);
+        }
+    }
     if let Some(v) = www.and_then(|v| HeaderValue::from_str(&v).ok()) {
         res.headers_mut().insert("www-authenticate", v);
     }
@@ -32,6 +41,60 @@ pub fn error(e: ApiError) -> Response {
         res.headers_mut().insert("proxy-status", v);
     }
     res
+}
+
+/// Sets one header (a value that is not valid header text is an internal error).
+pub fn set_header(res: &mut Response, name: &'static str, value: &str) -> ApiResult<()> {
+    res.headers_mut().insert(name, HeaderValue::from_str(value).map_err(ApiError::internal)?);
+    Ok(())
+}
+
+/// Applies what SQL set in `response.headers` (a JSON array of one-key objects, each replacing
+/// the header of that name) and `response.status`, as PostgREST does.
+pub fn apply_settings(res: &mut Response, s: &ResponseSettings) -> ApiResult<()> {
+    if let Some(h) = s.headers.as_deref().filter(|h| !h.trim().is_empty()) {
+        let bad = || {
+            RestError::new(
+                500,
+                "PGRST111",
+                "response.headers guc must be a JSON array composed of objects with a single key and a string value",
+            )
+        };
+        let list: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(h).map_err(|_| bad())?;
+        let mut pairs = Vec::new();
+        for item in &list {
+            let (k, v) = match item.iter().next() {
+                Some((k, serde_json::Value::String(v))) if item.len() == 1 => (k, v),
+                _ => return Err(bad().into()),
+            };
+            let name = axum::http::HeaderName::try_from(k.as_str()).map_err(|_| bad())?;
+            pairs.push((name, HeaderValue::from_str(v).map_err(|_| bad())?));
+        }
+        for (name, _) in &pairs {
+            res.headers_mut().remove(name);
+        }
+        for (name, value) in pairs {
+            res.headers_mut().append(name, value);
+        }
+    }
+    if let Some(st) = s.status.as_deref().filter(|st| !st.trim().is_empty()) {
+        let digits: String = st.trim().chars().take_while(char::is_ascii_digit).collect();
+        let status = digits
+            .parse::<u16>()
+            .ok()
+            .and_then(|n| StatusCode::from_u16(n).ok())
+            .ok_or_else(|| RestError::new(500, "PGRST112", "response.status guc must be a valid status code"))?;
+        *res.status_mut() = status;
+    }
+    Ok(())
+}
+
+/// `Preference-Applied` in PostgREST's order.
+fn applied_header(applied: &[String]) -> Option<String> {
+    const ORDER: [&str; 6] = ["resolution=", "missing=", "return=", "count=", "tx=", "handling="];
+    let mut sorted: Vec<&String> = applied.iter().collect();
+    sorted.sort_by_key(|a| ORDER.iter().position(|p| a.starts_with(p)).unwrap_or(ORDER.len()));
+    (!sorted.is_empty()).then(|| sorted.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
 }
 
 fn build(status: u16, content_type: Option<&str>, body: String, headers: &[(&'static str, String)]) -> ApiResult<Response> {
@@ -56,7 +119,15 @@ fn unwrap_single(body: &str, rows: i64) -> ApiResult<String> {
     Ok(t.strip_prefix('[').and_then(|s| s.strip_suffix(']')).unwrap_or(t).trim().to_string())
 }
 
-pub fn read(req: &ApiRequest, plan: &ReadPlan, r: ReadResult, head: bool) -> ApiResult<Response> {
+/// A read's response; `profile` is echoed in `Content-Profile` when given.
+pub fn read(
+    req: &ApiRequest,
+    plan: &ReadPlan,
+    r: ReadResult,
+    head: bool,
+    applied: &[String],
+    profile: Option<&str>,
+) -> ApiResult<Response> {
     let offset = plan.offset.unwrap_or(0);
     let total = r.total.map_or("*".to_string(), |t| t.to_string());
     if let Some(t) = r.total {
@@ -81,10 +152,20 @@ pub fn read(req: &ApiRequest, plan: &ReadPlan, r: ReadResult, head: bool) -> Api
     } else {
         body
     };
-    build(status, Some(ct), body, &[("content-range", range), ("range-unit", "items".into())])
+    let mut headers = vec![("content-range", range)];
+    if let Some(a) = applied_header(applied) {
+        headers.push(("preference-applied", a));
+    }
+    if let Some(p) = profile {
+        headers.push(("content-profile", p.to_string()));
+    }
+    let mut res = build(status, Some(ct), body, &headers)?;
+    apply_settings(&mut res, &r.response)?;
+    Ok(res)
 }
 
-pub fn write(req: &ApiRequest, plan: &MutatePlan, r: WriteResult) -> ApiResult<Response> {
+/// A write's response; `profile` is echoed in `Content-Profile` with a representation.
+pub fn write(req: &ApiRequest, plan: &MutatePlan, r: WriteResult, profile: Option<&str>) -> ApiResult<Response> {
     let representation = req.prefer.return_ == Some(ReturnPref::Representation);
     let count = if req.prefer.count.is_some() { r.affected.to_string() } else { "*".into() };
     let (status, range) = match req.action {
@@ -99,10 +180,11 @@ pub fn write(req: &ApiRequest, plan: &MutatePlan, r: WriteResult) -> ApiResult<R
         _ => (if representation { 200 } else { 204 }, format!("*/{count}")),
     };
     let mut headers = vec![("content-range", range)];
-    if !req.prefer.applied.is_empty() {
-        headers.push(("preference-applied", req.prefer.applied.join(", ")));
+    if let Some(a) = applied_header(&req.prefer.applied) {
+        headers.push(("preference-applied", a));
     }
-    match (representation, r.body) {
+    let response = r.response;
+    let mut res = match (representation, r.body) {
         (true, Some(body)) => {
             let (ct, body) = match req.accept {
                 MediaType::SingleObject => ("application/vnd.pgrst.object+json; charset=utf-8", unwrap_single(&body, r.affected)?),
@@ -116,10 +198,15 @@ pub fn write(req: &ApiRequest, plan: &MutatePlan, r: WriteResult) -> ApiResult<R
                 MediaType::Json => (JSON, body),
             };
             let body = if req.strip_nulls && req.accept != MediaType::Csv { strip_nulls(&body)? } else { body };
-            build(status, Some(ct), body, &headers)
+            if let Some(p) = profile {
+                headers.push(("content-profile", p.to_string()));
+            }
+            build(status, Some(ct), body, &headers)?
         }
-        _ => build(status, None, String::new(), &headers),
-    }
+        _ => build(status, None, String::new(), &headers)?,
+    };
+    apply_settings(&mut res, &response)?;
+    Ok(res)
 }
 
 /// Drops null-valued keys at every depth (`nulls=stripped`).

@@ -1,4 +1,7 @@
-//! The data API at `/rest/v1`: parse, plan, render, execute, respond.
+//! The data API (at `/rest/v1`, or at the root in PostgREST's layout): parse, plan, render,
+//! execute, respond.
+
+use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{Path, RawQuery, State};
@@ -8,25 +11,39 @@ use axum::routing::get;
 use axum::Router;
 use basalt_query::parse::{parse_request, Headers};
 use basalt_query::plan::{plan_mutate, plan_read, Access};
-use basalt_query::request::{Action, MediaType};
+use basalt_query::request::{Action, CountPref, MediaType, TxPref};
 use basalt_query::Error as RestError;
+use basalt_schema::Catalog;
 
-use super::identity::identify;
+use super::identity::{identify, Identity};
+use super::timing::Timing;
 use super::{openapi, respond};
 use crate::app::AppState;
 use crate::auth::Role;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{DbContext, RequestInfo};
+use crate::store::{DbContext, ReadResult, RequestInfo};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/", get(openapi::document))
-        .route("/rpc/{function}", get(rpc).head(rpc).post(rpc))
+        .route("/rpc/{function}", get(rpc).head(rpc).post(rpc).put(rpc_method).patch(rpc_method).delete(rpc_method))
         .route("/{table}", get(handle).head(handle).post(handle).patch(handle).delete(handle).put(unsupported))
+}
+
+/// The root of the data API: the OpenAPI document (and 405 for writes, as PostgREST).
+pub fn root() -> axum::routing::MethodRouter<AppState> {
+    get(openapi::document).head(openapi::document).post(root_method).patch(root_method).delete(root_method).put(root_method)
 }
 
 async fn unsupported() -> ApiError {
     RestError::new(405, "PGRST117", "Unsupported HTTP method: PUT").into()
+}
+
+async fn root_method(method: Method) -> Response {
+    respond::error(RestError::new(405, "PGRST117", format!("Unsupported HTTP method: {method}")).into())
+}
+
+async fn rpc_method(method: Method) -> Response {
+    respond::error(RestError::new(405, "PGRST101", format!("Cannot use the {method} method on RPC")).into())
 }
 
 async fn handle(
@@ -37,10 +54,9 @@ async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match run(&app, &method, &table, query.as_deref().unwrap_or_default(), &headers, body).await {
-        Ok(r) => r,
-        Err(e) => respond::error(e),
-    }
+    let mut timing = Timing::start(app.config.rest.server_timing);
+    let result = run(&app, &method, &table, query.as_deref().unwrap_or_default(), &headers, body, &mut timing).await;
+    finish(result, timing)
 }
 
 async fn rpc(
@@ -51,16 +67,101 @@ async fn rpc(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match call(&app, &method, &function, query.as_deref().unwrap_or_default(), &headers, body).await {
-        Ok(r) => r,
+    let mut timing = Timing::start(app.config.rest.server_timing);
+    let result = call(&app, &method, &function, query.as_deref().unwrap_or_default(), &headers, body, &mut timing).await;
+    finish(result, timing)
+}
+
+/// Errors in PostgREST's shape; `Server-Timing` on successes, as PostgREST sends it.
+fn finish(result: ApiResult<Response>, timing: Timing) -> Response {
+    match result {
+        Ok(mut r) => {
+            timing.apply(&mut r);
+            r
+        }
         Err(e) => respond::error(e),
     }
 }
 
+/// The schema a request addresses (`Accept-Profile` for reads, `Content-Profile` for writes),
+/// its catalog, and whether responses name it (`Content-Profile`).
+pub struct Profile {
+    pub name: String,
+    pub catalog: Arc<Catalog>,
+    /// Echo `Content-Profile`: a profile was asked for, or several schemas are exposed.
+    pub echo: bool,
+}
+
+pub fn profile(app: &AppState, method: &Method, headers: &HeaderMap) -> ApiResult<Profile> {
+    let rest = &app.config.rest;
+    let header = if matches!(*method, Method::GET | Method::HEAD) { "accept-profile" } else { "content-profile" };
+    let asked = headers.get(header).and_then(|v| v.to_str().ok()).map(str::trim).filter(|p| !p.is_empty());
+    let name = asked.unwrap_or_else(|| rest.default_schema());
+    let not_exposed = || {
+        RestError::new(406, "PGRST106", format!("Invalid schema: {name}"))
+            .hint(format!("Only the following schemas are exposed: {}", rest.schemas.join(", ")))
+    };
+    if !rest.schemas.iter().any(|s| s == name) {
+        return Err(not_exposed().into());
+    }
+    let catalog = app.catalog.schema(name).ok_or_else(not_exposed)?;
+    Ok(Profile { name: name.to_string(), catalog, echo: asked.is_some() || rest.schemas.len() > 1 })
+}
+
+/// What the request's transaction is told: role, claims, request, search path, and how it ends.
+fn db_context(
+    app: &AppState,
+    ident: &Identity,
+    profile: &Profile,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    rollback: bool,
+) -> ApiResult<DbContext> {
+    let claims = serde_json::to_string(&ident.claims).map_err(ApiError::internal)?;
+    let rest = &app.config.rest;
+    let pg = app.store.native_rls();
+    Ok(DbContext {
+        role: ident.role,
+        db_role: ident.db_role.clone(),
+        claims,
+        uid: ident.claims.sub.clone(),
+        // Only PostgreSQL reads the request in SQL; SQLite requests skip building it.
+        request: if pg { RequestInfo::new(method.as_str(), path, headers) } else { RequestInfo::default() },
+        schema: (pg && profile.name != rest.default_schema()).then(|| profile.name.clone()),
+        rollback,
+    })
+}
+
+/// How the transaction ends: `db-tx-end`, overridden by `Prefer: tx=` where allowed (and then
+/// echoed in `Preference-Applied`).
+fn tx_end(app: &AppState, asked: Option<TxPref>, applied: &mut Vec<String>) -> bool {
+    let end = app.config.rest.tx_end;
+    match asked {
+        Some(t) if end.overridable() => {
+            applied.push(if t == TxPref::Rollback { "tx=rollback" } else { "tx=commit" }.to_string());
+            t == TxPref::Rollback
+        }
+        _ => end.rolls_back(),
+    }
+}
+
 /// `/rpc/{function}`: arguments from the JSON body (POST) or the query string (GET).
-async fn call(app: &AppState, method: &Method, function: &str, query: &str, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
-    let ident = identify(app, headers, query)?;
+#[allow(clippy::too_many_arguments)]
+async fn call(
+    app: &AppState,
+    method: &Method,
+    function: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: Body,
+    timing: &mut Timing,
+) -> ApiResult<Response> {
+    let ident = identify(app, headers, query).await?;
+    timing.mark("jwt");
+    let profile = profile(app, method, headers)?;
     let bytes = to_bytes(body, app.config.max_body_bytes).await.map_err(|_| RestError::new(413, "PGRST413", "Payload Too Large"))?;
+    let current = profile.catalog.clone();
     let args: serde_json::Map<String, serde_json::Value> = if *method == Method::POST {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             serde_json::Map::new()
@@ -69,30 +170,24 @@ async fn call(app: &AppState, method: &Method, function: &str, query: &str, head
         }
     } else {
         // GET: arguments are the query keys the function takes; the rest shape the result.
-        let current = app.catalog.get();
         let takes = |k: &str| current.functions.iter().any(|f| f.name == function && f.args.iter().any(|a| a.name == k));
         form_urlencoded::parse(query.as_bytes())
             .filter(|(k, _)| takes(k))
             .map(|(k, v)| (k.into_owned(), serde_json::Value::from(v.into_owned())))
             .collect()
     };
-    let current = app.catalog.get();
+    let mut prefer = basalt_query::parse::parse_prefer(headers.get("prefer").and_then(|v| v.to_str().ok()))?;
+    timing.mark("parse");
     let plan = basalt_query::plan::plan_rpc(&current, function, &args)?;
+    let rollback = tx_end(app, prefer.tx, &mut prefer.applied);
+    let ctx = db_context(app, &ident, &profile, method, &format!("/rpc/{function}"), headers, rollback)?;
     if let Some(result_catalog) = basalt_query::plan::result_catalog(&current, &plan.function) {
-        return call_set(app, method, function, query, headers, &ident, plan, &result_catalog).await;
+        return call_set(app, method, function, query, headers, &ident, plan, &result_catalog, ctx, &profile, timing).await;
     }
-    let sql = app
-        .store
-        .dialect()
-        .rpc(&plan)
-        .ok_or_else(|| RestError::new(404, "PGRST202", format!("Could not find the function public.{function} in the schema cache")))?;
-    let claims = serde_json::to_value(&ident.claims).map_err(ApiError::internal)?;
-    let ctx = DbContext {
-        role: ident.role,
-        claims: claims.to_string(),
-        uid: ident.claims.sub.clone(),
-        request: request_info(app, method, &format!("/rpc/{function}"), headers),
-    };
+    let sql = app.store.dialect().rpc(&plan).ok_or_else(|| {
+        RestError::new(404, "PGRST202", format!("Could not find the function {}.{function} in the schema cache", profile.name))
+    })?;
+    timing.mark("plan");
     let read_only = *method != Method::POST;
     let result = app.store.call(&sql, read_only, &ctx).await.map_err(|e| match e {
         ApiError::Rest(mut r) if r.code == "25006" => {
@@ -100,12 +195,25 @@ async fn call(app: &AppState, method: &Method, function: &str, query: &str, head
             ApiError::Rest(r)
         }
         other => other,
-    })?;
-    if plan.function.returns == basalt_schema::FunctionReturn::Void {
-        return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
+    });
+    let result = map_privileges(result, &ident)?;
+    timing.mark("transaction");
+    let void = plan.function.returns == basalt_schema::FunctionReturn::Void;
+    let mut res = if void {
+        axum::http::StatusCode::NO_CONTENT.into_response()
+    } else {
+        let mut res = Response::new(Body::from(if *method == Method::HEAD { String::new() } else { result.body }));
+        res.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("application/json; charset=utf-8"));
+        res
+    };
+    if !prefer.applied.is_empty() {
+        respond::set_header(&mut res, "preference-applied", &prefer.applied.join(", "))?;
     }
-    let mut res = Response::new(Body::from(if *method == Method::HEAD { String::new() } else { result.body }));
-    res.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("application/json; charset=utf-8"));
+    if profile.echo && !void {
+        respond::set_header(&mut res, "content-profile", &profile.name)?;
+    }
+    respond::apply_settings(&mut res, &result.response)?;
+    timing.mark("response");
     Ok(res)
 }
 
@@ -117,9 +225,12 @@ async fn call_set(
     function: &str,
     query: &str,
     headers: &HeaderMap,
-    ident: &super::identity::Identity,
+    ident: &Identity,
     call: basalt_query::plan::RpcPlan,
-    catalog: &basalt_schema::Catalog,
+    catalog: &Catalog,
+    ctx: DbContext,
+    profile: &Profile,
+    timing: &mut Timing,
 ) -> ApiResult<Response> {
     let read_query: String = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| !call.function.args.iter().any(|a| a.name == *k)))
@@ -137,40 +248,45 @@ async fn call_set(
     let access = Access { role: ident.role.name(), claims: &claims, enforce: !app.store.native_rls() };
     let mut plan = plan_read(catalog, &req, access)?;
     plan.call = Some(Box::new(call));
-    let sql = app.store.dialect().read(&plan, req.prefer.count.is_some());
-    let ctx = DbContext {
-        role: ident.role,
-        claims: claims.to_string(),
-        uid: ident.claims.sub.clone(),
-        request: request_info(app, method, &format!("/rpc/{function}"), headers),
-    };
+    // Planned and estimated counts are for tables; a function's rows are counted exactly.
+    let count = req.prefer.count.map(|_| CountPref::Exact);
+    let sql = app.store.dialect().read(&plan, count);
+    timing.mark("plan");
     let read_only = *method != Method::POST;
     // Function calls always run in a transaction as the caller (read-only for GET).
-    let result = app.store.read_as(sql, &ctx, read_only).await?;
-    respond::read(&req, &plan, result, head)
+    let result = map_privileges(app.store.read_as(sql, &ctx, read_only).await, ident)?;
+    timing.mark("transaction");
+    let mut applied = req.prefer.applied.clone();
+    tx_end(app, req.prefer.tx, &mut applied);
+    let res = respond::read(&req, &plan, result, head, &applied, profile.echo.then_some(profile.name.as_str()))?;
+    timing.mark("response");
+    Ok(res)
 }
 
-/// The request for SQL to read (`request.headers`, ...): only PostgreSQL has a use for it, so SQLite
-/// requests skip building it.
-fn request_info(app: &AppState, method: &Method, path: &str, headers: &HeaderMap) -> RequestInfo {
-    if app.store.native_rls() {
-        RequestInfo::new(method.as_str(), path, headers)
-    } else {
-        RequestInfo::default()
-    }
-}
-
-async fn run(app: &AppState, method: &Method, table: &str, query: &str, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
-    let ident = identify(app, headers, query)?;
-    let anon = ident.role == Role::Anon;
-    // PostgreSQL answers 401 to anon and 403 to others for missing privileges (42501).
-    run_as(app, method, table, query, headers, body, ident).await.map_err(|e| match e {
+/// PostgreSQL answers 401 to anonymous callers and 403 to others for missing privileges (42501).
+fn map_privileges<T>(r: ApiResult<T>, ident: &Identity) -> ApiResult<T> {
+    r.map_err(|e| match e {
         ApiError::Rest(mut r) if r.code == "42501" => {
-            r.status = if anon { 401 } else { 403 };
+            r.status = if ident.anonymous || ident.role == Role::Anon { 401 } else { 403 };
             ApiError::Rest(r)
         }
         other => other,
     })
+}
+
+async fn run(
+    app: &AppState,
+    method: &Method,
+    table: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: Body,
+    timing: &mut Timing,
+) -> ApiResult<Response> {
+    let ident = identify(app, headers, query).await?;
+    timing.mark("jwt");
+    let result = run_as(app, method, table, query, headers, body, &ident, timing).await;
+    map_privileges(result, &ident)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -181,21 +297,11 @@ async fn run_as(
     query: &str,
     headers: &HeaderMap,
     body: Body,
-    ident: super::identity::Identity,
+    ident: &Identity,
+    timing: &mut Timing,
 ) -> ApiResult<Response> {
-    let profile_header = if matches!(*method, Method::GET | Method::HEAD) { "accept-profile" } else { "content-profile" };
-    if let Some(profile) = headers.get(profile_header).and_then(|v| v.to_str().ok()).filter(|p| *p != "public") {
-        return Err(RestError::new(406, "PGRST106", format!("Invalid schema: {profile}"))
-            .hint("Only the following schemas are exposed: public")
-            .into());
-    }
+    let profile = profile(app, method, headers)?;
     let claims = serde_json::to_value(&ident.claims).map_err(ApiError::internal)?;
-    let ctx = DbContext {
-        role: ident.role,
-        claims: claims.to_string(),
-        uid: ident.claims.sub.clone(),
-        request: request_info(app, method, &format!("/{table}"), headers),
-    };
     let access = Access { role: ident.role.name(), claims: &claims, enforce: !app.store.native_rls() };
     let too_large = || {
         RestError::new(413, "PGRST413", "Payload Too Large")
@@ -207,19 +313,27 @@ async fn run_as(
     }
     let bytes = to_bytes(body, app.config.max_body_bytes).await.map_err(|_| too_large())?;
     let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let req =
+    let mut req =
         parse_request(method.as_str(), table, query, Headers { prefer: h("prefer"), accept: h("accept"), range: h("range") }, &bytes)?;
-    let current = app.catalog.get();
-    let catalog = current.as_ref();
+    timing.mark("parse");
+    let rollback = tx_end(app, req.prefer.tx, &mut req.prefer.applied);
+    let ctx = db_context(app, ident, &profile, method, &format!("/{table}"), headers, rollback)?;
+    let catalog = profile.catalog.as_ref();
+    let echo = profile.echo.then_some(profile.name.as_str());
     match req.action {
         Action::Read { head } => {
             let mut plan = plan_read(catalog, &req, access)?;
             if let Some(max) = app.config.max_rows {
                 plan.limit = Some(plan.limit.map_or(max, |l| l.min(max)));
             }
-            let sql = app.store.dialect().read(&plan, req.prefer.count.is_some());
-            let result = app.store.read(sql, &ctx).await?;
-            respond::read(&req, &plan, result, head)
+            let sql = app.store.dialect().read(&plan, req.prefer.count);
+            timing.mark("plan");
+            let mut result = app.store.read(sql, &ctx).await?;
+            timing.mark("transaction");
+            result.total = total(req.prefer.count, &result, app.config.max_rows);
+            let res = respond::read(&req, &plan, result, head, &req.prefer.applied, echo)?;
+            timing.mark("response");
+            Ok(res)
         }
         _ => {
             let plan = plan_mutate(catalog, &req, access)?;
@@ -238,8 +352,26 @@ async fn run_as(
             }
             let single = req.accept == MediaType::SingleObject;
             let sql = app.store.dialect().mutate(&plan);
+            timing.mark("plan");
             let result = app.store.write(sql, single, &ctx).await?;
-            respond::write(&req, &plan, result)
+            timing.mark("transaction");
+            let res = respond::write(&req, &plan, result, echo)?;
+            timing.mark("response");
+            Ok(res)
         }
+    }
+}
+
+/// The total a read reports: exact; the planner's estimate (`planned`, where the backend has
+/// one); or, for `estimated`, the exact count unless it passes `max_rows`, then the larger of
+/// the two, as PostgREST.
+fn total(pref: Option<CountPref>, r: &ReadResult, max_rows: Option<i64>) -> Option<i64> {
+    match pref? {
+        CountPref::Exact => r.total,
+        CountPref::Planned => r.planned.or(r.total),
+        CountPref::Estimated => match (r.total, r.planned) {
+            (Some(exact), Some(planned)) if max_rows.is_none_or(|m| exact > m) => Some(exact.max(planned)),
+            (exact, planned) => exact.or(planned),
+        },
     }
 }

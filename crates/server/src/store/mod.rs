@@ -4,6 +4,7 @@
 mod auth_schema;
 pub mod auth_sql;
 mod pg_introspect;
+pub mod pg_session;
 pub mod portable;
 mod postgres;
 mod sqlite;
@@ -23,11 +24,25 @@ pub use sqlite::SqliteStore;
 /// Who a statement runs as: the role, the JWT claims (JSON) and the user id.
 #[derive(Debug, Clone)]
 pub struct DbContext {
+    /// The kind of caller (anon, signed-in, service), which Basalt's own checks use.
     pub role: crate::auth::Role,
+    /// The database role the transaction takes (PostgreSQL may have roles beyond the three).
+    pub db_role: String,
     pub claims: String,
     pub uid: Option<String>,
     /// What PostgREST exposes to SQL as `request.method`, `request.path`, `request.headers`, `request.cookies`.
     pub request: RequestInfo,
+    /// The exposed schema the request addresses, when not the default one (PostgreSQL).
+    pub schema: Option<String>,
+    /// End the transaction with ROLLBACK (`db-tx-end`, `Prefer: tx=rollback`).
+    pub rollback: bool,
+}
+
+/// What SQL set for the response through `response.headers` and `response.status`.
+#[derive(Debug, Clone, Default)]
+pub struct ResponseSettings {
+    pub headers: Option<String>,
+    pub status: Option<String>,
 }
 
 /// The request as SQL sees it (headers and cookies as JSON objects, names lower-cased).
@@ -68,6 +83,9 @@ pub struct ReadResult {
     pub rows: i64,
     pub body: String,
     pub total: Option<i64>,
+    /// The planner's estimate of the total (`count=planned|estimated`, PostgreSQL).
+    pub planned: Option<i64>,
+    pub response: ResponseSettings,
 }
 
 /// What a write did.
@@ -76,6 +94,7 @@ pub struct WriteResult {
     pub affected: i64,
     pub inserted: i64,
     pub body: Option<String>,
+    pub response: ResponseSettings,
 }
 
 /// The outcome of a migration run.
@@ -96,7 +115,9 @@ impl Store {
     /// Opens the backend the config names: PostgreSQL when a URL is set, SQLite otherwise.
     pub async fn open(config: &Config) -> anyhow::Result<Store> {
         match &config.database_url {
-            Some(url) => Ok(Store::Postgres(Arc::new(PgStore::connect(url, config.pool_size, config.statement_timeout_ms).await?))),
+            Some(url) => {
+                Ok(Store::Postgres(Arc::new(PgStore::connect(url, config.pool_size, config.statement_timeout_ms, &config.rest).await?)))
+            }
             None => {
                 let dir = config.data_dir.clone();
                 let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir)).await??;
@@ -165,11 +186,20 @@ impl Store {
     /// Runs a write in one transaction; with `single`, anything but one affected row rolls back.
     pub async fn write(&self, sql: MutateSql, single: bool, ctx: &DbContext) -> ApiResult<WriteResult> {
         match self {
-            Store::Sqlite(s) => s.write(sql, single, ctx.uid.clone()).await,
+            Store::Sqlite(s) => s.write(sql, single, ctx.rollback, ctx.uid.clone()).await,
             Store::Postgres(p) => {
                 let (p, ctx) = (p.clone(), ctx.clone());
                 detached(async move { p.write(&sql, single, &ctx).await }).await
             }
+        }
+    }
+
+    /// Whether a token may name this database role: SQLite has only Supabase's three roles;
+    /// on PostgreSQL any existing role that is not a superuser.
+    pub async fn role_allowed(&self, role: &str) -> ApiResult<bool> {
+        match self {
+            Store::Sqlite(_) => Ok(matches!(role, "anon" | "authenticated" | "service_role")),
+            Store::Postgres(p) => p.role_allowed(role).await,
         }
     }
 

@@ -8,13 +8,13 @@ use tokio_postgres::GenericClient;
 
 const TABLES: &str =
     "SELECT c.relname::text, obj_description(c.oid, 'pg_class') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-    WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'p', 'f') AND c.relname NOT LIKE '\\_basalt%' ORDER BY c.relname";
+    WHERE n.nspname = $1 AND c.relkind IN ('r', 'v', 'm', 'p', 'f') AND c.relname NOT LIKE '\\_basalt%' ORDER BY c.relname";
 
 const COLUMNS: &str = "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.atthasdef, \
     col_description(c.oid, a.attnum), pg_get_expr(d.adbin, d.adrelid) \
     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
-    WHERE n.nspname = 'public' AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'v', 'm', 'p', 'f') ORDER BY c.relname, a.attnum";
+    WHERE n.nspname = $1 AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'v', 'm', 'p', 'f') ORDER BY c.relname, a.attnum";
 
 const CONSTRAINTS: &str = "SELECT c.relname::text, con.conname::text, con.contype::text, \
     ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, o) JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.o), \
@@ -23,7 +23,7 @@ const CONSTRAINTS: &str = "SELECT c.relname::text, con.conname::text, con.contyp
     con.confdeltype::text \
     FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
     LEFT JOIN pg_class fc ON fc.oid = con.confrelid LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace \
-    WHERE n.nspname = 'public' AND con.contype IN ('p', 'u', 'f') ORDER BY c.relname, con.conname";
+    WHERE n.nspname = $1 AND con.contype IN ('p', 'u', 'f') ORDER BY c.relname, con.conname";
 
 const FUNCTIONS: &str = "SELECT p.proname::text, p.proretset, p.provolatile::text, t.typtype::text, t.typname::text, \
     coalesce(p.proargnames, '{}'::text[]), coalesce(p.proargmodes::text[], '{}'::text[]), \
@@ -32,16 +32,16 @@ const FUNCTIONS: &str = "SELECT p.proname::text, p.proretset, p.provolatile::tex
     ARRAY(SELECT a.attname::text || ' ' || format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
           WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum) \
     FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_type t ON t.oid = p.prorettype \
-    WHERE n.nspname = 'public' AND p.prokind = 'f' ORDER BY p.proname";
+    WHERE n.nspname = $1 AND p.prokind = 'f' ORDER BY p.proname";
 
-/// Tables, views and functions of schema `public`.
-pub async fn catalog(client: &impl GenericClient) -> Result<Catalog, tokio_postgres::Error> {
+/// Tables, views and functions of one schema.
+pub async fn catalog(client: &impl GenericClient, schema: &str) -> Result<Catalog, tokio_postgres::Error> {
     let mut tables: IndexMap<String, Table> = IndexMap::new();
-    for r in client.query(TABLES, &[]).await? {
+    for r in client.query(TABLES, &[&schema]).await? {
         let name: String = r.get(0);
         tables.insert(name.clone(), Table { description: r.get(1), ..Table::empty(&name) });
     }
-    for r in client.query(COLUMNS, &[]).await? {
+    for r in client.query(COLUMNS, &[&schema]).await? {
         let (table, name, ty): (String, String, String) = (r.get(0), r.get(1), r.get(2));
         let ty = ColumnType::parse(&ty).unwrap_or(ColumnType::Other);
         if let Some(t) = tables.get_mut(&table) {
@@ -50,14 +50,14 @@ pub async fn catalog(client: &impl GenericClient) -> Result<Catalog, tokio_postg
             t.columns.insert(name.clone(), Column { name, ty, not_null: r.get(3), default, description: r.get(5) });
         }
     }
-    for r in client.query(CONSTRAINTS, &[]).await? {
+    for r in client.query(CONSTRAINTS, &[&schema]).await? {
         let (table, name, kind, cols): (String, String, String, Vec<String>) = (r.get(0), r.get(1), r.get(2), r.get(3));
         let (ref_schema, ref_table, ref_cols, on_delete): (String, String, Vec<String>, String) = (r.get(4), r.get(5), r.get(6), r.get(7));
         let Some(t) = tables.get_mut(&table) else { continue };
         match kind.as_str() {
             "p" => t.primary_key = cols,
             "u" => t.uniques.push(UniqueConstraint { name, columns: cols }),
-            "f" if ref_schema == "public" || (ref_schema == "auth" && ref_table == "users") => {
+            "f" if ref_schema == schema || (ref_schema == "auth" && ref_table == "users") => {
                 let ref_table = if ref_schema == "auth" { basalt_schema::AUTH_USERS.to_string() } else { ref_table };
                 let on_delete = match on_delete.as_str() {
                     "c" => OnDelete::Cascade,
@@ -70,13 +70,13 @@ pub async fn catalog(client: &impl GenericClient) -> Result<Catalog, tokio_postg
             _ => {}
         }
     }
-    Ok(Catalog { tables, functions: functions(client).await? })
+    Ok(Catalog { schema: Some(schema.to_string()), tables, functions: functions(client, schema).await? })
 }
 
-/// Functions of schema `public`, for `/rpc`.
-pub async fn functions(client: &impl GenericClient) -> Result<Vec<Function>, tokio_postgres::Error> {
+/// Functions of one schema, for `/rpc`.
+pub async fn functions(client: &impl GenericClient, schema: &str) -> Result<Vec<Function>, tokio_postgres::Error> {
     let mut out = Vec::new();
-    for r in client.query(FUNCTIONS, &[]).await? {
+    for r in client.query(FUNCTIONS, &[&schema]).await? {
         let (name, returns_set, volatility, typtype, typname): (String, bool, String, String, String) =
             (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
         let (names, modes, types, n_defaults): (Vec<String>, Vec<String>, Vec<String>, i16) = (r.get(5), r.get(6), r.get(7), r.get(8));
@@ -115,7 +115,15 @@ pub async fn functions(client: &impl GenericClient) -> Result<Vec<Function>, tok
         } else {
             FunctionReturn::Scalar
         };
-        out.push(Function { name, args, returns_set, returns, volatile: volatility == "v", result_columns });
+        out.push(Function {
+            schema: Some(schema.to_string()),
+            name,
+            args,
+            returns_set,
+            returns,
+            volatile: volatility == "v",
+            result_columns,
+        });
     }
     Ok(out)
 }

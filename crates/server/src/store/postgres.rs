@@ -11,15 +11,43 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::types::Type;
 use tokio_postgres::NoTls;
 
+use super::pg_session::{SessionSql, RESPONSE_SETTINGS, SET_TYPES};
 use super::portable::{self, PgCell, PgParam, Row, Stmt};
-use super::{check_destructive, DbContext, Migration, ReadResult, WriteResult};
+use super::{check_destructive, DbContext, Migration, ReadResult, ResponseSettings, WriteResult};
 use crate::auth::Role;
 use crate::error::{status_for_sqlstate, ApiError, ApiResult};
 
 pub struct PgStore {
+    /// Basalt's own work (migrations, auth, imports), with `public` first on the search path.
     pool: Pool,
+    /// Data-API requests, one pool per exposed schema: each connection's search path is the
+    /// schema and the extra search path, so statements prepared on it resolve in that schema.
+    schemas: std::collections::HashMap<String, SchemaPool>,
+    default_schema: String,
     url: String,
+    session: SessionSql,
+    /// Roles tokens have named that exist and are not superusers (looked up on first use).
+    roles: std::sync::RwLock<std::collections::HashSet<String>>,
 }
+
+struct SchemaPool {
+    pool: Pool,
+    search_path: String,
+}
+
+/// A pool whose connections start in UTC, with the statement timeout and `search_path`.
+fn build_pool(url: &str, pool_size: usize, statement_timeout_ms: u64, search_path: &str) -> anyhow::Result<Pool> {
+    let mut cfg = tokio_postgres::Config::from_str(url)?;
+    cfg.options(format!(
+        "-c TimeZone=UTC -c client_min_messages=warning -c statement_timeout={statement_timeout_ms} -c search_path={}",
+        search_path.replace(", ", ",").replace(' ', "\\ ")
+    ));
+    cfg.application_name("basalt");
+    let mgr = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Ok(Pool::builder(mgr).max_size(pool_size).build()?)
+}
+
+type SqlRef<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
 
 /// Serialises migrations across instances sharing the database.
 const MIGRATION_LOCK: i64 = 0x6261_7361_6c74;
@@ -33,16 +61,22 @@ fn refs(v: &[Option<String>]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)>
 }
 
 impl PgStore {
-    pub async fn connect(url: &str, pool_size: usize, statement_timeout_ms: u64) -> anyhow::Result<PgStore> {
-        let mut cfg = tokio_postgres::Config::from_str(url)?;
-        // `extensions` on the search path, as Supabase has it, so `uuid_generate_v4()` and pgcrypto's
-        // functions work unqualified in migrations and defaults.
-        cfg.options(format!(
-            "-c TimeZone=UTC -c client_min_messages=warning -c statement_timeout={statement_timeout_ms} -c search_path=\"$user\",public,extensions"
-        ));
-        cfg.application_name("basalt");
-        let mgr = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(mgr).max_size(pool_size).build()?;
+    pub async fn connect(
+        url: &str,
+        pool_size: usize,
+        statement_timeout_ms: u64,
+        rest: &crate::config::RestSettings,
+    ) -> anyhow::Result<PgStore> {
+        let session = SessionSql::new(rest);
+        // `extensions` on the search path, as Supabase has it, so `uuid_generate_v4()` and
+        // pgcrypto's functions work unqualified in migrations and defaults.
+        let pool = build_pool(url, pool_size, statement_timeout_ms, "\"$user\", public, extensions")?;
+        let mut schemas = std::collections::HashMap::new();
+        for schema in &rest.schemas {
+            let search_path = super::pg_session::search_path(schema, &rest.extra_search_path);
+            let pool = build_pool(url, pool_size, statement_timeout_ms, &search_path)?;
+            schemas.insert(schema.clone(), SchemaPool { pool, search_path });
+        }
         let client = pool.get().await.map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?;
         client
             .batch_execute(
@@ -52,18 +86,28 @@ impl PgStore {
             .await
             .or_else(|e| if e.code().map(|c| c.code()) == Some("23505") { Ok(()) } else { Err(e) })?;
         bootstrap_auth(&pool).await?;
-        Ok(PgStore { pool, url: url.to_string() })
+        let default_schema = rest.default_schema().to_string();
+        Ok(PgStore { pool, schemas, default_schema, url: url.to_string(), session, roles: Default::default() })
     }
 
     async fn client(&self) -> ApiResult<deadpool_postgres::Object> {
-        self.pool.get().await.map_err(|e| {
-            ApiError::Rest(RestError::new(503, "PGRST001", "Database client error. Retrying the connection.").details(e.to_string()))
-        })
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    /// The pool of the schema a request addresses.
+    fn schema_pool(&self, ctx: &DbContext) -> ApiResult<&SchemaPool> {
+        let name = ctx.schema.as_deref().unwrap_or(&self.default_schema);
+        self.schemas.get(name).ok_or_else(|| ApiError::internal(format!("no pool for schema {name}")))
+    }
+
+    async fn request_client(&self, ctx: &DbContext) -> ApiResult<deadpool_postgres::Object> {
+        self.schema_pool(ctx)?.pool.get().await.map_err(pool_error)
     }
 
     pub async fn read(&self, sql: &ReadSql, ctx: &DbContext) -> ApiResult<ReadResult> {
-        // service_role reads need no transaction, unless two statements must see one snapshot.
-        let in_tx = ctx.role != Role::ServiceRole || sql.count.is_some();
+        // service_role reads of the default schema need no transaction, unless two statements
+        // must see one snapshot or the request context matters (a pre-request function, a rollback).
+        let in_tx = ctx.role != Role::ServiceRole || sql.count.is_some() || sql.planned.is_some() || self.session.pre_request.is_some();
         self.read_pipelined(sql, ctx, in_tx, true).await
     }
 
@@ -72,11 +116,26 @@ impl PgStore {
         self.read_pipelined(sql, ctx, true, read_only).await
     }
 
-    /// One round trip: BEGIN, the role and claims, the query (and its count) and COMMIT are sent
-    /// together (tokio-postgres pipelines requests polled together); an error in any of them
-    /// aborts the transaction, whose COMMIT then rolls back.
+    /// The request context's parameters, in [`SET_TYPES`] order.
+    fn set_params<'a>(&'a self, ctx: &'a DbContext) -> ApiResult<[SqlRef<'a>; 8]> {
+        let r = &ctx.request;
+        let path = &self.schema_pool(ctx)?.search_path;
+        Ok([&ctx.db_role, &ctx.claims, &r.method, &r.path, &r.headers, &r.cookies, path, &self.session.app_settings])
+    }
+
+    /// The pre-request function's call, prepared, when one is configured.
+    async fn pre_request(&self, client: &deadpool_postgres::Object) -> ApiResult<Option<tokio_postgres::Statement>> {
+        match &self.session.pre_request {
+            Some(sql) => Ok(Some(client.prepare_cached(sql).await.map_err(map_pg_error)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// One round trip: BEGIN, the request context, the pre-request function, the query (and
+    /// its counts) and COMMIT (or ROLLBACK) are sent together (tokio-postgres pipelines requests
+    /// polled together); an error in any of them aborts the transaction, whose end then rolls back.
     async fn read_pipelined(&self, sql: &ReadSql, ctx: &DbContext, in_tx: bool, read_only: bool) -> ApiResult<ReadResult> {
-        let client = self.client().await?;
+        let client = self.request_client(ctx).await?;
         let body_params = texts(&sql.body.params);
         let stmt = client.prepare_typed_cached(&sql.body.sql, &vec![Type::TEXT; body_params.len()]).await.map_err(map_pg_error)?;
         let count_params = sql.count.as_ref().map(|c| texts(&c.params)).unwrap_or_default();
@@ -84,45 +143,81 @@ impl PgStore {
             Some(c) => Some(client.prepare_typed_cached(&c.sql, &vec![Type::TEXT; count_params.len()]).await.map_err(map_pg_error)?),
             None => None,
         };
+        let planned_params = sql.planned.as_ref().map(|c| texts(&c.params)).unwrap_or_default();
+        let planned_stmt = match &sql.planned {
+            Some(c) => Some(client.prepare_typed_cached(&c.sql, &vec![Type::TEXT; planned_params.len()]).await.map_err(map_pg_error)?),
+            None => None,
+        };
         let body_refs = refs(&body_params);
         let count_refs = refs(&count_params);
+        let planned_refs = refs(&planned_params);
         let count = async {
             match &count_stmt {
                 Some(s) => client.query_one(s, &count_refs).await.map(|r| Some(r.get::<_, i64>(0))),
                 None => Ok(None),
             }
         };
+        let planned = async {
+            match &planned_stmt {
+                Some(s) => client.query_one(s, &planned_refs).await.map(|r| plan_rows(&r.get::<_, serde_json::Value>(0))),
+                None => Ok(None),
+            }
+        };
+        let result = |row: tokio_postgres::Row, total, planned| ReadResult {
+            rows: row.get(0),
+            body: row.get(1),
+            total,
+            planned,
+            response: ResponseSettings { headers: row.get(2), status: row.get(3) },
+        };
         if !in_tx {
             let (row, total) = tokio::try_join!(client.query_one(&stmt, &body_refs), count).map_err(map_pg_error)?;
-            return Ok(ReadResult { rows: row.get(0), body: row.get(1), total });
+            return Ok(result(row, total, None));
         }
         let begin = client.prepare_cached(if read_only { "BEGIN READ ONLY" } else { "BEGIN" }).await.map_err(map_pg_error)?;
-        let set = client.prepare_typed_cached(SET_ROLE, &SET_ROLE_TYPES).await.map_err(map_pg_error)?;
-        let commit = client.prepare_cached("COMMIT").await.map_err(map_pg_error)?;
-        let role = ctx.role.name();
-        let r = &ctx.request;
-        let set_params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [&role, &ctx.claims, &r.method, &r.path, &r.headers, &r.cookies];
-        let (_, _, row, total, _) = tokio::try_join!(
+        let set = client.prepare_typed_cached(&self.session.set, &SET_TYPES).await.map_err(map_pg_error)?;
+        let pre = self.pre_request(&client).await?;
+        let end = client.prepare_cached(if ctx.rollback { "ROLLBACK" } else { "COMMIT" }).await.map_err(map_pg_error)?;
+        let set_params = self.set_params(ctx)?;
+        let pre_request = async {
+            match &pre {
+                Some(p) => client.execute(p, &[]).await.map(|_| ()),
+                None => Ok(()),
+            }
+        };
+        let (_, _, _, row, total, planned, _) = tokio::try_join!(
             client.execute(&begin, &[]),
             client.query_one(&set, &set_params),
+            pre_request,
             client.query_one(&stmt, &body_refs),
             count,
-            client.execute(&commit, &[]),
+            planned,
+            client.execute(&end, &[]),
         )
         .map_err(map_pg_error)?;
-        Ok(ReadResult { rows: row.get(0), body: row.get(1), total })
+        Ok(result(row, total, planned))
     }
 
     /// Calls a function (`/rpc`) as the caller, read-only for GET as PostgREST does.
     pub async fn call(&self, f: &basalt_query::sql::Fragment, read_only: bool, ctx: &DbContext) -> ApiResult<ReadResult> {
-        let mut client = self.client().await?;
+        let mut client = self.request_client(ctx).await?;
         let params = texts(&f.params);
         let stmt = client.prepare_typed_cached(&f.sql, &vec![Type::TEXT; params.len()]).await.map_err(map_pg_error)?;
         let tx = client.build_transaction().read_only(read_only).start().await.map_err(map_pg_error)?;
-        set_role(&tx, ctx).await?;
+        self.set_context(&tx, ctx).await?;
         let row = tx.query_one(&stmt, &refs(&params)).await.map_err(map_pg_error)?;
-        tx.commit().await.map_err(map_pg_error)?;
-        Ok(ReadResult { rows: row.get(0), body: row.get::<_, Option<String>>(1).unwrap_or_default(), total: None })
+        if ctx.rollback {
+            tx.rollback().await.map_err(map_pg_error)?;
+        } else {
+            tx.commit().await.map_err(map_pg_error)?;
+        }
+        Ok(ReadResult {
+            rows: row.get(0),
+            body: row.get::<_, Option<String>>(1).unwrap_or_default(),
+            total: None,
+            planned: None,
+            response: ResponseSettings { headers: row.get(2), status: row.get(3) },
+        })
     }
 
     pub async fn write(&self, sql: &MutateSql, single: bool, ctx: &DbContext) -> ApiResult<WriteResult> {
@@ -131,24 +226,45 @@ impl PgStore {
             MutateSql::Counted(f) => (f, true),
             MutateSql::Steps { .. } => return Err(ApiError::internal("PostgreSQL got a SQLite plan")),
         };
-        let client = self.client().await?;
+        let client = self.request_client(ctx).await?;
         let params = texts(&f.params);
         let stmt = client.prepare_typed_cached(&f.sql, &vec![Type::TEXT; params.len()]).await.map_err(map_pg_error)?;
         let begin = client.prepare_cached("BEGIN").await.map_err(map_pg_error)?;
-        let set = client.prepare_typed_cached(SET_ROLE, &SET_ROLE_TYPES).await.map_err(map_pg_error)?;
-        let role = ctx.role.name();
-        let r = &ctx.request;
-        let set_params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [&role, &ctx.claims, &r.method, &r.path, &r.headers, &r.cookies];
+        let set = client.prepare_typed_cached(&self.session.set, &SET_TYPES).await.map_err(map_pg_error)?;
+        let pre = self.pre_request(&client).await?;
+        let settings = client.prepare_cached(RESPONSE_SETTINGS).await.map_err(map_pg_error)?;
+        let set_params = self.set_params(ctx)?;
         let param_refs = refs(&params);
-        // BEGIN, the role and the statement go in one round trip; COMMIT or ROLLBACK follows.
-        let outcome = if counted {
-            tokio::try_join!(client.execute(&begin, &[]), client.query_one(&set, &set_params), client.execute(&stmt, &param_refs))
-                .map(|(_, _, n)| (n as i64, n as i64, None))
-        } else {
-            tokio::try_join!(client.execute(&begin, &[]), client.query_one(&set, &set_params), client.query_one(&stmt, &param_refs))
-                .map(|(_, _, row)| (row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, Option<String>>(2)))
+        let pre_request = async {
+            match &pre {
+                Some(p) => client.execute(p, &[]).await.map(|_| ()),
+                None => Ok(()),
+            }
         };
-        let (affected, inserted, body) = match outcome {
+        // BEGIN, the context, the statement and the response settings go in one round trip;
+        // COMMIT or ROLLBACK follows.
+        let outcome = if counted {
+            tokio::try_join!(
+                client.execute(&begin, &[]),
+                client.query_one(&set, &set_params),
+                pre_request,
+                client.execute(&stmt, &param_refs),
+                client.query_one(&settings, &[])
+            )
+            .map(|(_, _, _, n, s)| (n as i64, n as i64, None, ResponseSettings { headers: s.get(0), status: s.get(1) }))
+        } else {
+            tokio::try_join!(
+                client.execute(&begin, &[]),
+                client.query_one(&set, &set_params),
+                pre_request,
+                client.query_one(&stmt, &param_refs)
+            )
+            .map(|(_, _, _, row)| {
+                let response = ResponseSettings { headers: row.get(2), status: row.get(3) };
+                (row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, Option<String>>(4), response)
+            })
+        };
+        let (affected, inserted, body, response) = match outcome {
             Ok(o) => o,
             Err(e) => {
                 let _ = client.batch_execute("ROLLBACK").await;
@@ -159,42 +275,66 @@ impl PgStore {
             client.batch_execute("ROLLBACK").await.map_err(map_pg_error)?;
             return Err(RestError::not_single(affected).into());
         }
-        client.batch_execute("COMMIT").await.map_err(map_pg_error)?;
-        Ok(WriteResult { affected, inserted, body })
+        client.batch_execute(if ctx.rollback { "ROLLBACK" } else { "COMMIT" }).await.map_err(map_pg_error)?;
+        Ok(WriteResult { affected, inserted, body, response })
     }
 
-    /// The database's own schema (`--schema-source postgres`).
-    pub async fn introspect(&self) -> anyhow::Result<Catalog> {
-        let client = self.pool.get().await?;
-        Ok(super::pg_introspect::catalog(&**client).await?)
-    }
-
-    /// The catalog to serve: the last migrated schema (or the database's own, when
-    /// `introspect`), with the database's functions for `/rpc`.
-    pub async fn current_catalog(&self, introspect: bool) -> anyhow::Result<Option<Catalog>> {
-        let client = self.pool.get().await?;
-        if introspect {
-            return Ok(Some(super::pg_introspect::catalog(&**client).await?));
+    /// Whether `role` exists and is no superuser: a token (signed with the project secret) may run
+    /// as any such role, as PostgREST allows, but never as a role that bypasses everything.
+    pub async fn role_allowed(&self, role: &str) -> ApiResult<bool> {
+        if self.roles.read().is_ok_and(|r| r.contains(role)) {
+            return Ok(true);
         }
-        let row = client.query_opt("SELECT catalog FROM _basalt_migrations ORDER BY id DESC LIMIT 1", &[]).await?;
-        let Some(mut c) = row.and_then(|r| serde_json::from_str::<Catalog>(&r.get::<_, String>(0)).ok()) else { return Ok(None) };
-        c.functions = super::pg_introspect::functions(&**client).await?;
-        Ok(Some(c))
+        let client = self.client().await?;
+        let stmt = client.prepare_cached("SELECT NOT rolsuper FROM pg_roles WHERE rolname = $1").await.map_err(map_pg_error)?;
+        let ok = client.query_opt(&stmt, &[&role]).await.map_err(map_pg_error)?.is_some_and(|r| r.get::<_, bool>(0));
+        if ok {
+            if let Ok(mut r) = self.roles.write() {
+                r.insert(role.to_string());
+            }
+        }
+        Ok(ok)
     }
 
-    /// Functions for `/rpc`, next to a schema-file catalog.
-    pub async fn functions(&self) -> anyhow::Result<Vec<basalt_schema::Function>> {
+    /// The catalogs to serve, one per exposed schema: each introspected, as PostgREST builds its
+    /// schema cache, except `public` when a schema file describes it (`file`), which gets the
+    /// database's functions for `/rpc`.
+    pub async fn catalogs(&self, schemas: &[String], file: Option<&Catalog>) -> anyhow::Result<Vec<Catalog>> {
         let client = self.pool.get().await?;
-        Ok(super::pg_introspect::functions(&**client).await?)
+        let mut out = Vec::with_capacity(schemas.len());
+        for schema in schemas {
+            let catalog = match file {
+                Some(f) if schema == "public" => {
+                    let mut c = f.clone();
+                    c.functions = super::pg_introspect::functions(&**client, schema).await?;
+                    c
+                }
+                _ => super::pg_introspect::catalog(&**client, schema).await?,
+            };
+            out.push(catalog);
+        }
+        Ok(out)
+    }
+
+    /// The schema file's catalog as last migrated (by any instance).
+    pub async fn migrated_catalog(&self) -> anyhow::Result<Option<Catalog>> {
+        let client = self.pool.get().await?;
+        let row = client.query_opt("SELECT catalog FROM _basalt_migrations ORDER BY id DESC LIMIT 1", &[]).await?;
+        Ok(row.and_then(|r| serde_json::from_str::<Catalog>(&r.get::<_, String>(0)).ok()))
     }
 
     /// Listens for schema changes announced by any instance, `basalt migrate` or DDL (an event
     /// trigger), and swaps in the new catalog, as PostgREST reloads its schema cache on NOTIFY.
-    pub fn watch_schema(self: &std::sync::Arc<Self>, cell: std::sync::Arc<crate::catalog::SharedCatalog>, introspect: bool) {
+    pub fn watch_schema(
+        self: &std::sync::Arc<Self>,
+        cell: std::sync::Arc<crate::catalog::SharedCatalog>,
+        introspect: bool,
+        schemas: Vec<String>,
+    ) {
         let store = self.clone();
         tokio::spawn(async move {
             loop {
-                if let Err(e) = listen_once(&store, &cell, introspect).await {
+                if let Err(e) = listen_once(&store, &cell, introspect, &schemas).await {
                     tracing::warn!(error = %e, "schema listener lost its connection; retrying");
                 }
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -297,7 +437,7 @@ impl PgStore {
     }
 }
 
-async fn listen_once(store: &PgStore, cell: &crate::catalog::SharedCatalog, introspect: bool) -> anyhow::Result<()> {
+async fn listen_once(store: &PgStore, cell: &crate::catalog::SharedCatalog, introspect: bool, schemas: &[String]) -> anyhow::Result<()> {
     use futures_util::StreamExt;
     let (client, mut conn) = tokio_postgres::connect(&store.url, NoTls).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -319,10 +459,9 @@ async fn listen_once(store: &PgStore, cell: &crate::catalog::SharedCatalog, intr
         // Bursts of notifications (a migration of many statements) reload once.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         while rx.try_recv().is_ok() {}
-        if let Some(c) = store.current_catalog(introspect).await? {
-            tracing::info!("schema reloaded");
-            cell.set(c);
-        }
+        let file = if introspect { None } else { store.migrated_catalog().await? };
+        cell.set_all(store.catalogs(schemas, file.as_ref()).await?);
+        tracing::info!("schema reloaded");
     }
     driver.abort();
     Ok(())
@@ -339,19 +478,27 @@ async fn bootstrap_auth(pool: &Pool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// As PostgREST: the request's role and claims, local to the transaction, so native policies,
-/// `auth.uid()` defaults and triggers see the caller.
-const SET_ROLE: &str = "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
-    set_config('request.method', $3, true), set_config('request.path', $4, true), \
-    set_config('request.headers', $5, true), set_config('request.cookies', $6, true)";
+impl PgStore {
+    /// As PostgREST: the request context, local to the transaction, so native policies,
+    /// `auth.uid()` defaults and triggers see the caller; then the pre-request function.
+    async fn set_context(&self, tx: &deadpool_postgres::Transaction<'_>, ctx: &DbContext) -> ApiResult<()> {
+        let stmt = tx.prepare_typed_cached(&self.session.set, &SET_TYPES).await.map_err(map_pg_error)?;
+        tx.query_one(&stmt, &self.set_params(ctx)?).await.map_err(map_pg_error)?;
+        if let Some(pre) = &self.session.pre_request {
+            let stmt = tx.prepare_cached(pre).await.map_err(map_pg_error)?;
+            tx.execute(&stmt, &[]).await.map_err(map_pg_error)?;
+        }
+        Ok(())
+    }
+}
 
-const SET_ROLE_TYPES: [Type; 6] = [Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT];
+/// The planner's row estimate from `EXPLAIN (FORMAT JSON)`: the top plan node's "Plan Rows".
+fn pool_error(e: deadpool_postgres::PoolError) -> ApiError {
+    ApiError::Rest(RestError::new(503, "PGRST001", "Database client error. Retrying the connection.").details(e.to_string()))
+}
 
-async fn set_role(tx: &deadpool_postgres::Transaction<'_>, ctx: &DbContext) -> ApiResult<()> {
-    let stmt = tx.prepare_typed_cached(SET_ROLE, &SET_ROLE_TYPES).await.map_err(map_pg_error)?;
-    let (role, r) = (ctx.role.name(), &ctx.request);
-    tx.query_one(&stmt, &[&role, &ctx.claims, &r.method, &r.path, &r.headers, &r.cookies]).await.map_err(map_pg_error)?;
-    Ok(())
+fn plan_rows(explain: &serde_json::Value) -> Option<i64> {
+    explain.get(0)?.get("Plan")?.get("Plan Rows")?.as_f64().map(|n| n as i64)
 }
 
 async fn introspect(tx: &deadpool_postgres::Transaction<'_>) -> anyhow::Result<DbState> {
@@ -386,16 +533,41 @@ fn pg_message(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// `RAISE SQLSTATE 'PGRST' USING message = '{"code":..,"message":..,"details":..,"hint":..}',
+/// detail = '{"status":..,"headers":{..}}'`: SQL chooses the whole error response, as PostgREST allows.
+fn raised_error(db: &tokio_postgres::error::DbError) -> ApiError {
+    let message: serde_json::Value = serde_json::from_str(db.message()).unwrap_or_default();
+    let detail: serde_json::Value = db.detail().and_then(|d| serde_json::from_str(d).ok()).unwrap_or_default();
+    let (Some(m), Some(d)) = (message.as_object(), detail.as_object()) else {
+        return ApiError::Rest(
+            RestError::new(500, "PGRST121", "Could not parse JSON in the \"RAISE SQLSTATE 'PGRST'\" error")
+                .details("Invalid JSON value for MESSAGE: '{\"code\":..,\"message\":..}' and DETAIL: '{\"status\":..,\"headers\":..}'"),
+        );
+    };
+    let text = |k: &str| m.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let status = d.get("status").and_then(|v| v.as_u64()).and_then(|s| u16::try_from(s).ok()).filter(|s| (100..600).contains(s));
+    let mut err = RestError::new(status.unwrap_or(500), &text("code").unwrap_or_default(), text("message").unwrap_or_default());
+    err.details = text("details");
+    err.hint = text("hint");
+    if let Some(h) = d.get("headers").and_then(|v| v.as_object()) {
+        err.headers = Some(Box::new(h.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect()));
+    }
+    ApiError::Rest(err)
+}
+
 /// PostgreSQL errors pass through with their SQLSTATE, message, detail and hint, as PostgREST.
 pub fn map_pg_error(e: tokio_postgres::Error) -> ApiError {
     match e.as_db_error() {
         Some(db) => {
             let code = db.code().code();
+            if code == "PGRST" {
+                return raised_error(db);
+            }
             if code == "57014" {
                 return ApiError::Rest(RestError::new(500, code, db.message()).hint("The statement ran longer than statement_timeout_ms."));
             }
             let status = status_for_sqlstate(code, false);
-            if status >= 500 && !code.starts_with("08") && !code.starts_with("53") {
+            if status >= 500 && !code.starts_with("08") && !code.starts_with("53") && !code.starts_with("PT") {
                 return ApiError::internal(format!("postgres {code}: {}", db.message()));
             }
             let mut err = RestError::new(status, code, db.message());

@@ -105,7 +105,7 @@ impl SqliteStore {
                 }
                 None => None,
             };
-            Ok(ReadResult { rows, body, total })
+            Ok(ReadResult { rows, body, total, planned: None, response: Default::default() })
         };
         run().map_err(|e| {
             if !conn.is_autocommit() {
@@ -117,11 +117,12 @@ impl SqliteStore {
 
     /// Queues a write for the writer thread, which commits queued writes together (each in its
     /// own savepoint, so one failing write leaves the others untouched).
-    pub async fn write(self: &Arc<Self>, sql: MutateSql, single: bool, uid: Option<String>) -> ApiResult<WriteResult> {
+    /// With `rollback`, the write runs and answers as usual but its changes are undone.
+    pub async fn write(self: &Arc<Self>, sql: MutateSql, single: bool, rollback: bool, uid: Option<String>) -> ApiResult<WriteResult> {
         let store = self.clone();
         self.submit(move |conn| {
             super::sqlite_functions::set_auth_uid(uid);
-            let result = savepoint(conn, |c| store.write_on(c, &sql, single));
+            let result = savepoint(conn, rollback, |c| store.write_on(c, &sql, single));
             super::sqlite_functions::set_auth_uid(None);
             result
         })
@@ -132,7 +133,7 @@ impl SqliteStore {
     pub async fn batch(self: &Arc<Self>, stmts: Vec<Stmt>) -> ApiResult<Vec<Vec<Row>>> {
         let store = self.clone();
         self.submit(move |conn| {
-            savepoint(conn, |c| {
+            savepoint(conn, false, |c| {
                 stmts.iter().map(|s| run_portable(c, s)).collect::<rusqlite::Result<Vec<_>>>().map_err(|e| store.map_error(e))
             })
         })
@@ -206,7 +207,7 @@ impl SqliteStore {
             let mut stmt = conn.prepare_cached(&f.sql).map_err(|e| self.map_error(e))?;
             stmt.execute([ids_json]).map_err(|e| self.map_error(e))?;
         }
-        Ok(WriteResult { affected, inserted, body })
+        Ok(WriteResult { affected, inserted, body, response: Default::default() })
     }
 
     /// Maps SQLite errors to PostgreSQL's SQLSTATEs and messages.
@@ -327,13 +328,13 @@ fn writer_loop(mut conn: Connection, queue: crossbeam_channel::Receiver<Job>) {
     }
 }
 
-/// Runs `work` in a savepoint: on error only its own changes are undone.
-fn savepoint<T>(conn: &Connection, work: impl FnOnce(&Connection) -> ApiResult<T>) -> ApiResult<T> {
+/// Runs `work` in a savepoint: on error (or when asked to `rollback`) only its own changes are undone.
+fn savepoint<T>(conn: &Connection, rollback: bool, work: impl FnOnce(&Connection) -> ApiResult<T>) -> ApiResult<T> {
     conn.execute_batch("SAVEPOINT basalt_write").map_err(ApiError::internal)?;
     // A bug in one write must not take the writer thread (and every later write) down with it.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)))
         .unwrap_or_else(|_| Err(ApiError::internal("a write panicked; its changes were rolled back")));
-    if result.is_err() {
+    if result.is_err() || rollback {
         let _ = conn.execute_batch("ROLLBACK TO basalt_write");
     }
     let _ = conn.execute_batch("RELEASE basalt_write");

@@ -336,11 +336,16 @@ fn base64_url(s: &str) -> Vec<u8> {
     out
 }
 
-fn sign(claims: &Value, secret: &str) -> String {
+pub(crate) fn sign(claims: &Value, secret: &str) -> String {
+    sign_key(claims, secret.as_bytes())
+}
+
+/// An HS256 token signed with raw key bytes.
+pub(crate) fn sign_key(claims: &Value, key: &[u8]) -> String {
     use hmac_sha256::hmac;
     let head = b64(r#"{"alg":"HS256","typ":"JWT"}"#);
     let body = b64(&claims.to_string());
-    let sig = hmac(secret.as_bytes(), format!("{head}.{body}").as_bytes());
+    let sig = hmac(key, format!("{head}.{body}").as_bytes());
     format!("{head}.{body}.{}", b64_bytes(&sig))
 }
 

@@ -8,6 +8,7 @@ mod examples;
 mod gate;
 mod mail;
 mod migrations;
+mod postgrest;
 mod read;
 mod rls;
 mod scale;

@@ -1,0 +1,80 @@
+//! What PostgreSQL is told about each request before its query runs, as PostgREST tells it:
+//! the role, the claims, the request, the search path and the `app.settings.*`, all
+//! transaction-local; then the pre-request function, if one is configured.
+
+use basalt_schema::ident::quote;
+use tokio_postgres::types::Type;
+
+use crate::config::RestSettings;
+
+/// The per-instance part of the request context, rendered once at start-up.
+#[derive(Debug, Clone)]
+pub struct SessionSql {
+    /// Sets role, claims, request, search path (and app settings): parameters as [`SET_TYPES`].
+    pub set: String,
+    pub app_settings: String,
+    /// `SELECT "schema"."fn"()`, when `db-pre-request` is configured.
+    pub pre_request: Option<String>,
+}
+
+pub const SET_TYPES: [Type; 8] = [Type::TEXT; 8];
+
+/// Reads what SQL set for the response (PostgREST's `response.headers` and `response.status`).
+pub const RESPONSE_SETTINGS: &str = "SELECT current_setting('response.headers', true), current_setting('response.status', true)";
+
+impl SessionSql {
+    pub fn new(rest: &RestSettings) -> SessionSql {
+        let mut set = String::from(
+            "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
+             set_config('request.method', $3, true), set_config('request.path', $4, true), \
+             set_config('request.headers', $5, true), set_config('request.cookies', $6, true), \
+             set_config('search_path', $7, true)",
+        );
+        if !rest.app_settings.is_empty() {
+            set.push_str(", (SELECT count(set_config('app.settings.' || key, value, true)) FROM json_each_text($8::json))");
+        } else {
+            set.push_str(", $8::text");
+        }
+        SessionSql {
+            set,
+            app_settings: serde_json::to_string(&rest.app_settings).unwrap_or_else(|_| "{}".into()),
+            pre_request: rest.pre_request.as_deref().and_then(function_sql).map(|f| format!("SELECT {f}()")),
+        }
+    }
+}
+
+/// `"schema", "extra", ...` for `search_path`.
+pub fn search_path(schema: &str, extra: &[String]) -> String {
+    let mut parts = vec![quote(schema)];
+    for e in extra {
+        if e != schema {
+            parts.push(quote(e));
+        }
+    }
+    parts.join(", ")
+}
+
+/// `fn` or `schema.fn` as quoted SQL; None when it is not a plain (optionally qualified) name.
+pub fn function_sql(name: &str) -> Option<String> {
+    let parts: Vec<&str> = name.trim().split('.').collect();
+    let ok = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '$');
+    match parts.as_slice() {
+        [f] if ok(f) => Some(quote(f)),
+        [s, f] if ok(s) && ok(f) => Some(format!("{}.{}", quote(s), quote(f))),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_paths() {
+        assert_eq!(function_sql("api.check_request").as_deref(), Some("\"api\".\"check_request\""));
+        assert_eq!(function_sql("check").as_deref(), Some("\"check\""));
+        assert_eq!(function_sql("a.b.c"), None);
+        assert_eq!(function_sql("x; drop table y"), None);
+        assert_eq!(search_path("api", &["public".into(), "api".into()]), "\"api\", \"public\"");
+    }
+}
