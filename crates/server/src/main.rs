@@ -147,7 +147,8 @@ async fn serve(a: cli::ServeArgs) -> anyhow::Result<()> {
         Store::Postgres(_) => config.database_url.as_deref().map(config::redact_url).unwrap_or_default(),
     };
     out!("Basalt is serving on http://{addr} ({} at {place})", store.backend_name());
-    out!("  REST API:         http://{addr}{}/   Auth API: http://{addr}/auth/v1", config.rest.mount);
+    let mount = if config.rest.mount.is_empty() { "/" } else { config.rest.mount.as_str() };
+    out!("  REST API:         http://{addr}{mount}   Auth API: http://{addr}/auth/v1");
     out!("  anon key:         {}", state.anon_key);
     out!("  service_role key: {}", state.service_key);
     let shutdown = async {
