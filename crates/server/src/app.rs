@@ -31,6 +31,7 @@ pub struct Inner {
     pub service_key: String,
     /// Where the role sits in a token's claims (`jwt-role-claim-key`).
     pub role_claim: ClaimPath,
+    pub identities: crate::http::IdentityCache,
 }
 
 impl std::ops::Deref for AppState {
@@ -58,7 +59,17 @@ impl AppState {
             base_url,
             catalog: catalog.clone(),
         };
-        Ok(AppState(Arc::new(Inner { config, store, catalog, jwt, auth, anon_key, service_key, role_claim })))
+        Ok(AppState(Arc::new(Inner {
+            config,
+            store,
+            catalog,
+            jwt,
+            auth,
+            anon_key,
+            service_key,
+            role_claim,
+            identities: Default::default(),
+        })))
     }
 }
 

@@ -290,12 +290,16 @@ impl Config {
             }
         }
         Ok(Config {
-            listen: listen.map(str::to_string).or(fc.server.listen).unwrap_or_else(|| "127.0.0.1:54321".into()),
+            listen: listen.map(str::to_string).or_else(pgrst_listen).or(fc.server.listen).unwrap_or_else(|| "127.0.0.1:54321".into()),
             data_dir: store.data_dir.clone().or(fc.server.data_dir).unwrap_or_else(|| PathBuf::from("basalt-data")),
-            database_url: store.database_url.clone().or(fc.database.url),
+            database_url: store
+                .database_url
+                .clone()
+                .or_else(|| std::env::var("PGRST_DB_URI").ok().filter(|u| !u.is_empty()))
+                .or(fc.database.url),
             jwt_secret,
             max_body_bytes: env_usize("BASALT_MAX_BODY_BYTES").or(fc.server.max_body_bytes).unwrap_or(10 * 1024 * 1024),
-            pool_size: env_usize("BASALT_POOL_SIZE").or(fc.database.pool_size).unwrap_or(16),
+            pool_size: env_usize("BASALT_POOL_SIZE").or_else(|| env_usize("PGRST_DB_POOL")).or(fc.database.pool_size).unwrap_or(16),
             statement_timeout_ms: env_usize("BASALT_STATEMENT_TIMEOUT_MS")
                 .map(|n| n as u64)
                 .or(fc.database.statement_timeout_ms)
@@ -313,6 +317,16 @@ impl Config {
             rest,
         })
     }
+}
+
+/// PostgREST's `server-host`/`server-port` from its environment (`PGRST_SERVER_*`).
+fn pgrst_listen() -> Option<String> {
+    let port = std::env::var("PGRST_SERVER_PORT").ok().filter(|p| !p.is_empty())?;
+    let host = std::env::var("PGRST_SERVER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty() && !h.starts_with('!') && h != "*")
+        .unwrap_or_else(|| "0.0.0.0".into());
+    Some(format!("{host}:{port}"))
 }
 
 /// The key bytes of a JWT secret: as written, or base64-decoded (`jwt_secret_is_base64`).

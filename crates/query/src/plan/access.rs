@@ -133,13 +133,13 @@ impl<'a> Access<'a> {
             Operand::AuthRole => PVal::Param(Param::Text(self.role.to_string()), None),
             Operand::AuthEmail => param(claim("email")),
             Operand::AuthJwt(steps) => {
-                let mut cur = Some(self.claims.clone());
+                let mut cur = Some(self.claims);
                 for (_, k) in steps {
-                    cur = cur.and_then(|v| v.get(k).cloned());
+                    cur = cur.and_then(|v| v.get(k));
                 }
                 match (cur, steps.last().map(|(t, _)| *t)) {
                     (None | Some(Value::Null), _) => PVal::Param(Param::Null, hint),
-                    (Some(Value::String(s)), Some(true)) => param(Some(s)),
+                    (Some(Value::String(s)), Some(true)) => param(Some(s.clone())),
                     (Some(v), Some(true)) => param(Some(v.to_string())),
                     (Some(v), _) => PVal::Param(Param::Json(v.to_string()), Some(ColumnType::Jsonb)),
                 }

@@ -100,6 +100,11 @@ impl JwtKeys {
         }
     }
 
+    /// The `aud` of the access tokens Basalt issues: `jwt_aud` when set, else Supabase's.
+    pub fn issued_audience(&self) -> &str {
+        self.audience.as_deref().unwrap_or("authenticated")
+    }
+
     /// Signs claims with the project secret.
     pub fn sign(&self, claims: &Claims) -> String {
         encode(&Header::new(Algorithm::HS256), claims, &self.encoding).unwrap_or_default()

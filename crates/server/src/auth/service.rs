@@ -171,7 +171,7 @@ impl AuthService {
         let iat = now_ts();
         let exp = iat + self.settings.jwt_exp;
         let mut extra = Map::new();
-        extra.insert("aud".into(), json!("authenticated"));
+        extra.insert("aud".into(), json!(self.jwt.issued_audience()));
         extra.insert("email".into(), json!(user.str("email").unwrap_or_default()));
         extra.insert("phone".into(), json!(user.str("phone").unwrap_or_default()));
         extra.insert("app_metadata".into(), obj(user.json("raw_app_meta_data")));

@@ -1,6 +1,9 @@
 //! Who is calling: the `apikey` gate (as Supabase's gateway) and the bearer token's role,
 //! read from the claims at `jwt-role-claim-key`, as PostgREST reads it.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
 use axum::http::HeaderMap;
 use basalt_query::Error as RestError;
 
@@ -20,6 +23,33 @@ pub struct Identity {
     pub claims: Claims,
     /// No token at all: PostgreSQL answers 401 rather than 403 to a missing privilege.
     pub anonymous: bool,
+    /// The claims as JSON, for policies (SQLite) and `request.jwt.claims` (PostgreSQL).
+    pub claims_value: serde_json::Value,
+    pub claims_json: String,
+}
+
+/// Identities of bearer tokens already seen: a signed-in user's token is verified, its role
+/// resolved and its claims serialised once, not on every request.
+#[derive(Default)]
+pub struct IdentityCache(RwLock<HashMap<String, Arc<Identity>>>);
+
+const IDENTITY_CACHE_LIMIT: usize = 10_000;
+
+impl IdentityCache {
+    fn get(&self, token: &str) -> Option<Arc<Identity>> {
+        let now = chrono::Utc::now().timestamp();
+        let hit = self.0.read().ok()?.get(token).cloned()?;
+        hit.claims.exp.is_none_or(|exp| exp + 30 >= now).then_some(hit)
+    }
+
+    fn put(&self, token: &str, ident: Arc<Identity>) {
+        if let Ok(mut m) = self.0.write() {
+            if m.len() >= IDENTITY_CACHE_LIMIT {
+                m.clear();
+            }
+            m.insert(token.to_string(), ident);
+        }
+    }
 }
 
 impl Identity {
@@ -36,7 +66,9 @@ impl Identity {
             _ => Role::Authenticated,
         };
         claims.role = db_role.clone();
-        Ok(Identity { role, db_role, claims, anonymous })
+        let claims_value = serde_json::to_value(&claims).map_err(ApiError::internal)?;
+        let claims_json = claims_value.to_string();
+        Ok(Identity { role, db_role, claims, anonymous, claims_value, claims_json })
     }
 
     /// A request without a token runs as `db-anon-role`, if there is one.
@@ -50,7 +82,7 @@ impl Identity {
 /// Under Supabase's layout the `apikey` header (or `?apikey=`) must be a project key; the bearer
 /// token, when present, decides the role, otherwise the apikey does. Without the gate
 /// (PostgREST's layout) a request without a token is anonymous.
-pub async fn identify(app: &AppState, headers: &HeaderMap, query: &str) -> ApiResult<Identity> {
+pub async fn identify(app: &AppState, headers: &HeaderMap, query: &str) -> ApiResult<Arc<Identity>> {
     let ident = identify_token(app, headers, query)?;
     if !matches!(ident.db_role.as_str(), "anon" | "authenticated" | "service_role") && !app.store.role_allowed(&ident.db_role).await? {
         return Err(RestError::new(401, "PGRST303", format!("role \"{}\" does not exist", ident.db_role)).into());
@@ -58,7 +90,7 @@ pub async fn identify(app: &AppState, headers: &HeaderMap, query: &str) -> ApiRe
     Ok(ident)
 }
 
-fn identify_token(app: &AppState, headers: &HeaderMap, query: &str) -> ApiResult<Identity> {
+fn identify_token(app: &AppState, headers: &HeaderMap, query: &str) -> ApiResult<Arc<Identity>> {
     let apikey = headers
         .get("apikey")
         .and_then(|v| v.to_str().ok())
@@ -86,13 +118,16 @@ fn identify_token(app: &AppState, headers: &HeaderMap, query: &str) -> ApiResult
             v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(str::trim)
         }
     });
-    let from_key = |(r, claims): (Role, Claims)| Identity::new(app, r.name().to_string(), claims, false);
+    let from_key = |(r, claims): (Role, Claims)| Identity::new(app, r.name().to_string(), claims, false).map(Arc::new);
     match (bearer, key) {
         (None | Some(""), Some(k)) => from_key(k),
         (Some(token), Some(k)) if Some(token) == apikey.as_deref() => from_key(k),
         (Some(""), None) => Err(RestError::new(401, "PGRST301", "Empty JWT is sent in Authorization header").into()),
-        (None, None) => Identity::anonymous(app),
+        (None, None) => Identity::anonymous(app).map(Arc::new),
         (Some(token), _) => {
+            if let Some(hit) = app.identities.get(token) {
+                return Ok(hit);
+            }
             let claims = app.jwt.claims(token).map_err(|e| match e {
                 JwtError::Expired => RestError::new(401, "PGRST303", "JWT expired"),
                 JwtError::Audience => RestError::new(401, "PGRST303", "JWT not in audience"),
@@ -110,9 +145,12 @@ fn identify_token(app: &AppState, headers: &HeaderMap, query: &str) -> ApiResult
             let role = match found {
                 Some(serde_json::Value::String(r)) => r.clone(),
                 Some(v) => v.to_string(),
-                None => return Identity::anonymous(app).map(|i| Identity { claims: Claims { role: i.db_role.clone(), ..claims }, ..i }),
+                None => app.config.rest.anon_role.clone().ok_or_else(|| RestError::new(401, "PGRST302", "Anonymous access is disabled"))?,
             };
-            Identity::new(app, role, claims, false)
+            let anonymous = found.is_none();
+            let ident = Arc::new(Identity::new(app, role, claims, anonymous)?);
+            app.identities.put(token, ident.clone());
+            Ok(ident)
         }
     }
 }

@@ -2,6 +2,8 @@
 
 mod auth;
 mod identity;
+
+pub use identity::IdentityCache;
 mod openapi;
 mod respond;
 mod rest;

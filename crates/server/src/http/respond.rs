@@ -90,7 +90,7 @@ pub fn apply_settings(res: &mut Response, s: &ResponseSettings) -> ApiResult<()>
 }
 
 /// `Preference-Applied` in PostgREST's order.
-fn applied_header(applied: &[String]) -> Option<String> {
+pub fn applied_header(applied: &[String]) -> Option<String> {
     const ORDER: [&str; 6] = ["resolution=", "missing=", "return=", "count=", "tx=", "handling="];
     let mut sorted: Vec<&String> = applied.iter().collect();
     sorted.sort_by_key(|a| ORDER.iter().position(|p| a.starts_with(p)).unwrap_or(ORDER.len()));

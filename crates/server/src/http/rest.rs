@@ -118,11 +118,10 @@ fn db_context(
     headers: &HeaderMap,
     rollback: bool,
 ) -> ApiResult<DbContext> {
-    let claims = serde_json::to_string(&ident.claims).map_err(ApiError::internal)?;
+    let claims = ident.claims_json.clone();
     let rest = &app.config.rest;
     let pg = app.store.native_rls();
     Ok(DbContext {
-        role: ident.role,
         db_role: ident.db_role.clone(),
         claims,
         uid: ident.claims.sub.clone(),
@@ -206,8 +205,8 @@ async fn call(
         res.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("application/json; charset=utf-8"));
         res
     };
-    if !prefer.applied.is_empty() {
-        respond::set_header(&mut res, "preference-applied", &prefer.applied.join(", "))?;
+    if let Some(applied) = respond::applied_header(&prefer.applied) {
+        respond::set_header(&mut res, "preference-applied", &applied)?;
     }
     if profile.echo && !void {
         respond::set_header(&mut res, "content-profile", &profile.name)?;
@@ -244,10 +243,12 @@ async fn call_set(
         Headers { prefer: h("prefer"), accept: h("accept"), range: h("range") },
         b"",
     )?;
-    let claims = serde_json::to_value(&ident.claims).map_err(ApiError::internal)?;
-    let access = Access { role: ident.role.name(), claims: &claims, enforce: !app.store.native_rls() };
+    let access = Access { role: ident.role.name(), claims: &ident.claims_value, enforce: !app.store.native_rls() };
     let mut plan = plan_read(catalog, &req, access)?;
     plan.call = Some(Box::new(call));
+    if let Some(max) = app.config.max_rows {
+        plan.limit = Some(plan.limit.map_or(max, |l| l.min(max)));
+    }
     // Planned and estimated counts are for tables; a function's rows are counted exactly.
     let count = req.prefer.count.map(|_| CountPref::Exact);
     let sql = app.store.dialect().read(&plan, count);
@@ -301,8 +302,7 @@ async fn run_as(
     timing: &mut Timing,
 ) -> ApiResult<Response> {
     let profile = profile(app, method, headers)?;
-    let claims = serde_json::to_value(&ident.claims).map_err(ApiError::internal)?;
-    let access = Access { role: ident.role.name(), claims: &claims, enforce: !app.store.native_rls() };
+    let access = Access { role: ident.role.name(), claims: &ident.claims_value, enforce: !app.store.native_rls() };
     let too_large = || {
         RestError::new(413, "PGRST413", "Payload Too Large")
             .details(format!("The request body is larger than the limit of {} bytes", app.config.max_body_bytes))

@@ -24,8 +24,6 @@ pub use sqlite::SqliteStore;
 /// Who a statement runs as: the role, the JWT claims (JSON) and the user id.
 #[derive(Debug, Clone)]
 pub struct DbContext {
-    /// The kind of caller (anon, signed-in, service), which Basalt's own checks use.
-    pub role: crate::auth::Role,
     /// The database role the transaction takes (PostgreSQL may have roles beyond the three).
     pub db_role: String,
     pub claims: String,
@@ -119,8 +117,8 @@ impl Store {
                 Ok(Store::Postgres(Arc::new(PgStore::connect(url, config.pool_size, config.statement_timeout_ms, &config.rest).await?)))
             }
             None => {
-                let dir = config.data_dir.clone();
-                let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir)).await??;
+                let (dir, timeout) = (config.data_dir.clone(), config.statement_timeout_ms);
+                let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir, timeout)).await??;
                 Ok(Store::Sqlite(Arc::new(store)))
             }
         }
@@ -148,10 +146,7 @@ impl Store {
 
     pub async fn read(&self, sql: ReadSql, ctx: &DbContext) -> ApiResult<ReadResult> {
         match self {
-            Store::Sqlite(s) => {
-                let s = s.clone();
-                blocking(move || s.read(&sql)).await
-            }
+            Store::Sqlite(s) => s.read(&sql),
             Store::Postgres(p) => {
                 let (p, ctx) = (p.clone(), ctx.clone());
                 detached(async move { p.read(&sql, &ctx).await }).await
@@ -162,10 +157,7 @@ impl Store {
     /// A read run in a transaction as the caller, even for service_role (function calls).
     pub async fn read_as(&self, sql: ReadSql, ctx: &DbContext, read_only: bool) -> ApiResult<ReadResult> {
         match self {
-            Store::Sqlite(s) => {
-                let s = s.clone();
-                blocking(move || s.read(&sql)).await
-            }
+            Store::Sqlite(s) => s.read(&sql),
             Store::Postgres(p) => {
                 let (p, ctx) = (p.clone(), ctx.clone());
                 detached(async move { p.read_in_tx(&sql, &ctx, read_only).await }).await
@@ -233,10 +225,6 @@ impl Store {
 /// pooled connection inside an open transaction: the work always reaches COMMIT or ROLLBACK.
 async fn detached<T: Send + 'static>(f: impl std::future::Future<Output = ApiResult<T>> + Send + 'static) -> ApiResult<T> {
     tokio::spawn(f).await.map_err(crate::error::ApiError::internal)?
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f).await.map_err(crate::error::ApiError::internal)?
 }
 
 /// Refuses a plan with destructive steps unless allowed, naming them.

@@ -14,7 +14,6 @@ use tokio_postgres::NoTls;
 use super::pg_session::{SessionSql, RESPONSE_SETTINGS, SET_TYPES};
 use super::portable::{self, PgCell, PgParam, Row, Stmt};
 use super::{check_destructive, DbContext, Migration, ReadResult, ResponseSettings, WriteResult};
-use crate::auth::Role;
 use crate::error::{status_for_sqlstate, ApiError, ApiResult};
 
 pub struct PgStore {
@@ -104,16 +103,15 @@ impl PgStore {
         self.schema_pool(ctx)?.pool.get().await.map_err(pool_error)
     }
 
+    /// Every read runs in a (pipelined) transaction with the request context set, as PostgREST,
+    /// so views and functions see `request.jwt.claims` and the rest whoever the caller is.
     pub async fn read(&self, sql: &ReadSql, ctx: &DbContext) -> ApiResult<ReadResult> {
-        // service_role reads of the default schema need no transaction, unless two statements
-        // must see one snapshot or the request context matters (a pre-request function, a rollback).
-        let in_tx = ctx.role != Role::ServiceRole || sql.count.is_some() || sql.planned.is_some() || self.session.pre_request.is_some();
-        self.read_pipelined(sql, ctx, in_tx, true).await
+        self.read_pipelined(sql, ctx, true).await
     }
 
     /// A read in a transaction with the caller's role and claims (set-returning `/rpc` calls).
     pub async fn read_in_tx(&self, sql: &ReadSql, ctx: &DbContext, read_only: bool) -> ApiResult<ReadResult> {
-        self.read_pipelined(sql, ctx, true, read_only).await
+        self.read_pipelined(sql, ctx, read_only).await
     }
 
     /// The request context's parameters, in [`SET_TYPES`] order.
@@ -134,7 +132,7 @@ impl PgStore {
     /// One round trip: BEGIN, the request context, the pre-request function, the query (and
     /// its counts) and COMMIT (or ROLLBACK) are sent together (tokio-postgres pipelines requests
     /// polled together); an error in any of them aborts the transaction, whose end then rolls back.
-    async fn read_pipelined(&self, sql: &ReadSql, ctx: &DbContext, in_tx: bool, read_only: bool) -> ApiResult<ReadResult> {
+    async fn read_pipelined(&self, sql: &ReadSql, ctx: &DbContext, read_only: bool) -> ApiResult<ReadResult> {
         let client = self.request_client(ctx).await?;
         let body_params = texts(&sql.body.params);
         let stmt = client.prepare_typed_cached(&sql.body.sql, &vec![Type::TEXT; body_params.len()]).await.map_err(map_pg_error)?;
@@ -170,10 +168,6 @@ impl PgStore {
             planned,
             response: ResponseSettings { headers: row.get(2), status: row.get(3) },
         };
-        if !in_tx {
-            let (row, total) = tokio::try_join!(client.query_one(&stmt, &body_refs), count).map_err(map_pg_error)?;
-            return Ok(result(row, total, None));
-        }
         let begin = client.prepare_cached(if read_only { "BEGIN READ ONLY" } else { "BEGIN" }).await.map_err(map_pg_error)?;
         let set = client.prepare_typed_cached(&self.session.set, &SET_TYPES).await.map_err(map_pg_error)?;
         let pre = self.pre_request(&client).await?;

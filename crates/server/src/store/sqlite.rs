@@ -2,7 +2,7 @@
 //! connection, JSON built by SQLite. Runs on blocking threads.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use basalt_query::sql::{Fragment, MutateSql, ReadSql};
@@ -20,7 +20,9 @@ pub struct SqliteStore {
     path: PathBuf,
     /// The one writer connection lives on its own thread; writes queue here, first come first served.
     jobs: crossbeam_channel::Sender<Job>,
-    readers: Vec<Mutex<Connection>>,
+    readers: Vec<Mutex<Reader>>,
+    /// How long a read may run before it is interrupted (the `statement_timeout` of PostgreSQL).
+    timeout_ms: u64,
     next: AtomicUsize,
     /// For naming constraints in errors, as PostgreSQL does.
     catalog: RwLock<Arc<Catalog>>,
@@ -55,8 +57,27 @@ fn to_sql(p: &Param) -> SqlValue {
     }
 }
 
+/// A read-only connection and the moment its current statement must stop (ms since the Unix
+/// epoch; `u64::MAX` when idle), checked by SQLite's progress handler.
+struct Reader {
+    conn: Connection,
+    deadline: Arc<AtomicU64>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default()
+}
+
+fn open_reader(path: &Path) -> rusqlite::Result<Reader> {
+    let mut conn = open_conn(path, true)?;
+    let deadline = Arc::new(AtomicU64::new(u64::MAX));
+    let d = deadline.clone();
+    conn.progress_handler(10_000, Some(move || now_ms() > d.load(Ordering::Relaxed)))?;
+    Ok(Reader { conn, deadline })
+}
+
 impl SqliteStore {
-    pub fn open(dir: &Path) -> anyhow::Result<SqliteStore> {
+    pub fn open(dir: &Path, timeout_ms: u64) -> anyhow::Result<SqliteStore> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("data.db");
         let writer = open_conn(&path, false)?;
@@ -65,18 +86,19 @@ impl SqliteStore {
              CREATE TABLE IF NOT EXISTS _basalt_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
         )?;
         writer.execute_batch(super::auth_schema::SQLITE)?;
-        let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2);
-        let readers = (0..n).map(|_| open_conn(&path, true).map(Mutex::new)).collect::<rusqlite::Result<Vec<_>>>()?;
+        // Reads run on the async workers (one per core): a reader each, and spares.
+        let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) + 2;
+        let readers = (0..n).map(|_| open_reader(&path).map(Mutex::new)).collect::<rusqlite::Result<Vec<_>>>()?;
         let (jobs, queue) = crossbeam_channel::unbounded();
         std::thread::Builder::new().name("basalt-sqlite-writer".into()).spawn(move || writer_loop(writer, queue))?;
-        Ok(SqliteStore { path, jobs, readers, next: AtomicUsize::new(0), catalog: RwLock::new(Arc::new(Catalog::default())) })
+        Ok(SqliteStore { path, jobs, readers, timeout_ms, next: AtomicUsize::new(0), catalog: RwLock::new(Arc::new(Catalog::default())) })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+    fn reader(&self) -> std::sync::MutexGuard<'_, Reader> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         for i in 0..self.readers.len() {
             if let Ok(g) = self.readers[(start + i) % self.readers.len()].try_lock() {
@@ -87,8 +109,13 @@ impl SqliteStore {
         self.readers[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Runs a read on the calling thread: reads are short and WAL readers never wait for the
+    /// writer, so handing them to another thread would cost more (two context switches) than the
+    /// query. A read that runs past the timeout is interrupted.
     pub fn read(&self, sql: &ReadSql) -> ApiResult<ReadResult> {
-        let conn = self.reader();
+        let reader = self.reader();
+        let conn = &reader.conn;
+        reader.deadline.store(now_ms().saturating_add(self.timeout_ms), Ordering::Relaxed);
         let run = || -> rusqlite::Result<ReadResult> {
             if sql.count.is_some() {
                 conn.execute_batch("BEGIN")?;
@@ -107,12 +134,20 @@ impl SqliteStore {
             };
             Ok(ReadResult { rows, body, total, planned: None, response: Default::default() })
         };
-        run().map_err(|e| {
+        let result = run().map_err(|e| {
             if !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");
             }
+            if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) {
+                return ApiError::Rest(
+                    RestError::new(500, "57014", "canceling statement due to statement timeout")
+                        .hint("The statement ran longer than statement_timeout_ms."),
+                );
+            }
             self.map_error(e)
-        })
+        });
+        reader.deadline.store(u64::MAX, Ordering::Relaxed);
+        result
     }
 
     /// Queues a write for the writer thread, which commits queued writes together (each in its
