@@ -40,6 +40,10 @@ fn open_conn(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
     }
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    if read_only {
+        // Readers see pages through a shared memory map instead of a read() call each.
+        conn.pragma_update(None, "mmap_size", 256 * 1024 * 1024)?;
+    }
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.set_prepared_statement_cache_capacity(256);
     super::sqlite_functions::register(&conn)?;
@@ -207,7 +211,7 @@ impl SqliteStore {
             return Err(ApiError::internal("SQLite got a PostgreSQL plan"));
         };
         let before: Option<i64> = match max_rowid {
-            Some(f) => Some(conn.query_row(&f.sql, [], |r| r.get(0)).map_err(|e| self.map_error(e))?),
+            Some(f) => Some(conn.prepare_cached(&f.sql).and_then(|mut st| st.query_row([], |r| r.get(0))).map_err(|e| self.map_error(e))?),
             None => None,
         };
         if let Some(f) = check {
