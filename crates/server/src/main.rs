@@ -104,7 +104,8 @@ fn load_schema(path: &Path) -> anyhow::Result<basalt_schema::Catalog> {
 async fn serve(a: cli::ServeArgs) -> anyhow::Result<()> {
     let introspect = a.schema_source == cli::SchemaSource::Postgres;
     let schema = if introspect { a.schema.clone() } else { Some(schema_path(a.schema.clone())?) };
-    let config_file = a.store.config.clone().or(schema.clone());
+    // The config comes from --config, else the schema file, else ./basalt.toml (as `keys` reads it).
+    let config_file = a.store.config.clone().or(schema.clone()).or_else(|| Some(PathBuf::from("basalt.toml")).filter(|p| p.exists()));
     let config = Config::load(config_file.as_deref(), &a.store, a.listen.as_deref())?;
     tracing::debug!(?config, "configuration");
     check_backend_settings(&config)?;

@@ -864,22 +864,48 @@ pub fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-/// Password hashing takes ~19 MiB and a core for tens of milliseconds; at most one per core runs
-/// at a time, so a burst of sign-ins queues instead of multiplying memory.
-static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> =
-    std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)));
+/// Password hashing takes ~19 MiB and a core for tens of milliseconds. It runs on a few threads of
+/// its own (one per core), so a burst of sign-ins queues instead of multiplying memory, and only
+/// those threads' allocator caches ever hold the hashing buffers.
+struct Hashers(crossbeam_channel::Sender<Box<dyn FnOnce() + Send>>);
 
-async fn hash_blocking(p: String) -> AuthResult<String> {
-    let _permit = HASHING.acquire().await.map_err(AuthError::internal)?;
-    tokio::task::spawn_blocking(move || password::hash(&p)).await.map_err(AuthError::internal)?.map_err(AuthError::internal)
+static HASHERS: std::sync::LazyLock<Hashers> = std::sync::LazyLock::new(|| {
+    let (tx, rx) = crossbeam_channel::unbounded::<Box<dyn FnOnce() + Send>>();
+    for i in 0..std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) {
+        let rx = rx.clone();
+        let spawned = std::thread::Builder::new().name(format!("basalt-hash-{i}")).spawn(move || {
+            while let Ok(job) = rx.recv() {
+                job();
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a password hashing thread");
+        }
+    }
+    Hashers(tx)
+});
+
+/// Runs `f` on a hashing thread and waits for its result.
+async fn on_hasher<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> AuthResult<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    HASHERS
+        .0
+        .send(Box::new(move || {
+            let _ = tx.send(f());
+        }))
+        .map_err(|_| AuthError::internal("the password hashing threads have stopped"))?;
+    rx.await.map_err(|_| AuthError::internal("a password hashing thread dropped a job"))
 }
 
-/// Verifies in a blocking thread; an unknown user is checked against a dummy hash so timing
+async fn hash_blocking(p: String) -> AuthResult<String> {
+    on_hasher(move || password::hash(&p)).await?.map_err(AuthError::internal)
+}
+
+/// Verifies on a hashing thread; an unknown user is checked against a dummy hash so timing
 /// does not reveal which addresses exist.
 async fn verify_blocking(p: String, stored: String) -> bool {
     const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0s3a2Qk9cA0kYfR1bQe0rJbq3kYq1Yw8qf0h3o8Z3Uo";
-    let Ok(_permit) = HASHING.acquire().await else { return false };
-    tokio::task::spawn_blocking(move || {
+    on_hasher(move || {
         if stored.is_empty() {
             let _ = password::verify(&p, DUMMY);
             false
