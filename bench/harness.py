@@ -380,7 +380,10 @@ def main(argv):
         stamp = started.strftime("%Y%m%dT%H%M%SZ")
         out_dir = os.path.join(BENCH, "results")
         os.makedirs(out_dir, exist_ok=True)
-        out = os.path.join(out_dir, f"{stamp}{'-quick' if args.quick else ''}.json")
+        # Quick runs and subsets (--systems/--workloads) are for development, kept out of git.
+        partial = set(args.systems) != set(SYSTEMS) or set(args.workloads) != set(WORKLOADS)
+        suffix = "-quick" if args.quick else "-partial" if partial else ""
+        out = os.path.join(out_dir, f"{stamp}{suffix}.json")
         doc = {
             "started": started.isoformat(timespec="seconds"),
             "mode": mode,
