@@ -369,14 +369,15 @@ fn writer_loop(mut conn: Connection, queue: crossbeam_channel::Receiver<Job>) {
 
 /// Runs `work` in a savepoint: on error (or when asked to `rollback`) only its own changes are undone.
 fn savepoint<T>(conn: &Connection, rollback: bool, work: impl FnOnce(&Connection) -> ApiResult<T>) -> ApiResult<T> {
-    conn.execute_batch("SAVEPOINT basalt_write").map_err(ApiError::internal)?;
+    let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(|_| ());
+    run("SAVEPOINT basalt_write").map_err(ApiError::internal)?;
     // A bug in one write must not take the writer thread (and every later write) down with it.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)))
         .unwrap_or_else(|_| Err(ApiError::internal("a write panicked; its changes were rolled back")));
     if result.is_err() || rollback {
-        let _ = conn.execute_batch("ROLLBACK TO basalt_write");
+        let _ = run("ROLLBACK TO basalt_write");
     }
-    let _ = conn.execute_batch("RELEASE basalt_write");
+    let _ = run("RELEASE basalt_write");
     result
 }
 
