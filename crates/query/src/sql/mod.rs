@@ -75,10 +75,6 @@ pub trait Dialect {
     fn cast(&self, expr: String, ty: ColumnType) -> String;
     /// The LIMIT that means no limit.
     fn no_limit(&self) -> &'static str;
-    /// A LIMIT or OFFSET value: a parameter by default.
-    fn limit_value(&self, b: &mut Builder, v: i64) {
-        self.param(b, Param::Int(v), Some(ColumnType::BigInt));
-    }
 
     /// `count`: exact (a count query), planned (the planner's estimate, where the backend has
     /// one) or estimated (both: the store picks exact below `max_rows`, planned above).
@@ -380,14 +376,14 @@ impl Builder {
         if limit.is_some() || offset.is_some() {
             self.push(" LIMIT ");
             match limit {
-                Some(l) => d.limit_value(self, l),
+                Some(l) => d.param(self, Param::Int(l), Some(ColumnType::BigInt)),
                 None => {
                     self.push(d.no_limit());
                 }
             }
             if let Some(o) = offset {
                 self.push(" OFFSET ");
-                d.limit_value(self, o);
+                d.param(self, Param::Int(o), Some(ColumnType::BigInt));
             }
         }
     }

@@ -320,12 +320,6 @@ impl Dialect for Sqlite {
         "-1"
     }
 
-    /// An integer literal: SQLite reads a bound LIMIT's value when it plans the statement and
-    /// then re-prepares it on every execution. The value is an `i64` from the parser, never text.
-    fn limit_value(&self, b: &mut Builder, v: i64) {
-        b.push(&v.to_string());
-    }
-
     /// SQLite has no row estimates: every count is exact.
     fn read(&self, plan: &ReadPlan, count: Option<crate::request::CountPref>) -> ReadSql {
         let count = count.is_some().then(|| {

@@ -46,6 +46,10 @@ fn open_conn(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
     }
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.set_prepared_statement_cache_capacity(256);
+    // Plans must not depend on bound values: otherwise SQLite marks statements with `col = ?`
+    // terms to re-prepare whenever a binding changes, and the statement cache clears bindings
+    // on every return, so each execution re-prepared (perf: 18 % of the writer's time).
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     super::sqlite_functions::register(&conn)?;
     Ok(conn)
 }
@@ -509,5 +513,27 @@ pub fn map_sqlite_error(catalog: &Catalog, e: rusqlite::Error) -> ApiError {
         }
         c if c & 0xff == 5 || c & 0xff == 6 => ApiError::Rest(RestError::new(503, "PGRST000", "Database is busy").details(msg)),
         _ => ApiError::internal(format!("sqlite: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::StatementStatus;
+
+    /// Cached statements with `col = ?` terms run as prepared, not re-prepared on every use.
+    #[test]
+    fn cached_statements_are_not_reprepared() {
+        let dir = std::env::temp_dir().join(format!("basalt-sqlite-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let c = super::open_conn(&dir.join("t.db"), false).unwrap();
+        c.execute_batch("CREATE TABLE t (id TEXT PRIMARY KEY, owner TEXT); CREATE INDEX t_owner ON t (owner); INSERT INTO t VALUES ('a', 'o'), ('b', 'p');")
+            .unwrap();
+        let sql = "SELECT count(*) FROM t WHERE owner = ?1 AND id = ?2 LIMIT ?3";
+        for (owner, id) in [("o", "a"), ("p", "b"), ("o", "b"), ("p", "a")] {
+            let n: i64 = c.prepare_cached(sql).unwrap().query_row(rusqlite::params![owner, id, 5], |r| r.get(0)).unwrap();
+            assert!(n <= 1);
+        }
+        assert_eq!(c.prepare_cached(sql).unwrap().get_status(StatementStatus::RePrepare), 0);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
