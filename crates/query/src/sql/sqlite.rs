@@ -105,7 +105,10 @@ impl Sqlite {
                 // The rowid list is the first parameter; order follows it.
                 // CROSS JOIN keeps the id list as the outer loop: without statistics SQLite would
                 // rather walk an index matching a policy (all of a user's rows) and probe the list.
-                b.push(&format!("SELECT {a}.* FROM json_each(?1) AS _ids CROSS JOIN {} AS {a} ON {a}.rowid = _ids.value", quote(&node.table)));
+                b.push(&format!(
+                    "SELECT {a}.* FROM json_each(?1) AS _ids CROSS JOIN {} AS {a} ON {a}.rowid = _ids.value",
+                    quote(&node.table)
+                ));
             }
         }
         b.where_clause(self, join.map(|j| (j, a.as_str())), &node.conds);

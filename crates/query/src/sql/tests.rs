@@ -76,7 +76,10 @@ fn writes() {
         "{}",
         collect.sql
     );
-    assert!(read.unwrap().sql.contains("FROM json_each(?1) AS _ids CROSS JOIN \"todos\" AS _t0 ON _t0.rowid = _ids.value ORDER BY _ids.key"));
+    assert!(read
+        .unwrap()
+        .sql
+        .contains("FROM json_each(?1) AS _ids CROSS JOIN \"todos\" AS _t0 ON _t0.rowid = _ids.value ORDER BY _ids.key"));
 }
 
 #[test]
