@@ -24,11 +24,13 @@ pub const RESPONSE_SETTINGS: &str = "SELECT current_setting('response.headers', 
 
 impl SessionSql {
     pub fn new(rest: &RestSettings) -> SessionSql {
+        // `search_path` ($7) is not set here: each exposed schema has its own pool whose
+        // connections start with that schema's search path, which transactions cannot change for
+        // good (`set_config(..., true)` ends with them). $7 stays so the parameters keep their order.
         let mut set = String::from(
             "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
              set_config('request.method', $3, true), set_config('request.path', $4, true), \
-             set_config('request.headers', $5, true), set_config('request.cookies', $6, true), \
-             set_config('search_path', $7, true)",
+             set_config('request.headers', $5, true), set_config('request.cookies', $6, true), $7::text",
         );
         if !rest.app_settings.is_empty() {
             set.push_str(", (SELECT count(set_config('app.settings.' || key, value, true)) FROM json_each_text($8::json))");

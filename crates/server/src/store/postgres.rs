@@ -43,7 +43,13 @@ fn build_pool(url: &str, pool_size: usize, statement_timeout_ms: u64, search_pat
     ));
     cfg.application_name("basalt");
     let mgr = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-    Ok(Pool::builder(mgr).max_size(pool_size).build()?)
+    // A request waits at most 10 s for a connection (PostgREST's db-pool-acquisition-timeout),
+    // then gets 504 PGRST003.
+    Ok(Pool::builder(mgr)
+        .max_size(pool_size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(std::time::Duration::from_secs(10)))
+        .build()?)
 }
 
 type SqlRef<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
@@ -488,7 +494,14 @@ impl PgStore {
 
 /// The planner's row estimate from `EXPLAIN (FORMAT JSON)`: the top plan node's "Plan Rows".
 fn pool_error(e: deadpool_postgres::PoolError) -> ApiError {
-    ApiError::Rest(RestError::new(503, "PGRST001", "Database client error. Retrying the connection.").details(e.to_string()))
+    match e {
+        deadpool_postgres::PoolError::Timeout(_) => {
+            ApiError::Rest(RestError::new(504, "PGRST003", "Timed out acquiring connection from connection pool."))
+        }
+        other => {
+            ApiError::Rest(RestError::new(503, "PGRST001", "Database client error. Retrying the connection.").details(other.to_string()))
+        }
+    }
 }
 
 fn plan_rows(explain: &serde_json::Value) -> Option<i64> {
