@@ -246,9 +246,7 @@ async fn call_set(
     let access = Access { role: ident.role.name(), claims: &ident.claims_value, enforce: !app.store.native_rls() };
     let mut plan = plan_read(catalog, &req, access)?;
     plan.call = Some(Box::new(call));
-    if let Some(max) = app.config.max_rows {
-        plan.limit = Some(plan.limit.map_or(max, |l| l.min(max)));
-    }
+    cap_rows(app, &mut plan);
     // Planned and estimated counts are for tables; a function's rows are counted exactly.
     let count = req.prefer.count.map(|_| CountPref::Exact);
     let sql = app.store.dialect().read(&plan, count);
@@ -262,6 +260,13 @@ async fn call_set(
     let res = respond::read(&req, &plan, result, head, &applied, profile.echo.then_some(profile.name.as_str()))?;
     timing.mark("response");
     Ok(res)
+}
+
+/// `db-max-rows`: a read returns at most that many rows, whatever `limit` asks for.
+fn cap_rows(app: &AppState, plan: &mut basalt_query::plan::ReadPlan) {
+    if let Some(max) = app.config.max_rows {
+        plan.limit = Some(plan.limit.map_or(max, |l| l.min(max)));
+    }
 }
 
 /// PostgreSQL answers 401 to anonymous callers and 403 to others for missing privileges (42501).
@@ -323,9 +328,7 @@ async fn run_as(
     match req.action {
         Action::Read { head } => {
             let mut plan = plan_read(catalog, &req, access)?;
-            if let Some(max) = app.config.max_rows {
-                plan.limit = Some(plan.limit.map_or(max, |l| l.min(max)));
-            }
+            cap_rows(app, &mut plan);
             let sql = app.store.dialect().read(&plan, req.prefer.count);
             timing.mark("plan");
             let mut result = app.store.read(sql, &ctx).await?;
