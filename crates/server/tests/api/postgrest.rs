@@ -30,6 +30,7 @@ async fn postgrest_layout(b: Backend) {
         ("BASALT_SERVER_TIMING_ENABLED", "true"),
         ("PGRST_JWT_AUD", "my-app"),
         ("BASALT_JWT_ROLE_CLAIM_KEY", ".\"https://example.com/claims\".role"),
+        ("BASALT_AUTH_AUTOCONFIRM", "true"),
     ];
     let Some(app) = TestApp::spawn_with(b, NOTES, &env).await else { return };
     let c = reqwest::Client::new();
@@ -102,6 +103,24 @@ async fn postgrest_layout(b: Backend) {
     assert_eq!(s, 201, "Supabase-style tokens (the role at .role) still work");
     let (s, e) = send(c.get(url("/notes")).header("authorization", "Bearer ")).await;
     assert_eq!((s, e["code"].as_str()), (401, Some("PGRST301")));
+    // Basalt's own sessions carry the configured audience, so they pass its check.
+    let (session, _, _) = app.signup("aud@example.com", json!({})).await;
+    let (s, _) = send(c.post(url("/notes")).header("authorization", format!("Bearer {session}")).json(&json!({"id": 6}))).await;
+    assert_eq!(s, 201, "a signed-in user's token has aud = jwt_aud");
+}
+
+/// On SQLite a read that runs past `statement_timeout_ms` is interrupted: 500 57014, as PostgreSQL.
+#[tokio::test]
+async fn sqlite_statement_timeout() {
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, NOTES, &[("BASALT_STATEMENT_TIMEOUT_MS", "1")]).await else { return };
+    let rows: Vec<Value> = (0..20_000).map(|i| json!({"id": i, "body": format!("note number {i} with some text")})).collect();
+    let (s, _) = app.post("/rest/v1/notes", Value::Array(rows), "").await;
+    assert_eq!(s, 201, "writes are not interrupted");
+    // A regular expression over every row, then an ordering of all of them: far more than 1 ms.
+    let (s, e) = app.get("/rest/v1/notes?body=match.^note.*(1|2|3).*text$&order=body.desc&limit=5").await;
+    assert_eq!((s, e["code"].as_str()), (500, Some("57014")), "{e}");
+    let (s, rows) = app.get("/rest/v1/notes?id=eq.7&select=id").await;
+    assert_eq!((s, rows), (200, json!([{"id": 7}])), "short reads still answer");
 }
 
 /// `jwt_secret_is_base64`, and `db-anon-role` unset refusing anonymous requests.
