@@ -104,8 +104,10 @@ impl SqliteStore {
         // When the WAL starts over, a file grown larger than this is cut back.
         writer.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         let checkpointer = open_conn(&path, false)?;
-        std::thread::Builder::new().name("basalt-sqlite-writer".into()).spawn(move || writer_loop(writer, queue))?;
-        std::thread::Builder::new().name("basalt-sqlite-checkpoint".into()).spawn(move || checkpoint_loop(checkpointer))?;
+        let restart = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let wanted = restart.clone();
+        std::thread::Builder::new().name("basalt-sqlite-writer".into()).spawn(move || writer_loop(writer, queue, restart))?;
+        std::thread::Builder::new().name("basalt-sqlite-checkpoint".into()).spawn(move || checkpoint_loop(checkpointer, wanted))?;
         Ok(SqliteStore { path, jobs, readers, timeout_ms, next: AtomicUsize::new(0), catalog: RwLock::new(Arc::new(Catalog::default())) })
     }
 
@@ -331,7 +333,8 @@ const GROUP_LIMIT: usize = 64;
 
 /// The writer thread: takes the next job; for writes, opens one transaction, runs every write
 /// already queued (each in its own savepoint), commits once, then answers them all.
-fn writer_loop(mut conn: Connection, queue: crossbeam_channel::Receiver<Job>) {
+/// `restart`: set by the checkpoint thread when the WAL should start over (see [`checkpoint_loop`]).
+fn writer_loop(mut conn: Connection, queue: crossbeam_channel::Receiver<Job>, restart: Arc<std::sync::atomic::AtomicBool>) {
     let mut pending: Option<Job> = None;
     loop {
         let job = match pending.take() {
@@ -375,30 +378,29 @@ fn writer_loop(mut conn: Connection, queue: crossbeam_channel::Receiver<Job>) {
         for finish in finishers {
             finish(outcome.clone());
         }
+        // After answering: the restart waits for the readers of this moment, and only writes
+        // still queued wait for it (the writer lock is this thread's, so nobody polls for it).
+        if restart.swap(false, Ordering::Relaxed) {
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "SQLite checkpoint (restart) failed");
+            }
+        }
     }
 }
 
 /// Copies the WAL back into the database every 200 ms without blocking anyone (a passive
 /// checkpoint). Readers that never pause would keep the WAL from starting over, so past 4096
-/// pages (16 MiB) a restarting checkpoint waits for the readers of that moment (milliseconds,
-/// holding back the writer meanwhile) and lets the WAL start over. (64 MiB restarts made the
-/// pauses longer, 4 MiB ones more frequent; both raised insert p99 in bench/run.)
-fn checkpoint_loop(conn: Connection) {
+/// pages (16 MiB) it asks the writer to run a restarting checkpoint after its next commit, which
+/// waits for the readers of that moment and lets the WAL start over. (Run from this thread, the
+/// restart and the writer polled for each other's lock: insert p99 40-55 ms in bench/run.)
+fn checkpoint_loop(conn: Connection, restart: Arc<std::sync::atomic::AtomicBool>) {
     const RESTART_PAGES: i64 = 4096;
     loop {
         std::thread::sleep(std::time::Duration::from_millis(200));
-        let wal_pages = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
-        let restart = match wal_pages {
-            Ok(n) => n >= RESTART_PAGES,
-            Err(e) => {
-                tracing::warn!(error = %e, "SQLite checkpoint failed");
-                false
-            }
-        };
-        if restart {
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
-                tracing::warn!(error = %e, "SQLite checkpoint (restart) failed");
-            }
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
+            Ok(n) if n >= RESTART_PAGES => restart.store(true, Ordering::Relaxed),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "SQLite checkpoint failed"),
         }
     }
 }
