@@ -40,10 +40,6 @@ fn open_conn(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
     }
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    if read_only {
-        // Readers see pages through a shared memory map instead of a read() call each.
-        conn.pragma_update(None, "mmap_size", 256 * 1024 * 1024)?;
-    }
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.set_prepared_statement_cache_capacity(256);
     // Plans must not depend on bound values: otherwise SQLite marks statements with `col = ?`
