@@ -185,7 +185,10 @@ impl PgStore {
                 None => Ok(()),
             }
         };
-        let (_, _, _, row, total, planned, _) = tokio::try_join!(
+        // All of them are awaited, and the first error in pipeline order is the one reported: once
+        // one fails, the later ones fail too ("current transaction is aborted"), and their answers
+        // may be seen first.
+        let (b, s, p, row, total, planned, e) = tokio::join!(
             client.execute(&begin, &[]),
             client.query_one(&set, &set_params),
             pre_request,
@@ -193,8 +196,10 @@ impl PgStore {
             count,
             planned,
             client.execute(&end, &[]),
-        )
-        .map_err(map_pg_error)?;
+        );
+        b.and(s.map(|_| 0)).and(p.map(|_| 0)).map_err(map_pg_error)?;
+        let (row, total, planned) = (row.map_err(map_pg_error)?, total.map_err(map_pg_error)?, planned.map_err(map_pg_error)?);
+        e.map_err(map_pg_error)?;
         Ok(result(row, total, planned))
     }
 
@@ -244,22 +249,25 @@ impl PgStore {
         // BEGIN, the context, the statement and the response settings go in one round trip;
         // COMMIT or ROLLBACK follows.
         let outcome = if counted {
-            tokio::try_join!(
+            let (b, s, p, n, g) = tokio::join!(
                 client.execute(&begin, &[]),
                 client.query_one(&set, &set_params),
                 pre_request,
                 client.execute(&stmt, &param_refs),
                 client.query_one(&settings, &[])
-            )
-            .map(|(_, _, _, n, s)| (n as i64, n as i64, None, ResponseSettings { headers: s.get(0), status: s.get(1) }))
+            );
+            b.and(s.map(|_| 0))
+                .and(p.map(|_| 0))
+                .and(n)
+                .and_then(|n| g.map(|g| (n as i64, n as i64, None, ResponseSettings { headers: g.get(0), status: g.get(1) })))
         } else {
-            tokio::try_join!(
+            let (b, s, p, row) = tokio::join!(
                 client.execute(&begin, &[]),
                 client.query_one(&set, &set_params),
                 pre_request,
                 client.query_one(&stmt, &param_refs)
-            )
-            .map(|(_, _, _, row)| {
+            );
+            b.and(s.map(|_| 0)).and(p.map(|_| 0)).and(row).map(|row| {
                 let response = ResponseSettings { headers: row.get(2), status: row.get(3) };
                 (row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, Option<String>>(4), response)
             })
