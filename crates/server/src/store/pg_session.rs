@@ -10,8 +10,12 @@ use crate::config::RestSettings;
 /// The per-instance part of the request context, rendered once at start-up.
 #[derive(Debug, Clone)]
 pub struct SessionSql {
-    /// Sets role, claims, request, search path (and app settings): parameters as [`SET_TYPES`].
+    /// Sets role, claims, request, search path (and app settings), local to the transaction:
+    /// parameters as [`SET_TYPES`].
     pub set: String,
+    /// The same for the session: for plain reads, which run without an explicit transaction
+    /// (every request on a connection sets all of it again before its statement).
+    pub set_session: String,
     pub app_settings: String,
     /// `SELECT "schema"."fn"()`, when `db-pre-request` is configured.
     pub pre_request: Option<String>,
@@ -27,18 +31,24 @@ impl SessionSql {
         // `search_path` ($7) is not set here: each exposed schema has its own pool whose
         // connections start with that schema's search path, which transactions cannot change for
         // good (`set_config(..., true)` ends with them). $7 stays so the parameters keep their order.
-        let mut set = String::from(
-            "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
-             set_config('request.method', $3, true), set_config('request.path', $4, true), \
-             set_config('request.headers', $5, true), set_config('request.cookies', $6, true), $7::text",
-        );
-        if !rest.app_settings.is_empty() {
-            set.push_str(", (SELECT count(set_config('app.settings.' || key, value, true)) FROM json_each_text($8::json))");
-        } else {
-            set.push_str(", $8::text");
-        }
+        let set = |local: bool| {
+            let mut set = format!(
+                "SELECT set_config('role', $1, {local}), set_config('request.jwt.claims', $2, {local}), \
+                 set_config('request.method', $3, {local}), set_config('request.path', $4, {local}), \
+                 set_config('request.headers', $5, {local}), set_config('request.cookies', $6, {local}), $7::text"
+            );
+            if !rest.app_settings.is_empty() {
+                set.push_str(&format!(
+                    ", (SELECT count(set_config('app.settings.' || key, value, {local})) FROM json_each_text($8::json))"
+                ));
+            } else {
+                set.push_str(", $8::text");
+            }
+            set
+        };
         SessionSql {
-            set,
+            set: set(true),
+            set_session: set(false),
             app_settings: serde_json::to_string(&rest.app_settings).unwrap_or_else(|_| "{}".into()),
             pre_request: rest.pre_request.as_deref().and_then(function_sql).map(|f| format!("SELECT {f}()")),
         }

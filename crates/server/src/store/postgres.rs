@@ -35,11 +35,15 @@ struct SchemaPool {
 }
 
 /// A pool whose connections start in UTC, with the statement timeout and `search_path`.
-fn build_pool(url: &str, pool_size: usize, statement_timeout_ms: u64, search_path: &str) -> anyhow::Result<Pool> {
+/// Request pools (`read_only`) default to read-only transactions: plain reads run as implicit
+/// transactions, which stay read-only as PostgREST's `BEGIN READ ONLY` does; everything that
+/// writes starts its transaction `READ WRITE` explicitly.
+fn build_pool(url: &str, pool_size: usize, statement_timeout_ms: u64, search_path: &str, read_only: bool) -> anyhow::Result<Pool> {
     let mut cfg = tokio_postgres::Config::from_str(url)?;
     cfg.options(format!(
-        "-c TimeZone=UTC -c client_min_messages=warning -c statement_timeout={statement_timeout_ms} -c search_path={}",
-        search_path.replace(", ", ",").replace(' ', "\\ ")
+        "-c TimeZone=UTC -c client_min_messages=warning -c statement_timeout={statement_timeout_ms} -c search_path={}{}",
+        search_path.replace(", ", ",").replace(' ', "\\ "),
+        if read_only { " -c default_transaction_read_only=on" } else { "" }
     ));
     cfg.application_name("basalt");
     let mgr = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
@@ -75,11 +79,11 @@ impl PgStore {
         let session = SessionSql::new(rest);
         // `extensions` on the search path, as Supabase has it, so `uuid_generate_v4()` and
         // pgcrypto's functions work unqualified in migrations and defaults.
-        let pool = build_pool(url, pool_size, statement_timeout_ms, "\"$user\", public, extensions")?;
+        let pool = build_pool(url, pool_size, statement_timeout_ms, "\"$user\", public, extensions", false)?;
         let mut schemas = std::collections::HashMap::new();
         for schema in &rest.schemas {
             let search_path = super::pg_session::search_path(schema, &rest.extra_search_path);
-            let pool = build_pool(url, pool_size, statement_timeout_ms, &search_path)?;
+            let pool = build_pool(url, pool_size, statement_timeout_ms, &search_path, true)?;
             schemas.insert(schema.clone(), SchemaPool { pool, search_path });
         }
         let client = pool.get().await.map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?;
@@ -90,6 +94,8 @@ impl PgStore {
             )
             .await
             .or_else(|e| if e.code().map(|c| c.code()) == Some("23505") { Ok(()) } else { Err(e) })?;
+        // Back to the pool first: with a pool of one, bootstrapping would wait for it forever.
+        drop(client);
         bootstrap_auth(&pool).await?;
         let default_schema = rest.default_schema().to_string();
         Ok(PgStore { pool, schemas, default_schema, url: url.to_string(), session, roles: Default::default() })
@@ -174,11 +180,21 @@ impl PgStore {
             planned,
             response: ResponseSettings { headers: row.get(2), status: row.get(3) },
         };
-        let begin = client.prepare_cached(if read_only { "BEGIN READ ONLY" } else { "BEGIN" }).await.map_err(map_pg_error)?;
-        let set = client.prepare_typed_cached(&self.session.set, &SET_TYPES).await.map_err(map_pg_error)?;
         let pre = self.pre_request(&client).await?;
-        let end = client.prepare_cached(if ctx.rollback { "ROLLBACK" } else { "COMMIT" }).await.map_err(map_pg_error)?;
         let set_params = self.set_params(ctx)?;
+        if read_only && !ctx.rollback && pre.is_none() && count_stmt.is_none() && planned_stmt.is_none() {
+            // A plain read is one statement: it runs as an implicit (read-only) transaction after
+            // the context is set for the session, both in one round trip. Should the context
+            // fail, the statement has run with the connection's previous one, read-only, and its
+            // answer is dropped for the error.
+            let set = client.prepare_typed_cached(&self.session.set_session, &SET_TYPES).await.map_err(map_pg_error)?;
+            let (s, row) = tokio::join!(client.query_one(&set, &set_params), client.query_one(&stmt, &body_refs));
+            s.map_err(map_pg_error)?;
+            return Ok(result(row.map_err(map_pg_error)?, None, None));
+        }
+        let begin = client.prepare_cached(if read_only { "BEGIN READ ONLY" } else { "BEGIN READ WRITE" }).await.map_err(map_pg_error)?;
+        let set = client.prepare_typed_cached(&self.session.set, &SET_TYPES).await.map_err(map_pg_error)?;
+        let end = client.prepare_cached(if ctx.rollback { "ROLLBACK" } else { "COMMIT" }).await.map_err(map_pg_error)?;
         let pre_request = async {
             match &pre {
                 Some(p) => client.execute(p, &[]).await.map(|_| ()),
@@ -234,7 +250,7 @@ impl PgStore {
         let client = self.request_client(ctx).await?;
         let params = texts(&f.params);
         let stmt = client.prepare_typed_cached(&f.sql, &vec![Type::TEXT; params.len()]).await.map_err(map_pg_error)?;
-        let begin = client.prepare_cached("BEGIN").await.map_err(map_pg_error)?;
+        let begin = client.prepare_cached("BEGIN READ WRITE").await.map_err(map_pg_error)?;
         let set = client.prepare_typed_cached(&self.session.set, &SET_TYPES).await.map_err(map_pg_error)?;
         let pre = self.pre_request(&client).await?;
         let settings = client.prepare_cached(RESPONSE_SETTINGS).await.map_err(map_pg_error)?;
@@ -246,44 +262,64 @@ impl PgStore {
                 None => Ok(()),
             }
         };
-        // BEGIN, the context, the statement and the response settings go in one round trip;
-        // COMMIT or ROLLBACK follows.
-        let outcome = if counted {
-            let (b, s, p, n, g) = tokio::join!(
+        // BEGIN, the context, the statement and the response settings go in one round trip, and
+        // so does the transaction's end unless the statement must affect exactly one row (then
+        // COMMIT follows once that is known). After an error, PostgreSQL answers the pipelined
+        // COMMIT with a rollback.
+        let end_now = !single;
+        let end = client.prepare_cached(if ctx.rollback { "ROLLBACK" } else { "COMMIT" }).await.map_err(map_pg_error)?;
+        let end_fut = async {
+            match end_now {
+                true => client.execute(&end, &[]).await.map(|_| ()),
+                false => Ok(()),
+            }
+        };
+        let (outcome, ended) = if counted {
+            let (b, s, p, n, g, e) = tokio::join!(
                 client.execute(&begin, &[]),
                 client.query_one(&set, &set_params),
                 pre_request,
                 client.execute(&stmt, &param_refs),
-                client.query_one(&settings, &[])
+                client.query_one(&settings, &[]),
+                end_fut
             );
-            b.and(s.map(|_| 0))
+            let outcome = b
+                .and(s.map(|_| 0))
                 .and(p.map(|_| 0))
                 .and(n)
-                .and_then(|n| g.map(|g| (n as i64, n as i64, None, ResponseSettings { headers: g.get(0), status: g.get(1) })))
+                .and_then(|n| g.map(|g| (n as i64, n as i64, None, ResponseSettings { headers: g.get(0), status: g.get(1) })));
+            (outcome, e)
         } else {
-            let (b, s, p, row) = tokio::join!(
+            let (b, s, p, row, e) = tokio::join!(
                 client.execute(&begin, &[]),
                 client.query_one(&set, &set_params),
                 pre_request,
-                client.query_one(&stmt, &param_refs)
+                client.query_one(&stmt, &param_refs),
+                end_fut
             );
-            b.and(s.map(|_| 0)).and(p.map(|_| 0)).and(row).map(|row| {
+            let outcome = b.and(s.map(|_| 0)).and(p.map(|_| 0)).and(row).map(|row| {
                 let response = ResponseSettings { headers: row.get(2), status: row.get(3) };
                 (row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, Option<String>>(4), response)
-            })
+            });
+            (outcome, e)
         };
         let (affected, inserted, body, response) = match outcome {
             Ok(o) => o,
             Err(e) => {
-                let _ = client.batch_execute("ROLLBACK").await;
+                if !end_now {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                }
                 return Err(map_pg_error(e));
             }
         };
-        if single && affected != 1 {
+        if end_now {
+            ended.map_err(map_pg_error)?;
+        } else if affected != 1 {
             client.batch_execute("ROLLBACK").await.map_err(map_pg_error)?;
             return Err(RestError::not_single(affected).into());
+        } else {
+            client.batch_execute(if ctx.rollback { "ROLLBACK" } else { "COMMIT" }).await.map_err(map_pg_error)?;
         }
-        client.batch_execute(if ctx.rollback { "ROLLBACK" } else { "COMMIT" }).await.map_err(map_pg_error)?;
         Ok(WriteResult { affected, inserted, body, response })
     }
 

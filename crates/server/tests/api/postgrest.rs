@@ -202,12 +202,17 @@ begin
   end if;
   perform set_config('response.headers', '[{"X-Pre-Request": "ran"}]', true);
 end $$;
+create function api.touch() returns int language sql volatile as $$ insert into api.todos values (1000, 'written by a read') returning id $$;
+create view api.touchy as select api.touch() as n;
+grant select on api.touchy to pgrst_web_anon;
+grant insert on api.todos to pgrst_web_anon;
 "#;
 
 #[tokio::test]
 async fn postgrest_fixture_database() {
     let Some(holder) = TestApp::spawn_with(Backend::Postgres, "", &[]).await else { return };
     let url = holder.database_url.clone().expect("postgres");
+    let db_url = url.clone();
     let admin = crate::helpers::pg_admin_url().expect("admin url");
     let db = url.rsplit('/').next().unwrap_or_default().split('?').next().unwrap_or_default().to_string();
     admin_sql(&with_db(&admin, &db), FIXTURE);
@@ -321,5 +326,24 @@ async fn postgrest_fixture_database() {
     );
     let (s, e) = send(c.post(url("/rpc/nothing")).json(&json!({}))).await;
     assert_eq!((s, e["message"].as_str()), (404, Some("Could not find the function api.nothing without parameters in the schema cache")));
+
+    // Without a pre-request function, a plain read runs without an explicit transaction: it
+    // still may not write, and each caller keeps its own role on the one connection.
+    let plain = [("BASALT_POOL_SIZE", "1"), env[0], env[1], env[2], env[3]];
+    let app2 = TestApp::spawn_on(&db_url, "", &plain).await;
+    let url2 = |p: &str| format!("{}{p}", app2.url);
+    let (s, e) = send(c.get(url2("/touchy"))).await;
+    assert_eq!((s, e["code"].as_str()), (405, Some("25006")), "{e}");
+    let (s, rows) = send(c.get(url2("/todos?id=eq.1000"))).await;
+    assert_eq!((s, rows), (200, json!([])), "the read wrote nothing");
+    let user = sign(&json!({"role": "pgrst_web_user", "exp": far()}), SECRET);
+    for _ in 0..3 {
+        let (s, w) = send(c.get(url2("/rpc/whoami")).header("authorization", format!("Bearer {user}"))).await;
+        assert_eq!((s, w["user"].as_str()), (200, Some("pgrst_web_user")));
+        let (s, w) = send(c.get(url2("/rpc/whoami"))).await;
+        assert_eq!((s, w["user"].as_str()), (200, Some("pgrst_web_anon")));
+        let (s, w) = send(c.get(url2("/todos?select=id&id=eq.1"))).await;
+        assert_eq!((s, w), (200, json!([{"id": 1}])));
+    }
     drop(holder);
 }

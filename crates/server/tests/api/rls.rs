@@ -184,3 +184,32 @@ async fn matrix(b: Backend) {
 }
 
 crate::both_backends!(matrix);
+
+/// With one database connection, callers take turns on it: each request's role and claims are its
+/// own, never the previous caller's (PostgreSQL runs plain reads without an explicit
+/// transaction, the context set for the session just before them), and reads stay read-only.
+async fn one_connection(b: Backend) {
+    let env = [("BASALT_AUTH_AUTOCONFIRM", "true"), ("BASALT_POOL_SIZE", "1")];
+    let Some(app) = TestApp::spawn_with(b, SCHEMA, &env).await else { return };
+    let (a, _, _) = app.signup("a@example.com", json!({"name": "A"})).await;
+    let (bt, _, _) = app.signup("b@example.com", json!({"name": "B"})).await;
+    let (a, bt) = (Some(a.as_str()), Some(bt.as_str()));
+    assert_eq!(write(&app, Method::POST, "/rest/v1/notes", a, json!({"body": "a-private"})).await.0, 201);
+    assert_eq!(write(&app, Method::POST, "/rest/v1/notes", a, json!({"body": "a-public", "is_public": true})).await.0, 201);
+    assert_eq!(write(&app, Method::POST, "/rest/v1/notes", bt, json!({"body": "b-private"})).await.0, 201);
+    for _ in 0..3 {
+        assert_eq!(count(&app, "notes", a).await, 2, "a sees own and public");
+        assert_eq!(count(&app, "notes", None).await, 1, "anon after a sees only the public note");
+        assert_eq!(count(&app, "notes", bt).await, 2, "b sees own and public");
+        assert_eq!(count(&app, "projects", None).await, 0);
+        let (s, rows) = send(app.as_user(Method::GET, "/rest/v1/notes?select=body&body=eq.a-private", bt)).await;
+        assert_eq!((s, rows), (200, json!([])), "b after a and anon: no trace of a's claims");
+    }
+    // A failed write on the same connection leaves nothing behind for the next caller.
+    let (s, _) = write(&app, Method::POST, "/rest/v1/notes", bt, json!({"body": "x", "nope": 1})).await;
+    assert_eq!(s, 400);
+    assert_eq!(count(&app, "notes", bt).await, 2);
+    assert_eq!(count(&app, "notes", a).await, 2);
+}
+
+crate::both_backends!(one_connection);
