@@ -11,12 +11,39 @@ pub fn is_valid(name: &str) -> bool {
 
 /// Quotes an identifier for SQL (both dialects use double quotes).
 pub fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
+    let mut out = String::with_capacity(name.len() + 2);
+    push_wrapped(&mut out, name, '"');
+    out
 }
 
 /// Quotes a string literal for SQL DDL (defaults and checks; never for request values).
 pub fn literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
+    let mut out = String::with_capacity(value.len() + 2);
+    push_wrapped(&mut out, value, '\'');
+    out
+}
+
+/// Appends `name` quoted as an identifier: renderers build SQL in one buffer, and rendering runs
+/// for every request.
+pub fn push_quoted(out: &mut String, name: &str) {
+    push_wrapped(out, name, '"');
+}
+
+/// Appends `value` as a string literal (names as JSON keys; never request values).
+pub fn push_literal(out: &mut String, value: &str) {
+    push_wrapped(out, value, '\'');
+}
+
+fn push_wrapped(out: &mut String, text: &str, quote: char) {
+    out.push(quote);
+    for (i, part) in text.split(quote).enumerate() {
+        if i > 0 {
+            out.push(quote);
+            out.push(quote);
+        }
+        out.push_str(part);
+    }
+    out.push(quote);
 }
 
 #[cfg(test)]
@@ -38,5 +65,10 @@ mod tests {
     fn quotes() {
         assert_eq!(quote("a\"b"), "\"a\"\"b\"");
         assert_eq!(literal("it's"), "'it''s'");
+        assert_eq!(quote("plain"), "\"plain\"");
+        let mut s = String::from("x.");
+        push_quoted(&mut s, "\"a\"");
+        push_literal(&mut s, "'");
+        assert_eq!(s, "x.\"\"\"a\"\"\"''''");
     }
 }

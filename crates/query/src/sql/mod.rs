@@ -92,6 +92,15 @@ pub enum Side<'a> {
     Param(Param),
 }
 
+/// `alias."column"`.
+fn column_ref(alias: &str, column: &str) -> String {
+    let mut out = String::with_capacity(alias.len() + column.len() + 3);
+    out.push_str(alias);
+    out.push('.');
+    basalt_schema::ident::push_quoted(&mut out, column);
+    out
+}
+
 /// Accumulates SQL text and parameters.
 #[derive(Debug, Default)]
 pub struct Builder {
@@ -105,13 +114,25 @@ impl Builder {
         self
     }
 
+    /// Appends an identifier, quoted.
+    pub fn push_quoted(&mut self, name: &str) -> &mut Self {
+        basalt_schema::ident::push_quoted(&mut self.sql, name);
+        self
+    }
+
+    /// Appends a name as a string literal (a JSON key).
+    pub fn push_literal(&mut self, name: &str) -> &mut Self {
+        basalt_schema::ident::push_literal(&mut self.sql, name);
+        self
+    }
+
     pub fn finish(self) -> Fragment {
         Fragment { sql: self.sql, params: self.params }
     }
 
     /// A `->` path as a comparable JSON value (filters and order).
     fn json_value_expr(&mut self, d: &dyn Dialect, e: &ColExpr) -> String {
-        let mut sub = Builder { sql: format!("{}.{}", e.alias, quote(&e.column)), params: std::mem::take(&mut self.params) };
+        let mut sub = Builder { sql: column_ref(&e.alias, &e.column), params: std::mem::take(&mut self.params) };
         for (i, step) in e.path.iter().enumerate() {
             sub.sql = format!("({}", sub.sql);
             sub.push(if i + 1 == e.path.len() { d.json_value_arrow() } else { " -> " });
@@ -124,7 +145,7 @@ impl Builder {
 
     /// A column reference `alias."col"` with its JSON path steps and cast.
     pub fn expr(&mut self, d: &dyn Dialect, e: &ColExpr) -> String {
-        let mut sub = Builder { sql: format!("{}.{}", e.alias, quote(&e.column)), params: std::mem::take(&mut self.params) };
+        let mut sub = Builder { sql: column_ref(&e.alias, &e.column), params: std::mem::take(&mut self.params) };
         for (i, step) in e.path.iter().enumerate() {
             sub.sql = format!("({}", sub.sql);
             sub.push(if step.as_text { " ->> " } else { " -> " });

@@ -23,12 +23,12 @@ impl Sqlite {
             }
             match f {
                 OutField::Column { key, expr } => {
-                    b.push(&basalt_schema::ident::literal(key)).push(", ");
+                    b.push_literal(key).push(", ");
                     let v = self.value(b, expr);
                     b.push(&v);
                 }
                 OutField::Embed { key, join, to_one, plan, .. } => {
-                    b.push(&basalt_schema::ident::literal(key)).push(", json((SELECT ");
+                    b.push_literal(key).push(", json((SELECT ");
                     if *to_one {
                         self.object(b, plan);
                     } else {
@@ -46,7 +46,7 @@ impl Sqlite {
                         if j > 0 {
                             b.push(", ");
                         }
-                        b.push(&basalt_schema::ident::literal(key)).push(", ");
+                        b.push_literal(key).push(", ");
                         let json_valued = matches!(expr.expr_type(), ExprType::Column(ColumnType::Boolean) | ExprType::Json)
                             || matches!(expr.expr_type(), ExprType::Column(t) if t.is_json_like());
                         b.push(if json_valued { "json((SELECT " } else { "(SELECT " });
@@ -57,7 +57,7 @@ impl Sqlite {
                     }
                 }
                 OutField::Count { key, join, table, alias, conds } => {
-                    b.push(&basalt_schema::ident::literal(key));
+                    b.push_literal(key);
                     b.push(&format!(", json_array(json_object('count', (SELECT count(*) FROM {} AS {alias} WHERE ", quote(table)));
                     b.join_on(join, alias);
                     if !conds.is_empty() {
@@ -207,12 +207,13 @@ impl Sqlite {
 
     /// The value of payload key `col` from the JSON object `src`.
     fn extract(&self, src: &str, col: &basalt_schema::Column) -> String {
-        let path = basalt_schema::ident::literal(&format!("$.\"{}\"", col.name));
-        if col.ty.is_json_like() {
-            format!("nullif({src} -> {path}, 'null')")
-        } else {
-            format!("({src} ->> {path})")
-        }
+        let mut out = String::with_capacity(src.len() + col.name.len() + 24);
+        out.push_str(if col.ty.is_json_like() { "nullif(" } else { "(" });
+        out.push_str(src);
+        out.push_str(if col.ty.is_json_like() { " -> '$.\"" } else { " ->> '$.\"" });
+        out.push_str(&col.name.replace('\'', "''"));
+        out.push_str(if col.ty.is_json_like() { "\"', 'null')" } else { "\"')" });
+        out
     }
 }
 
