@@ -16,7 +16,7 @@ import time
 
 import dataset
 from load import WORKLOADS, find_pgbench, lua_script, run_pgbench, run_wrk
-from procs import HarnessError, Procs, current_rss_kib, reset_peak_rss, wait_idle
+from procs import HarnessError, Procs, cpu_ticks, current_rss_kib, reset_peak_rss, wait_idle
 from systems import Basalt, Ceiling, PocketBase, Postgres
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
@@ -215,7 +215,13 @@ class Run:
             run_wrk(self.procs, self.wrk, url, path, a.warmup, a.threads, conns)
             wait_idle(srv.proc.pid)
         r = {"rss_peak_scope": "workload" if reset_peak_rss(srv.proc.pid) else "process"}
+        ticks = cpu_ticks(srv.proc.pid)
         r |= run_wrk(self.procs, self.wrk, url, path, a.duration, a.threads, conns)
+        # The server's own CPU time per request: steadier than req/s on a shared machine, since
+        # time other tenants take from the cores does not count.
+        after = cpu_ticks(srv.proc.pid)
+        if ticks is not None and after is not None and r.get("requests"):
+            r["cpu_us_per_req"] = round((after - ticks) / os.sysconf("SC_CLK_TCK") * 1e6 / r["requests"], 1)
         r["connections"] = conns
         r["rss_after_mib"] = round((current_rss_kib(srv.proc.pid) or 0) / 1024, 1)
         self.record(system, workload, r, srv.rss_kib())
@@ -231,7 +237,8 @@ class Run:
         self.results.append(r)
         log(
             f"  {system:16} {workload:15} {r['rps']:>10.1f} req/s  p50 {fmt(r['p50_ms'])} ms  p99 {fmt(r['p99_ms'])} ms"
-            f"  errors {bad}  rss {fmt(r['peak_rss_mib'], 1)} MiB" + ("" if r["ok"] else "  <-- FAILED")
+            f"  errors {bad}  rss {fmt(r['peak_rss_mib'], 1)} MiB  cpu {fmt(r.get('cpu_us_per_req'), 1)} us/req"
+            + ("" if r["ok"] else "  <-- FAILED")
         )
 
     def server(self, srv, rows, inserts):

@@ -116,6 +116,10 @@ pub struct RestSettings {
     pub require_apikey: Option<bool>,
     /// `app.settings.*`: set as transaction-local settings on every request.
     pub app_settings: std::collections::BTreeMap<String, String>,
+    /// PostgreSQL is reached through a transaction-mode pooler (PgBouncer, Supavisor's port
+    /// 6543): every request then runs in one explicit transaction, since such a pooler may hand
+    /// consecutive statements outside a transaction to different server connections.
+    pub transaction_pooler: bool,
 }
 
 impl Default for RestSettings {
@@ -133,6 +137,7 @@ impl Default for RestSettings {
             mount: "/rest/v1".into(),
             require_apikey: None,
             app_settings: Default::default(),
+            transaction_pooler: false,
         }
     }
 }
@@ -187,6 +192,9 @@ impl RestSettings {
         }
         if let Ok(v) = std::env::var("BASALT_REST_REQUIRE_APIKEY") {
             self.require_apikey = Some(truthy(&v));
+        }
+        if let Ok(v) = std::env::var("BASALT_TRANSACTION_POOLER") {
+            self.transaction_pooler = truthy(&v);
         }
         for (k, v) in std::env::vars() {
             let name = k.strip_prefix("BASALT_APP_SETTINGS_").or_else(|| k.strip_prefix("PGRST_APP_SETTINGS_"));

@@ -76,6 +76,8 @@ impl Sqlite {
         let e = b.expr(self, expr);
         match expr.expr_type() {
             ExprType::Column(ColumnType::Boolean) => format!("json(CASE WHEN {e} THEN 'true' WHEN NOT {e} THEN 'false' END)"),
+            // A stored column (no path): `basalt_json` marks the text as JSON without reprinting it.
+            ExprType::Column(t) if t.is_json_like() && expr.path.is_empty() && expr.cast.is_none() => format!("basalt_json({e})"),
             ExprType::Column(t) if t.is_json_like() => format!("json({e})"),
             ExprType::Json => format!("json({e})"),
             _ => e,

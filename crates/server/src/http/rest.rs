@@ -252,7 +252,7 @@ async fn call_set(
     let sql = app.store.dialect().read(&plan, count);
     timing.mark("plan");
     let read_only = *method != Method::POST;
-    // Function calls always run in a transaction as the caller (read-only for GET).
+    // Function calls always run as the caller (read-only for GET).
     let result = map_privileges(app.store.read_as(sql, &ctx, read_only).await, ident)?;
     timing.mark("transaction");
     let mut applied = req.prefer.applied.clone();

@@ -154,7 +154,8 @@ impl Store {
         }
     }
 
-    /// A read run in a transaction as the caller, even for service_role (function calls).
+    /// A read run as the caller, even for service_role (function calls); read-only unless
+    /// `read_only` is false.
     pub async fn read_as(&self, sql: ReadSql, ctx: &DbContext, read_only: bool) -> ApiResult<ReadResult> {
         match self {
             Store::Sqlite(s) => s.read(&sql),

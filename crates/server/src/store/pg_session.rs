@@ -1,6 +1,7 @@
 //! What PostgreSQL is told about each request before its query runs, as PostgREST tells it:
-//! the role, the claims, the request, the search path and the `app.settings.*`, all
-//! transaction-local; then the pre-request function, if one is configured.
+//! the role, the claims, the request, the search path and the `app.settings.*`, transaction-local
+//! (or for the session, before a plain read's one statement); then the pre-request function, if
+//! one is configured.
 
 use basalt_schema::ident::quote;
 use tokio_postgres::types::Type;

@@ -25,8 +25,11 @@ pub struct PgStore {
     default_schema: String,
     url: String,
     session: SessionSql,
-    /// Roles tokens have named that exist and are not superusers (looked up on first use).
+    /// Roles tokens have named that exist, are no superusers and the connecting role may
+    /// switch to (looked up on first use).
     roles: std::sync::RwLock<std::collections::HashSet<String>>,
+    /// Plain reads run in explicit transactions too ([`crate::config::RestSettings::transaction_pooler`]).
+    transaction_pooler: bool,
 }
 
 struct SchemaPool {
@@ -98,7 +101,15 @@ impl PgStore {
         drop(client);
         bootstrap_auth(&pool).await?;
         let default_schema = rest.default_schema().to_string();
-        Ok(PgStore { pool, schemas, default_schema, url: url.to_string(), session, roles: Default::default() })
+        Ok(PgStore {
+            pool,
+            schemas,
+            default_schema,
+            url: url.to_string(),
+            session,
+            roles: Default::default(),
+            transaction_pooler: rest.transaction_pooler,
+        })
     }
 
     async fn client(&self) -> ApiResult<deadpool_postgres::Object> {
@@ -115,8 +126,9 @@ impl PgStore {
         self.schema_pool(ctx)?.pool.get().await.map_err(pool_error)
     }
 
-    /// Every read runs in a (pipelined) transaction with the request context set, as PostgREST,
-    /// so views and functions see `request.jwt.claims` and the rest whoever the caller is.
+    /// Every read runs with the request context set, as PostgREST, so views and functions see
+    /// `request.jwt.claims` and the rest whoever the caller is: in a pipelined transaction, or
+    /// for plain reads as one statement after the context is set for the session.
     pub async fn read(&self, sql: &ReadSql, ctx: &DbContext) -> ApiResult<ReadResult> {
         self.read_pipelined(sql, ctx, true).await
     }
@@ -144,23 +156,47 @@ impl PgStore {
     /// One round trip: BEGIN, the request context, the pre-request function, the query (and
     /// its counts) and COMMIT (or ROLLBACK) are sent together (tokio-postgres pipelines requests
     /// polled together); an error in any of them aborts the transaction, whose end then rolls back.
+    /// A plain read sends only the context (for the session) and its statement.
     async fn read_pipelined(&self, sql: &ReadSql, ctx: &DbContext, read_only: bool) -> ApiResult<ReadResult> {
         let client = self.request_client(ctx).await?;
         let body_params = texts(&sql.body.params);
-        let stmt = client.prepare_typed_cached(&sql.body.sql, &vec![Type::TEXT; body_params.len()]).await.map_err(map_pg_error)?;
+        let stmt = prepare(&client, &sql.body.sql, &vec![Type::TEXT; body_params.len()]).await?;
         let count_params = sql.count.as_ref().map(|c| texts(&c.params)).unwrap_or_default();
         let count_stmt = match &sql.count {
-            Some(c) => Some(client.prepare_typed_cached(&c.sql, &vec![Type::TEXT; count_params.len()]).await.map_err(map_pg_error)?),
+            Some(c) => Some(prepare(&client, &c.sql, &vec![Type::TEXT; count_params.len()]).await?),
             None => None,
         };
         let planned_params = sql.planned.as_ref().map(|c| texts(&c.params)).unwrap_or_default();
         let planned_stmt = match &sql.planned {
-            Some(c) => Some(client.prepare_typed_cached(&c.sql, &vec![Type::TEXT; planned_params.len()]).await.map_err(map_pg_error)?),
+            Some(c) => Some(prepare(&client, &c.sql, &vec![Type::TEXT; planned_params.len()]).await?),
             None => None,
         };
         let body_refs = refs(&body_params);
         let count_refs = refs(&count_params);
         let planned_refs = refs(&planned_params);
+        let result = |row: tokio_postgres::Row, total, planned| ReadResult {
+            rows: row.get(0),
+            body: row.get(1),
+            total,
+            planned,
+            response: ResponseSettings { headers: row.get(2), status: row.get(3) },
+        };
+        let pre = self.pre_request(&client).await?;
+        let set_params = self.set_params(ctx)?;
+        let plain = read_only && !ctx.rollback && pre.is_none() && count_stmt.is_none() && planned_stmt.is_none();
+        if plain && !self.transaction_pooler {
+            // A plain read is one statement: it runs as an implicit (read-only) transaction after
+            // the context is set for the session, both in one round trip. Should the context
+            // fail, the statement has run with the connection's previous one, read-only; its
+            // answer is dropped for the error and the connection is closed rather than reused.
+            let set = prepare(&client, &self.session.set_session, &SET_TYPES).await?;
+            let (s, row) = tokio::join!(client.query_one(&set, &set_params), client.query_one(&stmt, &body_refs));
+            if let Err(e) = s {
+                drop(deadpool_postgres::Object::take(client));
+                return Err(map_pg_error(e));
+            }
+            return Ok(result(row.map_err(map_pg_error)?, None, None));
+        }
         let count = async {
             match &count_stmt {
                 Some(s) => client.query_one(s, &count_refs).await.map(|r| Some(r.get::<_, i64>(0))),
@@ -173,25 +209,6 @@ impl PgStore {
                 None => Ok(None),
             }
         };
-        let result = |row: tokio_postgres::Row, total, planned| ReadResult {
-            rows: row.get(0),
-            body: row.get(1),
-            total,
-            planned,
-            response: ResponseSettings { headers: row.get(2), status: row.get(3) },
-        };
-        let pre = self.pre_request(&client).await?;
-        let set_params = self.set_params(ctx)?;
-        if read_only && !ctx.rollback && pre.is_none() && count_stmt.is_none() && planned_stmt.is_none() {
-            // A plain read is one statement: it runs as an implicit (read-only) transaction after
-            // the context is set for the session, both in one round trip. Should the context
-            // fail, the statement has run with the connection's previous one, read-only, and its
-            // answer is dropped for the error.
-            let set = client.prepare_typed_cached(&self.session.set_session, &SET_TYPES).await.map_err(map_pg_error)?;
-            let (s, row) = tokio::join!(client.query_one(&set, &set_params), client.query_one(&stmt, &body_refs));
-            s.map_err(map_pg_error)?;
-            return Ok(result(row.map_err(map_pg_error)?, None, None));
-        }
         let begin = client.prepare_cached(if read_only { "BEGIN READ ONLY" } else { "BEGIN READ WRITE" }).await.map_err(map_pg_error)?;
         let set = client.prepare_typed_cached(&self.session.set, &SET_TYPES).await.map_err(map_pg_error)?;
         let end = client.prepare_cached(if ctx.rollback { "ROLLBACK" } else { "COMMIT" }).await.map_err(map_pg_error)?;
@@ -223,7 +240,7 @@ impl PgStore {
     pub async fn call(&self, f: &basalt_query::sql::Fragment, read_only: bool, ctx: &DbContext) -> ApiResult<ReadResult> {
         let mut client = self.request_client(ctx).await?;
         let params = texts(&f.params);
-        let stmt = client.prepare_typed_cached(&f.sql, &vec![Type::TEXT; params.len()]).await.map_err(map_pg_error)?;
+        let stmt = prepare(&client, &f.sql, &vec![Type::TEXT; params.len()]).await?;
         let tx = client.build_transaction().read_only(read_only).start().await.map_err(map_pg_error)?;
         self.set_context(&tx, ctx).await?;
         let row = tx.query_one(&stmt, &refs(&params)).await.map_err(map_pg_error)?;
@@ -249,7 +266,7 @@ impl PgStore {
         };
         let client = self.request_client(ctx).await?;
         let params = texts(&f.params);
-        let stmt = client.prepare_typed_cached(&f.sql, &vec![Type::TEXT; params.len()]).await.map_err(map_pg_error)?;
+        let stmt = prepare(&client, &f.sql, &vec![Type::TEXT; params.len()]).await?;
         let begin = client.prepare_cached("BEGIN READ WRITE").await.map_err(map_pg_error)?;
         let set = client.prepare_typed_cached(&self.session.set, &SET_TYPES).await.map_err(map_pg_error)?;
         let pre = self.pre_request(&client).await?;
@@ -323,14 +340,18 @@ impl PgStore {
         Ok(WriteResult { affected, inserted, body, response })
     }
 
-    /// Whether `role` exists and is no superuser: a token (signed with the project secret) may run
-    /// as any such role, as PostgREST allows, but never as a role that bypasses everything.
+    /// Whether `role` exists, is no superuser and may be switched to: a token (signed with the
+    /// project secret) may run as any such role, as PostgREST allows, but never as a role that
+    /// bypasses everything, nor as one whose `SET ROLE` would fail.
     pub async fn role_allowed(&self, role: &str) -> ApiResult<bool> {
         if self.roles.read().is_ok_and(|r| r.contains(role)) {
             return Ok(true);
         }
         let client = self.client().await?;
-        let stmt = client.prepare_cached("SELECT NOT rolsuper FROM pg_roles WHERE rolname = $1").await.map_err(map_pg_error)?;
+        let stmt = client
+            .prepare_cached("SELECT NOT rolsuper AND pg_has_role(session_user, oid, 'MEMBER') FROM pg_roles WHERE rolname = $1")
+            .await
+            .map_err(map_pg_error)?;
         let ok = client.query_opt(&stmt, &[&role]).await.map_err(map_pg_error)?.is_some_and(|r| r.get::<_, bool>(0));
         if ok {
             if let Ok(mut r) = self.roles.write() {
@@ -533,6 +554,20 @@ impl PgStore {
             tx.execute(&stmt, &[]).await.map_err(map_pg_error)?;
         }
         Ok(())
+    }
+}
+
+/// Prepares (or finds prepared) a statement on a request connection. Plain reads leave their
+/// caller's role set for the session, and a statement is resolved when it is prepared: should
+/// that role lack what preparing needs (a schema's USAGE), the statement is prepared again as the
+/// connecting role, as every statement was before plain reads left a role behind.
+async fn prepare(client: &deadpool_postgres::Object, sql: &str, types: &[Type]) -> ApiResult<tokio_postgres::Statement> {
+    match client.prepare_typed_cached(sql, types).await {
+        Ok(s) => Ok(s),
+        Err(_) => {
+            client.batch_execute("RESET ROLE").await.map_err(map_pg_error)?;
+            client.prepare_typed_cached(sql, types).await.map_err(map_pg_error)
+        }
     }
 }
 
