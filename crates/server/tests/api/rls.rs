@@ -189,7 +189,13 @@ crate::both_backends!(matrix);
 /// own, never the previous caller's (PostgreSQL runs plain reads without an explicit
 /// transaction, the context set for the session just before them), and reads stay read-only.
 async fn one_connection(b: Backend) {
-    let env = [("BASALT_AUTH_AUTOCONFIRM", "true"), ("BASALT_POOL_SIZE", "1")];
+    take_turns(b, "false").await;
+    // Behind a transaction-mode pooler every read keeps its own transaction: same answers.
+    take_turns(b, "true").await;
+}
+
+async fn take_turns(b: Backend, transaction_pooler: &str) {
+    let env = [("BASALT_AUTH_AUTOCONFIRM", "true"), ("BASALT_POOL_SIZE", "1"), ("BASALT_TRANSACTION_POOLER", transaction_pooler)];
     let Some(app) = TestApp::spawn_with(b, SCHEMA, &env).await else { return };
     let (a, _, _) = app.signup("a@example.com", json!({"name": "A"})).await;
     let (bt, _, _) = app.signup("b@example.com", json!({"name": "B"})).await;
