@@ -120,6 +120,9 @@ pub struct RestSettings {
     /// 6543): every request then runs in one explicit transaction, since such a pooler may hand
     /// consecutive statements outside a transaction to different server connections.
     pub transaction_pooler: bool,
+    /// `db-pool-acquisition-timeout`: seconds a request waits for a free connection before
+    /// it gets 504 PGRST003.
+    pub pool_acquisition_timeout: u64,
 }
 
 impl Default for RestSettings {
@@ -138,6 +141,7 @@ impl Default for RestSettings {
             require_apikey: None,
             app_settings: Default::default(),
             transaction_pooler: false,
+            pool_acquisition_timeout: 10,
         }
     }
 }
@@ -192,6 +196,10 @@ impl RestSettings {
         }
         if let Ok(v) = std::env::var("BASALT_REST_REQUIRE_APIKEY") {
             self.require_apikey = Some(truthy(&v));
+        }
+        if let Some(v) = rest_env("DB_POOL_ACQUISITION_TIMEOUT") {
+            self.pool_acquisition_timeout =
+                v.trim().parse().map_err(|_| anyhow::anyhow!("db-pool-acquisition-timeout must be a number of seconds, not {v:?}"))?;
         }
         if let Ok(v) = std::env::var("BASALT_TRANSACTION_POOLER") {
             self.transaction_pooler = truthy(&v);

@@ -41,7 +41,8 @@ struct SchemaPool {
 /// Request pools (`read_only`) default to read-only transactions: plain reads run as implicit
 /// transactions, which stay read-only as PostgREST's `BEGIN READ ONLY` does; everything that
 /// writes starts its transaction `READ WRITE` explicitly.
-fn build_pool(url: &str, pool_size: usize, statement_timeout_ms: u64, search_path: &str, read_only: bool) -> anyhow::Result<Pool> {
+fn build_pool(url: &str, pool_size: usize, timeouts: (u64, u64), search_path: &str, read_only: bool) -> anyhow::Result<Pool> {
+    let (statement_timeout_ms, acquisition_timeout_s) = timeouts;
     let mut cfg = tokio_postgres::Config::from_str(url)?;
     cfg.options(format!(
         "-c TimeZone=UTC -c client_min_messages=warning -c statement_timeout={statement_timeout_ms} -c search_path={}{}",
@@ -50,12 +51,12 @@ fn build_pool(url: &str, pool_size: usize, statement_timeout_ms: u64, search_pat
     ));
     cfg.application_name("basalt");
     let mgr = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-    // A request waits at most 10 s for a connection (PostgREST's db-pool-acquisition-timeout),
-    // then gets 504 PGRST003.
+    // A request waits at most `db-pool-acquisition-timeout` for a connection, then gets 504
+    // PGRST003.
     Ok(Pool::builder(mgr)
         .max_size(pool_size)
         .runtime(deadpool_postgres::Runtime::Tokio1)
-        .wait_timeout(Some(std::time::Duration::from_secs(10)))
+        .wait_timeout(Some(std::time::Duration::from_secs(acquisition_timeout_s)))
         .build()?)
 }
 
@@ -80,13 +81,14 @@ impl PgStore {
         rest: &crate::config::RestSettings,
     ) -> anyhow::Result<PgStore> {
         let session = SessionSql::new(rest);
+        let timeouts = (statement_timeout_ms, rest.pool_acquisition_timeout);
         // `extensions` on the search path, as Supabase has it, so `uuid_generate_v4()` and
         // pgcrypto's functions work unqualified in migrations and defaults.
-        let pool = build_pool(url, pool_size, statement_timeout_ms, "\"$user\", public, extensions", false)?;
+        let pool = build_pool(url, pool_size, timeouts, "\"$user\", public, extensions", false)?;
         let mut schemas = std::collections::HashMap::new();
         for schema in &rest.schemas {
             let search_path = super::pg_session::search_path(schema, &rest.extra_search_path);
-            let pool = build_pool(url, pool_size, statement_timeout_ms, &search_path, true)?;
+            let pool = build_pool(url, pool_size, timeouts, &search_path, true)?;
             schemas.insert(schema.clone(), SchemaPool { pool, search_path });
         }
         let client = pool.get().await.map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?;

@@ -204,6 +204,7 @@ begin
 end $$;
 create function api.touch() returns int language sql volatile as $$ insert into api.todos values (1000, 'written by a read') returning id $$;
 create view api.touchy as select api.touch() as n;
+create function api.slow() returns int language sql as $$ select 1 from pg_sleep(2) $$;
 grant select on api.touchy to pgrst_web_anon;
 grant insert on api.todos to pgrst_web_anon;
 "#;
@@ -329,7 +330,7 @@ async fn postgrest_fixture_database() {
 
     // Without a pre-request function, a plain read runs without an explicit transaction: it
     // still may not write, and each caller keeps its own role on the one connection.
-    let plain = [("BASALT_POOL_SIZE", "1"), env[0], env[1], env[2], env[3]];
+    let plain = [("BASALT_POOL_SIZE", "1"), ("PGRST_DB_POOL_ACQUISITION_TIMEOUT", "1"), env[0], env[1], env[2], env[3]];
     let app2 = TestApp::spawn_on(&db_url, "", &plain).await;
     let url2 = |p: &str| format!("{}{p}", app2.url);
     let (s, e) = send(c.get(url2("/touchy"))).await;
@@ -345,5 +346,18 @@ async fn postgrest_fixture_database() {
         let (s, w) = send(c.get(url2("/todos?select=id&id=eq.1"))).await;
         assert_eq!((s, w), (200, json!([{"id": 1}])));
     }
+
+    // The one connection busy for 2 s, a request waits 1 s for it (db-pool-acquisition-timeout)
+    // and gets 504 PGRST003; the busy one finishes.
+    let busy = tokio::spawn({
+        let (c, u) = (c.clone(), url2("/rpc/slow"));
+        async move { send(c.get(u)).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let (s, e) = send(c.get(url2("/todos?select=id&id=eq.1"))).await;
+    assert_eq!((s, e["code"].as_str()), (504, Some("PGRST003")), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_millis(1900), "{:?}", started.elapsed());
+    assert_eq!(busy.await.expect("join"), (200, json!(1)));
     drop(holder);
 }
