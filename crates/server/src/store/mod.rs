@@ -53,26 +53,47 @@ pub struct RequestInfo {
 }
 
 impl RequestInfo {
+    /// Header names come lower-cased from `http`; a header sent twice keeps its last value, as
+    /// does a cookie. Written straight to JSON text: this runs for every PostgreSQL request.
     pub fn new(method: &str, path: &str, headers: &axum::http::HeaderMap) -> Self {
-        let mut h = serde_json::Map::new();
-        for (name, value) in headers {
-            if let Ok(v) = value.to_str() {
-                h.insert(name.as_str().to_ascii_lowercase(), serde_json::Value::from(v));
-            }
-        }
-        let mut cookies = serde_json::Map::new();
+        let pairs = headers.keys().filter_map(|name| {
+            let value = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).next_back()?;
+            Some((name.as_str(), value))
+        });
+        let mut cookies: Vec<(&str, &str)> = Vec::new();
         for c in headers.get_all("cookie").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')) {
             if let Some((k, v)) = c.trim().split_once('=') {
-                cookies.insert(k.trim().to_string(), serde_json::Value::from(v.trim()));
+                let (k, v) = (k.trim(), v.trim());
+                match cookies.iter_mut().find(|(name, _)| *name == k) {
+                    Some(entry) => entry.1 = v,
+                    None => cookies.push((k, v)),
+                }
             }
         }
         RequestInfo {
             method: method.to_string(),
             path: path.to_string(),
-            headers: serde_json::Value::Object(h).to_string(),
-            cookies: serde_json::Value::Object(cookies).to_string(),
+            headers: json_object(pairs),
+            cookies: json_object(cookies.into_iter()),
         }
     }
+}
+
+/// `{"k": "v", ...}` from string pairs with unique keys.
+fn json_object<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut out = Vec::with_capacity(512);
+    out.push(b'{');
+    for (i, (k, v)) in pairs.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Writing a &str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, k);
+        out.push(b':');
+        let _ = serde_json::to_writer(&mut out, v);
+    }
+    out.push(b'}');
+    String::from_utf8(out).unwrap_or_else(|_| "{}".into())
 }
 
 /// The body of a read and its row counts.
@@ -239,4 +260,26 @@ pub(crate) fn check_destructive(plan: &MigrationPlan, allow: bool) -> anyhow::Re
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn request_info_as_json() {
+        let mut h = HeaderMap::new();
+        h.append("X-Tag", HeaderValue::from_static("one"));
+        h.append("x-tag", HeaderValue::from_static("two \"quoted\""));
+        h.append("cookie", HeaderValue::from_static("a=1; b = 2"));
+        h.append("cookie", HeaderValue::from_static("a=3"));
+        let r = RequestInfo::new("GET", "/todos", &h);
+        let headers: serde_json::Value = serde_json::from_str(&r.headers).expect("headers json");
+        assert_eq!(headers["x-tag"], "two \"quoted\"");
+        assert_eq!(headers["cookie"], "a=3");
+        let cookies: serde_json::Value = serde_json::from_str(&r.cookies).expect("cookies json");
+        assert_eq!(cookies, serde_json::json!({"a": "3", "b": "2"}));
+        assert_eq!(RequestInfo::new("GET", "/", &HeaderMap::new()).headers, "{}");
+    }
 }

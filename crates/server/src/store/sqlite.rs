@@ -9,7 +9,7 @@ use basalt_query::sql::{Fragment, MutateSql, ReadSql};
 use basalt_query::value::Param;
 use basalt_query::Error as RestError;
 use basalt_schema::{ddl, Catalog, DbState, DdlDialect};
-use rusqlite::types::Value as SqlValue;
+use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{params_from_iter, Connection, OpenFlags};
 
 use super::portable::{self, Row, Stmt};
@@ -50,14 +50,17 @@ fn open_conn(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-fn to_sql(p: &Param) -> SqlValue {
+/// A parameter as SQLite binds it; text is lent, not copied.
+fn to_sql(p: &Param) -> ToSqlOutput<'_> {
     match p {
-        Param::Null => SqlValue::Null,
-        Param::Bool(b) => SqlValue::Integer(i64::from(*b)),
-        Param::Int(i) => SqlValue::Integer(*i),
-        Param::Float(f) => SqlValue::Real(*f),
-        Param::Numeric(s) => s.parse::<i64>().map(SqlValue::Integer).unwrap_or_else(|_| SqlValue::Real(s.parse().unwrap_or(0.0))),
-        Param::Text(s) | Param::Json(s) => SqlValue::Text(s.clone()),
+        Param::Null => ToSqlOutput::Owned(SqlValue::Null),
+        Param::Bool(b) => ToSqlOutput::Owned(SqlValue::Integer(i64::from(*b))),
+        Param::Int(i) => ToSqlOutput::Owned(SqlValue::Integer(*i)),
+        Param::Float(f) => ToSqlOutput::Owned(SqlValue::Real(*f)),
+        Param::Numeric(s) => {
+            ToSqlOutput::Owned(s.parse::<i64>().map(SqlValue::Integer).unwrap_or_else(|_| SqlValue::Real(s.parse().unwrap_or(0.0))))
+        }
+        Param::Text(s) | Param::Json(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
     }
 }
 
@@ -243,8 +246,8 @@ impl SqliteStore {
         let ids_json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
         let body = match read {
             Some(f) => {
-                let mut params: Vec<SqlValue> = f.params.iter().map(to_sql).collect();
-                params[0] = SqlValue::Text(ids_json.clone());
+                let mut params: Vec<ToSqlOutput> = f.params.iter().map(to_sql).collect();
+                params[0] = ToSqlOutput::Borrowed(ValueRef::Text(ids_json.as_bytes()));
                 let mut stmt = conn.prepare_cached(&f.sql).map_err(|e| self.map_error(e))?;
                 let body: String = stmt.query_row(params_from_iter(params), |r| r.get(1)).map_err(|e| self.map_error(e))?;
                 Some(body)
