@@ -302,11 +302,9 @@ impl PgStore {
                 client.query_one(&settings, &[]),
                 end_fut
             );
-            let outcome = b
-                .and(s.map(|_| 0))
-                .and(p.map(|_| 0))
-                .and(n)
-                .and_then(|n| g.map(|g| (n as i64, n as i64, None, ResponseSettings { headers: g.get(0), status: g.get(1) })));
+            let outcome = b.and(s.map(|_| 0)).and(p.map(|_| 0)).and(n).and_then(|n| {
+                g.and_then(|g| Ok((n as i64, n as i64, None, ResponseSettings { headers: g.try_get(0)?, status: g.try_get(1)? })))
+            });
             (outcome, e)
         } else {
             let (b, s, p, row, e) = tokio::join!(
@@ -316,9 +314,11 @@ impl PgStore {
                 client.query_one(&stmt, &param_refs),
                 end_fut
             );
-            let outcome = b.and(s.map(|_| 0)).and(p.map(|_| 0)).and(row).map(|row| {
-                let response = ResponseSettings { headers: row.get(2), status: row.get(3) };
-                (row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, Option<String>>(4), response)
+            // `try_get`: a surprise in the row must end in ROLLBACK below, never in a panic that
+            // would return the connection to the pool inside an open transaction.
+            let outcome = b.and(s.map(|_| 0)).and(p.map(|_| 0)).and(row).and_then(|row| {
+                let response = ResponseSettings { headers: row.try_get(2)?, status: row.try_get(3)? };
+                Ok((row.try_get::<_, i64>(0)?, row.try_get::<_, i64>(1)?, row.try_get::<_, Option<String>>(4)?, response))
             });
             (outcome, e)
         };
