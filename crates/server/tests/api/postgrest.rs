@@ -165,6 +165,7 @@ crate::both_backends!(postgrest_layout, base64_secret_and_no_anon);
 const FIXTURE: &str = r#"
 DO $$ BEGIN CREATE ROLE pgrst_web_anon NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
 DO $$ BEGIN CREATE ROLE pgrst_web_user NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+DO $$ BEGIN CREATE ROLE pgrst_outsider NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
 create schema api;
 create schema v2;
 grant usage on schema api, v2 to pgrst_web_anon, pgrst_web_user;
@@ -346,6 +347,15 @@ async fn postgrest_fixture_database() {
         let (s, w) = send(c.get(url2("/todos?select=id&id=eq.1"))).await;
         assert_eq!((s, w), (200, json!([{"id": 1}])));
     }
+
+    // A role without access to the schema leaves itself behind as the session's role; the next
+    // caller's statement, new to the connection, is still prepared (as the connecting role) and runs.
+    let outsider = sign(&json!({"role": "pgrst_outsider", "exp": far()}), SECRET);
+    let (s, e) = send(c.get(url2("/todos?select=id&id=eq.2")).header("authorization", format!("Bearer {outsider}"))).await;
+    // Refused: its search path does not reach `api` (PostgREST, which qualifies names, says 42501).
+    assert!(matches!(s, 403 | 404), "no access to schema api: {s} {e}");
+    let (s, w) = send(c.get(url2("/todos?select=task&id=eq.3"))).await;
+    assert_eq!((s, w), (200, json!([{"task": "task 3"}])));
 
     // The one connection busy for 2 s, a request waits 1 s for it (db-pool-acquisition-timeout)
     // and gets 504 PGRST003; the busy one finishes.
