@@ -114,12 +114,6 @@ impl Builder {
         self
     }
 
-    /// Appends an identifier, quoted.
-    pub fn push_quoted(&mut self, name: &str) -> &mut Self {
-        basalt_schema::ident::push_quoted(&mut self.sql, name);
-        self
-    }
-
     /// Appends a name as a string literal (a JSON key).
     pub fn push_literal(&mut self, name: &str) -> &mut Self {
         basalt_schema::ident::push_literal(&mut self.sql, name);

@@ -209,13 +209,12 @@ impl Sqlite {
 
     /// The value of payload key `col` from the JSON object `src`.
     fn extract(&self, src: &str, col: &basalt_schema::Column) -> String {
-        let mut out = String::with_capacity(src.len() + col.name.len() + 24);
-        out.push_str(if col.ty.is_json_like() { "nullif(" } else { "(" });
-        out.push_str(src);
-        out.push_str(if col.ty.is_json_like() { " -> '$.\"" } else { " ->> '$.\"" });
-        out.push_str(&col.name.replace('\'', "''"));
-        out.push_str(if col.ty.is_json_like() { "\"', 'null')" } else { "\"')" });
-        out
+        let name = col.name.replace('\'', "''");
+        if col.ty.is_json_like() {
+            format!("nullif({src} -> '$.\"{name}\"', 'null')")
+        } else {
+            format!("({src} ->> '$.\"{name}\"')")
+        }
     }
 }
 
