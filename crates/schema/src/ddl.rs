@@ -92,11 +92,13 @@ fn operand_sql(o: &Operand) -> String {
         Operand::Number(n) => n.clone(),
         Operand::Bool(b) => b.to_string(),
         Operand::Null => "NULL".into(),
-        Operand::AuthUid => "auth.uid()".into(),
-        Operand::AuthRole => "auth.role()".into(),
-        Operand::AuthEmail => "auth.email()".into(),
+        // Each wrapped in a scalar subquery: PostgreSQL evaluates it once per statement (an
+        // InitPlan) rather than once per row, and can use it as an index key.
+        Operand::AuthUid => "(SELECT auth.uid())".into(),
+        Operand::AuthRole => "(SELECT auth.role())".into(),
+        Operand::AuthEmail => "(SELECT auth.email())".into(),
         Operand::AuthJwt(steps) => {
-            let mut s = "auth.jwt()".to_string();
+            let mut s = "(SELECT auth.jwt())".to_string();
             for (as_text, k) in steps {
                 s.push_str(if *as_text { " ->> " } else { " -> " });
                 s.push_str(&literal(k));

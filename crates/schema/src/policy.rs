@@ -313,6 +313,16 @@ impl Parser {
 
     fn operand(&mut self) -> Result<Operand, String> {
         if self.eat_sym("(") {
+            // `(select auth.uid())`, the form Supabase recommends for speed, is the same operand:
+            // Basalt renders every auth function that way on PostgreSQL.
+            if self.eat_word("select") {
+                let o = self.operand()?;
+                if !matches!(o, Operand::AuthUid | Operand::AuthRole | Operand::AuthEmail | Operand::AuthJwt(_)) {
+                    return Err("only auth.uid(), auth.role(), auth.email() and auth.jwt() may be selected in a policy".into());
+                }
+                self.expect_sym(")")?;
+                return self.casts(o);
+            }
             let o = self.operand()?;
             self.expect_sym(")")?;
             return self.casts(o);
@@ -412,6 +422,9 @@ mod tests {
 
     #[test]
     fn parses_supabase_policies() {
+        assert_eq!(parse("(select auth.uid()) = user_id").unwrap(), parse("auth.uid() = user_id").unwrap());
+        assert_eq!(parse("(SELECT auth.jwt() ->> 'role')::text = 'x'").unwrap(), parse("auth.jwt() ->> 'role' = 'x'").unwrap());
+        assert!(parse("(select owner) = user_id").is_err());
         let e = parse("auth.uid() = user_id").unwrap();
         assert_eq!(
             e,

@@ -141,10 +141,10 @@ impl PgStore {
     }
 
     /// The request context's parameters, in [`SET_TYPES`] order.
-    fn set_params<'a>(&'a self, ctx: &'a DbContext) -> ApiResult<[SqlRef<'a>; 8]> {
+    fn set_params<'a>(&'a self, ctx: &'a DbContext) -> ApiResult<[SqlRef<'a>; 9]> {
         let r = &ctx.request;
         let path = &self.schema_pool(ctx)?.search_path;
-        Ok([&ctx.db_role, &ctx.claims, &r.method, &r.path, &r.headers, &r.cookies, path, &self.session.app_settings])
+        Ok([&ctx.db_role, &ctx.claims, &r.method, &r.path, &r.headers, &r.cookies, path, &self.session.app_settings, &ctx.uid])
     }
 
     /// The pre-request function's call, prepared, when one is configured.

@@ -20,10 +20,12 @@ pub struct SqliteStore {
     path: PathBuf,
     /// The one writer connection lives on its own thread; writes queue here, first come first served.
     jobs: crossbeam_channel::Sender<Job>,
-    readers: Vec<Mutex<Reader>>,
+    readers: Arc<Vec<Mutex<Reader>>>,
+    /// Bumped by the writer after every commit (and migration), before anyone hears of it:
+    /// a reader whose snapshot predates the current value starts a new one.
+    commits: Arc<AtomicU64>,
     /// How long a read may run before it is interrupted (the `statement_timeout` of PostgreSQL).
     timeout_ms: u64,
-    next: AtomicUsize,
     /// For naming constraints in errors, as PostgreSQL does.
     catalog: RwLock<Arc<Catalog>>,
 }
@@ -66,9 +68,84 @@ fn to_sql(p: &Param) -> ToSqlOutput<'_> {
 
 /// A read-only connection and the moment its current statement must stop (ms since the Unix
 /// epoch; `u64::MAX` when idle), checked by SQLite's progress handler.
+///
+/// A reader keeps its read transaction (its snapshot) from one request to the next while
+/// nothing was committed: taking and dropping WAL read locks cost a get by id 12 % of its time
+/// (a mutex shared by all connections and `fcntl` calls). Every commit of this process ends
+/// the reuse, so reads always see the writes answered before them; writes of other processes
+/// (`basalt import` on a live data folder) show within [`SNAPSHOT_MAX_AGE`].
 struct Reader {
     conn: Connection,
     deadline: Arc<AtomicU64>,
+    /// The open read transaction: the commit count it started at, and when.
+    snapshot: Option<(u64, std::time::Instant)>,
+}
+
+/// How long a reader may keep one snapshot, for other processes' writes to show and for
+/// checkpoints to pass it.
+const SNAPSHOT_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(10);
+
+impl Reader {
+    /// Ends the read transaction if it is older than the last commit or `max_age`.
+    fn end_stale(&mut self, commits: u64, max_age: std::time::Duration) {
+        if let Some((at, since)) = self.snapshot {
+            if at != commits || since.elapsed() >= max_age {
+                self.end();
+            }
+        }
+    }
+
+    fn end(&mut self) {
+        self.snapshot = None;
+        if !self.conn.is_autocommit() && self.conn.execute_batch("COMMIT").is_err() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+
+    /// Makes sure a read transaction is open (its snapshot is taken by its first statement).
+    fn begin(&mut self, commits: u64) -> rusqlite::Result<()> {
+        self.end_stale(commits, SNAPSHOT_MAX_AGE);
+        if self.snapshot.is_none() {
+            self.conn.execute_batch("BEGIN")?;
+            self.snapshot = Some((commits, std::time::Instant::now()));
+        }
+        Ok(())
+    }
+}
+
+/// The readers and the commit count, for the threads that end idle readers' snapshots.
+struct Snapshots {
+    readers: std::sync::Weak<Vec<Mutex<Reader>>>,
+    commits: Arc<AtomicU64>,
+}
+
+impl Snapshots {
+    /// Ends the snapshots of idle readers that are older than the last commit or
+    /// [`SNAPSHOT_MAX_AGE`]; false once the store is gone.
+    fn end_stale(&self) -> bool {
+        let Some(readers) = self.readers.upgrade() else { return false };
+        for r in readers.iter() {
+            if let Ok(mut r) = r.try_lock() {
+                r.end_stale(self.commits.load(Ordering::Acquire), SNAPSHOT_MAX_AGE);
+            }
+        }
+        true
+    }
+}
+
+/// Ends idle readers' snapshots once they are old, so they never hold back a checkpoint for long.
+fn release_idle_readers(snapshots: Snapshots) {
+    while snapshots.end_stale() {
+        std::thread::sleep(SNAPSHOT_MAX_AGE);
+    }
+}
+
+/// Each thread starts looking for a free reader at its own: with reads on the async workers,
+/// each worker keeps reusing one connection whose page cache holds what it read last.
+fn reader_slot() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! { static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed); }
+    SLOT.with(|s| *s)
 }
 
 fn now_ms() -> u64 {
@@ -80,7 +157,7 @@ fn open_reader(path: &Path) -> rusqlite::Result<Reader> {
     let deadline = Arc::new(AtomicU64::new(u64::MAX));
     let d = deadline.clone();
     conn.progress_handler(10_000, Some(move || now_ms() > d.load(Ordering::Relaxed)))?;
-    Ok(Reader { conn, deadline })
+    Ok(Reader { conn, deadline, snapshot: None })
 }
 
 impl SqliteStore {
@@ -95,7 +172,8 @@ impl SqliteStore {
         writer.execute_batch(super::auth_schema::SQLITE)?;
         // Reads run on the async workers (one per core): a reader each, and spares.
         let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) + 2;
-        let readers = (0..n).map(|_| open_reader(&path).map(Mutex::new)).collect::<rusqlite::Result<Vec<_>>>()?;
+        let readers = Arc::new((0..n).map(|_| open_reader(&path).map(Mutex::new)).collect::<rusqlite::Result<Vec<_>>>()?);
+        let commits = Arc::new(AtomicU64::new(0));
         let (jobs, queue) = crossbeam_channel::unbounded();
         // Checkpoints run on a thread of their own, so the writer (every write waits for it)
         // never copies the WAL back into the database inside a commit.
@@ -105,9 +183,14 @@ impl SqliteStore {
         let checkpointer = open_conn(&path, false)?;
         let restart = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let wanted = restart.clone();
-        std::thread::Builder::new().name("basalt-sqlite-writer".into()).spawn(move || writer_loop(writer, queue, restart))?;
+        let (counted, held) = (commits.clone(), Arc::downgrade(&readers));
+        std::thread::Builder::new()
+            .name("basalt-sqlite-writer".into())
+            .spawn(move || writer_loop(writer, queue, restart, Snapshots { readers: held, commits: counted }))?;
         std::thread::Builder::new().name("basalt-sqlite-checkpoint".into()).spawn(move || checkpoint_loop(checkpointer, wanted))?;
-        Ok(SqliteStore { path, jobs, readers, timeout_ms, next: AtomicUsize::new(0), catalog: RwLock::new(Arc::new(Catalog::default())) })
+        let idle = Snapshots { readers: Arc::downgrade(&readers), commits: commits.clone() };
+        std::thread::Builder::new().name("basalt-sqlite-readers".into()).spawn(move || release_idle_readers(idle))?;
+        Ok(SqliteStore { path, jobs, readers, commits, timeout_ms, catalog: RwLock::new(Arc::new(Catalog::default())) })
     }
 
     pub fn path(&self) -> &Path {
@@ -115,7 +198,7 @@ impl SqliteStore {
     }
 
     fn reader(&self) -> std::sync::MutexGuard<'_, Reader> {
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let start = reader_slot();
         for i in 0..self.readers.len() {
             if let Ok(g) = self.readers[(start + i) % self.readers.len()].try_lock() {
                 return g;
@@ -129,13 +212,12 @@ impl SqliteStore {
     /// writer, so handing them to another thread would cost more (two context switches) than the
     /// query. A read that runs past the timeout is interrupted.
     pub fn read(&self, sql: &ReadSql) -> ApiResult<ReadResult> {
-        let reader = self.reader();
-        let conn = &reader.conn;
+        let mut reader = self.reader();
         reader.deadline.store(now_ms().saturating_add(self.timeout_ms), Ordering::Relaxed);
+        let begun = reader.begin(self.commits.load(Ordering::Acquire));
+        let conn = &reader.conn;
         let run = || -> rusqlite::Result<ReadResult> {
-            if sql.count.is_some() {
-                conn.execute_batch("BEGIN")?;
-            }
+            begun?;
             let mut stmt = conn.prepare_cached(&sql.body.sql)?;
             let (rows, body): (i64, String) =
                 stmt.query_row(params_from_iter(sql.body.params.iter().map(to_sql)), |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -143,17 +225,20 @@ impl SqliteStore {
                 Some(c) => {
                     let mut stmt = conn.prepare_cached(&c.sql)?;
                     let n: i64 = stmt.query_row(params_from_iter(c.params.iter().map(to_sql)), |r| r.get(0))?;
-                    conn.execute_batch("COMMIT")?;
                     Some(n)
                 }
                 None => None,
             };
             Ok(ReadResult { rows, body, total, planned: None, response: Default::default() })
         };
-        let result = run().map_err(|e| {
-            if !conn.is_autocommit() {
-                let _ = conn.execute_batch("ROLLBACK");
-            }
+        let result = run();
+        if result.is_err() {
+            reader.end();
+        } else {
+            // A commit landed meanwhile: the snapshot is stale, and would hold back a checkpoint.
+            reader.end_stale(self.commits.load(Ordering::Acquire), SNAPSHOT_MAX_AGE);
+        }
+        let result = result.map_err(|e| {
             if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) {
                 return ApiError::Rest(
                     RestError::new(500, "57014", "canceling statement due to statement timeout")
@@ -333,7 +418,13 @@ const GROUP_LIMIT: usize = 64;
 /// The writer thread: takes the next job; for writes, opens one transaction, runs every write
 /// already queued (each in its own savepoint), commits once, then answers them all.
 /// `restart`: set by the checkpoint thread when the WAL should start over (see [`checkpoint_loop`]).
-fn writer_loop(mut conn: Connection, queue: crossbeam_channel::Receiver<Job>, restart: Arc<std::sync::atomic::AtomicBool>) {
+fn writer_loop(
+    mut conn: Connection,
+    queue: crossbeam_channel::Receiver<Job>,
+    restart: Arc<std::sync::atomic::AtomicBool>,
+    snapshots: Snapshots,
+) {
+    let commits = &snapshots.commits;
     let mut pending: Option<Job> = None;
     loop {
         let job = match pending.take() {
@@ -349,6 +440,7 @@ fn writer_loop(mut conn: Connection, queue: crossbeam_channel::Receiver<Job>, re
                     tracing::error!("exclusive work on the SQLite writer panicked");
                     let _ = conn.execute_batch("ROLLBACK");
                 }
+                commits.fetch_add(1, Ordering::Release);
                 continue;
             }
             Job::Write(w) => w,
@@ -374,12 +466,15 @@ fn writer_loop(mut conn: Connection, queue: crossbeam_channel::Receiver<Job>, re
             let _ = conn.execute_batch("ROLLBACK");
             format!("commit failed: {e}")
         });
+        commits.fetch_add(1, Ordering::Release);
         for finish in finishers {
             finish(outcome.clone());
         }
         // After answering: the restart waits for the readers of this moment, and only writes
         // still queued wait for it (the writer lock is this thread's, so nobody polls for it).
         if restart.swap(false, Ordering::Relaxed) {
+            // The restart waits for every open snapshot: idle readers let theirs go now.
+            snapshots.end_stale();
             if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
                 tracing::warn!(error = %e, "SQLite checkpoint (restart) failed");
             }

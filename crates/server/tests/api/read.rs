@@ -205,3 +205,37 @@ async fn self_references(b: Backend) {
 }
 
 crate::both_backends!(reads, embeds, ranges_and_counts, read_errors, self_references);
+
+/// SQLite readers keep their snapshot from one request to the next while nothing is committed.
+/// Every read still sees each write answered before it (through several readers at once), and
+/// a write by another process on the data file shows within moments.
+#[tokio::test]
+async fn sqlite_reads_see_every_write() {
+    let app = TestApp::spawn(Backend::Sqlite, crate::SCHEMA).await.expect("sqlite");
+    for i in 0..20 {
+        let (s, _) = app.post("/rest/v1/lists", json!({"name": format!("l{i}")}), "return=minimal").await;
+        assert_eq!(s, 201);
+        let path = "/rest/v1/lists?select=name&order=name";
+        let (a, b, c, d) = tokio::join!(app.get(path), app.get(path), app.get(path), app.get(path));
+        for (s, rows) in [a, b, c, d] {
+            assert_eq!((s, rows.as_array().map(Vec::len)), (200, Some(i + 1)), "{rows}");
+        }
+    }
+    let db = rusqlite::Connection::open(app.dir.path().join("data").join("data.db")).expect("open the data file");
+    db.busy_timeout(std::time::Duration::from_secs(5)).expect("busy timeout");
+    // The column defaults call Basalt's SQL functions; this connection is not Basalt's.
+    db.create_scalar_function("basalt_now", 0, rusqlite::functions::FunctionFlags::SQLITE_UTF8, |_| Ok("2026-01-01T00:00:00Z"))
+        .expect("basalt_now");
+    db.execute("INSERT INTO lists (id, name) VALUES ('00000000-0000-4000-8000-000000000001', 'outside')", []).expect("insert");
+    let mut seen = false;
+    for _ in 0..100 {
+        let (s, rows) = app.get("/rest/v1/lists?select=name&name=eq.outside").await;
+        assert_eq!(s, 200);
+        if rows.as_array().is_some_and(|r| r.len() == 1) {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(seen, "a row written by another process never showed");
+}
