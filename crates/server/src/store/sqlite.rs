@@ -125,7 +125,7 @@ impl Snapshots {
     fn end_stale(&self) -> bool {
         let Some(readers) = self.readers.upgrade() else { return false };
         for r in readers.iter() {
-            if let Ok(mut r) = r.try_lock() {
+            if let Some(mut r) = try_lock(r) {
                 r.end_stale(self.commits.load(Ordering::Acquire), SNAPSHOT_MAX_AGE);
             }
         }
@@ -137,6 +137,16 @@ impl Snapshots {
 fn release_idle_readers(snapshots: Snapshots) {
     while snapshots.end_stale() {
         std::thread::sleep(SNAPSHOT_MAX_AGE);
+    }
+}
+
+/// A reader if it is free. A reader whose user panicked is still used (and its snapshot still
+/// ended): its connection is sound, and skipping it would leave its snapshot open for good.
+fn try_lock(reader: &Mutex<Reader>) -> Option<std::sync::MutexGuard<'_, Reader>> {
+    match reader.try_lock() {
+        Ok(g) => Some(g),
+        Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
     }
 }
 
@@ -200,7 +210,7 @@ impl SqliteStore {
     fn reader(&self) -> std::sync::MutexGuard<'_, Reader> {
         let start = reader_slot();
         for i in 0..self.readers.len() {
-            if let Ok(g) = self.readers[(start + i) % self.readers.len()].try_lock() {
+            if let Some(g) = try_lock(&self.readers[(start + i) % self.readers.len()]) {
                 return g;
             }
         }
