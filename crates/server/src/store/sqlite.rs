@@ -2,7 +2,7 @@
 //! connection, JSON built by SQLite. Runs on blocking threads.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use basalt_query::sql::{Fragment, MutateSql, ReadSql};
@@ -24,6 +24,8 @@ pub struct SqliteStore {
     /// Bumped by the writer after every commit (and migration), before anyone hears of it:
     /// a reader whose snapshot predates the current value starts a new one.
     commits: Arc<AtomicU64>,
+    /// See [`Snapshots::restarting`].
+    restarting: Arc<AtomicBool>,
     /// How long a read may run before it is interrupted (the `statement_timeout` of PostgreSQL).
     timeout_ms: u64,
     /// For naming constraints in errors, as PostgreSQL does.
@@ -117,6 +119,8 @@ impl Reader {
 struct Snapshots {
     readers: std::sync::Weak<Vec<Mutex<Reader>>>,
     commits: Arc<AtomicU64>,
+    /// Set while the writer restarts the WAL: readers then end their snapshot after each read.
+    restarting: Arc<AtomicBool>,
 }
 
 impl Snapshots {
@@ -174,7 +178,7 @@ impl SqliteStore {
     pub fn open(dir: &Path, timeout_ms: u64) -> anyhow::Result<SqliteStore> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("data.db");
-        let writer = open_conn(&path, false)?;
+        let mut writer = open_conn(&path, false)?;
         writer.execute_batch(
             "CREATE TABLE IF NOT EXISTS _basalt_migrations (id INTEGER PRIMARY KEY, applied_at TEXT NOT NULL, catalog TEXT NOT NULL, statements TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS _basalt_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
@@ -184,23 +188,25 @@ impl SqliteStore {
         let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) + 2;
         let readers = Arc::new((0..n).map(|_| open_reader(&path).map(Mutex::new)).collect::<rusqlite::Result<Vec<_>>>()?);
         let commits = Arc::new(AtomicU64::new(0));
+        let restarting = Arc::new(AtomicBool::new(false));
         let (jobs, queue) = crossbeam_channel::unbounded();
         // Checkpoints run on a thread of their own, so the writer (every write waits for it)
         // never copies the WAL back into the database inside a commit.
         writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+        writer.busy_handler(Some(writer_busy))?;
         // When the WAL starts over, a file grown larger than this is cut back.
         writer.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         let checkpointer = open_conn(&path, false)?;
         let restart = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let wanted = restart.clone();
-        let (counted, held) = (commits.clone(), Arc::downgrade(&readers));
+        let (counted, held, flag) = (commits.clone(), Arc::downgrade(&readers), restarting.clone());
         std::thread::Builder::new()
             .name("basalt-sqlite-writer".into())
-            .spawn(move || writer_loop(writer, queue, restart, Snapshots { readers: held, commits: counted }))?;
+            .spawn(move || writer_loop(writer, queue, restart, Snapshots { readers: held, commits: counted, restarting: flag }))?;
         std::thread::Builder::new().name("basalt-sqlite-checkpoint".into()).spawn(move || checkpoint_loop(checkpointer, wanted))?;
-        let idle = Snapshots { readers: Arc::downgrade(&readers), commits: commits.clone() };
+        let idle = Snapshots { readers: Arc::downgrade(&readers), commits: commits.clone(), restarting: restarting.clone() };
         std::thread::Builder::new().name("basalt-sqlite-readers".into()).spawn(move || release_idle_readers(idle))?;
-        Ok(SqliteStore { path, jobs, readers, commits, timeout_ms, catalog: RwLock::new(Arc::new(Catalog::default())) })
+        Ok(SqliteStore { path, jobs, readers, commits, restarting, timeout_ms, catalog: RwLock::new(Arc::new(Catalog::default())) })
     }
 
     pub fn path(&self) -> &Path {
@@ -243,6 +249,9 @@ impl SqliteStore {
         };
         let result = run();
         if result.is_err() {
+            reader.end();
+        } else if self.restarting.load(Ordering::Acquire) {
+            // The writer waits for every snapshot taken before the WAL was copied back.
             reader.end();
         } else {
             // A commit landed meanwhile: the snapshot is stale, and would hold back a checkpoint.
@@ -483,13 +492,24 @@ fn writer_loop(
         // After answering: the restart waits for the readers of this moment, and only writes
         // still queued wait for it (the writer lock is this thread's, so nobody polls for it).
         if restart.swap(false, Ordering::Relaxed) {
-            // The restart waits for every open snapshot: idle readers let theirs go now.
+            // The restart waits until no snapshot reads from the WAL: idle readers let theirs go
+            // now, busy ones after their read (a snapshot kept until the next commit would hold
+            // it up to SNAPSHOT_MAX_AGE, the mix's p99 in bench/run).
+            snapshots.restarting.store(true, Ordering::Release);
             snapshots.end_stale();
             if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
                 tracing::warn!(error = %e, "SQLite checkpoint (restart) failed");
             }
+            snapshots.restarting.store(false, Ordering::Release);
         }
     }
+}
+
+/// The writer waits for readers (a restarting checkpoint) and other processes in steps of 100 µs,
+/// for about 5 s: SQLite's default waits 1, 2, 5, 10 ms..., long beside the reads it waits for.
+fn writer_busy(attempts: i32) -> bool {
+    std::thread::sleep(std::time::Duration::from_micros(100));
+    attempts < 30_000
 }
 
 /// Copies the WAL back into the database every 200 ms without blocking anyone (a passive
