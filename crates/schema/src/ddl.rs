@@ -333,6 +333,16 @@ mod tests {
     }
 
     #[test]
+    fn policies_call_auth_functions_once_per_statement() {
+        let c = parse_schema(
+            "[tables.t]\nowner = \"owner\"\ncolumns.id = { type = \"uuid\", primary_key = true }\ncolumns.owner = { type = \"uuid\" }\n",
+        )
+        .unwrap();
+        let sql: Vec<String> = c.tables["t"].policies.iter().map(|p| create_policy("t", p)).collect();
+        assert!(!sql.is_empty() && sql.iter().all(|s| s.contains("\"owner\" = (SELECT auth.uid())")), "{sql:?}");
+    }
+
+    #[test]
     fn pg_array_literals_escape() {
         assert_eq!(pg_array_literal(&serde_json::json!(["a", "b\"c"])), "{\"a\",\"b\\\"c\"}");
     }

@@ -141,6 +141,7 @@ $$;
 create trigger on_auth_user_created after insert on auth.users for each row execute procedure public.handle_new_user();
 create function public.add(a integer, b integer default 10) returns integer language sql immutable as $$ select a + b $$;
 create function public.whoami() returns uuid language sql stable as $$ select auth.uid() $$;
+create function public.claim_sub() returns text language sql stable as $$ select current_setting('request.jwt.claim.sub', true) $$;
 create function public.moods(m mood) returns setof public.profiles language sql stable as $$ select * from public.profiles where mood = m $$;
 create function public.touch(note text) returns void language plpgsql as $$ begin perform 1; end $$;
 create function public.hdr() returns json language sql stable as $$
@@ -190,6 +191,14 @@ async fn serves_an_existing_database() {
     assert_eq!((s, v), (200, json!(15)));
     let (s, v) = send(app.as_user(Method::POST, "/rest/v1/rpc/whoami", Some(&token)).json(&json!({}))).await;
     assert_eq!((s, v), (200, json!(id)));
+    // `request.jwt.claim.sub` (which auth.uid() reads first) is the caller's, and empty for a
+    // key without `sub`: never the previous caller's on a reused connection.
+    for _ in 0..3 {
+        let (s, v) = send(app.as_user(Method::GET, "/rest/v1/rpc/claim_sub", Some(&token))).await;
+        assert_eq!((s, v), (200, json!(id)));
+        let (s, v) = app.get("/rest/v1/rpc/claim_sub").await;
+        assert_eq!((s, v), (200, json!("")));
+    }
     let (s, v) = app.post("/rest/v1/rpc/moods", json!({"m": "happy"}), "").await;
     assert_eq!((s, v.as_array().map(Vec::len)), (200, Some(2)));
     // Set results take select, filters, order, ranges and counts, as PostgREST's.
