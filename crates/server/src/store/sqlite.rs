@@ -1,5 +1,5 @@
 //! Embedded SQLite: one writer connection and a few readers over WAL, statements cached per
-//! connection, JSON built by SQLite. Runs on blocking threads.
+//! connection, JSON built by SQLite. Reads run on the async workers, writes on one writer thread.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -124,13 +124,13 @@ struct Snapshots {
 }
 
 impl Snapshots {
-    /// Ends the snapshots of idle readers that are older than the last commit or
-    /// [`SNAPSHOT_MAX_AGE`]; false once the store is gone.
-    fn end_stale(&self) -> bool {
+    /// Ends the snapshots of idle readers that are older than the last commit or `max_age`;
+    /// false once the store is gone.
+    fn end_stale(&self, max_age: std::time::Duration) -> bool {
         let Some(readers) = self.readers.upgrade() else { return false };
         for r in readers.iter() {
             if let Some(mut r) = try_lock(r) {
-                r.end_stale(self.commits.load(Ordering::Acquire), SNAPSHOT_MAX_AGE);
+                r.end_stale(self.commits.load(Ordering::Acquire), max_age);
             }
         }
         true
@@ -139,7 +139,7 @@ impl Snapshots {
 
 /// Ends idle readers' snapshots once they are old, so they never hold back a checkpoint for long.
 fn release_idle_readers(snapshots: Snapshots) {
-    while snapshots.end_stale() {
+    while snapshots.end_stale(SNAPSHOT_MAX_AGE) {
         std::thread::sleep(SNAPSHOT_MAX_AGE);
     }
 }
@@ -197,7 +197,7 @@ impl SqliteStore {
         // When the WAL starts over, a file grown larger than this is cut back.
         writer.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         let checkpointer = open_conn(&path, false)?;
-        let restart = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let restart = Arc::new(AtomicBool::new(false));
         let wanted = restart.clone();
         let (counted, held, flag) = (commits.clone(), Arc::downgrade(&readers), restarting.clone());
         std::thread::Builder::new()
@@ -437,12 +437,7 @@ const GROUP_LIMIT: usize = 64;
 /// The writer thread: takes the next job; for writes, opens one transaction, runs every write
 /// already queued (each in its own savepoint), commits once, then answers them all.
 /// `restart`: set by the checkpoint thread when the WAL should start over (see [`checkpoint_loop`]).
-fn writer_loop(
-    mut conn: Connection,
-    queue: crossbeam_channel::Receiver<Job>,
-    restart: Arc<std::sync::atomic::AtomicBool>,
-    snapshots: Snapshots,
-) {
+fn writer_loop(mut conn: Connection, queue: crossbeam_channel::Receiver<Job>, restart: Arc<AtomicBool>, snapshots: Snapshots) {
     let commits = &snapshots.commits;
     let mut pending: Option<Job> = None;
     loop {
@@ -496,7 +491,7 @@ fn writer_loop(
             // now, busy ones after their read (a snapshot kept until the next commit would hold
             // it up to SNAPSHOT_MAX_AGE, the mix's p99 in bench/run).
             snapshots.restarting.store(true, Ordering::Release);
-            snapshots.end_stale();
+            snapshots.end_stale(std::time::Duration::ZERO);
             if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
                 tracing::warn!(error = %e, "SQLite checkpoint (restart) failed");
             }
@@ -517,7 +512,7 @@ fn writer_busy(attempts: i32) -> bool {
 /// pages (16 MiB) it asks the writer to run a restarting checkpoint after its next commit, which
 /// waits for the readers of that moment and lets the WAL start over. (Run from this thread, the
 /// restart and the writer polled for each other's lock: insert p99 40-55 ms in bench/run.)
-fn checkpoint_loop(conn: Connection, restart: Arc<std::sync::atomic::AtomicBool>) {
+fn checkpoint_loop(conn: Connection, restart: Arc<AtomicBool>) {
     const RESTART_PAGES: i64 = 4096;
     loop {
         std::thread::sleep(std::time::Duration::from_millis(200));
