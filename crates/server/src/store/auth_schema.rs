@@ -171,7 +171,7 @@ CREATE TABLE IF NOT EXISTS auth.one_time_tokens (
 CREATE INDEX IF NOT EXISTS one_time_tokens_hash_idx ON auth.one_time_tokens (token_hash);
 CREATE TABLE IF NOT EXISTS auth.rate_limits (key text PRIMARY KEY, tat bigint NOT NULL);
 CREATE OR REPLACE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql STABLE AS $f$
-  SELECT nullif(coalesce(current_setting('request.jwt.claim.sub', true), current_setting('request.jwt.claims', true)::jsonb ->> 'sub'), '')::uuid
+  SELECT coalesce(nullif(current_setting('request.jwt.claim.sub', true), ''), nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub')::uuid
 $f$;
 CREATE OR REPLACE FUNCTION auth.role() RETURNS text LANGUAGE sql STABLE AS $f$
   SELECT nullif(coalesce(current_setting('request.jwt.claim.role', true), current_setting('request.jwt.claims', true)::jsonb ->> 'role'), '')::text
