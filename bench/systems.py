@@ -21,9 +21,11 @@ GET_ROWS_PER_USER = 20  # row ids per user that get_by_id picks from
 CHUNK = 500  # rows per bulk-load request
 ROW_NS = uuid.UUID("6f1c4f0e-0b6a-4c38-9a55-5b1a8e0f1d2c")
 
-BASALT_SCHEMA = """# bench/run: the `generations` table, with the owner rule (a user reads and writes only own rows).
+BASALT_SCHEMA = """# bench/run: the `generations` table, with the owner rule (a user reads and writes only own rows)
+# and the audit trail on (every insert leaves a hash-chained audit entry in its transaction).
 [tables.generations]
 owner = "owner"
+audit = true
 columns.id       = { type = "uuid", primary_key = true, default = "gen_random_uuid()" }
 columns.owner    = { type = "uuid", not_null = true, default = "auth.uid()", references = "auth.users.id", on_delete = "cascade" }
 columns.status   = { type = "text", not_null = true, default = "'queued'", one_of = ["queued", "running", "succeeded", "failed"] }
@@ -144,6 +146,10 @@ class Basalt(Server):
         expect(s, b, 201, "insert")
         if b[0]["owner"] != u0:
             raise HarnessError(f"{self.name}: insert did not default owner to the user: {b}")
+        s, log = http("GET", f"{self.base}/audit/v1/entries?table=generations&row_id={b[0]['id']}", headers=self._svc())
+        expect(s, log, 200, "audit entries")
+        if not (len(log) == 1 and log[0]["op"] == "INSERT" and log[0]["actor_id"] == u0):
+            raise HarnessError(f"{self.name}: the insert left no audit entry by its user: {log}")
         s, b = http("POST", self.base + "/rest/v1/generations", {**body, "owner": self.uids[1]}, self._user(t0))
         if s != 403:
             raise HarnessError(f"{self.name}: inserting a row for another user answered {s}, not 403: {b}")

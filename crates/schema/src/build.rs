@@ -5,7 +5,7 @@ use indexmap::IndexMap;
 use crate::catalog::*;
 use crate::default::DefaultExpr;
 use crate::error::{Result, SchemaError};
-use crate::file::{ColumnDef, SchemaFile, TableDef};
+use crate::file::{AuditDef, ColumnDef, SchemaFile, TableDef};
 use crate::ident;
 use crate::types::ColumnType;
 
@@ -140,6 +140,30 @@ fn build_table(source: &str, name: &str, def: &TableDef, line: Option<usize>) ->
             out
         }
     };
+    let audit = match &def.audit {
+        Some(a) if !matches!(a.get_ref(), AuditDef::On(false)) => {
+            let aline = Some(line_of(source, a.span().start));
+            let redact = match a.get_ref() {
+                AuditDef::With(o) => o.redact.clone(),
+                AuditDef::On(_) => Vec::new(),
+            };
+            for col in &redact {
+                if !columns.contains_key(col) {
+                    return Err(err(name, Some(col), aline, "audit.redact names a column the table does not have"));
+                }
+                if primary_key.contains(col) {
+                    return Err(err(
+                        name,
+                        Some(col),
+                        aline,
+                        "audit.redact cannot name a primary key column: the log identifies rows by it",
+                    ));
+                }
+            }
+            Some(Audit { redact })
+        }
+        _ => None,
+    };
     let maintains_updated_at = columns.get("updated_at").is_some_and(|c| c.ty == ColumnType::Timestamptz);
     let foreign_keys = Vec::new();
     Ok(Table {
@@ -155,6 +179,7 @@ fn build_table(source: &str, name: &str, def: &TableDef, line: Option<usize>) ->
         owner: def.owner.clone(),
         policies,
         on_signup,
+        audit,
     })
 }
 

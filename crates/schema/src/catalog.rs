@@ -71,6 +71,15 @@ pub struct Table {
     /// Signup hook: (column, user field) pairs inserted for each new user.
     #[serde(default)]
     pub on_signup: Vec<(String, String)>,
+    /// Every insert, update and delete leaves a row in the hash-chained audit log.
+    #[serde(default)]
+    pub audit: Option<Audit>,
+}
+
+/// A table's audit trail: the columns whose values it records only as `"[redacted]"`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Audit {
+    pub redact: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -222,6 +231,7 @@ impl Table {
             owner: None,
             policies: Vec::new(),
             on_signup: Vec::new(),
+            audit: None,
         }
     }
 

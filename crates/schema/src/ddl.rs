@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::audit;
 use crate::catalog::{Catalog, Column, Index, Policy, Table};
 use crate::default::DefaultExpr;
 use crate::diff::{Constraint, DbState, MigrationPlan, MigrationStep};
@@ -19,13 +20,15 @@ pub enum DdlDialect {
 /// Renders the plan as SQL statements, to run in one transaction.
 pub fn render(plan: &MigrationPlan, desired: &Catalog, db: &DbState, dialect: DdlDialect) -> Vec<String> {
     match dialect {
-        DdlDialect::Postgres => plan.steps.iter().flat_map(pg_step).collect(),
+        DdlDialect::Postgres => plan.steps.iter().flat_map(|s| pg_step(s, desired)).collect(),
         DdlDialect::Sqlite => sqlite_plan(plan, desired, db),
     }
 }
 
 pub fn create_table(t: &Table, dialect: DdlDialect) -> Vec<String> {
-    create_table_named(t, &t.name, dialect)
+    let mut out = create_table_named(t, &t.name, dialect);
+    out.extend(audit::create_triggers(t, dialect));
+    out
 }
 
 fn create_table_named(t: &Table, name: &str, dialect: DdlDialect) -> Vec<String> {
@@ -207,7 +210,7 @@ fn create_index(table: &str, i: &Index) -> String {
     format!("CREATE {}INDEX {} ON {} ({})", if i.unique { "UNIQUE " } else { "" }, quote(&i.name), quote(table), cols.join(", "))
 }
 
-fn pg_step(step: &MigrationStep) -> Vec<String> {
+fn pg_step(step: &MigrationStep, desired: &Catalog) -> Vec<String> {
     match step {
         MigrationStep::CreateTable(t) => create_table(t, DdlDialect::Postgres),
         MigrationStep::DropTable(t) => vec![format!("DROP TABLE {} CASCADE", quote(t))],
@@ -249,7 +252,17 @@ fn pg_step(step: &MigrationStep) -> Vec<String> {
         }
         MigrationStep::CreateIndex { table, index } => vec![create_index(table, index)],
         MigrationStep::DropIndex { name, .. } => vec![format!("DROP INDEX IF EXISTS {}", quote(name))],
+        MigrationStep::ReplaceAudit { table, .. } => replace_audit(table, desired, DdlDialect::Postgres),
     }
+}
+
+/// Drops a table's audit triggers and creates them again from the desired schema, if audited.
+fn replace_audit(table: &str, desired: &Catalog, dialect: DdlDialect) -> Vec<String> {
+    let mut out = audit::drop_triggers(table, dialect);
+    if let Some(t) = desired.tables.get(table) {
+        out.extend(audit::create_triggers(t, dialect));
+    }
+    out
 }
 
 /// SQLite: simple column additions and index changes in place, everything else by rebuilding
@@ -268,6 +281,8 @@ fn sqlite_plan(plan: &MigrationPlan, desired: &Catalog, db: &DbState) -> Vec<Str
         .collect();
     let mut out = Vec::new();
     let mut rebuilt = BTreeSet::new();
+    // Audit triggers name every column: a table changed in place gets them again at the end.
+    let mut retrigger = BTreeSet::new();
     for step in &plan.steps {
         let table = step.table();
         if rebuild.contains(table) {
@@ -282,11 +297,20 @@ fn sqlite_plan(plan: &MigrationPlan, desired: &Catalog, db: &DbState) -> Vec<Str
             MigrationStep::CreateTable(t) => out.extend(create_table(t, DdlDialect::Sqlite)),
             MigrationStep::DropTable(t) => out.push(format!("DROP TABLE {}", quote(t))),
             MigrationStep::AddColumn { table, column } => {
-                out.push(format!("ALTER TABLE {} ADD COLUMN {}", quote(table), column_def(column, DdlDialect::Sqlite)))
+                out.push(format!("ALTER TABLE {} ADD COLUMN {}", quote(table), column_def(column, DdlDialect::Sqlite)));
+                retrigger.insert(table.as_str());
             }
             MigrationStep::CreateIndex { table, index } => out.push(create_index(table, index)),
             MigrationStep::DropIndex { name, .. } => out.push(format!("DROP INDEX IF EXISTS {}", quote(name))),
+            MigrationStep::ReplaceAudit { table, .. } => {
+                retrigger.insert(table.as_str());
+            }
             _ => {}
+        }
+    }
+    for table in retrigger {
+        if !rebuilt.contains(table) {
+            out.extend(replace_audit(table, desired, DdlDialect::Sqlite));
         }
     }
     out
@@ -308,6 +332,7 @@ fn sqlite_rebuild(t: &Table, existing_columns: &[String]) -> Vec<String> {
     out.push(format!("DROP TABLE {}", quote(&t.name)));
     out.push(format!("ALTER TABLE {} RENAME TO {}", quote(&tmp), quote(&t.name)));
     out.extend(indexes);
+    out.extend(audit::create_triggers(t, DdlDialect::Sqlite));
     out
 }
 

@@ -3,7 +3,7 @@
 
 use indexmap::IndexMap;
 
-use crate::catalog::{Catalog, CheckConstraint, Column, ForeignKey, Index, Policy, Table, UniqueConstraint};
+use crate::catalog::{Audit, Catalog, CheckConstraint, Column, ForeignKey, Index, Policy, Table, UniqueConstraint};
 
 /// What introspection found in the database: user tables with their columns and index names.
 #[derive(Debug, Clone, Default)]
@@ -76,6 +76,12 @@ pub enum MigrationStep {
         old: Vec<Policy>,
         new: Vec<Policy>,
     },
+    /// The audit trail was turned on or off, or what it redacts or keys rows by changed: the
+    /// table's audit triggers are recreated from the desired schema.
+    ReplaceAudit {
+        table: String,
+        audit: Option<Audit>,
+    },
 }
 
 impl MigrationStep {
@@ -99,7 +105,8 @@ impl MigrationStep {
             | MigrationStep::DropConstraint { table, .. }
             | MigrationStep::CreateIndex { table, .. }
             | MigrationStep::DropIndex { table, .. }
-            | MigrationStep::ReplacePolicies { table, .. } => table,
+            | MigrationStep::ReplacePolicies { table, .. }
+            | MigrationStep::ReplaceAudit { table, .. } => table,
         }
     }
 
@@ -121,6 +128,8 @@ impl MigrationStep {
             MigrationStep::ReplacePolicies { table, new, .. } => {
                 format!("replace row-level security policies on {table} ({} policies)", new.len())
             }
+            MigrationStep::ReplaceAudit { table, audit: Some(_) } => format!("audit changes to {table}"),
+            MigrationStep::ReplaceAudit { table, audit: None } => format!("stop auditing {table}"),
         }
     }
 }
@@ -226,6 +235,11 @@ fn diff_table(steps: &mut Vec<MigrationStep>, db: &DbTable, before: Option<&Tabl
         }
         _ => {}
     }
+    let audited_before = before.and_then(|b| b.audit.as_ref());
+    let keys_changed = before.is_some_and(|b| b.primary_key != want.primary_key);
+    if audited_before != want.audit.as_ref() || (want.audit.is_some() && keys_changed) {
+        steps.push(MigrationStep::ReplaceAudit { table: name.clone(), audit: want.audit.clone() });
+    }
     if let Some(b) = before {
         for idx in &b.indexes {
             if !want.indexes.iter().any(|i| i.name == idx.name) && db.indexes.contains(&idx.name) {
@@ -310,6 +324,17 @@ mod tests {
         assert!(plan.destructive_steps().is_empty());
         let back = diff(&state(&v2), Some(&v2), &v1);
         assert_eq!(back.destructive_steps().len(), 1, "{back:?}");
+    }
+
+    #[test]
+    fn turning_the_audit_trail_on_and_off() {
+        let v1 = parse_schema(V1).unwrap();
+        let v2 = parse_schema(&V1.replace("[tables.a]\n", "[tables.a]\naudit = true\n")).unwrap();
+        let on = diff(&state(&v1), Some(&v1), &v2);
+        assert_eq!(on.steps, vec![MigrationStep::ReplaceAudit { table: "a".into(), audit: Some(Audit::default()) }]);
+        let off = diff(&state(&v2), Some(&v2), &v1);
+        assert_eq!(off.steps, vec![MigrationStep::ReplaceAudit { table: "a".into(), audit: None }]);
+        assert!(diff(&state(&v2), Some(&v2), &v2).is_empty());
     }
 
     #[test]

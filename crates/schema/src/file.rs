@@ -43,6 +43,23 @@ pub struct TableDef {
     /// (`id`, `email`, `phone`, `user_metadata.<key>`, `app_metadata.<key>`).
     #[serde(default)]
     pub on_signup: Option<Spanned<IndexMap<String, String>>>,
+    /// Audit trail: `true`, or `{ redact = ["column", ...] }` to keep those values out of it.
+    #[serde(default)]
+    pub audit: Option<Spanned<AuditDef>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum AuditDef {
+    On(bool),
+    With(AuditOptions),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditOptions {
+    #[serde(default)]
+    pub redact: Vec<String>,
 }
 
 fn yes() -> bool {

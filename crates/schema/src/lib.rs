@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod audit;
 mod build;
 pub mod catalog;
 pub mod ddl;
@@ -16,8 +17,8 @@ pub mod policy;
 mod types;
 
 pub use catalog::{
-    Catalog, CheckConstraint, Column, ForeignKey, Function, FunctionArg, FunctionReturn, Index, OnDelete, Policy, Table, UniqueConstraint,
-    AUTH_USERS,
+    Audit, Catalog, CheckConstraint, Column, ForeignKey, Function, FunctionArg, FunctionReturn, Index, OnDelete, Policy, Table,
+    UniqueConstraint, AUTH_USERS,
 };
 pub use ddl::DdlDialect;
 pub use default::DefaultExpr;

@@ -1,4 +1,4 @@
-//! Command line: `serve`, `migrate`, `keys`, `schema check`. Flags override `BASALT_*`
+//! Command line: `serve`, `migrate`, `keys`, `import`, `schema check`, `audit`. Flags override `BASALT_*`
 //! environment variables, which override the config file.
 
 use std::path::PathBuf;
@@ -29,6 +29,39 @@ pub enum Command {
     Schema {
         #[command(subcommand)]
         command: SchemaCommand,
+    },
+    /// Read the audit log or check its hash chain.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the whole hash chain; exits with 1 when an entry was changed, added or removed.
+    Verify {
+        /// Print the verdict as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Print entries as JSON lines, oldest first.
+    Log {
+        /// Only this table's entries.
+        #[arg(long)]
+        table: Option<String>,
+        /// Only this row's entries (its primary key as text).
+        #[arg(long)]
+        row_id: Option<String>,
+        /// Entries after this id.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 

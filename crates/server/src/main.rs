@@ -8,6 +8,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod app;
+mod audit;
 mod auth;
 mod catalog;
 mod cli;
@@ -59,6 +60,7 @@ async fn run() -> ExitCode {
         Command::Keys(a) => keys(a).await,
         Command::Import { command: ImportCommand::Users { file, store } } => import_users(&file, &store).await,
         Command::Schema { command: SchemaCommand::Check { schema } } => check(&schema),
+        Command::Audit { command } => audit_command(command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -277,6 +279,41 @@ async fn keys(a: cli::KeysArgs) -> anyhow::Result<()> {
         out!("{}", serde_json::json!({"anon_key": anon, "service_role_key": service}));
     } else {
         out!("anon key:         {anon}\nservice_role key: {service}");
+    }
+    Ok(())
+}
+
+async fn audit_command(command: cli::AuditCommand) -> anyhow::Result<()> {
+    let store_args = match &command {
+        cli::AuditCommand::Verify { store, .. } | cli::AuditCommand::Log { store, .. } => store,
+    };
+    let config = Config::load(store_args.config.as_deref(), store_args, None)?;
+    let store = Store::open(&config).await?;
+    match command {
+        cli::AuditCommand::Verify { json, .. } => {
+            let verdict = store.audit_verify().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            if json {
+                out!("{}", serde_json::to_string(&verdict)?);
+            } else if verdict.ok {
+                out!("audit log ok: {} entries, head {}", verdict.entries, verdict.head);
+            } else {
+                out!(
+                    "audit log BROKEN at entry {}: {} ({} entries check out before it)",
+                    verdict.broken_at.unwrap_or_default(),
+                    verdict.reason.as_deref().unwrap_or_default(),
+                    verdict.entries
+                );
+            }
+            if !verdict.ok {
+                std::process::exit(1);
+            }
+        }
+        cli::AuditCommand::Log { table, row_id, after, limit, .. } => {
+            let q = store::audit_log::EntryQuery { after, limit, table, row_id };
+            for e in store.audit_entries(q).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+                out!("{}", serde_json::to_string(&e)?);
+            }
+        }
     }
     Ok(())
 }

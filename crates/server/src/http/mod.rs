@@ -1,5 +1,6 @@
 //! HTTP: one router per API, merged here. axum stays in this folder.
 
+mod audit;
 mod auth;
 mod identity;
 
@@ -29,6 +30,7 @@ pub fn router(state: AppState) -> Router {
             header::LOCATION,
             HeaderName::from_static("range-unit"),
             HeaderName::from_static("server-timing"),
+            HeaderName::from_static("x-request-id"),
         ])
         .max_age(std::time::Duration::from_secs(86400));
     // The data API at its mount: `/rest/v1` (Supabase) or the root (PostgREST).
@@ -39,5 +41,5 @@ pub fn router(state: AppState) -> Router {
     } else {
         router.route(&format!("{mount}/"), rest::root()).route(&mount, rest::root()).nest(&mount, rest::router())
     };
-    router.nest("/auth/v1", auth::router()).layer(cors).with_state(state)
+    router.nest("/auth/v1", auth::router()).nest("/audit/v1", audit::router()).layer(cors).with_state(state)
 }

@@ -1,10 +1,11 @@
 //! The data API (at `/rest/v1`, or at the root in PostgREST's layout): parse, plan, render,
 //! execute, respond.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -21,7 +22,7 @@ use super::{openapi, respond};
 use crate::app::AppState;
 use crate::auth::Role;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{DbContext, ReadResult, RequestInfo};
+use crate::store::{DbContext, Origin, ReadResult, RequestInfo};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -48,6 +49,7 @@ async fn rpc_method(method: Method) -> Response {
 
 async fn handle(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     Path(table): Path<String>,
     RawQuery(query): RawQuery,
@@ -55,12 +57,13 @@ async fn handle(
     body: Body,
 ) -> Response {
     let mut timing = Timing::start(app.config.rest.server_timing);
-    let result = run(&app, &method, &table, query.as_deref().unwrap_or_default(), &headers, body, &mut timing).await;
+    let result = run(&app, &method, &table, query.as_deref().unwrap_or_default(), &headers, body, peer.ip(), &mut timing).await;
     finish(result, timing)
 }
 
 async fn rpc(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     Path(function): Path<String>,
     RawQuery(query): RawQuery,
@@ -68,7 +71,7 @@ async fn rpc(
     body: Body,
 ) -> Response {
     let mut timing = Timing::start(app.config.rest.server_timing);
-    let result = call(&app, &method, &function, query.as_deref().unwrap_or_default(), &headers, body, &mut timing).await;
+    let result = call(&app, &method, &function, query.as_deref().unwrap_or_default(), &headers, body, peer.ip(), &mut timing).await;
     finish(result, timing)
 }
 
@@ -109,6 +112,7 @@ pub fn profile(app: &AppState, method: &Method, headers: &HeaderMap) -> ApiResul
 }
 
 /// What the request's transaction is told: role, claims, request, search path, and how it ends.
+#[allow(clippy::too_many_arguments)]
 fn db_context(
     app: &AppState,
     ident: &Identity,
@@ -117,6 +121,7 @@ fn db_context(
     path: &str,
     headers: &HeaderMap,
     rollback: bool,
+    peer: IpAddr,
 ) -> ApiResult<DbContext> {
     let claims = ident.claims_json.clone();
     let rest = &app.config.rest;
@@ -129,7 +134,31 @@ fn db_context(
         request: if pg { RequestInfo::new(method.as_str(), path, headers) } else { RequestInfo::default() },
         schema: (pg && profile.name != rest.default_schema()).then(|| profile.name.clone()),
         rollback,
+        origin: if matches!(*method, Method::GET | Method::HEAD) { Origin::default() } else { origin(headers, peer) },
     })
+}
+
+/// Where a write comes from. The request id is the client's (or its proxy's) `x-request-id`
+/// when it sent a short printable one, else a new UUID; responses echo it.
+fn origin(headers: &HeaderMap, peer: IpAddr) -> Origin {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let request_id = text("x-request-id")
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    Origin {
+        ip: Some(peer.to_string()),
+        user_agent: text("user-agent").map(|u| u.chars().take(512).collect()),
+        request_id: Some(request_id),
+    }
+}
+
+/// Echoes the request id a write was recorded under.
+fn echo_request_id(res: &mut Response, ctx: &DbContext) -> ApiResult<()> {
+    if let Some(id) = &ctx.origin.request_id {
+        respond::set_header(res, "x-request-id", id)?;
+    }
+    Ok(())
 }
 
 /// How the transaction ends: `db-tx-end`, overridden by `Prefer: tx=` where allowed (and then
@@ -154,6 +183,7 @@ async fn call(
     query: &str,
     headers: &HeaderMap,
     body: Body,
+    peer: IpAddr,
     timing: &mut Timing,
 ) -> ApiResult<Response> {
     let ident = identify(app, headers, query).await?;
@@ -179,7 +209,7 @@ async fn call(
     timing.mark("parse");
     let plan = basalt_query::plan::plan_rpc(&current, function, &args)?;
     let rollback = tx_end(app, prefer.tx, &mut prefer.applied);
-    let ctx = db_context(app, &ident, &profile, method, &format!("/rpc/{function}"), headers, rollback)?;
+    let ctx = db_context(app, &ident, &profile, method, &format!("/rpc/{function}"), headers, rollback, peer)?;
     if let Some(result_catalog) = basalt_query::plan::result_catalog(&current, &plan.function) {
         return call_set(app, method, function, query, headers, &ident, plan, &result_catalog, ctx, &profile, timing).await;
     }
@@ -212,6 +242,7 @@ async fn call(
         respond::set_header(&mut res, "content-profile", &profile.name)?;
     }
     respond::apply_settings(&mut res, &result.response)?;
+    echo_request_id(&mut res, &ctx)?;
     timing.mark("response");
     Ok(res)
 }
@@ -280,6 +311,7 @@ fn map_privileges<T>(r: ApiResult<T>, ident: &Identity) -> ApiResult<T> {
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     app: &AppState,
     method: &Method,
@@ -287,11 +319,12 @@ async fn run(
     query: &str,
     headers: &HeaderMap,
     body: Body,
+    peer: IpAddr,
     timing: &mut Timing,
 ) -> ApiResult<Response> {
     let ident = identify(app, headers, query).await?;
     timing.mark("jwt");
-    let result = run_as(app, method, table, query, headers, body, &ident, timing).await;
+    let result = run_as(app, method, table, query, headers, body, &ident, peer, timing).await;
     map_privileges(result, &ident)
 }
 
@@ -304,6 +337,7 @@ async fn run_as(
     headers: &HeaderMap,
     body: Body,
     ident: &Identity,
+    peer: IpAddr,
     timing: &mut Timing,
 ) -> ApiResult<Response> {
     let profile = profile(app, method, headers)?;
@@ -322,7 +356,7 @@ async fn run_as(
         parse_request(method.as_str(), table, query, Headers { prefer: h("prefer"), accept: h("accept"), range: h("range") }, &bytes)?;
     timing.mark("parse");
     let rollback = tx_end(app, req.prefer.tx, &mut req.prefer.applied);
-    let ctx = db_context(app, ident, &profile, method, &format!("/{table}"), headers, rollback)?;
+    let ctx = db_context(app, ident, &profile, method, &format!("/{table}"), headers, rollback, peer)?;
     let catalog = profile.catalog.as_ref();
     let echo = profile.echo.then_some(profile.name.as_str());
     match req.action {
@@ -358,7 +392,8 @@ async fn run_as(
             timing.mark("plan");
             let result = app.store.write(sql, single, &ctx).await?;
             timing.mark("transaction");
-            let res = respond::write(&req, &plan, result, echo)?;
+            let mut res = respond::write(&req, &plan, result, echo)?;
+            echo_request_id(&mut res, &ctx)?;
             timing.mark("response");
             Ok(res)
         }

@@ -1,6 +1,8 @@
 //! Storage: one enum over the two backends, chosen once at start-up. Each backend runs the
 //! SQL the renderers produce, maps its errors to PostgREST's, and migrates its schema.
 
+pub mod audit_log;
+mod audit_schema;
 mod auth_schema;
 pub mod auth_sql;
 mod pg_introspect;
@@ -34,6 +36,17 @@ pub struct DbContext {
     pub schema: Option<String>,
     /// End the transaction with ROLLBACK (`db-tx-end`, `Prefer: tx=rollback`).
     pub rollback: bool,
+    /// Where the request came from, for the audit log (writes only).
+    pub origin: Origin,
+}
+
+/// Where a change came from, as the audit log records it: the client's address (the socket's
+/// peer), its user agent and the request id (the client's `x-request-id`, or one Basalt made).
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
 }
 
 /// What SQL set for the response through `response.headers` and `response.status`.
@@ -200,7 +213,17 @@ impl Store {
     /// Runs a write in one transaction; with `single`, anything but one affected row rolls back.
     pub async fn write(&self, sql: MutateSql, single: bool, ctx: &DbContext) -> ApiResult<WriteResult> {
         match self {
-            Store::Sqlite(s) => s.write(sql, single, ctx.rollback, ctx.uid.clone()).await,
+            Store::Sqlite(s) => {
+                let actor = sqlite_functions::Actor {
+                    uid: ctx.uid.clone(),
+                    role: ctx.db_role.clone(),
+                    api_key_id: None,
+                    ip: ctx.origin.ip.clone(),
+                    user_agent: ctx.origin.user_agent.clone(),
+                    request_id: ctx.origin.request_id.clone(),
+                };
+                s.write(sql, single, ctx.rollback, actor).await
+            }
             Store::Postgres(p) => {
                 let (p, ctx) = (p.clone(), ctx.clone());
                 detached(async move { p.write(&sql, single, &ctx).await }).await

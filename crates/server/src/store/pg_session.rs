@@ -22,7 +22,7 @@ pub struct SessionSql {
     pub pre_request: Option<String>,
 }
 
-pub const SET_TYPES: [Type; 9] = [Type::TEXT; 9];
+pub const SET_TYPES: [Type; 11] = [Type::TEXT; 11];
 
 /// Reads what SQL set for the response (PostgREST's `response.headers` and `response.status`).
 pub const RESPONSE_SETTINGS: &str = "SELECT current_setting('response.headers', true), current_setting('response.status', true)";
@@ -42,6 +42,15 @@ impl SessionSql {
                  set_config('request.headers', $5, {local}), set_config('request.cookies', $6, {local}), $7::text, \
                  set_config('request.jwt.claim.sub', coalesce($9, ''), {local})"
             );
+            // The audit log's client address and request id ($10, $11): only writes, which
+            // run in a transaction, record them.
+            set.push_str(&if local {
+                format!(
+                    ", set_config('basalt.ip', coalesce($10, ''), {local}), set_config('basalt.request_id', coalesce($11, ''), {local})"
+                )
+            } else {
+                ", $10::text, $11::text".to_string()
+            });
             if !rest.app_settings.is_empty() {
                 set.push_str(&format!(
                     ", (SELECT count(set_config('app.settings.' || key, value, {local})) FROM json_each_text($8::json))"

@@ -118,6 +118,11 @@ impl PgStore {
         self.pool.get().await.map_err(pool_error)
     }
 
+    /// A connection of Basalt's own pool (its role, not a request's).
+    pub(super) async fn admin_client(&self) -> ApiResult<deadpool_postgres::Object> {
+        self.client().await
+    }
+
     /// The pool of the schema a request addresses.
     fn schema_pool(&self, ctx: &DbContext) -> ApiResult<&SchemaPool> {
         let name = ctx.schema.as_deref().unwrap_or(&self.default_schema);
@@ -141,10 +146,23 @@ impl PgStore {
     }
 
     /// The request context's parameters, in [`SET_TYPES`] order.
-    fn set_params<'a>(&'a self, ctx: &'a DbContext) -> ApiResult<[SqlRef<'a>; 9]> {
+    fn set_params<'a>(&'a self, ctx: &'a DbContext) -> ApiResult<[SqlRef<'a>; 11]> {
         let r = &ctx.request;
         let path = &self.schema_pool(ctx)?.search_path;
-        Ok([&ctx.db_role, &ctx.claims, &r.method, &r.path, &r.headers, &r.cookies, path, &self.session.app_settings, &ctx.uid])
+        let o = &ctx.origin;
+        Ok([
+            &ctx.db_role,
+            &ctx.claims,
+            &r.method,
+            &r.path,
+            &r.headers,
+            &r.cookies,
+            path,
+            &self.session.app_settings,
+            &ctx.uid,
+            &o.ip,
+            &o.request_id,
+        ])
     }
 
     /// The pre-request function's call, prepared, when one is configured.
@@ -541,6 +559,7 @@ async fn bootstrap_auth(pool: &Pool) -> anyhow::Result<()> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
     tx.batch_execute(super::auth_schema::POSTGRES).await.map_err(|e| anyhow::anyhow!("auth schema: {}", pg_message(&e)))?;
+    tx.batch_execute(super::audit_schema::POSTGRES).await.map_err(|e| anyhow::anyhow!("audit schema: {}", pg_message(&e)))?;
     tx.commit().await?;
     Ok(())
 }

@@ -54,6 +54,12 @@ fn open_conn(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// A read-only connection of its own for the audit log's pages and checks, which may read
+/// for longer than a request and should not hold a pooled reader meanwhile.
+pub(super) fn open_audit_reader(path: &Path) -> ApiResult<Connection> {
+    open_conn(path, true).map_err(ApiError::internal)
+}
+
 /// A parameter as SQLite binds it; text is lent, not copied.
 fn to_sql(p: &Param) -> ToSqlOutput<'_> {
     match p {
@@ -184,6 +190,7 @@ impl SqliteStore {
              CREATE TABLE IF NOT EXISTS _basalt_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
         )?;
         writer.execute_batch(super::auth_schema::SQLITE)?;
+        writer.execute_batch(super::audit_schema::SQLITE)?;
         // Reads run on the async workers (one per core): a reader each, and spares.
         let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) + 2;
         let readers = Arc::new((0..n).map(|_| open_reader(&path).map(Mutex::new)).collect::<rusqlite::Result<Vec<_>>>()?);
@@ -273,12 +280,18 @@ impl SqliteStore {
     /// Queues a write for the writer thread, which commits queued writes together (each in its
     /// own savepoint, so one failing write leaves the others untouched).
     /// With `rollback`, the write runs and answers as usual but its changes are undone.
-    pub async fn write(self: &Arc<Self>, sql: MutateSql, single: bool, rollback: bool, uid: Option<String>) -> ApiResult<WriteResult> {
+    pub async fn write(
+        self: &Arc<Self>,
+        sql: MutateSql,
+        single: bool,
+        rollback: bool,
+        actor: super::sqlite_functions::Actor,
+    ) -> ApiResult<WriteResult> {
         let store = self.clone();
         self.submit(move |conn| {
-            super::sqlite_functions::set_auth_uid(uid);
+            super::sqlite_functions::set_actor(Some(actor));
             let result = savepoint(conn, rollback, |c| store.write_on(c, &sql, single));
-            super::sqlite_functions::set_auth_uid(None);
+            super::sqlite_functions::set_actor(None);
             result
         })
         .await

@@ -1,6 +1,7 @@
 //! SQL functions Basalt registers on every SQLite connection, standing in for what
 //! PostgreSQL has built in: `now()`, `gen_random_uuid()`, `@>`, `&&` and `~`; and
-//! `basalt_json(col)`, which hands a stored JSON column to `json_object` as JSON.
+//! `basalt_json(col)`, which hands a stored JSON column to `json_object` as JSON; and the
+//! audit triggers' `basalt_audit_context(i)` and `basalt_audit_hash(...)`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -15,8 +16,10 @@ pub fn register(conn: &Connection) -> Result<()> {
     conn.create_scalar_function("basalt_now", 0, flags, |_| Ok(now()))?;
     conn.create_scalar_function("now", 0, flags, |_| Ok(now()))?;
     conn.create_scalar_function("basalt_uuid", 0, flags, |_| Ok(uuid::Uuid::new_v4().hyphenated().to_string()))?;
-    // Set per request by the auth layer once users exist; NULL means no user.
-    conn.create_scalar_function("basalt_auth_uid", 0, flags, |_| Ok(AUTH_UID.with(|u| u.borrow().clone())))?;
+    // Set per write by the writer thread; NULL means no user.
+    conn.create_scalar_function("basalt_auth_uid", 0, flags, |_| Ok(ACTOR.with(|a| a.borrow().as_ref().and_then(|a| a.uid.clone()))))?;
+    conn.create_scalar_function("basalt_audit_context", 1, flags, audit_context)?;
+    conn.create_scalar_function("basalt_audit_hash", 14, flags | FunctionFlags::SQLITE_DETERMINISTIC, audit_hash)?;
     let det = flags | FunctionFlags::SQLITE_DETERMINISTIC;
     conn.create_scalar_function("basalt_contains", 2, det, |ctx| json_pair(ctx).map(|p| p.map(|(a, b)| contains(&a, &b))))?;
     conn.create_scalar_function("basalt_overlaps", 2, det, |ctx| json_pair(ctx).map(|p| p.map(|(a, b)| overlaps(&a, &b))))?;
@@ -45,9 +48,52 @@ pub fn set_transaction_time(at: Option<chrono::DateTime<chrono::Utc>>) {
     TX_NOW.with(|t| *t.borrow_mut() = at.map(|d| basalt_query::value::format_timestamptz(&d)));
 }
 
-/// Sets `auth.uid()` for the write about to run on this thread.
-pub fn set_auth_uid(uid: Option<String>) {
-    AUTH_UID.with(|u| *u.borrow_mut() = uid);
+/// Who writes, for `auth.uid()` defaults and the audit log's rows.
+#[derive(Debug, Clone, Default)]
+pub struct Actor {
+    pub uid: Option<String>,
+    pub role: String,
+    pub api_key_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// Sets the actor of the write about to run on this thread (None: Basalt itself).
+pub fn set_actor(actor: Option<Actor>) {
+    ACTOR.with(|a| *a.borrow_mut() = actor);
+}
+
+/// `basalt_audit_context(i)`: the actor's id, role, API key id, IP, user agent and request id.
+/// Writes Basalt makes itself (sign-up hooks) have the role `system`.
+fn audit_context(ctx: &Context) -> Result<Option<String>> {
+    let i: i64 = ctx.get(0)?;
+    Ok(ACTOR.with(|a| match (a.borrow().as_ref(), i) {
+        (None, 1) => Some("system".to_string()),
+        (None, _) => None,
+        (Some(a), 0) => a.uid.clone(),
+        (Some(a), 1) => Some(a.role.clone()),
+        (Some(a), 2) => a.api_key_id.clone(),
+        (Some(a), 3) => a.ip.clone(),
+        (Some(a), 4) => a.user_agent.clone(),
+        (Some(a), 5) => a.request_id.clone(),
+        _ => None,
+    }))
+}
+
+/// `basalt_audit_hash(prev, id, at, ...)`: the chain hash the audit triggers store.
+fn audit_hash(ctx: &Context) -> Result<String> {
+    let text = |i: usize| -> Result<Option<String>> {
+        Ok(match ctx.get_raw(i) {
+            ValueRef::Null => None,
+            ValueRef::Integer(n) => Some(n.to_string()),
+            ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+            other => Some(format!("{other:?}")),
+        })
+    };
+    let prev = text(0)?.unwrap_or_default();
+    let fields = (1..14).map(text).collect::<Result<Vec<_>>>()?;
+    Ok(crate::audit::entry_hash(&prev, fields.iter().map(Option::as_deref)))
 }
 
 fn now() -> String {
@@ -94,8 +140,8 @@ pub fn overlaps(a: &Value, b: &Value) -> bool {
 thread_local! {
     /// The current transaction's start time: `now()` is constant within a transaction, as in PostgreSQL.
     static TX_NOW: RefCell<Option<String>> = const { RefCell::new(None) };
-    /// The requesting user's id for `auth.uid()` defaults during a write.
-    static AUTH_UID: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// Who the write running on this thread is for.
+    static ACTOR: RefCell<Option<Actor>> = const { RefCell::new(None) };
     static REGEX_CACHE: RefCell<HashMap<String, regex::Regex>> = RefCell::new(HashMap::new());
 }
 

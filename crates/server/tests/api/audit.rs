@@ -1,0 +1,198 @@
+//! The audit trail: every change to an audited table leaves one hash-chained entry, written in
+//! the change's transaction, with who, from where and what (secrets redacted); only the
+//! service role reads it; editing the log is detected by `/audit/v1/verify` and `basalt audit verify`.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{admin_sql, run_cli, send, Backend, TestApp};
+
+const SCHEMA: &str = r#"
+[tables.keys]
+owner = "user_id"
+audit = { redact = ["api_key"] }
+columns.id      = { type = "uuid", primary_key = true, default = "gen_random_uuid()" }
+columns.user_id = { type = "uuid", not_null = true, default = "auth.uid()", references = "auth.users.id", on_delete = "cascade" }
+columns.name    = { type = "text", not_null = true }
+columns.api_key = { type = "text" }
+columns.meta    = { type = "jsonb", default = "'{}'" }
+columns.active  = { type = "boolean", default = "true" }
+
+[tables.scratch]
+owner = "user_id"
+columns.id      = { type = "uuid", primary_key = true, default = "gen_random_uuid()" }
+columns.user_id = { type = "uuid", not_null = true, default = "auth.uid()", references = "auth.users.id", on_delete = "cascade" }
+"#;
+
+async fn entries(app: &TestApp, query: &str) -> Vec<Value> {
+    let (s, body) = app.get(&format!("/audit/v1/entries{query}")).await;
+    assert_eq!(s, 200, "{body}");
+    body.as_array().cloned().unwrap_or_else(|| panic!("entries: {body}"))
+}
+
+/// Changes the log behind Basalt's back, as someone with database access could.
+fn tamper(app: &TestApp, sql_sqlite: &str, sql_pg: &str) {
+    match &app.database_url {
+        Some(url) => admin_sql(url, sql_pg),
+        None => {
+            let conn = rusqlite::Connection::open(app.dir.path().join("data").join("data.db")).expect("open data.db");
+            conn.execute_batch(sql_sqlite).expect("tamper");
+        }
+    }
+}
+
+fn verify_cli(app: &TestApp) -> (bool, String) {
+    let data = app.dir.path().join("data").display().to_string();
+    let args: Vec<&str> = match &app.database_url {
+        Some(url) => vec!["audit", "verify", "--database-url", url],
+        None => vec!["audit", "verify", "--data-dir", &data],
+    };
+    let (ok, out, err) = run_cli(&args, &[]);
+    (ok, format!("{out}{err}"))
+}
+
+async fn records_every_change(b: Backend) {
+    let Some(app) = TestApp::spawn_with(b, SCHEMA, &[("BASALT_AUTH_AUTOCONFIRM", "true")]).await else { return };
+    let (token, _, uid) = app.signup("audited@example.com", json!({})).await;
+    let user = |m: Method, path: &str| app.as_user(m, path, Some(&token)).header("user-agent", "audit-test/1.0");
+
+    let res = user(Method::POST, "/rest/v1/keys")
+        .header("prefer", "return=representation")
+        .header("x-request-id", "req-123")
+        .json(&json!({"name": "openai", "api_key": "sk-secret-1", "meta": {"model": "gpt"}}))
+        .send()
+        .await
+        .expect("insert");
+    assert_eq!(res.status().as_u16(), 201);
+    assert_eq!(res.headers()["x-request-id"], "req-123", "the request id is echoed");
+    let row: Value = res.json().await.expect("json");
+    let id = row[0]["id"].as_str().expect("id").to_string();
+
+    let res = user(Method::PATCH, &format!("/rest/v1/keys?id=eq.{id}")).json(&json!({"name": "openai-2"})).send().await.expect("update");
+    assert_eq!(res.status().as_u16(), 204);
+    let generated = res.headers()["x-request-id"].to_str().expect("request id").to_string();
+    assert!(uuid::Uuid::parse_str(&generated).is_ok(), "a request id is made when none is sent: {generated}");
+
+    // Failed writes and unaudited tables leave nothing.
+    let (s, _) = send(user(Method::POST, "/rest/v1/keys").json(&json!({"id": id, "name": "dup"}))).await;
+    assert_eq!(s, 409);
+    let (s, _) = send(user(Method::POST, "/rest/v1/keys").json(&json!([{"name": "ok"}, {"name": null}]))).await;
+    assert_eq!(s, 400, "a batch with one bad row fails whole");
+    let (s, _) = send(user(Method::POST, "/rest/v1/scratch").json(&json!({}))).await;
+    assert_eq!(s, 201);
+    let (s, _) = send(user(Method::DELETE, &format!("/rest/v1/keys?id=eq.{id}"))).await;
+    assert_eq!(s, 204);
+
+    let log = entries(&app, "").await;
+    let ops: Vec<&str> = log.iter().map(|e| e["op"].as_str().unwrap_or_default()).collect();
+    assert_eq!(ops, ["INSERT", "UPDATE", "DELETE"], "{log:#?}");
+    let ids: Vec<i64> = log.iter().map(|e| e["id"].as_i64().unwrap_or_default()).collect();
+    assert_eq!(ids, [1, 2, 3]);
+    for e in &log {
+        assert_eq!(e["table_name"], "keys");
+        assert_eq!(e["row_id"], id.as_str());
+        assert_eq!(e["actor_id"], uid.as_str());
+        assert_eq!(e["actor_role"], "authenticated");
+        assert_eq!(e["ip"], "127.0.0.1");
+        assert_eq!(e["user_agent"], "audit-test/1.0");
+        assert_eq!(e["hash"].as_str().map(str::len), Some(64));
+    }
+    assert_eq!(log[1]["prev_hash"], log[0]["hash"], "each entry names the one before");
+    let (insert, update, delete) = (&log[0], &log[1], &log[2]);
+    assert_eq!(insert["request_id"], "req-123");
+    assert_eq!(update["request_id"], generated.as_str());
+    assert_eq!(insert["old_row"], Value::Null);
+    assert_eq!(insert["new_row"]["name"], "openai");
+    assert_eq!(insert["new_row"]["meta"], json!({"model": "gpt"}), "JSON columns stay JSON");
+    assert_eq!(insert["new_row"]["active"], true, "booleans stay booleans");
+    assert_eq!(insert["new_row"]["api_key"], "[redacted]");
+    assert_eq!(update["old_row"]["name"], "openai");
+    assert_eq!(update["new_row"]["name"], "openai-2");
+    assert_eq!(delete["old_row"]["name"], "openai-2");
+    assert_eq!(delete["new_row"], Value::Null);
+    assert!(!serde_json::to_string(&log).expect("text").contains("sk-secret-1"), "the secret never reaches the log");
+
+    let page = entries(&app, &format!("?table=keys&row_id={id}&after=1&limit=1")).await;
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0]["id"], 2);
+    assert!(entries(&app, "?table=scratch").await.is_empty());
+    let (s, body) = app.get("/audit/v1/entries?limit=-5").await;
+    assert_eq!((s, body["code"].as_str()), (400, Some("PGRST100")), "{body}");
+
+    // Only the service role reads the log.
+    let (s, _) = send(app.as_user(Method::GET, "/audit/v1/entries", Some(&token))).await;
+    assert_eq!(s, 403);
+    let (s, _) = send(app.as_user(Method::GET, "/audit/v1/verify", None)).await;
+    assert_eq!(s, 401);
+    // And no data-API path reaches its tables.
+    let (s, _) = app.get("/rest/v1/basalt_audit_log").await;
+    assert_eq!(s, 404);
+
+    let (s, v) = app.get("/audit/v1/verify").await;
+    assert_eq!(s, 200);
+    assert_eq!((v["ok"].as_bool(), v["entries"].as_i64()), (Some(true), Some(3)), "{v}");
+    assert_eq!(v["head"], log[2]["hash"]);
+    let (ok, out) = verify_cli(&app);
+    assert!(ok && out.contains("ok: 3 entries"), "{out}");
+
+    tamper(
+        &app,
+        "UPDATE basalt_audit_log SET user_agent = 'edited' WHERE id = 2",
+        "UPDATE basalt.audit_log SET user_agent = 'edited' WHERE id = 2",
+    );
+    let (_, v) = app.get("/audit/v1/verify").await;
+    assert_eq!((v["ok"].as_bool(), v["broken_at"].as_i64()), (Some(false), Some(2)), "{v}");
+    let (ok, out) = verify_cli(&app);
+    assert!(!ok && out.contains("BROKEN at entry 2"), "{out}");
+}
+
+/// Removing the newest entries is caught by the chain head.
+async fn a_cut_tail_is_detected(b: Backend) {
+    let Some(app) = TestApp::spawn_with(b, SCHEMA, &[("BASALT_AUTH_AUTOCONFIRM", "true")]).await else { return };
+    let (token, _, _) = app.signup("cut@example.com", json!({})).await;
+    for name in ["a", "b"] {
+        let (s, _) = send(app.as_user(Method::POST, "/rest/v1/keys", Some(&token)).json(&json!({"name": name}))).await;
+        assert_eq!(s, 201);
+    }
+    tamper(&app, "DELETE FROM basalt_audit_log WHERE id = 2", "DELETE FROM basalt.audit_log WHERE id = 2");
+    let (_, v) = app.get("/audit/v1/verify").await;
+    assert_eq!((v["ok"].as_bool(), v["entries"].as_i64()), (Some(false), Some(1)), "{v}");
+}
+
+/// Turning the trail on for an existing table (with a change that rebuilds it on SQLite) and
+/// off again, through `basalt migrate`.
+async fn turned_on_and_off_by_migration(b: Backend) {
+    const PLAIN: &str = "[tables.items]\ncolumns.id = { type = \"bigint\", primary_key = true }\ncolumns.name = { type = \"text\" }\n";
+    let audited = PLAIN.replace("[tables.items]\n", "[tables.items]\naudit = true\n")
+        + "columns.at = { type = \"timestamptz\", default = \"now()\" }\n";
+    let Some(app) = TestApp::spawn(b, PLAIN).await else { return };
+    let migrate = |schema: &str| {
+        let file = app.dir.path().join("next.toml");
+        std::fs::write(&file, schema).expect("write");
+        let mut args = vec!["migrate".to_string(), "--schema".into(), file.display().to_string(), "--allow-destructive".into()];
+        match &app.database_url {
+            Some(u) => args.extend(["--database-url".to_string(), u.clone()]),
+            None => args.extend(["--data-dir".to_string(), app.dir.path().join("data").display().to_string()]),
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, out, err) = run_cli(&refs, &[]);
+        assert!(ok, "{out}{err}");
+        out
+    };
+    app.post("/rest/v1/items", json!({"id": 1, "name": "before"}), "").await;
+    let out = migrate(&audited);
+    assert!(out.contains("audit changes to items"), "{out}");
+    let (s, _) = app.post("/rest/v1/items", json!({"id": 2, "name": "audited"}), "").await;
+    assert_eq!(s, 201);
+    let log = entries(&app, "").await;
+    assert_eq!(log.len(), 1, "{log:#?}");
+    assert_eq!((log[0]["row_id"].as_str(), log[0]["actor_role"].as_str()), (Some("2"), Some("service_role")));
+    let out = migrate(PLAIN);
+    assert!(out.contains("stop auditing items"), "{out}");
+    app.post("/rest/v1/items", json!({"id": 3, "name": "after"}), "").await;
+    assert_eq!(entries(&app, "").await.len(), 1);
+    let (_, v) = app.get("/audit/v1/verify").await;
+    assert_eq!(v["ok"], true, "{v}");
+}
+
+crate::both_backends!(records_every_change, a_cut_tail_is_detected, turned_on_and_off_by_migration);
