@@ -144,6 +144,7 @@ async fn serve(a: cli::ServeArgs) -> anyhow::Result<()> {
     let state = app::AppState::new(config.clone(), store.clone(), catalogs, &secret, base_url)?;
     if let Store::Postgres(pg) = &store {
         pg.watch_schema(state.catalog.clone(), introspect, schemas);
+        pg.start_audit_sealer();
     }
     let place = match &store {
         Store::Sqlite(s) => s.path().display().to_string(),

@@ -2,6 +2,8 @@
 //! change's own transaction (so a rolled-back write leaves none) and chained by SHA-256, each
 //! row's hash covering the previous one's. Editing, inserting or deleting a row in the log breaks
 //! the chain at that row, and the chain head kept beside the log catches a cut-off tail.
+//! On SQLite the trigger chains each entry as it writes it (there is one writer); on PostgreSQL
+//! entries are appended without a lock and sealed into the chain right after they commit.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -12,7 +14,10 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// One entry as stored, its JSON as stored text (what the chain hashed).
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {
+    /// The entry's number in write order (on PostgreSQL a sequence, which may skip numbers).
     pub id: i64,
+    /// Its position in the chain: 1, 2, 3, ... without gaps; on PostgreSQL None until sealed.
+    pub seq: Option<i64>,
     pub at: String,
     pub table_name: String,
     pub op: String,
@@ -27,8 +32,8 @@ pub struct Entry {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
-    pub prev_hash: String,
-    pub hash: String,
+    pub prev_hash: Option<String>,
+    pub hash: Option<String>,
 }
 
 fn raw_json<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
@@ -40,7 +45,7 @@ impl Entry {
     /// The fields in the order the chain hashes them (`basalt_schema::audit::FIELDS`).
     fn fields(&self) -> [Option<String>; 13] {
         [
-            Some(self.id.to_string()),
+            self.seq.map(|s| s.to_string()),
             Some(self.at.clone()),
             Some(self.table_name.clone()),
             Some(self.op.clone()),
@@ -61,6 +66,21 @@ impl Entry {
         let fields = self.fields();
         entry_hash(prev, fields.iter().map(Option::as_deref))
     }
+}
+
+/// Puts entries (oldest first) into the chain after position `seq` with hash `prev`; returns
+/// the new head.
+pub fn seal(mut seq: i64, prev: &str, entries: &mut [Entry]) -> (i64, String) {
+    let mut prev = prev.to_string();
+    for e in entries {
+        seq += 1;
+        e.seq = Some(seq);
+        e.prev_hash = Some(prev.clone());
+        let hash = e.expected_hash(&prev);
+        e.hash = Some(hash.clone());
+        prev = hash;
+    }
+    (seq, prev)
 }
 
 /// `sha256(prev | f1 | f2 | ...)`, hex, each field written as `<chars>:<text>` (NULL as `~`) so
@@ -88,26 +108,28 @@ pub struct Verdict {
     pub ok: bool,
     /// Entries checked.
     pub entries: i64,
+    /// Entries written but not yet sealed into the chain (PostgreSQL, for a moment after commit).
+    pub unsealed: i64,
     /// The last entry's hash (record it elsewhere to anchor the log).
     pub head: String,
-    /// The first entry that does not fit the chain, and why.
+    /// The chain position of the first entry that does not fit the chain, and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broken_at: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
-/// Walks the chain page by page: `page(after_id)` returns the next entries in id order.
+/// Walks the chain page by page, in chain order.
 pub struct Walker {
     prev: String,
-    expected_id: i64,
+    expected_seq: i64,
     entries: i64,
     broken: Option<(i64, String)>,
 }
 
 impl Default for Walker {
     fn default() -> Self {
-        Walker { prev: GENESIS.to_string(), expected_id: 1, entries: 0, broken: None }
+        Walker { prev: GENESIS.to_string(), expected_seq: 1, entries: 0, broken: None }
     }
 }
 
@@ -118,36 +140,38 @@ impl Walker {
             if self.broken.is_some() {
                 return false;
             }
-            let reason = if e.id != self.expected_id {
-                Some(format!("expected entry {} next, found {}", self.expected_id, e.id))
-            } else if e.prev_hash != self.prev {
+            let reason = if e.seq != Some(self.expected_seq) {
+                Some(format!("expected chain position {} next, found {:?}", self.expected_seq, e.seq))
+            } else if e.prev_hash.as_deref() != Some(self.prev.as_str()) {
                 Some("its previous hash is not the hash of the entry before it".to_string())
-            } else if e.expected_hash(&self.prev) != e.hash {
+            } else if e.hash.as_deref() != Some(e.expected_hash(&self.prev).as_str()) {
                 Some("its content does not match its hash".to_string())
             } else {
                 None
             };
             if let Some(r) = reason {
-                self.broken = Some((e.id, r));
+                self.broken = Some((self.expected_seq, r));
                 return false;
             }
-            self.prev = e.hash.clone();
-            self.expected_id += 1;
+            self.prev = e.hash.clone().unwrap_or_default();
+            self.expected_seq += 1;
             self.entries += 1;
         }
         true
     }
 
-    /// The verdict, given the chain head the database keeps (`seq`, `hash`).
-    pub fn finish(self, head_seq: i64, head_hash: &str) -> Verdict {
+    /// The verdict, given the chain head the database keeps (`seq`, `hash`) and the number of
+    /// entries not yet sealed into the chain.
+    pub fn finish(self, head_seq: i64, head_hash: &str, unsealed: i64) -> Verdict {
         let broken = self.broken.or_else(|| {
             (head_seq != self.entries || head_hash != self.prev).then(|| {
-                (self.expected_id, format!("the chain head says {head_seq} entries, the log holds {}: entries were removed", self.entries))
+                (self.expected_seq, format!("the chain head says {head_seq} entries, the log holds {}: entries were removed", self.entries))
             })
         });
         Verdict {
             ok: broken.is_none(),
             entries: self.entries,
+            unsealed,
             head: self.prev,
             broken_at: broken.as_ref().map(|b| b.0),
             reason: broken.map(|b| b.1),
@@ -162,6 +186,7 @@ mod tests {
     fn entry(id: i64, prev: &str) -> Entry {
         let mut e = Entry {
             id,
+            seq: Some(id),
             at: "2026-12-01T00:00:00+00:00".into(),
             table_name: "t".into(),
             op: "INSERT".into(),
@@ -174,11 +199,24 @@ mod tests {
             ip: Some("127.0.0.1".into()),
             user_agent: None,
             request_id: None,
-            prev_hash: prev.into(),
-            hash: String::new(),
+            prev_hash: Some(prev.into()),
+            hash: None,
         };
-        e.hash = e.expected_hash(prev);
+        e.hash = Some(e.expected_hash(prev));
         e
+    }
+
+    #[test]
+    fn sealed_entries_verify() {
+        let mut entries = vec![entry(7, GENESIS), entry(9, GENESIS)];
+        for e in &mut entries {
+            (e.seq, e.prev_hash, e.hash) = (None, None, None);
+        }
+        let (seq, head) = seal(0, GENESIS, &mut entries);
+        assert_eq!((seq, entries[1].seq), (2, Some(2)));
+        let mut w = Walker::default();
+        assert!(w.check(&entries));
+        assert!(w.finish(seq, &head, 0).ok);
     }
 
     #[test]
@@ -194,25 +232,26 @@ mod tests {
     #[test]
     fn a_chain_verifies_and_edits_break_it() {
         let e1 = entry(1, GENESIS);
-        let e2 = entry(2, &e1.hash);
+        let e2 = entry(2, e1.hash.as_deref().unwrap_or_default());
         let mut w = Walker::default();
         assert!(w.check(&[e1.clone(), e2.clone()]));
-        let v = w.finish(2, &e2.hash);
+        let head = e2.hash.clone().unwrap_or_default();
+        let v = w.finish(2, &head, 0);
         assert!(v.ok, "{v:?}");
 
         let mut edited = e2.clone();
         edited.new_row = Some("{\"a\":\"z\"}".into());
         let mut w = Walker::default();
         assert!(!w.check(&[e1.clone(), edited]));
-        assert_eq!(w.finish(2, &e2.hash).broken_at, Some(2));
+        assert_eq!(w.finish(2, &head, 0).broken_at, Some(2));
 
         let mut w = Walker::default();
         w.check(std::slice::from_ref(&e1));
-        let cut = w.finish(2, &e2.hash);
+        let cut = w.finish(2, &head, 0);
         assert!(!cut.ok && cut.broken_at == Some(2), "{cut:?}");
 
         let mut w = Walker::default();
         assert!(!w.check(std::slice::from_ref(&e2)));
-        assert_eq!(w.finish(2, &e2.hash).broken_at, Some(2));
+        assert_eq!(w.finish(2, &head, 0).broken_at, Some(1));
     }
 }

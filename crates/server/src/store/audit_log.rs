@@ -1,11 +1,17 @@
-//! Reading and checking the audit log, on either backend, in one snapshot: the chain head and
-//! the entries it covers are read by the same read-only transaction.
+//! Reading, sealing and checking the audit log. Checks read the chain head and the entries it
+//! covers in one read-only snapshot. On PostgreSQL, entries are appended by the trigger without
+//! a lock and sealed into the chain here, by one instance at a time (an advisory lock), oldest
+//! first: every instance runs a sealer a few times a second, and reads of the log seal first.
 
-use crate::audit::{Entry, Verdict, Walker};
+use std::time::Duration;
+
+use deadpool_postgres::GenericClient;
+
+use crate::audit::{seal, Entry, Verdict, Walker};
 use crate::error::{ApiError, ApiResult};
 
-use super::audit_schema::{PG_ENTRIES, PG_HEAD, SQLITE_ENTRIES, SQLITE_HEAD};
-use super::postgres::map_pg_error;
+use super::audit_schema as sql;
+use super::postgres::{map_pg_error, PgStore};
 use super::Store;
 
 /// Which entries to list: after an id (oldest first), at most `limit`, optionally of one table
@@ -18,8 +24,11 @@ pub struct EntryQuery {
     pub row_id: Option<String>,
 }
 
-/// Entries per page while checking the chain.
+/// Entries per page while checking or sealing the chain.
 const PAGE: i64 = 1000;
+
+/// How often each PostgreSQL instance looks for entries to seal.
+const SEAL_EVERY: Duration = Duration::from_millis(200);
 
 impl Store {
     pub async fn audit_entries(&self, q: EntryQuery) -> ApiResult<Vec<Entry>> {
@@ -28,13 +37,14 @@ impl Store {
                 let path = s.path().to_path_buf();
                 blocking(move || {
                     let conn = super::sqlite::open_audit_reader(&path)?;
-                    sqlite_page(&conn, &q)
+                    sqlite_rows(&conn, &sql::sqlite_entries(), rusqlite::params![q.after, q.limit, q.table, q.row_id])
                 })
                 .await
             }
             Store::Postgres(p) => {
+                pg_seal(p, true).await?;
                 let client = p.admin_client().await?;
-                pg_page(&client, &q).await
+                pg_rows(&client, &sql::pg_entries(), &[&q.after, &q.limit, &q.table, &q.row_id]).await
             }
         }
     }
@@ -48,21 +58,21 @@ impl Store {
                     let mut conn = super::sqlite::open_audit_reader(&path)?;
                     let tx = conn.transaction().map_err(ApiError::internal)?;
                     let (seq, hash): (i64, String) =
-                        tx.query_row(SQLITE_HEAD, [], |r| Ok((r.get(0)?, r.get(1)?))).map_err(ApiError::internal)?;
-                    let mut walker = Walker::default();
-                    let mut q = EntryQuery { limit: PAGE, ..Default::default() };
+                        tx.query_row(sql::SQLITE_HEAD, [], |r| Ok((r.get(0)?, r.get(1)?))).map_err(ApiError::internal)?;
+                    let (mut walker, mut after) = (Walker::default(), 0);
                     loop {
-                        let page = sqlite_page(&tx, &q)?;
+                        let page = sqlite_rows(&tx, &sql::sqlite_chain(), rusqlite::params![after, PAGE])?;
                         if !walker.check(&page) || (page.len() as i64) < PAGE {
                             break;
                         }
-                        q.after = page.last().map_or(q.after, |e| e.id);
+                        after = page.last().map_or(after, |e| e.id);
                     }
-                    Ok(walker.finish(seq, &hash))
+                    Ok(walker.finish(seq, &hash, 0))
                 })
                 .await
             }
             Store::Postgres(p) => {
+                pg_seal(p, true).await?;
                 let mut client = p.admin_client().await?;
                 let tx = client
                     .build_transaction()
@@ -71,20 +81,77 @@ impl Store {
                     .start()
                     .await
                     .map_err(map_pg_error)?;
-                let head = tx.query_one(PG_HEAD, &[]).await.map_err(map_pg_error)?;
+                let head = tx.query_one(sql::PG_HEAD, &[]).await.map_err(map_pg_error)?;
                 let (seq, hash): (i64, String) = (head.get(0), head.get(1));
-                let mut walker = Walker::default();
-                let mut q = EntryQuery { limit: PAGE, ..Default::default() };
+                let (mut walker, mut after) = (Walker::default(), 0i64);
                 loop {
-                    let page = pg_page(&tx, &q).await?;
+                    let page = pg_rows(&tx, &sql::pg_chain(), &[&after, &PAGE]).await?;
                     if !walker.check(&page) || (page.len() as i64) < PAGE {
                         break;
                     }
-                    q.after = page.last().map_or(q.after, |e| e.id);
+                    after = page.last().and_then(|e| e.seq).unwrap_or(after);
                 }
+                let unsealed: i64 = tx.query_one(sql::PG_UNSEALED_COUNT, &[]).await.map_err(map_pg_error)?.get(0);
                 tx.commit().await.map_err(map_pg_error)?;
-                Ok(walker.finish(seq, &hash))
+                Ok(walker.finish(seq, &hash, unsealed))
             }
+        }
+    }
+}
+
+impl PgStore {
+    /// Seals committed entries into the chain a few times a second, for as long as the server runs.
+    pub fn start_audit_sealer(self: &std::sync::Arc<Self>) {
+        let store = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SEAL_EVERY).await;
+                if let Err(e) = seal_if_needed(&store).await {
+                    tracing::warn!(error = %e, "audit sealer");
+                }
+            }
+        });
+    }
+}
+
+async fn seal_if_needed(p: &PgStore) -> ApiResult<()> {
+    let client = p.admin_client().await?;
+    let any: bool = client.query_one(sql::PG_ANY_UNSEALED, &[]).await.map_err(map_pg_error)?.get(0);
+    drop(client);
+    if any {
+        pg_seal(p, false).await?;
+    }
+    Ok(())
+}
+
+/// Seals every committed entry, a page per transaction. With `wait`, waits for another
+/// instance's sealer to finish first (reads of the log want everything sealed); without, leaves
+/// the work to it.
+async fn pg_seal(p: &PgStore, wait: bool) -> ApiResult<()> {
+    let mut client = p.admin_client().await?;
+    loop {
+        let tx = client.transaction().await.map_err(map_pg_error)?;
+        if wait {
+            tx.execute(sql::PG_SEAL_LOCK, &[]).await.map_err(map_pg_error)?;
+        } else if !tx.query_one(sql::PG_TRY_SEAL_LOCK, &[]).await.map_err(map_pg_error)?.get::<_, bool>(0) {
+            return Ok(());
+        }
+        let head = tx.query_one(sql::PG_HEAD, &[]).await.map_err(map_pg_error)?;
+        let (seq, hash): (i64, String) = (head.get(0), head.get(1));
+        let mut page = pg_rows(&tx, &sql::pg_unsealed(), &[&PAGE]).await?;
+        if page.is_empty() {
+            return tx.commit().await.map_err(map_pg_error);
+        }
+        let (new_seq, new_hash) = seal(seq, &hash, &mut page);
+        let ids: Vec<i64> = page.iter().map(|e| e.id).collect();
+        let seqs: Vec<i64> = page.iter().filter_map(|e| e.seq).collect();
+        let prevs: Vec<String> = page.iter().filter_map(|e| e.prev_hash.clone()).collect();
+        let hashes: Vec<String> = page.iter().filter_map(|e| e.hash.clone()).collect();
+        tx.execute(sql::PG_SEAL, &[&ids, &seqs, &prevs, &hashes]).await.map_err(map_pg_error)?;
+        tx.execute(sql::PG_SET_HEAD, &[&new_seq, &new_hash]).await.map_err(map_pg_error)?;
+        tx.commit().await.map_err(map_pg_error)?;
+        if (page.len() as i64) < PAGE {
+            return Ok(());
         }
     }
 }
@@ -93,52 +160,54 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + '
     tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)?
 }
 
-fn sqlite_page(conn: &rusqlite::Connection, q: &EntryQuery) -> ApiResult<Vec<Entry>> {
-    let mut stmt = conn.prepare_cached(SQLITE_ENTRIES).map_err(ApiError::internal)?;
+fn sqlite_rows(conn: &rusqlite::Connection, query: &str, params: impl rusqlite::Params) -> ApiResult<Vec<Entry>> {
+    let mut stmt = conn.prepare_cached(query).map_err(ApiError::internal)?;
     let rows = stmt
-        .query_map(rusqlite::params![q.after, q.limit, q.table, q.row_id], |r| {
+        .query_map(params, |r| {
             Ok(Entry {
                 id: r.get(0)?,
-                at: r.get(1)?,
-                table_name: r.get(2)?,
-                op: r.get(3)?,
-                row_id: r.get(4)?,
-                old_row: r.get(5)?,
-                new_row: r.get(6)?,
-                actor_id: r.get(7)?,
-                actor_role: r.get(8)?,
-                api_key_id: r.get(9)?,
-                ip: r.get(10)?,
-                user_agent: r.get(11)?,
-                request_id: r.get(12)?,
-                prev_hash: r.get(13)?,
-                hash: r.get(14)?,
+                seq: r.get(1)?,
+                at: r.get(2)?,
+                table_name: r.get(3)?,
+                op: r.get(4)?,
+                row_id: r.get(5)?,
+                old_row: r.get(6)?,
+                new_row: r.get(7)?,
+                actor_id: r.get(8)?,
+                actor_role: r.get(9)?,
+                api_key_id: r.get(10)?,
+                ip: r.get(11)?,
+                user_agent: r.get(12)?,
+                request_id: r.get(13)?,
+                prev_hash: r.get(14)?,
+                hash: r.get(15)?,
             })
         })
         .map_err(ApiError::internal)?;
     rows.collect::<rusqlite::Result<Vec<_>>>().map_err(ApiError::internal)
 }
 
-async fn pg_page(client: &impl deadpool_postgres::GenericClient, q: &EntryQuery) -> ApiResult<Vec<Entry>> {
-    let rows = client.query(PG_ENTRIES, &[&q.after, &q.limit, &q.table, &q.row_id]).await.map_err(map_pg_error)?;
+async fn pg_rows(client: &impl GenericClient, query: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> ApiResult<Vec<Entry>> {
+    let rows = client.query(query, params).await.map_err(map_pg_error)?;
     Ok(rows
         .iter()
         .map(|r| Entry {
             id: r.get(0),
-            at: r.get(1),
-            table_name: r.get(2),
-            op: r.get(3),
-            row_id: r.get(4),
-            old_row: r.get(5),
-            new_row: r.get(6),
-            actor_id: r.get(7),
-            actor_role: r.get(8),
-            api_key_id: r.get(9),
-            ip: r.get(10),
-            user_agent: r.get(11),
-            request_id: r.get(12),
-            prev_hash: r.get(13),
-            hash: r.get(14),
+            seq: r.get(1),
+            at: r.get(2),
+            table_name: r.get(3),
+            op: r.get(4),
+            row_id: r.get(5),
+            old_row: r.get(6),
+            new_row: r.get(7),
+            actor_id: r.get(8),
+            actor_role: r.get(9),
+            api_key_id: r.get(10),
+            ip: r.get(11),
+            user_agent: r.get(12),
+            request_id: r.get(13),
+            prev_hash: r.get(14),
+            hash: r.get(15),
         })
         .collect())
 }

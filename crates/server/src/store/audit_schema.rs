@@ -28,12 +28,15 @@ CREATE TABLE IF NOT EXISTS basalt_audit_head (one INTEGER PRIMARY KEY CHECK (one
 INSERT OR IGNORE INTO basalt_audit_head (one, seq, hash) VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
 "#;
 
-/// PostgreSQL: the log, the chain head, and `basalt.audit_record()`. The head row is locked
-/// by each audited change until its transaction ends, so entries are numbered and chained in
-/// commit order across every instance sharing the database.
+/// PostgreSQL: the log, the chain head, and `basalt.audit_record()`. The trigger only appends
+/// (no lock: audited writes commit concurrently, as any other); entries join the chain when a
+/// sealer ([`super::audit_log`]) hashes them in order, under an advisory lock, shortly after
+/// they commit. `seq` is the chain position, NULL until sealed.
 pub const POSTGRES: &str = r#"
+CREATE SEQUENCE IF NOT EXISTS basalt.audit_log_id_seq;
 CREATE TABLE IF NOT EXISTS basalt.audit_log (
-  id bigint PRIMARY KEY,
+  id bigint PRIMARY KEY DEFAULT nextval('basalt.audit_log_id_seq'),
+  seq bigint UNIQUE,
   at timestamptz NOT NULL,
   table_name text NOT NULL,
   op text NOT NULL,
@@ -46,15 +49,13 @@ CREATE TABLE IF NOT EXISTS basalt.audit_log (
   ip text,
   user_agent text,
   request_id text,
-  prev_hash text NOT NULL,
-  hash text NOT NULL
+  prev_hash text,
+  hash text
 );
 CREATE INDEX IF NOT EXISTS audit_log_row ON basalt.audit_log (table_name, row_id);
+CREATE INDEX IF NOT EXISTS audit_log_unsealed ON basalt.audit_log (id) WHERE seq IS NULL;
 CREATE TABLE IF NOT EXISTS basalt.audit_head (one boolean PRIMARY KEY DEFAULT true CHECK (one), seq bigint NOT NULL, hash text NOT NULL);
 INSERT INTO basalt.audit_head (one, seq, hash) VALUES (true, 0, repeat('0', 64)) ON CONFLICT (one) DO NOTHING;
-CREATE OR REPLACE FUNCTION basalt.audit_field(v text) RETURNS text LANGUAGE sql IMMUTABLE AS $f$
-  SELECT CASE WHEN v IS NULL THEN '~' ELSE char_length(v)::text || ':' || v END
-$f$;
 CREATE OR REPLACE FUNCTION basalt.audit_at(t timestamptz) RETURNS text LANGUAGE sql IMMUTABLE AS $f$
   SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
 $f$;
@@ -62,11 +63,10 @@ CREATE OR REPLACE FUNCTION basalt.audit_record() RETURNS trigger LANGUAGE plpgsq
 DECLARE
   pk text[] := TG_ARGV[0]::text[];
   redact text[] := TG_ARGV[1]::text[];
-  claims jsonb := nullif(current_setting('request.jwt.claims', true), '')::jsonb;
   old_j jsonb;
   new_j jsonb;
+  row_id text;
   c text;
-  e basalt.audit_log%ROWTYPE;
 BEGIN
   IF TG_OP <> 'INSERT' THEN old_j := to_jsonb(OLD); END IF;
   IF TG_OP <> 'DELETE' THEN new_j := to_jsonb(NEW); END IF;
@@ -75,47 +75,72 @@ BEGIN
     IF jsonb_typeof(new_j -> c) <> 'null' THEN new_j := jsonb_set(new_j, ARRAY[c], '"[redacted]"'); END IF;
   END LOOP;
   IF array_length(pk, 1) = 1 THEN
-    e.row_id := coalesce(new_j, old_j) ->> pk[1];
+    row_id := coalesce(new_j, old_j) ->> pk[1];
   ELSE
-    e.row_id := (SELECT jsonb_agg(coalesce(new_j, old_j) -> k ORDER BY o) FROM unnest(pk) WITH ORDINALITY AS u(k, o))::text;
+    row_id := (SELECT jsonb_agg(coalesce(new_j, old_j) -> k ORDER BY o) FROM unnest(pk) WITH ORDINALITY AS u(k, o))::text;
   END IF;
-  SELECT h.seq + 1, h.hash INTO e.id, e.prev_hash FROM basalt.audit_head h WHERE h.one FOR UPDATE;
-  e.at := clock_timestamp();
-  e.table_name := TG_TABLE_NAME;
-  e.op := TG_OP;
-  e.old_row := old_j;
-  e.new_row := new_j;
-  e.actor_id := nullif(current_setting('request.jwt.claim.sub', true), '');
-  e.actor_role := coalesce(claims ->> 'role', session_user::text);
-  e.api_key_id := nullif(current_setting('basalt.api_key_id', true), '');
-  e.ip := nullif(current_setting('basalt.ip', true), '');
-  e.user_agent := nullif(current_setting('request.headers', true), '')::jsonb ->> 'user-agent';
-  e.request_id := nullif(current_setting('basalt.request_id', true), '');
-  e.hash := encode(sha256(convert_to(e.prev_hash
-    || '|' || basalt.audit_field(e.id::text) || '|' || basalt.audit_field(basalt.audit_at(e.at))
-    || '|' || basalt.audit_field(e.table_name) || '|' || basalt.audit_field(e.op)
-    || '|' || basalt.audit_field(e.row_id) || '|' || basalt.audit_field(e.old_row::text)
-    || '|' || basalt.audit_field(e.new_row::text) || '|' || basalt.audit_field(e.actor_id)
-    || '|' || basalt.audit_field(e.actor_role) || '|' || basalt.audit_field(e.api_key_id)
-    || '|' || basalt.audit_field(e.ip) || '|' || basalt.audit_field(e.user_agent)
-    || '|' || basalt.audit_field(e.request_id), 'UTF8')), 'hex');
-  INSERT INTO basalt.audit_log VALUES (e.*);
-  UPDATE basalt.audit_head SET seq = e.id, hash = e.hash WHERE one;
+  INSERT INTO basalt.audit_log (at, table_name, op, row_id, old_row, new_row, actor_id, actor_role, api_key_id, ip, user_agent, request_id)
+  VALUES (
+    clock_timestamp(), TG_TABLE_NAME, TG_OP, row_id, old_j, new_j,
+    nullif(current_setting('request.jwt.claim.sub', true), ''),
+    coalesce(nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role', session_user::text),
+    nullif(current_setting('basalt.api_key_id', true), ''),
+    nullif(current_setting('basalt.ip', true), ''),
+    nullif(current_setting('request.headers', true), '')::jsonb ->> 'user-agent',
+    nullif(current_setting('basalt.request_id', true), '')
+  );
   RETURN NULL;
 END
 $f$;
 REVOKE ALL ON basalt.audit_log, basalt.audit_head FROM PUBLIC;
 "#;
 
-/// Reads entries after an id, oldest first, their times and JSON as the chain hashed them.
-/// Parameters: after id, limit, table (or NULL), row id (or NULL).
-pub const PG_ENTRIES: &str = "SELECT id, basalt.audit_at(at), table_name, op, row_id, old_row::text, new_row::text, actor_id, actor_role, \
-     api_key_id, ip, user_agent, request_id, prev_hash, hash FROM basalt.audit_log \
-     WHERE id > $1::bigint AND ($3::text IS NULL OR table_name = $3::text) AND ($4::text IS NULL OR row_id = $4::text) ORDER BY id LIMIT $2::bigint";
+/// The columns of an entry as [`crate::audit::Entry`] reads them: times and JSON as text, as
+/// the chain hashes them.
+const PG_COLUMNS: &str = "id, seq, basalt.audit_at(at), table_name, op, row_id, old_row::text, new_row::text, actor_id, actor_role, \
+     api_key_id, ip, user_agent, request_id, prev_hash, hash";
+const SQLITE_COLUMNS: &str = "id, id, at, table_name, op, row_id, old_row, new_row, actor_id, actor_role, \
+     api_key_id, ip, user_agent, request_id, prev_hash, hash";
 
-pub const SQLITE_ENTRIES: &str = "SELECT id, at, table_name, op, row_id, old_row, new_row, actor_id, actor_role, \
-     api_key_id, ip, user_agent, request_id, prev_hash, hash FROM basalt_audit_log \
-     WHERE id > ?1 AND (?3 IS NULL OR table_name = ?3) AND (?4 IS NULL OR row_id = ?4) ORDER BY id LIMIT ?2";
+/// Entries after an id, oldest first. Parameters: after id, limit, table (or NULL), row id (or NULL).
+pub fn pg_entries() -> String {
+    format!(
+        "SELECT {PG_COLUMNS} FROM basalt.audit_log WHERE id > $1::bigint AND ($3::text IS NULL OR table_name = $3::text) \
+         AND ($4::text IS NULL OR row_id = $4::text) ORDER BY id LIMIT $2::bigint"
+    )
+}
+
+pub fn sqlite_entries() -> String {
+    format!(
+        "SELECT {SQLITE_COLUMNS} FROM basalt_audit_log WHERE id > ?1 AND (?3 IS NULL OR table_name = ?3) \
+         AND (?4 IS NULL OR row_id = ?4) ORDER BY id LIMIT ?2"
+    )
+}
+
+/// The chain after a position, in chain order. Parameters: after seq, limit.
+pub fn pg_chain() -> String {
+    format!("SELECT {PG_COLUMNS} FROM basalt.audit_log WHERE seq > $1::bigint ORDER BY seq LIMIT $2::bigint")
+}
+
+pub fn sqlite_chain() -> String {
+    format!("SELECT {SQLITE_COLUMNS} FROM basalt_audit_log WHERE id > ?1 ORDER BY id LIMIT ?2")
+}
+
+/// Entries not yet in the chain, oldest first (PostgreSQL). Parameter: limit.
+pub fn pg_unsealed() -> String {
+    format!("SELECT {PG_COLUMNS} FROM basalt.audit_log WHERE seq IS NULL ORDER BY id LIMIT $1::bigint")
+}
+
+pub const PG_UNSEALED_COUNT: &str = "SELECT count(*) FROM basalt.audit_log WHERE seq IS NULL";
+pub const PG_ANY_UNSEALED: &str = "SELECT EXISTS (SELECT 1 FROM basalt.audit_log WHERE seq IS NULL)";
+
+/// Puts entries into the chain: ids, chain positions, previous hashes, hashes (arrays).
+pub const PG_SEAL: &str = "UPDATE basalt.audit_log AS l SET seq = u.seq, prev_hash = u.prev, hash = u.hash \
+     FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) AS u(id, seq, prev, hash) WHERE l.id = u.id";
+pub const PG_SET_HEAD: &str = "UPDATE basalt.audit_head SET seq = $1::bigint, hash = $2::text WHERE one";
+/// One sealer at a time across every instance.
+pub const PG_SEAL_LOCK: &str = "SELECT pg_advisory_xact_lock(7234301627834167809)";
+pub const PG_TRY_SEAL_LOCK: &str = "SELECT pg_try_advisory_xact_lock(7234301627834167809)";
 
 pub const PG_HEAD: &str = "SELECT seq, hash FROM basalt.audit_head";
 pub const SQLITE_HEAD: &str = "SELECT seq, hash FROM basalt_audit_head";
