@@ -55,6 +55,9 @@ pub enum AuditCommand {
         /// Only this row's entries (its primary key as text).
         #[arg(long)]
         row_id: Option<String>,
+        /// Only this user's entries.
+        #[arg(long)]
+        actor_id: Option<String>,
         /// Entries after this id.
         #[arg(long, default_value_t = 0)]
         after: i64,

@@ -309,8 +309,8 @@ async fn audit_command(command: cli::AuditCommand) -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
-        cli::AuditCommand::Log { table, row_id, after, limit, .. } => {
-            let q = store::audit_log::EntryQuery { after, limit, table, row_id };
+        cli::AuditCommand::Log { table, row_id, actor_id, after, limit, .. } => {
+            let q = store::audit_log::EntryQuery { after, limit, table, row_id, actor_id };
             for e in store.audit_entries(q).await.map_err(|e| anyhow::anyhow!("{e}"))? {
                 out!("{}", serde_json::to_string(&e)?);
             }

@@ -1,5 +1,5 @@
 //! The audit log over HTTP at `/audit/v1`, for the service role only: entries (filtered by
-//! table or row, paged by id) and a check of the whole hash chain.
+//! table, row or actor, paged by id) and a check of the whole hash chain.
 
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
@@ -52,7 +52,7 @@ async fn service_only(app: &AppState, headers: &HeaderMap, query: &str) -> ApiRe
     Ok(())
 }
 
-/// `after`, `limit` (default 100, at most 1000), `table`, `row_id`.
+/// `after`, `limit` (default 100, at most 1000), `table`, `row_id`, `actor_id`.
 fn entry_query(query: &str) -> ApiResult<EntryQuery> {
     let mut q = EntryQuery { limit: 100, ..Default::default() };
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
@@ -67,10 +67,11 @@ fn entry_query(query: &str) -> ApiResult<EntryQuery> {
             "limit" => q.limit = number("limit")?.min(MAX_LIMIT),
             "table" => q.table = Some(v.into_owned()),
             "row_id" => q.row_id = Some(v.into_owned()),
+            "actor_id" => q.actor_id = Some(v.into_owned()),
             "apikey" => {}
             other => {
                 return Err(RestError::new(400, "PGRST100", format!("unknown parameter \"{other}\""))
-                    .hint("Use after, limit, table or row_id.")
+                    .hint("Use after, limit, table, row_id or actor_id.")
                     .into())
             }
         }

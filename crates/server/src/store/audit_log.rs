@@ -14,14 +14,15 @@ use super::audit_schema as sql;
 use super::postgres::{map_pg_error, PgStore};
 use super::Store;
 
-/// Which entries to list: after an id (oldest first), at most `limit`, optionally of one table
-/// or one row.
+/// Which entries to list: after an id (oldest first), at most `limit`, optionally of one table,
+/// one row or one actor.
 #[derive(Debug, Clone, Default)]
 pub struct EntryQuery {
     pub after: i64,
     pub limit: i64,
     pub table: Option<String>,
     pub row_id: Option<String>,
+    pub actor_id: Option<String>,
 }
 
 /// Entries per page while checking or sealing the chain.
@@ -37,14 +38,14 @@ impl Store {
                 let path = s.path().to_path_buf();
                 blocking(move || {
                     let conn = super::sqlite::open_audit_reader(&path)?;
-                    sqlite_rows(&conn, &sql::sqlite_entries(), rusqlite::params![q.after, q.limit, q.table, q.row_id])
+                    sqlite_rows(&conn, &sql::sqlite_entries(), rusqlite::params![q.after, q.limit, q.table, q.row_id, q.actor_id])
                 })
                 .await
             }
             Store::Postgres(p) => {
                 pg_seal(p, true).await?;
                 let client = p.admin_client().await?;
-                pg_rows(&client, &sql::pg_entries(), &[&q.after, &q.limit, &q.table, &q.row_id]).await
+                pg_rows(&client, &sql::pg_entries(), &[&q.after, &q.limit, &q.table, &q.row_id, &q.actor_id]).await
             }
         }
     }

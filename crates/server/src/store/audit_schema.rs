@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS basalt_audit_log (
   hash TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS basalt_audit_log_row ON basalt_audit_log (table_name, row_id);
+CREATE INDEX IF NOT EXISTS basalt_audit_log_actor ON basalt_audit_log (actor_id);
 CREATE TABLE IF NOT EXISTS basalt_audit_head (one INTEGER PRIMARY KEY CHECK (one = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL);
 INSERT OR IGNORE INTO basalt_audit_head (one, seq, hash) VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
 "#;
@@ -53,6 +54,7 @@ CREATE TABLE IF NOT EXISTS basalt.audit_log (
   hash text
 );
 CREATE INDEX IF NOT EXISTS audit_log_row ON basalt.audit_log (table_name, row_id);
+CREATE INDEX IF NOT EXISTS audit_log_actor ON basalt.audit_log (actor_id);
 CREATE INDEX IF NOT EXISTS audit_log_unsealed ON basalt.audit_log (id) WHERE seq IS NULL;
 CREATE TABLE IF NOT EXISTS basalt.audit_head (one boolean PRIMARY KEY DEFAULT true CHECK (one), seq bigint NOT NULL, hash text NOT NULL);
 INSERT INTO basalt.audit_head (one, seq, hash) VALUES (true, 0, repeat('0', 64)) ON CONFLICT (one) DO NOTHING;
@@ -102,18 +104,19 @@ const PG_COLUMNS: &str = "id, seq, basalt.audit_at(at), table_name, op, row_id, 
 const SQLITE_COLUMNS: &str = "id, id, at, table_name, op, row_id, old_row, new_row, actor_id, actor_role, \
      api_key_id, ip, user_agent, request_id, prev_hash, hash";
 
-/// Entries after an id, oldest first. Parameters: after id, limit, table (or NULL), row id (or NULL).
+/// Entries after an id, oldest first. Parameters: after id, limit, then table, row id and actor
+/// id, each NULL for any.
 pub fn pg_entries() -> String {
     format!(
         "SELECT {PG_COLUMNS} FROM basalt.audit_log WHERE id > $1::bigint AND ($3::text IS NULL OR table_name = $3::text) \
-         AND ($4::text IS NULL OR row_id = $4::text) ORDER BY id LIMIT $2::bigint"
+         AND ($4::text IS NULL OR row_id = $4::text) AND ($5::text IS NULL OR actor_id = $5::text) ORDER BY id LIMIT $2::bigint"
     )
 }
 
 pub fn sqlite_entries() -> String {
     format!(
         "SELECT {SQLITE_COLUMNS} FROM basalt_audit_log WHERE id > ?1 AND (?3 IS NULL OR table_name = ?3) \
-         AND (?4 IS NULL OR row_id = ?4) ORDER BY id LIMIT ?2"
+         AND (?4 IS NULL OR row_id = ?4) AND (?5 IS NULL OR actor_id = ?5) ORDER BY id LIMIT ?2"
     )
 }
 

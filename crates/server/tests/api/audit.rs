@@ -118,6 +118,8 @@ async fn records_every_change(b: Backend) {
     assert_eq!(page.len(), 1);
     assert_eq!(page[0]["id"], log[1]["id"]);
     assert!(entries(&app, "?table=scratch").await.is_empty());
+    assert_eq!(entries(&app, &format!("?actor_id={uid}")).await.len(), 3, "a user's history");
+    assert!(entries(&app, &format!("?actor_id={}", uuid::Uuid::new_v4())).await.is_empty());
     let (s, body) = app.get("/audit/v1/entries?limit=-5").await;
     assert_eq!((s, body["code"].as_str()), (400, Some("PGRST100")), "{body}");
 
