@@ -25,6 +25,12 @@ pub struct EntryQuery {
     pub actor_id: Option<String>,
 }
 
+impl EntryQuery {
+    fn filters(&self) -> sql::Filters {
+        sql::Filters { table: self.table.is_some(), row: self.row_id.is_some(), actor: self.actor_id.is_some() }
+    }
+}
+
 /// Entries per page while checking or sealing the chain.
 const PAGE: i64 = 1000;
 
@@ -38,14 +44,18 @@ impl Store {
                 let path = s.path().to_path_buf();
                 blocking(move || {
                     let conn = super::sqlite::open_audit_reader(&path)?;
-                    sqlite_rows(&conn, &sql::sqlite_entries(), rusqlite::params![q.after, q.limit, q.table, q.row_id, q.actor_id])
+                    sqlite_rows(
+                        &conn,
+                        &sql::sqlite_entries(q.filters()),
+                        rusqlite::params![q.after, q.limit, q.table, q.row_id, q.actor_id],
+                    )
                 })
                 .await
             }
             Store::Postgres(p) => {
                 pg_seal(p, true).await?;
                 let client = p.admin_client().await?;
-                pg_rows(&client, &sql::pg_entries(), &[&q.after, &q.limit, &q.table, &q.row_id, &q.actor_id]).await
+                pg_rows(&client, &sql::pg_entries(q.filters()), &[&q.after, &q.limit, &q.table, &q.row_id, &q.actor_id]).await
             }
         }
     }

@@ -23,8 +23,8 @@ CREATE TABLE IF NOT EXISTS basalt_audit_log (
   prev_hash TEXT NOT NULL,
   hash TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS basalt_audit_log_row ON basalt_audit_log (table_name, row_id);
-CREATE INDEX IF NOT EXISTS basalt_audit_log_actor ON basalt_audit_log (actor_id);
+CREATE INDEX IF NOT EXISTS basalt_audit_log_row ON basalt_audit_log (table_name, row_id, id);
+CREATE INDEX IF NOT EXISTS basalt_audit_log_actor ON basalt_audit_log (actor_id, id);
 CREATE TABLE IF NOT EXISTS basalt_audit_head (one INTEGER PRIMARY KEY CHECK (one = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL);
 INSERT OR IGNORE INTO basalt_audit_head (one, seq, hash) VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
 "#;
@@ -53,8 +53,8 @@ CREATE TABLE IF NOT EXISTS basalt.audit_log (
   prev_hash text,
   hash text
 );
-CREATE INDEX IF NOT EXISTS audit_log_row ON basalt.audit_log (table_name, row_id);
-CREATE INDEX IF NOT EXISTS audit_log_actor ON basalt.audit_log (actor_id);
+CREATE INDEX IF NOT EXISTS audit_log_row ON basalt.audit_log (table_name, row_id, id);
+CREATE INDEX IF NOT EXISTS audit_log_actor ON basalt.audit_log (actor_id, id);
 CREATE INDEX IF NOT EXISTS audit_log_unsealed ON basalt.audit_log (id) WHERE seq IS NULL;
 CREATE TABLE IF NOT EXISTS basalt.audit_head (one boolean PRIMARY KEY DEFAULT true CHECK (one), seq bigint NOT NULL, hash text NOT NULL);
 INSERT INTO basalt.audit_head (one, seq, hash) VALUES (true, 0, repeat('0', 64)) ON CONFLICT (one) DO NOTHING;
@@ -104,20 +104,37 @@ const PG_COLUMNS: &str = "id, seq, basalt.audit_at(at), table_name, op, row_id, 
 const SQLITE_COLUMNS: &str = "id, id, at, table_name, op, row_id, old_row, new_row, actor_id, actor_role, \
      api_key_id, ip, user_agent, request_id, prev_hash, hash";
 
-/// Entries after an id, oldest first. Parameters: after id, limit, then table, row id and actor
-/// id, each NULL for any.
-pub fn pg_entries() -> String {
-    format!(
-        "SELECT {PG_COLUMNS} FROM basalt.audit_log WHERE id > $1::bigint AND ($3::text IS NULL OR table_name = $3::text) \
-         AND ($4::text IS NULL OR row_id = $4::text) AND ($5::text IS NULL OR actor_id = $5::text) ORDER BY id LIMIT $2::bigint"
-    )
+/// Which filters an entries query has: each present one becomes an equality the indexes serve
+/// (an absent one a no-op on its NULL parameter), so each combination gets its own plan.
+#[derive(Debug, Clone, Copy)]
+pub struct Filters {
+    pub table: bool,
+    pub row: bool,
+    pub actor: bool,
 }
 
-pub fn sqlite_entries() -> String {
-    format!(
-        "SELECT {SQLITE_COLUMNS} FROM basalt_audit_log WHERE id > ?1 AND (?3 IS NULL OR table_name = ?3) \
-         AND (?4 IS NULL OR row_id = ?4) AND (?5 IS NULL OR actor_id = ?5) ORDER BY id LIMIT ?2"
-    )
+impl Filters {
+    /// `table_name = $3 AND ...` with `mark` the parameter prefix (`$` or `?`).
+    fn sql(&self, mark: char, cast: &str) -> String {
+        let one = |on: bool, col: &str, n: u8| {
+            if on {
+                format!("{col} = {mark}{n}{cast}")
+            } else {
+                format!("{mark}{n}{cast} IS NULL")
+            }
+        };
+        [one(self.table, "table_name", 3), one(self.row, "row_id", 4), one(self.actor, "actor_id", 5)].join(" AND ")
+    }
+}
+
+/// Entries after an id, oldest first. Parameters: after id, limit, then table, row id and actor
+/// id, NULL where not filtered on.
+pub fn pg_entries(f: Filters) -> String {
+    format!("SELECT {PG_COLUMNS} FROM basalt.audit_log WHERE id > $1::bigint AND {} ORDER BY id LIMIT $2::bigint", f.sql('$', "::text"))
+}
+
+pub fn sqlite_entries(f: Filters) -> String {
+    format!("SELECT {SQLITE_COLUMNS} FROM basalt_audit_log WHERE id > ?1 AND {} ORDER BY id LIMIT ?2", f.sql('?', ""))
 }
 
 /// The chain after a position, in chain order. Parameters: after seq, limit.

@@ -120,6 +120,9 @@ async fn records_every_change(b: Backend) {
     assert!(entries(&app, "?table=scratch").await.is_empty());
     assert_eq!(entries(&app, &format!("?actor_id={uid}")).await.len(), 3, "a user's history");
     assert!(entries(&app, &format!("?actor_id={}", uuid::Uuid::new_v4())).await.is_empty());
+    assert_eq!(entries(&app, &format!("?actor_id={uid}")).await, log);
+    assert_eq!(entries(&app, &format!("?table=keys&row_id={id}&limit=2")).await, log[..2].to_vec());
+    assert_eq!(entries(&app, &format!("?table=keys&row_id={id}&after={first}")).await, log[1..].to_vec());
     let (s, body) = app.get("/audit/v1/entries?limit=-5").await;
     assert_eq!((s, body["code"].as_str()), (400, Some("PGRST100")), "{body}");
 
