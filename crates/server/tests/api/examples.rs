@@ -23,10 +23,31 @@ async fn examples_boot(b: Backend) {
     }
 }
 
+/// parakeet-ai audits its tables: a user made by the admin API leaves entries for the rows its
+/// sign-up hooks insert, in the same transaction.
+async fn parakeet_audits_signup_rows(b: Backend) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/parakeet-ai/basalt.toml");
+    let schema = std::fs::read_to_string(root).expect("schema");
+    let Some(app) = TestApp::spawn_with(b, &schema, &[]).await else { return };
+    let (s, user) = app.post("/auth/v1/admin/users", serde_json::json!({"email": "p@example.com", "password": "password-123"}), "").await;
+    assert_eq!(s, 200, "{user}");
+    let id = user["id"].as_str().expect("id");
+    for table in ["users", "user_settings"] {
+        let (s, log) = app.get(&format!("/audit/v1/entries?table={table}")).await;
+        assert_eq!(s, 200, "{log}");
+        assert_eq!(log.as_array().map(Vec::len), Some(1), "{table}: {log}");
+        assert_eq!(log[0]["op"], "INSERT");
+        let owner = if table == "users" { &log[0]["new_row"]["id"] } else { &log[0]["new_row"]["user_id"] };
+        assert_eq!(owner, id, "{log}");
+    }
+    let (_, v) = app.get("/audit/v1/verify").await;
+    assert_eq!(v["ok"], true, "{v}");
+}
+
 /// Table names declared in a schema file.
 fn basalt_tables(schema: &str) -> Vec<String> {
     let v: toml::Table = toml::from_str(schema).expect("toml");
     v.get("tables").and_then(|t| t.as_table()).map(|t| t.keys().cloned().collect()).unwrap_or_default()
 }
 
-crate::both_backends!(examples_boot);
+crate::both_backends!(examples_boot, parakeet_audits_signup_rows);
