@@ -133,6 +133,14 @@ mod tests {
     }
 
     #[test]
+    fn basalt_table_names_are_reserved() {
+        for name in ["basalt_audit_log", "_basalt_x", "auth_users"] {
+            let schema = format!("[tables.{name}]\ncolumns.id = {{ type = \"uuid\", primary_key = true }}\n");
+            assert!(parse_schema(&schema).is_err(), "{name}");
+        }
+    }
+
+    #[test]
     fn unaudited_tables_have_no_triggers() {
         let c = parse_schema("[tables.t]\ncolumns.id = { type = \"uuid\", primary_key = true }\n").unwrap();
         assert!(create_triggers(&c.tables["t"], DdlDialect::Sqlite).is_empty());

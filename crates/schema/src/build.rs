@@ -38,8 +38,8 @@ fn err(table: &str, column: Option<&str>, line: Option<usize>, msg: impl std::fm
 }
 
 fn build_table(source: &str, name: &str, def: &TableDef, line: Option<usize>) -> Result<Table> {
-    if !ident::is_valid(name) || name.starts_with("_basalt") || name.starts_with("auth_") {
-        return Err(err(name, None, line, "table names are lowercase snake_case, not starting with _basalt or auth_ (reserved)"));
+    if !ident::is_valid(name) || name.starts_with("_basalt") || name.starts_with("basalt_") || name.starts_with("auth_") {
+        return Err(err(name, None, line, "table names are lowercase snake_case, not starting with _basalt, basalt_ or auth_ (reserved)"));
     }
     if def.columns.is_empty() {
         return Err(err(name, None, line, "a table needs at least one column"));

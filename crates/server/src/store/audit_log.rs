@@ -14,8 +14,8 @@ use super::audit_schema as sql;
 use super::postgres::{map_pg_error, PgStore};
 use super::Store;
 
-/// Which entries to list: after an id (oldest first), at most `limit`, optionally of one table,
-/// one row or one actor.
+/// Which entries to list: after a chain position (`seq`; on SQLite the same as `id`), oldest
+/// first, at most `limit`, optionally of one table, one row or one actor.
 #[derive(Debug, Clone, Default)]
 pub struct EntryQuery {
     pub after: i64,
@@ -65,14 +65,16 @@ impl Store {
         match self {
             Store::Sqlite(s) => {
                 let path = s.path().to_path_buf();
+                // The head first, then the entries it covers a page at a time, each page a short
+                // read of its own: the log only grows, and one long read would hold back the
+                // writer's restarting checkpoint (and every write queued behind it).
                 blocking(move || {
-                    let mut conn = super::sqlite::open_audit_reader(&path)?;
-                    let tx = conn.transaction().map_err(ApiError::internal)?;
+                    let conn = super::sqlite::open_audit_reader(&path)?;
                     let (seq, hash): (i64, String) =
-                        tx.query_row(sql::SQLITE_HEAD, [], |r| Ok((r.get(0)?, r.get(1)?))).map_err(ApiError::internal)?;
+                        conn.query_row(sql::SQLITE_HEAD, [], |r| Ok((r.get(0)?, r.get(1)?))).map_err(ApiError::internal)?;
                     let (mut walker, mut after) = (Walker::default(), 0);
                     loop {
-                        let page = sqlite_rows(&tx, &sql::sqlite_chain(), rusqlite::params![after, PAGE])?;
+                        let page = sqlite_rows(&conn, &sql::sqlite_chain(), rusqlite::params![after, PAGE, seq])?;
                         if !walker.check(&page) || (page.len() as i64) < PAGE {
                             break;
                         }
@@ -171,27 +173,40 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + '
     tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)?
 }
 
+/// A column as text, whatever SQLite holds there: an entry edited to hold something else must
+/// fail the chain check, not the read.
+fn sqlite_text(r: &rusqlite::Row, i: usize) -> rusqlite::Result<Option<String>> {
+    use rusqlite::types::ValueRef;
+    Ok(match r.get_ref(i)? {
+        ValueRef::Null => None,
+        ValueRef::Integer(n) => Some(n.to_string()),
+        ValueRef::Real(f) => Some(f.to_string()),
+        ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+    })
+}
+
 fn sqlite_rows(conn: &rusqlite::Connection, query: &str, params: impl rusqlite::Params) -> ApiResult<Vec<Entry>> {
     let mut stmt = conn.prepare_cached(query).map_err(ApiError::internal)?;
     let rows = stmt
         .query_map(params, |r| {
+            let text = |i| sqlite_text(r, i);
             Ok(Entry {
                 id: r.get(0)?,
                 seq: r.get(1)?,
-                at: r.get(2)?,
-                table_name: r.get(3)?,
-                op: r.get(4)?,
-                row_id: r.get(5)?,
-                old_row: r.get(6)?,
-                new_row: r.get(7)?,
-                actor_id: r.get(8)?,
-                actor_role: r.get(9)?,
-                api_key_id: r.get(10)?,
-                ip: r.get(11)?,
-                user_agent: r.get(12)?,
-                request_id: r.get(13)?,
-                prev_hash: r.get(14)?,
-                hash: r.get(15)?,
+                at: text(2)?.unwrap_or_default(),
+                table_name: text(3)?.unwrap_or_default(),
+                op: text(4)?.unwrap_or_default(),
+                row_id: text(5)?,
+                old_row: text(6)?,
+                new_row: text(7)?,
+                actor_id: text(8)?,
+                actor_role: text(9)?.unwrap_or_default(),
+                api_key_id: text(10)?,
+                ip: text(11)?,
+                user_agent: text(12)?,
+                request_id: text(13)?,
+                prev_hash: text(14)?,
+                hash: text(15)?,
             })
         })
         .map_err(ApiError::internal)?;
@@ -200,25 +215,29 @@ fn sqlite_rows(conn: &rusqlite::Connection, query: &str, params: impl rusqlite::
 
 async fn pg_rows(client: &impl GenericClient, query: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> ApiResult<Vec<Entry>> {
     let rows = client.query(query, params).await.map_err(map_pg_error)?;
+    // `try_get`: a row edited into something unexpected fails the chain check instead of panicking.
     Ok(rows
         .iter()
-        .map(|r| Entry {
-            id: r.get(0),
-            seq: r.get(1),
-            at: r.get(2),
-            table_name: r.get(3),
-            op: r.get(4),
-            row_id: r.get(5),
-            old_row: r.get(6),
-            new_row: r.get(7),
-            actor_id: r.get(8),
-            actor_role: r.get(9),
-            api_key_id: r.get(10),
-            ip: r.get(11),
-            user_agent: r.get(12),
-            request_id: r.get(13),
-            prev_hash: r.get(14),
-            hash: r.get(15),
+        .map(|r| {
+            let text = |i: usize| r.try_get::<_, Option<String>>(i).ok().flatten();
+            Entry {
+                id: r.try_get(0).unwrap_or_default(),
+                seq: r.try_get(1).ok().flatten(),
+                at: text(2).unwrap_or_default(),
+                table_name: text(3).unwrap_or_default(),
+                op: text(4).unwrap_or_default(),
+                row_id: text(5),
+                old_row: text(6),
+                new_row: text(7),
+                actor_id: text(8),
+                actor_role: text(9).unwrap_or_default(),
+                api_key_id: text(10),
+                ip: text(11),
+                user_agent: text(12),
+                request_id: text(13),
+                prev_hash: text(14),
+                hash: text(15),
+            }
         })
         .collect())
 }

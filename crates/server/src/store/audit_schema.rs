@@ -53,8 +53,8 @@ CREATE TABLE IF NOT EXISTS basalt.audit_log (
   prev_hash text,
   hash text
 );
-CREATE INDEX IF NOT EXISTS audit_log_row ON basalt.audit_log (table_name, row_id, id);
-CREATE INDEX IF NOT EXISTS audit_log_actor ON basalt.audit_log (actor_id, id);
+CREATE INDEX IF NOT EXISTS audit_log_row_seq ON basalt.audit_log (table_name, row_id, seq);
+CREATE INDEX IF NOT EXISTS audit_log_actor_seq ON basalt.audit_log (actor_id, seq);
 CREATE INDEX IF NOT EXISTS audit_log_unsealed ON basalt.audit_log (id) WHERE seq IS NULL;
 CREATE TABLE IF NOT EXISTS basalt.audit_head (one boolean PRIMARY KEY DEFAULT true CHECK (one), seq bigint NOT NULL, hash text NOT NULL);
 INSERT INTO basalt.audit_head (one, seq, hash) VALUES (true, 0, repeat('0', 64)) ON CONFLICT (one) DO NOTHING;
@@ -79,7 +79,8 @@ BEGIN
   IF array_length(pk, 1) = 1 THEN
     row_id := coalesce(new_j, old_j) ->> pk[1];
   ELSE
-    row_id := (SELECT jsonb_agg(coalesce(new_j, old_j) -> k ORDER BY o) FROM unnest(pk) WITH ORDINALITY AS u(k, o))::text;
+    -- As SQLite's json_array writes it: [1,"a"].
+    row_id := '[' || (SELECT string_agg((coalesce(new_j, old_j) -> k)::text, ',' ORDER BY o) FROM unnest(pk) WITH ORDINALITY AS u(k, o)) || ']';
   END IF;
   INSERT INTO basalt.audit_log (at, table_name, op, row_id, old_row, new_row, actor_id, actor_role, api_key_id, ip, user_agent, request_id)
   VALUES (
@@ -88,7 +89,7 @@ BEGIN
     coalesce(nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role', session_user::text),
     nullif(current_setting('basalt.api_key_id', true), ''),
     nullif(current_setting('basalt.ip', true), ''),
-    nullif(current_setting('request.headers', true), '')::jsonb ->> 'user-agent',
+    left(nullif(current_setting('request.headers', true), '')::jsonb ->> 'user-agent', 512),
     nullif(current_setting('basalt.request_id', true), '')
   );
   RETURN NULL;
@@ -127,10 +128,12 @@ impl Filters {
     }
 }
 
-/// Entries after an id, oldest first. Parameters: after id, limit, then table, row id and actor
-/// id, NULL where not filtered on.
+/// Entries after a chain position, in chain order. Parameters: after, limit, then table, row id
+/// and actor id, NULL where not filtered on. On PostgreSQL this pages by `seq`, not `id`: ids come
+/// from a sequence in write order, and a lower id can commit after a higher one was read, so a
+/// reader following the log by id would skip it; chain positions are handed out after commit.
 pub fn pg_entries(f: Filters) -> String {
-    format!("SELECT {PG_COLUMNS} FROM basalt.audit_log WHERE id > $1::bigint AND {} ORDER BY id LIMIT $2::bigint", f.sql('$', "::text"))
+    format!("SELECT {PG_COLUMNS} FROM basalt.audit_log WHERE seq > $1::bigint AND {} ORDER BY seq LIMIT $2::bigint", f.sql('$', "::text"))
 }
 
 pub fn sqlite_entries(f: Filters) -> String {
@@ -142,8 +145,9 @@ pub fn pg_chain() -> String {
     format!("SELECT {PG_COLUMNS} FROM basalt.audit_log WHERE seq > $1::bigint ORDER BY seq LIMIT $2::bigint")
 }
 
+/// On SQLite, up to the head read before (parameter 3): each page is its own short read.
 pub fn sqlite_chain() -> String {
-    format!("SELECT {SQLITE_COLUMNS} FROM basalt_audit_log WHERE id > ?1 ORDER BY id LIMIT ?2")
+    format!("SELECT {SQLITE_COLUMNS} FROM basalt_audit_log WHERE id > ?1 AND id <= ?3 ORDER BY id LIMIT ?2")
 }
 
 /// Entries not yet in the chain, oldest first (PostgreSQL). Parameter: limit.

@@ -22,6 +22,11 @@ columns.active  = { type = "boolean", default = "true" }
 owner = "user_id"
 columns.id      = { type = "uuid", primary_key = true, default = "gen_random_uuid()" }
 columns.user_id = { type = "uuid", not_null = true, default = "auth.uid()", references = "auth.users.id", on_delete = "cascade" }
+
+[tables.pairs]
+audit = true
+columns.n   = { type = "integer", primary_key = true }
+columns.tag = { type = "text", primary_key = true }
 "#;
 
 async fn entries(app: &TestApp, query: &str) -> Vec<Value> {
@@ -113,7 +118,7 @@ async fn records_every_change(b: Backend) {
     assert_eq!(delete["new_row"], Value::Null);
     assert!(!serde_json::to_string(&log).expect("text").contains("sk-secret-1"), "the secret never reaches the log");
 
-    let first = log[0]["id"].as_i64().unwrap_or_default();
+    let first = log[0]["seq"].as_i64().unwrap_or_default();
     let page = entries(&app, &format!("?table=keys&row_id={id}&after={first}&limit=1")).await;
     assert_eq!(page.len(), 1);
     assert_eq!(page[0]["id"], log[1]["id"]);
@@ -149,6 +154,16 @@ async fn records_every_change(b: Backend) {
     );
     let (_, v) = app.get("/audit/v1/verify").await;
     assert_eq!((v["ok"].as_bool(), v["broken_at"].as_i64()), (Some(false), Some(2)), "{v}");
+    // Entries edited into what the log never holds fail the check; they do not fail the read.
+    tamper(
+        &app,
+        "UPDATE basalt_audit_log SET new_row = X'ff00' WHERE id = 3",
+        "UPDATE basalt.audit_log SET prev_hash = NULL WHERE seq = 3",
+    );
+    let (s, v) = app.get("/audit/v1/verify").await;
+    assert_eq!((s, v["ok"].as_bool()), (200, Some(false)), "{v}");
+    let (s, _) = app.get("/audit/v1/entries").await;
+    assert_eq!(s, 200);
     let (ok, out) = verify_cli(&app);
     assert!(!ok && out.contains("BROKEN at entry 2"), "{out}");
     if app.database_url.is_some() {
@@ -172,6 +187,16 @@ async fn concurrent_writes_chain(b: Backend) {
     assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
     let (_, v) = app.get("/audit/v1/verify").await;
     assert_eq!((v["ok"].as_bool(), v["entries"].as_i64(), v["unsealed"].as_i64()), (Some(true), Some(40), Some(0)), "{v}");
+}
+
+/// A composite key is written alike on both backends, as a JSON array.
+async fn composite_keys(b: Backend) {
+    let Some(app) = TestApp::spawn(b, SCHEMA).await else { return };
+    let (s, _) = app.post("/rest/v1/pairs", json!({"n": 1, "tag": "a"}), "").await;
+    assert_eq!(s, 201);
+    let log = entries(&app, "?table=pairs").await;
+    assert_eq!(log[0]["row_id"], r#"[1,"a"]"#, "{log:#?}");
+    assert_eq!(entries(&app, r#"?table=pairs&row_id=[1,"a"]"#).await.len(), 1);
 }
 
 /// Removing the newest entries is caught by the chain head.
@@ -225,4 +250,10 @@ async fn turned_on_and_off_by_migration(b: Backend) {
     assert_eq!(v["ok"], true, "{v}");
 }
 
-crate::both_backends!(records_every_change, a_cut_tail_is_detected, turned_on_and_off_by_migration, concurrent_writes_chain);
+crate::both_backends!(
+    records_every_change,
+    composite_keys,
+    a_cut_tail_is_detected,
+    turned_on_and_off_by_migration,
+    concurrent_writes_chain
+);
