@@ -42,6 +42,29 @@ fn raw_json<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::
 }
 
 impl Entry {
+    /// An entry from its stored columns (id, seq, then the rest in log order, as text; see the
+    /// store's entry queries), read by `text(column)`.
+    pub fn from_columns(id: i64, seq: Option<i64>, text: impl Fn(usize) -> Option<String>) -> Entry {
+        Entry {
+            id,
+            seq,
+            at: text(2).unwrap_or_default(),
+            table_name: text(3).unwrap_or_default(),
+            op: text(4).unwrap_or_default(),
+            row_id: text(5),
+            old_row: text(6),
+            new_row: text(7),
+            actor_id: text(8),
+            actor_role: text(9).unwrap_or_default(),
+            api_key_id: text(10),
+            ip: text(11),
+            user_agent: text(12),
+            request_id: text(13),
+            prev_hash: text(14),
+            hash: text(15),
+        }
+    }
+
     /// The fields in the order the chain hashes them (`basalt_schema::audit::FIELDS`).
     fn fields(&self) -> [Option<String>; 13] {
         [

@@ -188,27 +188,7 @@ fn sqlite_text(r: &rusqlite::Row, i: usize) -> rusqlite::Result<Option<String>> 
 fn sqlite_rows(conn: &rusqlite::Connection, query: &str, params: impl rusqlite::Params) -> ApiResult<Vec<Entry>> {
     let mut stmt = conn.prepare_cached(query).map_err(ApiError::internal)?;
     let rows = stmt
-        .query_map(params, |r| {
-            let text = |i| sqlite_text(r, i);
-            Ok(Entry {
-                id: r.get(0)?,
-                seq: r.get(1)?,
-                at: text(2)?.unwrap_or_default(),
-                table_name: text(3)?.unwrap_or_default(),
-                op: text(4)?.unwrap_or_default(),
-                row_id: text(5)?,
-                old_row: text(6)?,
-                new_row: text(7)?,
-                actor_id: text(8)?,
-                actor_role: text(9)?.unwrap_or_default(),
-                api_key_id: text(10)?,
-                ip: text(11)?,
-                user_agent: text(12)?,
-                request_id: text(13)?,
-                prev_hash: text(14)?,
-                hash: text(15)?,
-            })
-        })
+        .query_map(params, |r| Ok(Entry::from_columns(r.get(0)?, r.get(1)?, |i| sqlite_text(r, i).ok().flatten())))
         .map_err(ApiError::internal)?;
     rows.collect::<rusqlite::Result<Vec<_>>>().map_err(ApiError::internal)
 }
@@ -219,25 +199,9 @@ async fn pg_rows(client: &impl GenericClient, query: &str, params: &[&(dyn tokio
     Ok(rows
         .iter()
         .map(|r| {
-            let text = |i: usize| r.try_get::<_, Option<String>>(i).ok().flatten();
-            Entry {
-                id: r.try_get(0).unwrap_or_default(),
-                seq: r.try_get(1).ok().flatten(),
-                at: text(2).unwrap_or_default(),
-                table_name: text(3).unwrap_or_default(),
-                op: text(4).unwrap_or_default(),
-                row_id: text(5),
-                old_row: text(6),
-                new_row: text(7),
-                actor_id: text(8),
-                actor_role: text(9).unwrap_or_default(),
-                api_key_id: text(10),
-                ip: text(11),
-                user_agent: text(12),
-                request_id: text(13),
-                prev_hash: text(14),
-                hash: text(15),
-            }
+            Entry::from_columns(r.try_get(0).unwrap_or_default(), r.try_get(1).ok().flatten(), |i| {
+                r.try_get::<_, Option<String>>(i).ok().flatten()
+            })
         })
         .collect())
 }
