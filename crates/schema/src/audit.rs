@@ -4,7 +4,7 @@
 //! these are the per-table parts, derived from the schema so they follow its columns.
 
 use crate::catalog::Table;
-use crate::ddl::{pg_array_literal, DdlDialect};
+use crate::ddl::{pg_array_literal, table_sql, DdlDialect};
 use crate::ident::{literal, quote};
 use crate::types::ColumnType;
 
@@ -36,7 +36,7 @@ pub fn create_triggers(t: &Table, dialect: DdlDialect) -> Vec<String> {
             let redact = serde_json::Value::from(audit.redact.clone());
             vec![format!(
                 "CREATE TRIGGER basalt_audit AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION basalt.audit_record({}, {})",
-                quote(&t.name),
+                table_sql(&t.name, DdlDialect::Postgres),
                 literal(&pg_array_literal(&pk)),
                 literal(&pg_array_literal(&redact))
             )]
@@ -48,7 +48,7 @@ pub fn create_triggers(t: &Table, dialect: DdlDialect) -> Vec<String> {
 /// Statements that drop the table's audit triggers, if it has them.
 pub fn drop_triggers(table: &str, dialect: DdlDialect) -> Vec<String> {
     match dialect {
-        DdlDialect::Postgres => vec![format!("DROP TRIGGER IF EXISTS basalt_audit ON {}", quote(table))],
+        DdlDialect::Postgres => vec![format!("DROP TRIGGER IF EXISTS basalt_audit ON {}", table_sql(table, DdlDialect::Postgres))],
         DdlDialect::Sqlite => {
             OPS.iter().map(|(suffix, _)| format!("DROP TRIGGER IF EXISTS {}", quote(&trigger_name(table, suffix)))).collect()
         }
@@ -56,7 +56,7 @@ pub fn drop_triggers(table: &str, dialect: DdlDialect) -> Vec<String> {
 }
 
 fn trigger_name(table: &str, suffix: &str) -> String {
-    format!("basalt_audit_{table}_{suffix}")
+    format!("basalt_audit_{}_{suffix}", table.replace('.', "_"))
 }
 
 /// SQLite has no procedural triggers: the row is built by one INSERT ... SELECT over the chain
@@ -102,7 +102,7 @@ fn sqlite_trigger(t: &Table, redact: &[String], suffix: &str, op: &str) -> Strin
          UPDATE basalt_audit_head SET seq = seq + 1, hash = (SELECT l.hash FROM basalt_audit_log l WHERE l.id = basalt_audit_head.seq + 1); \
          END",
         name = quote(&trigger_name(&t.name, suffix)),
-        tbl = quote(&t.name),
+        tbl = table_sql(&t.name, DdlDialect::Sqlite),
     )
 }
 

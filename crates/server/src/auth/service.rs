@@ -68,6 +68,16 @@ pub struct AuthService {
     pub catalog: std::sync::Arc<crate::catalog::SharedCatalog>,
 }
 
+/// The name GoTrue's auth events give a user: the e-mail, else the phone.
+fn username(user: &Row) -> String {
+    user.str("email").filter(|e| !e.is_empty()).or_else(|| user.str("phone")).unwrap_or_default()
+}
+
+/// The provider a user signed up with (`app_metadata.provider`), for auth events.
+fn provider(user: &Row) -> String {
+    user.json("raw_app_meta_data").get("provider").and_then(Value::as_str).unwrap_or("email").to_string()
+}
+
 fn now_ts() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -202,6 +212,7 @@ impl AuthService {
                 q::insert_session(&session_id, &user_id, amr.clone(), client.user_agent, Some(client.ip)),
                 q::insert_refresh_token(&tokens::sha256_hex(&refresh), &user_id, &session_id, None),
                 q::touch_user_now(&user_id, "last_sign_in_at"),
+                q::auth_event("login", "account", &user_id, &username(user), Some(json!({"provider": provider(user)})), client.ip),
             ])
             .await?;
         let fresh = self.one(q::user_by_id(&user_id)).await?.ok_or_else(|| AuthError::internal("user vanished"))?;
@@ -241,7 +252,11 @@ impl AuthService {
 
     /// Creates a user row (and identity, and hook rows) in one transaction.
     async fn create_user(&self, nu: NewUser<'_>) -> AuthResult<Row> {
-        let mut stmts = vec![q::insert_user(&nu)];
+        let provider = if nu.is_anonymous { "anonymous" } else { "email" };
+        let mut stmts = vec![
+            q::insert_user(&nu),
+            q::auth_event("user_signedup", "team", nu.id, nu.email.unwrap_or_default(), Some(json!({"provider": provider})), nu.ip),
+        ];
         if let Some(email) = nu.email {
             let data = json!({"sub": nu.id, "email": email, "email_verified": nu.confirmed, "phone_verified": false});
             stmts.push(q::insert_identity(&uuid::Uuid::new_v4().to_string(), nu.id, "email", nu.id, Some(email), data));
@@ -271,6 +286,7 @@ impl AuthService {
             user_metadata: data,
             is_anonymous: false,
             invited,
+            ip: "",
         })
         .await
     }
@@ -306,6 +322,7 @@ impl AuthService {
                     user_metadata: data,
                     is_anonymous: true,
                     invited: false,
+                    ip: client.ip,
                 })
                 .await?;
             return Ok(self.start_session(&user, "anonymous", client).await?.to_json());
@@ -334,6 +351,7 @@ impl AuthService {
                 user_metadata: data,
                 is_anonymous: false,
                 invited: false,
+                ip: client.ip,
             })
             .await?;
         if !self.settings.autoconfirm {
@@ -431,6 +449,7 @@ impl AuthService {
                 q::revoke_refresh_token(from.int("id").unwrap_or_default()),
                 q::insert_refresh_token(&tokens::sha256_hex(&next), &user_id, &session_id, Some(&from_hash)),
                 q::touch_session(&session_id),
+                q::auth_event("token_refreshed", "token", &user_id, &username(&user), None, client.ip),
             ])
             .await?;
         if rows.first().is_none_or(Vec::is_empty) {
@@ -499,6 +518,8 @@ impl AuthService {
             stmts.push(q::set_user_field(id, "is_anonymous", json!(false)));
         }
         if !stmts.is_empty() {
+            let action = if body.get("password").is_some() { "user_updated_password" } else { "user_modified" };
+            stmts.push(q::auth_event(action, "user", id, &username(user), None, ""));
             self.store.batch(stmts).await?;
         }
         let fresh = self.one(q::user_by_id(id)).await?.ok_or_else(|| AuthError::new(404, "user_not_found", "User not found"))?;
@@ -516,7 +537,8 @@ impl AuthService {
             ("global" | "" | "local" | "others", _) => q::delete_sessions_of(&caller.user_id, None),
             _ => return Err(AuthError::validation("scope must be global, local or others")),
         };
-        self.store.batch(vec![stmt]).await?;
+        let event = q::auth_event("logout", "account", &caller.user_id, "", None, "");
+        self.store.batch(vec![stmt, event]).await?;
         Ok(())
     }
 
@@ -728,6 +750,7 @@ impl AuthService {
                 user_metadata: obj(body.get("user_metadata").cloned().unwrap_or(Value::Null)),
                 is_anonymous: false,
                 invited: false,
+                ip: "",
             })
             .await?;
         if let Some(d) = body.get("ban_duration").and_then(Value::as_str) {
@@ -780,8 +803,10 @@ impl AuthService {
     }
 
     pub async fn admin_delete(&self, id: &str) -> AuthResult<()> {
-        self.find(id).await?;
-        self.store.batch(vec![q::delete_user(id)]).await?;
+        let user = self.find(id).await?;
+        let traits = json!({"user_id": id, "user_email": user.str("email").unwrap_or_default(), "user_phone": user.str("phone").unwrap_or_default()});
+        let event = q::auth_event("user_deleted", "team", "00000000-0000-0000-0000-000000000000", "service_role", Some(traits), "");
+        self.store.batch(vec![q::delete_user(id), event]).await?;
         Ok(())
     }
 

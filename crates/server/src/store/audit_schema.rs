@@ -29,6 +29,41 @@ CREATE TABLE IF NOT EXISTS basalt_audit_head (one INTEGER PRIMARY KEY CHECK (one
 INSERT OR IGNORE INTO basalt_audit_head (one, seq, hash) VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
 "#;
 
+/// Auth events (GoTrue's `auth.audit_log_entries`) are audited like a schema table: on SQLite
+/// their triggers come from the same generator, recreated at every start.
+pub fn sqlite_auth_event_triggers() -> String {
+    use basalt_schema::{Audit, Column, ColumnType, DdlDialect, Table};
+    let column = |name: &str, ty: ColumnType| {
+        (name.to_string(), Column { name: name.into(), ty, not_null: false, default: None, description: None })
+    };
+    let table = Table {
+        name: "auth.audit_log_entries".into(),
+        description: None,
+        columns: [
+            column("instance_id", ColumnType::Uuid),
+            column("id", ColumnType::Uuid),
+            column("payload", ColumnType::Jsonb),
+            column("created_at", ColumnType::Timestamptz),
+            column("ip_address", ColumnType::Text),
+        ]
+        .into_iter()
+        .collect(),
+        primary_key: vec!["id".into()],
+        uniques: Vec::new(),
+        foreign_keys: Vec::new(),
+        checks: Vec::new(),
+        indexes: Vec::new(),
+        maintains_updated_at: false,
+        owner: None,
+        policies: Vec::new(),
+        on_signup: Vec::new(),
+        audit: Some(Audit::default()),
+    };
+    let mut sql = basalt_schema::audit::drop_triggers(&table.name, DdlDialect::Sqlite);
+    sql.extend(basalt_schema::audit::create_triggers(&table, DdlDialect::Sqlite));
+    sql.join(";\n") + ";"
+}
+
 /// PostgreSQL: the log, the chain head, and `basalt.audit_record()`. The trigger only appends
 /// (no lock: audited writes commit concurrently, as any other); entries join the chain when a
 /// sealer ([`super::audit_log`]) hashes them in order, under an advisory lock, shortly after
@@ -84,7 +119,7 @@ BEGIN
   END IF;
   INSERT INTO basalt.audit_log (at, table_name, op, row_id, old_row, new_row, actor_id, actor_role, api_key_id, ip, user_agent, request_id)
   VALUES (
-    clock_timestamp(), TG_TABLE_NAME, TG_OP, row_id, old_j, new_j,
+    clock_timestamp(), CASE WHEN TG_TABLE_SCHEMA = 'auth' THEN 'auth.' || TG_TABLE_NAME ELSE TG_TABLE_NAME END, TG_OP, row_id, old_j, new_j,
     nullif(current_setting('request.jwt.claim.sub', true), ''),
     coalesce(nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role', session_user::text),
     nullif(current_setting('basalt.api_key_id', true), ''),
@@ -96,6 +131,8 @@ BEGIN
 END
 $f$;
 REVOKE ALL ON basalt.audit_log, basalt.audit_head FROM PUBLIC;
+CREATE OR REPLACE TRIGGER basalt_audit AFTER INSERT OR UPDATE OR DELETE ON auth.audit_log_entries
+  FOR EACH ROW EXECUTE FUNCTION basalt.audit_record('{id}', '{}');
 "#;
 
 /// The columns of an entry as [`crate::audit::Entry`] reads them: times and JSON as text, as

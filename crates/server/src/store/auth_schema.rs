@@ -75,6 +75,13 @@ CREATE TABLE IF NOT EXISTS auth_one_time_tokens (
 );
 CREATE INDEX IF NOT EXISTS auth_one_time_tokens_hash_idx ON auth_one_time_tokens (token_hash);
 CREATE TABLE IF NOT EXISTS auth_rate_limits (key TEXT PRIMARY KEY, tat INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS auth_audit_log_entries (
+  instance_id TEXT,
+  id TEXT PRIMARY KEY,
+  payload TEXT,
+  created_at TEXT,
+  ip_address TEXT NOT NULL DEFAULT ''
+);
 "#;
 
 /// PostgreSQL: Supabase's roles, the `auth` schema, its tables and `auth.uid()`, `auth.role()`,
@@ -170,6 +177,13 @@ CREATE TABLE IF NOT EXISTS auth.one_time_tokens (
 );
 CREATE INDEX IF NOT EXISTS one_time_tokens_hash_idx ON auth.one_time_tokens (token_hash);
 CREATE TABLE IF NOT EXISTS auth.rate_limits (key text PRIMARY KEY, tat bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS auth.audit_log_entries (
+  instance_id uuid,
+  id uuid PRIMARY KEY,
+  payload json,
+  created_at timestamptz,
+  ip_address varchar(64) NOT NULL DEFAULT ''
+);
 CREATE OR REPLACE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql STABLE AS $f$
   SELECT coalesce(nullif(current_setting('request.jwt.claim.sub', true), ''), nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub')::uuid
 $f$;

@@ -33,6 +33,8 @@ pub struct NewUser<'a> {
     pub user_metadata: Value,
     pub is_anonymous: bool,
     pub invited: bool,
+    /// The client's address, for the sign-up's auth event (empty when an admin creates the user).
+    pub ip: &'a str,
 }
 
 pub fn insert_user(u: &NewUser) -> Stmt {
@@ -81,6 +83,23 @@ pub fn delete_user(user_id: &str) -> Stmt {
 
 pub fn count_users() -> Stmt {
     Stmt::new("SELECT count(*) AS n FROM auth.users", vec![])
+}
+
+/// An auth event in GoTrue's `auth.audit_log_entries`, with GoTrue's payload: the action
+/// (`login`, `logout`, `token_refreshed`, `user_signedup`, `user_modified`,
+/// `user_updated_password`, `user_deleted`), who did it, and `traits`. Its triggers chain it
+/// into Basalt's audit trail like any audited row.
+pub fn auth_event(action: &str, log_type: &str, actor_id: &str, actor_username: &str, traits: Option<Value>, ip: &str) -> Stmt {
+    let mut payload =
+        json!({"action": action, "actor_id": actor_id, "actor_username": actor_username, "actor_via_sso": false, "log_type": log_type});
+    if let Some(t) = traits {
+        payload["traits"] = t;
+    }
+    Stmt::new(
+        "INSERT INTO auth.audit_log_entries (instance_id, id, payload, created_at, ip_address) \
+         VALUES ('00000000-0000-0000-0000-000000000000', ?, ?, now(), ?)",
+        vec![json!(uuid::Uuid::new_v4().to_string()), payload, json!(ip)],
+    )
 }
 
 pub fn list_users(limit: i64, offset: i64) -> Stmt {

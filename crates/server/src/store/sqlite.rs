@@ -191,6 +191,7 @@ impl SqliteStore {
         )?;
         writer.execute_batch(super::auth_schema::SQLITE)?;
         writer.execute_batch(super::audit_schema::SQLITE)?;
+        writer.execute_batch(&super::audit_schema::sqlite_auth_event_triggers())?;
         // Reads run on the async workers (one per core): a reader each, and spares.
         let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) + 2;
         let readers = Arc::new((0..n).map(|_| open_reader(&path).map(Mutex::new)).collect::<rusqlite::Result<Vec<_>>>()?);

@@ -88,11 +88,14 @@ async fn records_every_change(b: Backend) {
     let (s, _) = send(user(Method::DELETE, &format!("/rest/v1/keys?id=eq.{id}"))).await;
     assert_eq!(s, 204);
 
-    let log = entries(&app, "").await;
+    let all = entries(&app, "").await;
+    let log = entries(&app, "?table=keys").await;
     let ops: Vec<&str> = log.iter().map(|e| e["op"].as_str().unwrap_or_default()).collect();
     assert_eq!(ops, ["INSERT", "UPDATE", "DELETE"], "{log:#?}");
-    let chain: Vec<i64> = log.iter().map(|e| e["seq"].as_i64().unwrap_or_default()).collect();
-    assert_eq!(chain, [1, 2, 3], "chain positions have no gaps");
+    let chain: Vec<i64> = all.iter().map(|e| e["seq"].as_i64().unwrap_or_default()).collect();
+    assert_eq!(chain, (1..=all.len() as i64).collect::<Vec<_>>(), "chain positions have no gaps");
+    let seqs: Vec<i64> = log.iter().map(|e| e["seq"].as_i64().unwrap_or_default()).collect();
+    assert_eq!((seqs[1] - seqs[0], seqs[2] - seqs[1]), (1, 1), "the three changes follow each other");
     assert!(log.windows(2).all(|w| w[0]["id"].as_i64() < w[1]["id"].as_i64()), "oldest first");
     for e in &log {
         assert_eq!(e["table_name"], "keys");
@@ -142,10 +145,11 @@ async fn records_every_change(b: Backend) {
 
     let (s, v) = app.get("/audit/v1/verify").await;
     assert_eq!(s, 200);
-    assert_eq!((v["ok"].as_bool(), v["entries"].as_i64(), v["unsealed"].as_i64()), (Some(true), Some(3), Some(0)), "{v}");
+    let n = all.len() as i64;
+    assert_eq!((v["ok"].as_bool(), v["entries"].as_i64(), v["unsealed"].as_i64()), (Some(true), Some(n), Some(0)), "{v}");
     assert_eq!(v["head"], log[2]["hash"]);
     let (ok, out) = verify_cli(&app);
-    assert!(ok && out.contains("ok: 3 entries"), "{out}");
+    assert!(ok && out.contains(&format!("ok: {n} entries")), "{out}");
 
     tamper(
         &app,
@@ -186,7 +190,46 @@ async fn concurrent_writes_chain(b: Backend) {
     let statuses: Vec<u16> = writes.join_all().await;
     assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
     let (_, v) = app.get("/audit/v1/verify").await;
-    assert_eq!((v["ok"].as_bool(), v["entries"].as_i64(), v["unsealed"].as_i64()), (Some(true), Some(40), Some(0)), "{v}");
+    assert_eq!(
+        (v["ok"].as_bool(), v["entries"].as_i64(), v["unsealed"].as_i64()),
+        (Some(true), Some(42), Some(0)),
+        "40 inserts after sign-up and login: {v}"
+    );
+}
+
+/// Auth events land in GoTrue's `auth.audit_log_entries`, chained into the audit trail.
+async fn auth_events(b: Backend) {
+    let Some(app) = TestApp::spawn_with(b, SCHEMA, &[("BASALT_AUTH_AUTOCONFIRM", "true")]).await else { return };
+    let (token, refresh, uid) = app.signup("events@example.com", json!({})).await;
+    let body = json!({"email": "events@example.com", "password": "password-123"});
+    let (s, _) = send(app.as_user(Method::POST, "/auth/v1/token?grant_type=password", None).json(&body)).await;
+    assert_eq!(s, 200);
+    let (s, _) =
+        send(app.as_user(Method::POST, "/auth/v1/token?grant_type=refresh_token", None).json(&json!({"refresh_token": refresh}))).await;
+    assert_eq!(s, 200);
+    let (s, _) = send(app.as_user(Method::PUT, "/auth/v1/user", Some(&token)).json(&json!({"password": "password-456"}))).await;
+    assert_eq!(s, 200);
+    let (s, _) = send(app.as_user(Method::POST, "/auth/v1/logout", Some(&token))).await;
+    assert_eq!(s, 204);
+    let (s, _) = app.delete(&format!("/auth/v1/admin/users/{uid}"), "").await;
+    assert_eq!(s, 200);
+    let log = entries(&app, "?table=auth.audit_log_entries").await;
+    let actions: Vec<&str> = log.iter().map(|e| e["new_row"]["payload"]["action"].as_str().unwrap_or_default()).collect();
+    assert_eq!(
+        actions,
+        ["user_signedup", "login", "login", "token_refreshed", "user_updated_password", "logout", "user_deleted"],
+        "{log:#?}"
+    );
+    let login = &log[2]["new_row"];
+    assert_eq!(
+        (login["payload"]["actor_id"].as_str(), login["payload"]["actor_username"].as_str()),
+        (Some(uid.as_str()), Some("events@example.com"))
+    );
+    assert_eq!(login["ip_address"], "127.0.0.1");
+    assert_eq!(login["payload"]["traits"]["provider"], "email");
+    assert!(!serde_json::to_string(&log).expect("text").contains("password-"), "no password reaches the log");
+    let (_, v) = app.get("/audit/v1/verify").await;
+    assert_eq!(v["ok"], true, "{v}");
 }
 
 /// A composite key is written alike on both backends, as a JSON array.
@@ -208,7 +251,7 @@ async fn a_cut_tail_is_detected(b: Backend) {
         assert_eq!(s, 201);
     }
     let (_, v) = app.get("/audit/v1/verify").await;
-    assert_eq!((v["ok"].as_bool(), v["entries"].as_i64()), (Some(true), Some(2)), "{v}");
+    assert_eq!((v["ok"].as_bool(), v["entries"].as_i64()), (Some(true), Some(4)), "sign-up, login and two inserts: {v}");
     tamper(&app, "DELETE FROM basalt_audit_log WHERE id = 2", "DELETE FROM basalt.audit_log WHERE seq = 2");
     let (_, v) = app.get("/audit/v1/verify").await;
     assert_eq!((v["ok"].as_bool(), v["entries"].as_i64()), (Some(false), Some(1)), "{v}");
@@ -252,6 +295,7 @@ async fn turned_on_and_off_by_migration(b: Backend) {
 
 crate::both_backends!(
     records_every_change,
+    auth_events,
     composite_keys,
     a_cut_tail_is_detected,
     turned_on_and_off_by_migration,
