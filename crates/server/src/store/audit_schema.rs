@@ -131,8 +131,13 @@ BEGIN
 END
 $f$;
 REVOKE ALL ON basalt.audit_log, basalt.audit_head FROM PUBLIC;
-CREATE OR REPLACE TRIGGER basalt_audit AFTER INSERT OR UPDATE OR DELETE ON auth.audit_log_entries
-  FOR EACH ROW EXECUTE FUNCTION basalt.audit_record('{id}', '{}');
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'basalt_audit' AND tgrelid = 'auth.audit_log_entries'::regclass) THEN
+    CREATE TRIGGER basalt_audit AFTER INSERT OR UPDATE OR DELETE ON auth.audit_log_entries
+      FOR EACH ROW EXECUTE FUNCTION basalt.audit_record('{id}', '{}');
+  END IF;
+END $$;
 "#;
 
 /// The columns of an entry as [`crate::audit::Entry`] reads them: times and JSON as text, as
