@@ -481,7 +481,14 @@ impl AuthService {
     }
 
     /// PUT /user: e-mail, password and metadata (merged key by key, as GoTrue does).
-    pub async fn update_user(&self, caller: &Caller, user: &Row, body: &Value, redirect_to: Option<&str>) -> AuthResult<Value> {
+    pub async fn update_user(
+        &self,
+        caller: &Caller,
+        user: &Row,
+        body: &Value,
+        redirect_to: Option<&str>,
+        client: &Client<'_>,
+    ) -> AuthResult<Value> {
         let id = &caller.user_id;
         let mut stmts = Vec::new();
         if let Some(data) = body.get("data").and_then(Value::as_object) {
@@ -519,7 +526,7 @@ impl AuthService {
         }
         if !stmts.is_empty() {
             let action = if body.get("password").is_some() { "user_updated_password" } else { "user_modified" };
-            stmts.push(q::auth_event(action, "user", id, &username(user), None, ""));
+            stmts.push(q::auth_event(action, "user", id, &username(user), None, client.ip));
             self.store.batch(stmts).await?;
         }
         let fresh = self.one(q::user_by_id(id)).await?.ok_or_else(|| AuthError::new(404, "user_not_found", "User not found"))?;
@@ -530,14 +537,14 @@ impl AuthService {
     }
 
     /// POST /logout: scope local (this session), global (all), others (all but this).
-    pub async fn logout(&self, caller: &Caller, scope: &str) -> AuthResult<()> {
+    pub async fn logout(&self, caller: &Caller, scope: &str, client: &Client<'_>) -> AuthResult<()> {
         let stmt = match (scope, &caller.session_id) {
             ("local", Some(sid)) => q::delete_session(sid),
             ("others", Some(sid)) => q::delete_sessions_of(&caller.user_id, Some(sid)),
             ("global" | "" | "local" | "others", _) => q::delete_sessions_of(&caller.user_id, None),
             _ => return Err(AuthError::validation("scope must be global, local or others")),
         };
-        let event = q::auth_event("logout", "account", &caller.user_id, "", None, "");
+        let event = q::auth_event("logout", "account", &caller.user_id, "", None, client.ip);
         self.store.batch(vec![stmt, event]).await?;
         Ok(())
     }

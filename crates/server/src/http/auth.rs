@@ -165,17 +165,25 @@ async fn get_user(State(app): State<AppState>, headers: HeaderMap) -> R {
     Ok(Json(app.auth.user_json(&user).await?).into_response())
 }
 
-async fn put_user(State(app): State<AppState>, Query(p): Query<Params>, headers: HeaderMap, body: Bytes) -> R {
+async fn put_user(
+    State(app): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Query(p): Query<Params>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> R {
     require_apikey(&app, &headers)?;
     let (caller, user) = app.auth.caller(bearer(&headers)).await?;
-    let out = app.auth.update_user(&caller, &user, &body_json(&body)?, p.redirect_to.as_deref()).await?;
+    let ip = addr.ip().to_string();
+    let out = app.auth.update_user(&caller, &user, &body_json(&body)?, p.redirect_to.as_deref(), &client(&ip, &headers)).await?;
     Ok(Json(out).into_response())
 }
 
-async fn logout(State(app): State<AppState>, Query(p): Query<Params>, headers: HeaderMap) -> R {
+async fn logout(State(app): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, Query(p): Query<Params>, headers: HeaderMap) -> R {
     require_apikey(&app, &headers)?;
     let (caller, _) = app.auth.caller(bearer(&headers)).await?;
-    app.auth.logout(&caller, p.scope.as_deref().unwrap_or("global")).await?;
+    let ip = addr.ip().to_string();
+    app.auth.logout(&caller, p.scope.as_deref().unwrap_or("global"), &client(&ip, &headers)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
