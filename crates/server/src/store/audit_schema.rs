@@ -37,8 +37,6 @@ pub fn sqlite_auth_event_triggers() -> String {
         (name.to_string(), Column { name: name.into(), ty, not_null: false, default: None, description: None })
     };
     let table = Table {
-        name: "auth.audit_log_entries".into(),
-        description: None,
         columns: [
             column("instance_id", ColumnType::Uuid),
             column("id", ColumnType::Uuid),
@@ -49,15 +47,8 @@ pub fn sqlite_auth_event_triggers() -> String {
         .into_iter()
         .collect(),
         primary_key: vec!["id".into()],
-        uniques: Vec::new(),
-        foreign_keys: Vec::new(),
-        checks: Vec::new(),
-        indexes: Vec::new(),
-        maintains_updated_at: false,
-        owner: None,
-        policies: Vec::new(),
-        on_signup: Vec::new(),
         audit: Some(Audit::default()),
+        ..Table::empty("auth.audit_log_entries")
     };
     let mut sql = basalt_schema::audit::drop_triggers(&table.name, DdlDialect::Sqlite);
     sql.extend(basalt_schema::audit::create_triggers(&table, DdlDialect::Sqlite));
