@@ -26,7 +26,7 @@ BASALT_SCHEMA = """# bench/run: the `generations` table, with the owner rule (a 
 [tables.generations]
 owner = "owner"
 audit = true
-columns.id       = { type = "uuid", primary_key = true, default = "gen_random_uuid()" }
+columns.id       = { type = "uuid", primary_key = true, default = "uuidv7()" }
 columns.owner    = { type = "uuid", not_null = true, default = "auth.uid()", references = "auth.users.id", on_delete = "cascade" }
 columns.status   = { type = "text", not_null = true, default = "'queued'", one_of = ["queued", "running", "succeeded", "failed"] }
 columns.prompt   = { type = "text", not_null = true }

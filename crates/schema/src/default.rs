@@ -13,6 +13,9 @@ pub enum DefaultExpr {
     Now,
     /// `gen_random_uuid()` (also accepted: `uuid_generate_v4()`).
     RandomUuid,
+    /// `uuidv7()` (also accepted: `uuid_generate_v7()`): a time-ordered uuid, so new rows land at
+    /// the right edge of the primary-key index instead of on a random page of it.
+    TimeUuid,
     /// `auth.uid()`: the requesting user's id (null for anon and service_role).
     AuthUid,
     Bool(bool),
@@ -51,6 +54,12 @@ impl DefaultExpr {
             "gen_random_uuid()" | "uuid_generate_v4()" | "extensions.uuid_generate_v4()" => {
                 return match ty {
                     ColumnType::Uuid => Ok(DefaultExpr::RandomUuid),
+                    _ => Err(format!("{s} makes a uuid, not a default for type {}", ty.pg_name())),
+                }
+            }
+            "uuidv7()" | "uuid_generate_v7()" | "extensions.uuid_generate_v7()" => {
+                return match ty {
+                    ColumnType::Uuid => Ok(DefaultExpr::TimeUuid),
                     _ => Err(format!("{s} makes a uuid, not a default for type {}", ty.pg_name())),
                 }
             }
@@ -109,7 +118,7 @@ impl DefaultExpr {
 
     /// True when the default is the same for every row (SQLite can add such a column in place).
     pub fn is_constant(&self) -> bool {
-        !matches!(self, DefaultExpr::Now | DefaultExpr::RandomUuid | DefaultExpr::AuthUid | DefaultExpr::Database(_))
+        !matches!(self, DefaultExpr::Now | DefaultExpr::RandomUuid | DefaultExpr::TimeUuid | DefaultExpr::AuthUid | DefaultExpr::Database(_))
     }
 }
 
@@ -172,6 +181,9 @@ mod tests {
     fn parses_seed_defaults() {
         assert_eq!(p("now()", ColumnType::Timestamptz), Ok(DefaultExpr::Now));
         assert_eq!(p("gen_random_uuid()", ColumnType::Uuid), Ok(DefaultExpr::RandomUuid));
+        assert_eq!(p("uuidv7()", ColumnType::Uuid), Ok(DefaultExpr::TimeUuid));
+        assert_eq!(p("uuid_generate_v7()", ColumnType::Uuid), Ok(DefaultExpr::TimeUuid));
+        assert!(p("uuidv7()", ColumnType::Text).is_err());
         assert_eq!(p("'free'", ColumnType::Text), Ok(DefaultExpr::Text("free".into())));
         assert_eq!(p("'{}'", ColumnType::TextArray), Ok(DefaultExpr::Json(serde_json::json!([]))));
         assert_eq!(p("'{}'::jsonb", ColumnType::Jsonb), Ok(DefaultExpr::Json(serde_json::json!({}))));

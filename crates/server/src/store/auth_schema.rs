@@ -198,6 +198,12 @@ CREATE OR REPLACE FUNCTION auth.jwt() RETURNS jsonb LANGUAGE sql STABLE AS $f$
 $f$;
 GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;
 CREATE SCHEMA IF NOT EXISTS basalt;
+CREATE OR REPLACE FUNCTION basalt.uuid_generate_v7() RETURNS uuid LANGUAGE sql VOLATILE PARALLEL SAFE AS $f$
+  SELECT encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid())
+    PLACING substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3) FROM 1 FOR 6),
+    52, 1), 53, 1), 'hex')::uuid
+$f$;
+COMMENT ON FUNCTION basalt.uuid_generate_v7() IS 'A version 7 uuid: 48 bits of Unix milliseconds, then gen_random_uuid()''s random bits with the version set to 7.';
 CREATE OR REPLACE FUNCTION basalt.notify_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $f$
 BEGIN
   NOTIFY basalt_schema;

@@ -1,5 +1,5 @@
 //! SQL functions Basalt registers on every SQLite connection, standing in for what
-//! PostgreSQL has built in: `now()`, `gen_random_uuid()`, `@>`, `&&` and `~`; and
+//! PostgreSQL has built in: `now()`, `gen_random_uuid()`, `uuidv7()`, `@>`, `&&` and `~`; and
 //! `basalt_json(col)`, which hands a stored JSON column to `json_object` as JSON; and the
 //! audit triggers' `basalt_audit_context(i)` and `basalt_audit_hash(...)`.
 
@@ -16,6 +16,7 @@ pub fn register(conn: &Connection) -> Result<()> {
     conn.create_scalar_function("basalt_now", 0, flags, |_| Ok(now()))?;
     conn.create_scalar_function("now", 0, flags, |_| Ok(now()))?;
     conn.create_scalar_function("basalt_uuid", 0, flags, |_| Ok(uuid::Uuid::new_v4().hyphenated().to_string()))?;
+    conn.create_scalar_function("basalt_uuid7", 0, flags, |_| Ok(uuid::Uuid::now_v7().hyphenated().to_string()))?;
     // Set per write by the writer thread; NULL means no user.
     conn.create_scalar_function("basalt_auth_uid", 0, flags, |_| Ok(ACTOR.with(|a| a.borrow().as_ref().and_then(|a| a.uid.clone()))))?;
     conn.create_scalar_function("basalt_audit_context", 1, flags, audit_context)?;

@@ -176,7 +176,46 @@ async fn write_errors_leave_nothing(b: Backend) {
     assert_eq!(rows, json!([{"name": "dup"}]));
 }
 
-crate::both_backends!(inserts, upserts, updates_and_deletes, write_errors_leave_nothing);
+/// `uuidv7()` ids: version 7, in creation order, made by the database for a signed-in user.
+async fn time_ordered_ids(b: Backend) {
+    let schema = r#"
+[tables.events]
+owner = "user_id"
+columns.id      = { type = "uuid", primary_key = true, default = "uuidv7()" }
+columns.user_id = { type = "uuid", not_null = true, default = "auth.uid()", references = "auth.users.id" }
+columns.n       = { type = "integer" }
+"#;
+    let Some(app) = TestApp::spawn_with(b, schema, &[("BASALT_AUTH_AUTOCONFIRM", "true")]).await else { return };
+    let (token, _, _) = app.signup("v7@example.com", json!({})).await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let (s, rows) = send(
+            app.as_user(Method::POST, "/rest/v1/events?select=id", Some(&token))
+                .header("prefer", "return=representation")
+                .json(&json!([{"n": n}, {"n": n + 100}])),
+        )
+        .await;
+        assert_eq!(s, 201, "{rows}");
+        for r in rows.as_array().expect("rows") {
+            ids.push(r["id"].as_str().expect("id").to_string());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    for id in &ids {
+        let u = uuid::Uuid::parse_str(id).expect("uuid");
+        assert_eq!(u.get_version_num(), 7, "{id}");
+        assert_eq!(u.get_variant(), uuid::Variant::RFC4122, "{id}");
+    }
+    // Milliseconds first: ids from later requests sort after earlier ones.
+    let firsts: Vec<&str> = ids.iter().step_by(2).map(|i| &i[..13]).collect();
+    let mut sorted = firsts.clone();
+    sorted.sort();
+    assert_eq!(firsts, sorted);
+    let (s, rows) = send(app.as_user(Method::GET, "/rest/v1/events?select=id", Some(&token))).await;
+    assert_eq!((s, rows.as_array().map(Vec::len)), (200, Some(10)));
+}
+
+crate::both_backends!(inserts, upserts, updates_and_deletes, write_errors_leave_nothing, time_ordered_ids);
 
 /// Declares an 11 MB body and reads the answer before sending it, as a client with
 /// `Expect: 100-continue` would; the server must refuse without reading the body.
