@@ -936,10 +936,9 @@ async fn hash_blocking(p: String) -> AuthResult<String> {
 /// Verifies on a hashing thread; an unknown user is checked against a dummy hash so timing
 /// does not reveal which addresses exist.
 async fn verify_blocking(p: String, stored: String) -> bool {
-    const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0s3a2Qk9cA0kYfR1bQe0rJbq3kYq1Yw8qf0h3o8Z3Uo";
     on_hasher(move || {
         if stored.is_empty() {
-            let _ = password::verify(&p, DUMMY);
+            let _ = password::verify(&p, password::DUMMY_HASH);
             false
         } else {
             password::verify(&p, &stored)
