@@ -32,7 +32,7 @@ NOTES = [
     "Workloads run in the order get, list, mix, insert, sign_in on one server per system: the reads and the mix start "
     "from the same 10,000 rows everywhere (the mix adds its own inserts; insert comes after it).",
     "PocketBase request logs are off (logs.maxDays = 0); Basalt logs no requests at its default level.",
-    "Sign-in: Basalt hashes with Argon2id (7 MiB, 5 passes: an OWASP setting) and writes a session, a refresh token and an audited auth event per sign-in; "
+    "Sign-in: Basalt hashes with Argon2id (7 MiB, 5 passes: an OWASP setting; libsodium) and writes a session, a refresh token and an audited auth event per sign-in; "
     "PocketBase uses bcrypt and writes nothing.",
     "sign_in runs at --signin-connections (8): password hashing saturates the cores long before 32 clients, "
     "and 32 queued hashes would only add queueing to the latency.",

@@ -118,7 +118,10 @@ impl DefaultExpr {
 
     /// True when the default is the same for every row (SQLite can add such a column in place).
     pub fn is_constant(&self) -> bool {
-        !matches!(self, DefaultExpr::Now | DefaultExpr::RandomUuid | DefaultExpr::TimeUuid | DefaultExpr::AuthUid | DefaultExpr::Database(_))
+        !matches!(
+            self,
+            DefaultExpr::Now | DefaultExpr::RandomUuid | DefaultExpr::TimeUuid | DefaultExpr::AuthUid | DefaultExpr::Database(_)
+        )
     }
 }
 

@@ -896,7 +896,7 @@ pub fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-/// Password hashing takes ~19 MiB and a core for tens of milliseconds. It runs on a few threads of
+/// Password hashing takes 7 MiB and a core for about ten milliseconds. It runs on a few threads of
 /// its own (one per core), so a burst of sign-ins queues instead of multiplying memory, and only
 /// those threads' allocator caches ever hold the hashing buffers.
 struct Hashers(crossbeam_channel::Sender<Box<dyn FnOnce() + Send>>);
@@ -906,6 +906,10 @@ static HASHERS: std::sync::LazyLock<Hashers> = std::sync::LazyLock::new(|| {
     for i in 0..std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) {
         let rx = rx.clone();
         let spawned = std::thread::Builder::new().name(format!("basalt-hash-{i}")).spawn(move || {
+            if i == 0 {
+                // Made before the first sign-in, which would otherwise take two hashes' time.
+                password::dummy_hash();
+            }
             while let Ok(job) = rx.recv() {
                 job();
             }
@@ -938,7 +942,7 @@ async fn hash_blocking(p: String) -> AuthResult<String> {
 async fn verify_blocking(p: String, stored: String) -> bool {
     on_hasher(move || {
         if stored.is_empty() {
-            let _ = password::verify(&p, password::DUMMY_HASH);
+            let _ = password::verify(&p, password::dummy_hash());
             false
         } else {
             password::verify(&p, &stored)
