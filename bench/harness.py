@@ -29,6 +29,8 @@ NOTES = [
     "Reads and the insert go through the owner rule as a signed-in user; each request picks one of 100 users at random.",
     "insert returns the created row on both (Basalt: Prefer: return=representation; PocketBase always does).",
     "list: PocketBase with skipTotal=1 (no COUNT), as Basalt without Prefer: count.",
+    "ids: Basalt's generations use uuidv7() (time-ordered, as Basalt recommends for tables that grow); PocketBase's are "
+    "its own random 15-character ids.",
     "Workloads run in the order get, list, mix, insert, sign_in on one server per system: the reads and the mix start "
     "from the same 10,000 rows everywhere (the mix adds its own inserts; insert comes after it).",
     "PocketBase request logs are off (logs.maxDays = 0); Basalt logs no requests at its default level.",
