@@ -274,7 +274,7 @@ impl AuthService {
     }
 
     /// An unconfirmed e-mail user, `data` from the request body as user_metadata.
-    async fn create_email_user(&self, email: &str, password_hash: Option<&str>, body: &Value, invited: bool) -> AuthResult<Row> {
+    async fn create_email_user(&self, email: &str, password_hash: Option<&str>, body: &Value, invited: bool, ip: &str) -> AuthResult<Row> {
         let id = uuid::Uuid::new_v4().to_string();
         let data = obj(body.get("data").cloned().unwrap_or(Value::Null));
         self.create_user(NewUser {
@@ -286,7 +286,7 @@ impl AuthService {
             user_metadata: data,
             is_anonymous: false,
             invited,
-            ip: "",
+            ip,
         })
         .await
     }
@@ -336,7 +336,7 @@ impl AuthService {
             if self.settings.autoconfirm || existing.str("email_confirmed_at").is_some() {
                 return Err(AuthError::new(422, "user_already_exists", "User already registered"));
             }
-            self.send_link(&existing, "signup", "confirmation", redirect_to).await?;
+            self.send_link(&existing, "signup", "confirmation", redirect_to, client).await?;
             return self.user_json(&existing).await;
         }
         let hash = hash_blocking(password.to_string()).await?;
@@ -355,7 +355,7 @@ impl AuthService {
             })
             .await?;
         if !self.settings.autoconfirm {
-            self.send_link(&user, "signup", "confirmation", redirect_to).await?;
+            self.send_link(&user, "signup", "confirmation", redirect_to, client).await?;
             let fresh = self.one(q::user_by_id(&id)).await?.unwrap_or(user);
             return self.user_json(&fresh).await;
         }
@@ -531,7 +531,7 @@ impl AuthService {
         }
         let fresh = self.one(q::user_by_id(id)).await?.ok_or_else(|| AuthError::new(404, "user_not_found", "User not found"))?;
         if send_change {
-            self.send_link(&fresh, "email_change", "email_change", redirect_to).await?;
+            self.send_link(&fresh, "email_change", "email_change", redirect_to, client).await?;
         }
         self.user_json(&fresh).await
     }
@@ -556,6 +556,7 @@ impl AuthService {
         kind: &'static str,
         relates_to: &str,
         redirect_to: Option<&str>,
+        requester: LinkRequester<'_>,
     ) -> AuthResult<(String, String, String)> {
         let user_id = user.str("id").unwrap_or_default();
         let (link_token, code) = (tokens::random(40), tokens::otp());
@@ -566,37 +567,44 @@ impl AuthService {
             "invite" => "invited_at",
             _ => "confirmation_sent_at",
         };
-        self.store
-            .batch(vec![
-                q::delete_one_time_tokens(&user_id, kind),
-                q::insert_one_time_token(
-                    &uuid::Uuid::new_v4().to_string(),
-                    &user_id,
-                    kind,
-                    &tokens::sha256_hex(&link_token),
-                    relates_to,
-                    &expires,
-                ),
-                q::insert_one_time_token(
-                    &uuid::Uuid::new_v4().to_string(),
-                    &user_id,
-                    kind,
-                    &tokens::sha256_hex(&format!("{}:{code}", relates_to.to_lowercase())),
-                    relates_to,
-                    &expires,
-                ),
-                q::touch_user_now(&user_id, sent_col),
-            ])
-            .await?;
+        let mut stmts = vec![
+            q::delete_one_time_tokens(&user_id, kind),
+            q::insert_one_time_token(
+                &uuid::Uuid::new_v4().to_string(),
+                &user_id,
+                kind,
+                &tokens::sha256_hex(&link_token),
+                relates_to,
+                &expires,
+            ),
+            q::insert_one_time_token(
+                &uuid::Uuid::new_v4().to_string(),
+                &user_id,
+                kind,
+                &tokens::sha256_hex(&format!("{}:{code}", relates_to.to_lowercase())),
+                relates_to,
+                &expires,
+            ),
+            q::touch_user_now(&user_id, sent_col),
+        ];
+        stmts.extend(link_event(kind, user, requester));
+        self.store.batch(stmts).await?;
         let redirect = self.settings.redirect(redirect_to);
         let link =
             format!("{}/auth/v1/verify?token={link_token}&type={}&redirect_to={}", self.base_url, link_type(kind), urlencode(&redirect));
         Ok((link_token, code, link))
     }
 
-    async fn send_link(&self, user: &Row, mail_kind: &'static str, kind: &'static str, redirect_to: Option<&str>) -> AuthResult<()> {
+    async fn send_link(
+        &self,
+        user: &Row,
+        mail_kind: &'static str,
+        kind: &'static str,
+        redirect_to: Option<&str>,
+        client: &Client<'_>,
+    ) -> AuthResult<()> {
         let to = if kind == "email_change" { user.str("email_change") } else { user.str("email") }.unwrap_or_default();
-        let (_, otp, link) = self.issue_link(user, kind, &to, redirect_to).await?;
+        let (_, otp, link) = self.issue_link(user, kind, &to, redirect_to, LinkRequester::User { ip: client.ip }).await?;
         let subject = match mail_kind {
             "signup" => "Confirm your signup",
             "recovery" => "Reset your password",
@@ -616,7 +624,7 @@ impl AuthService {
             return Err(AuthError::new(400, "email_address_invalid", format!("Email address \"{email}\" is invalid")));
         }
         if let Some(user) = self.one(q::user_by_email(email)).await? {
-            self.send_link(&user, "recovery", "recovery", redirect_to).await?;
+            self.send_link(&user, "recovery", "recovery", redirect_to, client).await?;
         }
         Ok(())
     }
@@ -633,9 +641,9 @@ impl AuthService {
             None if body.get("create_user").and_then(Value::as_bool) == Some(false) || self.settings.disable_signup => {
                 return Err(AuthError::new(422, "otp_disabled", "Signups not allowed for otp"));
             }
-            None => self.create_email_user(email, None, body, false).await?,
+            None => self.create_email_user(email, None, body, false, client.ip).await?,
         };
-        self.send_link(&user, "magiclink", "magiclink", redirect_to).await
+        self.send_link(&user, "magiclink", "magiclink", redirect_to, client).await
     }
 
     /// POST/GET /verify: a link token (`token_hash`, or `token` from an e-mail link) or an
@@ -666,6 +674,10 @@ impl AuthService {
         }
         let user_id = row.str("user_id").unwrap_or_default();
         let mut stmts = vec![q::delete_one_time_tokens(&user_id, &stored), q::confirm_email(&user_id)];
+        if stored == "invite" {
+            let name = row.str("relates_to").unwrap_or_default();
+            stmts.push(q::auth_event("invite_accepted", "account", &user_id, &name, None, client.ip));
+        }
         if stored == "email_change" {
             stmts.push(q::set_user_field(&user_id, "email", json!(row.str("relates_to"))));
             stmts.push(q::set_user_field(&user_id, "email_change", Value::Null));
@@ -804,6 +816,7 @@ impl AuthService {
             stmts.push(self.ban_stmt(id, d)?);
         }
         if !stmts.is_empty() {
+            stmts.push(q::auth_event("user_modified", "user", ADMIN_ACTOR, "service_role", Some(user_traits(id, &user)), ""));
             self.store.batch(stmts).await?;
         }
         self.admin_get(id).await
@@ -811,8 +824,7 @@ impl AuthService {
 
     pub async fn admin_delete(&self, id: &str) -> AuthResult<()> {
         let user = self.find(id).await?;
-        let traits = json!({"user_id": id, "user_email": user.str("email").unwrap_or_default(), "user_phone": user.str("phone").unwrap_or_default()});
-        let event = q::auth_event("user_deleted", "team", "00000000-0000-0000-0000-000000000000", "service_role", Some(traits), "");
+        let event = q::auth_event("user_deleted", "team", ADMIN_ACTOR, "service_role", Some(user_traits(id, &user)), "");
         self.store.batch(vec![q::delete_user(id), event]).await?;
         Ok(())
     }
@@ -839,7 +851,7 @@ impl AuthService {
                             .ok_or_else(|| AuthError::validation("Password is required for signup links"))?;
                         self.check_password_strength(pw)?;
                         let hash = hash_blocking(pw.to_string()).await?;
-                        self.create_email_user(email, Some(&hash), body, false).await?
+                        self.create_email_user(email, Some(&hash), body, false, "").await?
                     }
                 };
                 (user, "confirmation")
@@ -851,13 +863,13 @@ impl AuthService {
             "invite" => {
                 let user = match existing {
                     Some(u) => u,
-                    None => self.create_email_user(email, None, body, true).await?,
+                    None => self.create_email_user(email, None, body, true, "").await?,
                 };
                 (user, "invite")
             }
             _ => return Err(AuthError::validation("type must be signup, invite, magiclink or recovery")),
         };
-        let (link_token, otp, link) = self.issue_link(&user, token_kind, email, redirect).await?;
+        let (link_token, otp, link) = self.issue_link(&user, token_kind, email, redirect, LinkRequester::Admin).await?;
         let fresh = self.one(q::user_by_id(&user.str("id").unwrap_or_default())).await?.unwrap_or(user);
         let mut out = self.user_json(&fresh).await?;
         out["action_link"] = json!(link);
@@ -867,6 +879,38 @@ impl AuthService {
         out["redirect_to"] = json!(self.settings.redirect(redirect));
         Ok(out)
     }
+}
+
+/// The actor id of events the service role causes, as GoTrue records an admin without a user.
+const ADMIN_ACTOR: &str = "00000000-0000-0000-0000-000000000000";
+
+/// Who an admin event is about, as GoTrue's `traits`.
+fn user_traits(id: &str, user: &Row) -> Value {
+    json!({"user_id": id, "user_email": user.str("email").unwrap_or_default(), "user_phone": user.str("phone").unwrap_or_default()})
+}
+
+/// Who asked for a one-time link: the user (recover, magic link, sign-up confirmation, e-mail
+/// change) or the service role (invite, generate_link).
+#[derive(Clone, Copy)]
+enum LinkRequester<'a> {
+    User { ip: &'a str },
+    Admin,
+}
+
+/// The auth event a one-time link leaves, with GoTrue's action names. E-mail change links
+/// leave none of their own: the update that asked for them is logged as `user_modified`.
+fn link_event(kind: &str, user: &Row, requester: LinkRequester<'_>) -> Option<Stmt> {
+    let (action, log_type) = match kind {
+        "invite" => ("user_invited", "team"),
+        "recovery" | "magiclink" => ("user_recovery_requested", "user"),
+        "confirmation" => ("user_confirmation_requested", "user"),
+        _ => return None,
+    };
+    let id = user.str("id").unwrap_or_default();
+    Some(match requester {
+        LinkRequester::User { ip } => q::auth_event(action, log_type, &id, &username(user), None, ip),
+        LinkRequester::Admin => q::auth_event(action, log_type, ADMIN_ACTOR, "service_role", Some(user_traits(&id, user)), ""),
+    })
 }
 
 fn link_type(kind: &str) -> &'static str {

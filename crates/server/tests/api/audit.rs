@@ -234,6 +234,62 @@ async fn auth_events(b: Backend) {
     assert_eq!(v["ok"], true, "{v}");
 }
 
+/// One-time links and admin changes leave GoTrue's events: recovery and magic links by the user,
+/// invites and admin updates by the service role, and the accepted invite by the invitee.
+async fn link_and_admin_events(b: Backend) {
+    let Some(app) = TestApp::spawn_with(b, SCHEMA, &[("BASALT_AUTH_AUTOCONFIRM", "true")]).await else { return };
+    let (_, _, uid) = app.signup("links@example.com", json!({})).await;
+    let post = |path: &str, body: Value| app.as_user(Method::POST, path, None).json(&body);
+    let (s, _) = send(post("/auth/v1/recover", json!({"email": "links@example.com"}))).await;
+    assert_eq!(s, 200);
+    let (s, _) = send(post("/auth/v1/otp", json!({"email": "links@example.com"}))).await;
+    assert_eq!(s, 200);
+    let (s, invited) = app.post("/auth/v1/invite", json!({"email": "guest@example.com"}), "").await;
+    assert_eq!(s, 200, "{invited}");
+    let guest = invited["id"].as_str().expect("id").to_string();
+    let code = app.last_mail("guest@example.com")["otp"].as_str().expect("otp").to_string();
+    let (s, _) = send(post("/auth/v1/verify", json!({"type": "invite", "email": "guest@example.com", "token": code}))).await;
+    assert_eq!(s, 200);
+    let (s, _) = send(app.req(Method::PUT, &format!("/auth/v1/admin/users/{uid}")).json(&json!({"user_metadata": {"plan": "pro"}}))).await;
+    assert_eq!(s, 200);
+    let log = entries(&app, "?table=auth.audit_log_entries").await;
+    let events: Vec<(&str, &str, &str)> = log
+        .iter()
+        .map(|e| {
+            let p = &e["new_row"]["payload"];
+            (
+                p["action"].as_str().unwrap_or_default(),
+                p["log_type"].as_str().unwrap_or_default(),
+                p["actor_id"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let admin = "00000000-0000-0000-0000-000000000000";
+    assert_eq!(
+        events,
+        [
+            ("user_signedup", "team", uid.as_str()),
+            ("login", "account", uid.as_str()),
+            ("user_recovery_requested", "user", uid.as_str()),
+            ("user_recovery_requested", "user", uid.as_str()),
+            ("user_signedup", "team", guest.as_str()),
+            ("user_invited", "team", admin),
+            ("invite_accepted", "account", guest.as_str()),
+            ("login", "account", guest.as_str()),
+            ("user_modified", "user", admin),
+        ],
+        "{log:#?}"
+    );
+    assert_eq!(log[5]["new_row"]["payload"]["traits"]["user_email"], "guest@example.com");
+    assert_eq!(log[8]["new_row"]["payload"]["traits"]["user_id"], uid.as_str());
+    for i in [2, 3, 6] {
+        assert_eq!(log[i]["new_row"]["ip_address"], "127.0.0.1", "the client's address: {}", log[i]);
+    }
+    assert!(!serde_json::to_string(&log).expect("text").contains(&code), "no one-time code reaches the log");
+    let (_, v) = app.get("/audit/v1/verify").await;
+    assert_eq!(v["ok"], true, "{v}");
+}
+
 /// A composite key is written alike on both backends, as a JSON array.
 async fn composite_keys(b: Backend) {
     let Some(app) = TestApp::spawn(b, SCHEMA).await else { return };
@@ -298,6 +354,7 @@ async fn turned_on_and_off_by_migration(b: Backend) {
 crate::both_backends!(
     records_every_change,
     auth_events,
+    link_and_admin_events,
     composite_keys,
     a_cut_tail_is_detected,
     turned_on_and_off_by_migration,
