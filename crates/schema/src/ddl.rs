@@ -149,7 +149,7 @@ pub fn default_sql(d: &DefaultExpr, ty: ColumnType, dialect: DdlDialect) -> Stri
         (DefaultExpr::Now, Sqlite) => "(basalt_now())".into(),
         (DefaultExpr::RandomUuid, Postgres) => "gen_random_uuid()".into(),
         (DefaultExpr::RandomUuid, Sqlite) => "(basalt_uuid())".into(),
-        (DefaultExpr::TimeUuid, Postgres) => "basalt.uuid_generate_v7()".into(),
+        (DefaultExpr::TimeUuid, Postgres) => "extensions.uuid_generate_v7()".into(),
         (DefaultExpr::TimeUuid, Sqlite) => "(basalt_uuid7())".into(),
         (DefaultExpr::AuthUid, Postgres) => "auth.uid()".into(),
         (DefaultExpr::AuthUid, Sqlite) => "(basalt_auth_uid())".into(),

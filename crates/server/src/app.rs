@@ -50,6 +50,7 @@ impl AppState {
         let anon_key = jwt.project_key("anon");
         let service_key = jwt.project_key("service_role");
         let catalog = Arc::new(SharedCatalog::new(catalogs));
+        crate::auth::service::start_hashers();
         let auth = AuthService {
             store: store.clone(),
             jwt: jwt.clone(),

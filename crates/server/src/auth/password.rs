@@ -1,10 +1,10 @@
 //! Passwords: argon2id for new hashes; bcrypt (`$2a$`/`$2b$`/`$2y$`) accepted so users imported
 //! from Supabase keep their passwords, and upgraded to argon2id on their next sign-in.
 //!
-//! Argon2id runs in libsodium, whose AVX2/AVX-512 code (picked at run time) hashes in 60 % of the
-//! time the pure-Rust `argon2` crate takes; sign-in is almost all hashing. The `argon2` crate
-//! stays for the argon2 hashes libsodium does not take (argon2d, parallelism above 1), which can
-//! come in through imports.
+//! Argon2id runs in libsodium, whose AVX2/AVX-512 code (picked at run time) hashes in about 55 %
+//! of the time the pure-Rust `argon2` crate takes; sign-in is almost all hashing. The `argon2`
+//! crate stays for the other argon2 hashes that can come in through imports (argon2i, argon2d,
+//! version 16, several lanes).
 
 use std::ffi::{c_char, CStr, CString};
 use std::sync::{LazyLock, Once};
@@ -18,6 +18,9 @@ use libsodium_sys as sodium;
 /// hashes made with other settings still verify.
 const PASSES: u64 = 5;
 const MEMORY_BYTES: usize = 7 * 1024 * 1024;
+
+/// How every hash made with the current settings starts.
+const CURRENT: &str = "$argon2id$v=19$m=7168,t=5,p=1$";
 
 fn init() {
     static INIT: Once = Once::new();
@@ -54,7 +57,7 @@ pub fn verify(password: &str, stored: &str) -> bool {
     if stored.starts_with("$2") {
         return bcrypt::verify(password, stored).unwrap_or(false);
     }
-    if stored.starts_with("$argon2id$") && stored.contains(",p=1$") {
+    if stored.starts_with("$argon2id$v=19$") && stored.contains(",p=1$") {
         return sodium_verify(password, stored);
     }
     match PasswordHash::new(stored) {
@@ -71,9 +74,11 @@ fn sodium_verify(password: &str, stored: &str) -> bool {
     rc == 0
 }
 
-/// True for hashes that should be replaced by argon2id after a successful sign-in.
+/// True for hashes that should be replaced after a successful sign-in: bcrypt, and argon2 with
+/// other settings. Besides moving everyone to the current hash, this keeps a failed sign-in's
+/// timing the same for every address: unknown ones are checked against a current-settings hash.
 pub fn needs_upgrade(stored: &str) -> bool {
-    stored.starts_with("$2")
+    !stored.starts_with(CURRENT)
 }
 
 #[cfg(test)]
@@ -85,19 +90,24 @@ mod tests {
     #[test]
     fn argon2_and_bcrypt() {
         let h = hash("correct horse").unwrap();
-        assert!(h.starts_with("$argon2id$v=19$m=7168,t=5,p=1$"), "{h}");
+        assert!(h.starts_with(CURRENT) && !needs_upgrade(&h), "{h}");
         assert!(verify("correct horse", &h) && !verify("wrong", &h) && !verify("", &h));
         // Hashes libsodium makes verify with the argon2 crate too, and the other way round.
         let parsed = PasswordHash::new(&h).unwrap();
         assert!(Argon2::default().verify_password(b"correct horse", &parsed).is_ok());
         let salt = SaltString::generate(&mut OsRng);
         let old = Argon2::default().hash_password(b"earlier", &salt).unwrap().to_string();
-        assert!(old.contains("m=19456,t=2,p=1") && verify("earlier", &old) && !verify("later", &old) && !needs_upgrade(&old));
+        assert!(old.contains("m=19456,t=2,p=1") && verify("earlier", &old) && !verify("later", &old) && needs_upgrade(&old));
         // Parallelism above 1 and argon2d: libsodium does not take them; the argon2 crate does.
         let params = argon2::Params::new(8192, 2, 2, None).unwrap();
         let p2 =
             Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params).hash_password(b"lanes", &salt).unwrap().to_string();
         assert!(verify("lanes", &p2) && !verify("lane", &p2));
+        let v16 = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x10, argon2::Params::default())
+            .hash_password(b"sixteen", &salt)
+            .unwrap()
+            .to_string();
+        assert!(v16.starts_with("$argon2id$v=16$") && verify("sixteen", &v16) && !verify("seventeen", &v16));
         let b = bcrypt::hash("legacy", 4).unwrap();
         assert!(verify("legacy", &b) && !verify("nope", &b) && needs_upgrade(&b));
         assert!(!verify("x", "garbage") && !verify("x", "$argon2id$v=19$m=7168,t=5,p=1$garbage"));

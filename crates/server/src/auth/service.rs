@@ -816,7 +816,11 @@ impl AuthService {
             stmts.push(self.ban_stmt(id, d)?);
         }
         if !stmts.is_empty() {
-            stmts.push(q::auth_event("user_modified", "user", ADMIN_ACTOR, "service_role", Some(user_traits(id, &user)), ""));
+            let mut traits = user_traits(id, &user);
+            if let Some(e) = body.get("email").and_then(Value::as_str) {
+                traits["user_email"] = json!(e.trim());
+            }
+            stmts.push(q::auth_event("user_modified", "user", ADMIN_ACTOR, "service_role", Some(traits), ""));
             self.store.batch(stmts).await?;
         }
         self.admin_get(id).await
@@ -964,6 +968,11 @@ static HASHERS: std::sync::LazyLock<Hashers> = std::sync::LazyLock::new(|| {
     }
     Hashers(tx)
 });
+
+/// Starts the hashing threads, which make the dummy hash before the first sign-in needs it.
+pub fn start_hashers() {
+    std::sync::LazyLock::force(&HASHERS);
+}
 
 /// Runs `f` on a hashing thread and waits for its result.
 async fn on_hasher<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> AuthResult<T> {

@@ -103,6 +103,17 @@ EXCEPTION WHEN OTHERS THEN
   RAISE WARNING 'basalt: pgcrypto / uuid-ossp not available: %', SQLERRM;
 END $$;
 GRANT USAGE ON SCHEMA extensions TO anon, authenticated, service_role;
+DO $$
+BEGIN
+  IF to_regprocedure('extensions.uuid_generate_v7()') IS NULL THEN
+    CREATE FUNCTION extensions.uuid_generate_v7() RETURNS uuid LANGUAGE sql VOLATILE PARALLEL SAFE AS $f$
+      SELECT encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid())
+        PLACING substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3) FROM 1 FOR 6),
+        52, 1), 53, 1), 'hex')::uuid
+    $f$;
+    COMMENT ON FUNCTION extensions.uuid_generate_v7() IS 'Basalt: a version 7 uuid, 48 bits of Unix milliseconds, then gen_random_uuid()''s random bits with the version set to 7.';
+  END IF;
+END $$;
 CREATE SCHEMA IF NOT EXISTS auth;
 CREATE TABLE IF NOT EXISTS auth.users (
   instance_id uuid,
@@ -198,12 +209,6 @@ CREATE OR REPLACE FUNCTION auth.jwt() RETURNS jsonb LANGUAGE sql STABLE AS $f$
 $f$;
 GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;
 CREATE SCHEMA IF NOT EXISTS basalt;
-CREATE OR REPLACE FUNCTION basalt.uuid_generate_v7() RETURNS uuid LANGUAGE sql VOLATILE PARALLEL SAFE AS $f$
-  SELECT encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid())
-    PLACING substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3) FROM 1 FOR 6),
-    52, 1), 53, 1), 'hex')::uuid
-$f$;
-COMMENT ON FUNCTION basalt.uuid_generate_v7() IS 'A version 7 uuid: 48 bits of Unix milliseconds, then gen_random_uuid()''s random bits with the version set to 7.';
 CREATE OR REPLACE FUNCTION basalt.notify_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $f$
 BEGIN
   NOTIFY basalt_schema;

@@ -243,6 +243,29 @@ async fn bcrypt_users_sign_in(b: Backend) {
                 .await;
         assert_eq!(s, 200, "bcrypt first, argon2id after the upgrade");
     }
+    // Argon2 hashes with other settings (an earlier Basalt's, or version 16) sign in, and again
+    // after their upgrade to the current settings.
+    use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+    let salt = SaltString::generate(&mut OsRng);
+    let older = argon2::Argon2::default().hash_password(b"older-password", &salt).expect("argon2").to_string();
+    let v16 = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x10, argon2::Params::default())
+        .hash_password(b"older-password", &salt)
+        .expect("argon2")
+        .to_string();
+    for (email, hash) in [("older@example.com", older), ("v16@example.com", v16)] {
+        let (s, u) = send(
+            app.req(Method::POST, "/auth/v1/admin/users").json(&json!({"email": email, "password_hash": hash, "email_confirm": true})),
+        )
+        .await;
+        assert_eq!(s, 200, "{u}");
+        for _ in 0..2 {
+            let (s, body) =
+                post(&app, "/auth/v1/token?grant_type=password", None, json!({"email": email, "password": "older-password"})).await;
+            assert_eq!(s, 200, "{email}: {body}");
+        }
+        let (s, _) = post(&app, "/auth/v1/token?grant_type=password", None, json!({"email": email, "password": "wrong-password"})).await;
+        assert_eq!(s, 400);
+    }
 }
 
 /// A `$2b$` hash as Supabase's auth.users export holds.

@@ -211,8 +211,18 @@ columns.n       = { type = "integer" }
     let mut sorted = firsts.clone();
     sorted.sort();
     assert_eq!(firsts, sorted);
+    // missing=default writes the default into the statement, run as the signed-in user.
+    let (s, rows) = send(
+        app.as_user(Method::POST, "/rest/v1/events?columns=\"id\",\"n\"&select=id,n", Some(&token))
+            .header("prefer", "return=representation,missing=default")
+            .json(&json!([{"n": 1000}, {"n": 1001, "id": "0190a6e4-8a2b-7c3d-8e4f-5a6b7c8d9e0f"}])),
+    )
+    .await;
+    assert_eq!(s, 201, "{rows}");
+    let made = uuid::Uuid::parse_str(rows[0]["id"].as_str().expect("id")).expect("uuid");
+    assert_eq!((made.get_version_num(), rows[1]["id"].as_str()), (7, Some("0190a6e4-8a2b-7c3d-8e4f-5a6b7c8d9e0f")));
     let (s, rows) = send(app.as_user(Method::GET, "/rest/v1/events?select=id", Some(&token))).await;
-    assert_eq!((s, rows.as_array().map(Vec::len)), (200, Some(10)));
+    assert_eq!((s, rows.as_array().map(Vec::len)), (200, Some(12)));
 }
 
 crate::both_backends!(inserts, upserts, updates_and_deletes, write_errors_leave_nothing, time_ordered_ids);
