@@ -26,6 +26,8 @@ pub struct ServerSection {
     pub max_body_bytes: Option<usize>,
     /// The URL clients reach Basalt at (behind a proxy): used in e-mail links and the JWT issuer.
     pub public_url: Option<String>,
+    /// Proxies whose `X-Forwarded-For` names the client (addresses or networks).
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Clone, Deserialize, Default)]
@@ -51,6 +53,8 @@ pub struct Config {
     pub statement_timeout_ms: u64,
     pub max_rows: Option<i64>,
     pub public_url: Option<String>,
+    /// Peers whose `X-Forwarded-For` is believed (see `http::client_ip`); empty: none.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub auth: AuthSettings,
     pub rest: RestSettings,
 }
@@ -260,6 +264,7 @@ impl fmt::Debug for Config {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("pool_size", &self.pool_size)
             .field("max_rows", &self.max_rows)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }
@@ -305,6 +310,11 @@ impl Config {
                 anyhow::bail!("the JWT secret must be at least 32 characters (32 bytes once decoded)");
             }
         }
+        let trusted_proxies = match std::env::var("BASALT_TRUSTED_PROXIES") {
+            Ok(list) => list,
+            Err(_) => fc.server.trusted_proxies.clone().unwrap_or_default().join(","),
+        };
+        let trusted_proxies = crate::http::client_ip::parse_trusted(&trusted_proxies).map_err(|e| anyhow::anyhow!(e))?;
         Ok(Config {
             listen: listen.map(str::to_string).or_else(pgrst_listen).or(fc.server.listen).unwrap_or_else(|| "127.0.0.1:54321".into()),
             data_dir: store.data_dir.clone().or(fc.server.data_dir).unwrap_or_else(|| PathBuf::from("basalt-data")),
@@ -329,6 +339,7 @@ impl Config {
                 .filter(|u| !u.is_empty())
                 .or(fc.server.public_url)
                 .map(|u| u.trim_end_matches('/').to_string()),
+            trusted_proxies,
             auth: auth.with_env(),
             rest,
         })

@@ -126,7 +126,7 @@ async fn signup(
     body: Bytes,
 ) -> R {
     require_apikey(&app, &headers)?;
-    let ip = addr.ip().to_string();
+    let ip = app.client_ip(addr, &headers).to_string();
     let out = app.auth.signup(&body_json(&body)?, &client(&ip, &headers), p.redirect_to.as_deref()).await?;
     Ok(Json(out).into_response())
 }
@@ -139,7 +139,7 @@ async fn token(
     body: Bytes,
 ) -> R {
     require_apikey(&app, &headers)?;
-    let ip = addr.ip().to_string();
+    let ip = app.client_ip(addr, &headers).to_string();
     let c = client(&ip, &headers);
     let body = body_json(&body)?;
     let session = match p.grant_type.as_deref() {
@@ -174,7 +174,7 @@ async fn put_user(
 ) -> R {
     require_apikey(&app, &headers)?;
     let (caller, user) = app.auth.caller(bearer(&headers)).await?;
-    let ip = addr.ip().to_string();
+    let ip = app.client_ip(addr, &headers).to_string();
     let out = app.auth.update_user(&caller, &user, &body_json(&body)?, p.redirect_to.as_deref(), &client(&ip, &headers)).await?;
     Ok(Json(out).into_response())
 }
@@ -182,7 +182,7 @@ async fn put_user(
 async fn logout(State(app): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, Query(p): Query<Params>, headers: HeaderMap) -> R {
     require_apikey(&app, &headers)?;
     let (caller, _) = app.auth.caller(bearer(&headers)).await?;
-    let ip = addr.ip().to_string();
+    let ip = app.client_ip(addr, &headers).to_string();
     app.auth.logout(&caller, p.scope.as_deref().unwrap_or("global"), &client(&ip, &headers)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -195,7 +195,7 @@ async fn recover(
     body: Bytes,
 ) -> R {
     require_apikey(&app, &headers)?;
-    let ip = addr.ip().to_string();
+    let ip = app.client_ip(addr, &headers).to_string();
     app.auth.recover(&body_json(&body)?, &client(&ip, &headers), p.redirect_to.as_deref()).await?;
     Ok(Json(json!({})).into_response())
 }
@@ -208,14 +208,14 @@ async fn otp(
     body: Bytes,
 ) -> R {
     require_apikey(&app, &headers)?;
-    let ip = addr.ip().to_string();
+    let ip = app.client_ip(addr, &headers).to_string();
     app.auth.otp(&body_json(&body)?, &client(&ip, &headers), p.redirect_to.as_deref()).await?;
     Ok(Json(json!({})).into_response())
 }
 
 async fn verify(State(app): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> R {
     require_apikey(&app, &headers)?;
-    let ip = addr.ip().to_string();
+    let ip = app.client_ip(addr, &headers).to_string();
     let body = body_json(&body)?;
     let kind = body.get("type").and_then(Value::as_str).unwrap_or_default();
     let (email, token) = match (body.get("token_hash").and_then(Value::as_str), body.get("token").and_then(Value::as_str)) {
@@ -238,7 +238,7 @@ async fn verify_link(
     Query(p): Query<Params>,
     headers: HeaderMap,
 ) -> Response {
-    let ip = addr.ip().to_string();
+    let ip = app.client_ip(addr, &headers).to_string();
     let target = app.auth.settings.redirect(p.redirect_to.as_deref());
     let result =
         app.auth.verify(p.kind.as_deref().unwrap_or_default(), None, p.token.as_deref().unwrap_or_default(), &client(&ip, &headers)).await;

@@ -2,6 +2,7 @@
 
 mod audit;
 mod auth;
+pub mod client_ip;
 mod identity;
 
 pub use identity::IdentityCache;

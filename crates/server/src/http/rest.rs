@@ -57,7 +57,8 @@ async fn handle(
     body: Body,
 ) -> Response {
     let mut timing = Timing::start(app.config.rest.server_timing);
-    let result = run(&app, &method, &table, query.as_deref().unwrap_or_default(), &headers, body, peer.ip(), &mut timing).await;
+    let result =
+        run(&app, &method, &table, query.as_deref().unwrap_or_default(), &headers, body, app.client_ip(peer, &headers), &mut timing).await;
     finish(result, timing)
 }
 
@@ -71,7 +72,9 @@ async fn rpc(
     body: Body,
 ) -> Response {
     let mut timing = Timing::start(app.config.rest.server_timing);
-    let result = call(&app, &method, &function, query.as_deref().unwrap_or_default(), &headers, body, peer.ip(), &mut timing).await;
+    let result =
+        call(&app, &method, &function, query.as_deref().unwrap_or_default(), &headers, body, app.client_ip(peer, &headers), &mut timing)
+            .await;
     finish(result, timing)
 }
 

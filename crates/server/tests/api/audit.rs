@@ -290,6 +290,31 @@ async fn link_and_admin_events(b: Backend) {
     assert_eq!(v["ok"], true, "{v}");
 }
 
+/// Behind a trusted proxy, auth events and audit entries record the address it forwarded; a
+/// client that is not a trusted proxy cannot choose the address it is logged under.
+async fn forwarded_client_address(b: Backend) {
+    let env = [("BASALT_AUTH_AUTOCONFIRM", "true"), ("BASALT_TRUSTED_PROXIES", "127.0.0.1/32, ::1")];
+    for (env, logged) in [(&env[..], "203.0.113.7"), (&env[..1], "127.0.0.1")] {
+        let Some(app) = TestApp::spawn_with(b, SCHEMA, env).await else { return };
+        let xff = "198.51.100.1, 203.0.113.7";
+        let (s, body) = send(
+            app.as_user(Method::POST, "/auth/v1/signup", None)
+                .header("x-forwarded-for", xff)
+                .json(&json!({"email": "proxied@example.com", "password": "password-123"})),
+        )
+        .await;
+        assert_eq!(s, 200, "{body}");
+        let token = body["access_token"].as_str().expect("token");
+        let (s, _) =
+            send(app.as_user(Method::POST, "/rest/v1/keys", Some(token)).header("x-forwarded-for", xff).json(&json!({"name": "k"}))).await;
+        assert_eq!(s, 201);
+        let events = entries(&app, "?table=auth.audit_log_entries").await;
+        assert_eq!(events[0]["new_row"]["ip_address"], logged, "{events:#?}");
+        let rows = entries(&app, "?table=keys").await;
+        assert_eq!(rows[0]["ip"], logged, "{rows:#?}");
+    }
+}
+
 /// A composite key is written alike on both backends, as a JSON array.
 async fn composite_keys(b: Backend) {
     let Some(app) = TestApp::spawn(b, SCHEMA).await else { return };
@@ -355,6 +380,7 @@ crate::both_backends!(
     records_every_change,
     auth_events,
     link_and_admin_events,
+    forwarded_client_address,
     composite_keys,
     a_cut_tail_is_detected,
     turned_on_and_off_by_migration,
