@@ -379,6 +379,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn trusted_proxies_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("basalt.toml");
+        let store = StoreArgs { data_dir: None, database_url: None, config: None };
+        std::fs::write(&file, "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n").unwrap();
+        let c = Config::load(Some(&file), &store, None).unwrap();
+        assert_eq!(c.trusted_proxies, crate::http::client_ip::parse_trusted("10.0.0.0/8, ::1/128").unwrap());
+        std::fs::write(&file, "[server]\ntrusted_proxies = [\"proxy.local\"]\n").unwrap();
+        let e = Config::load(Some(&file), &store, None).unwrap_err().to_string();
+        assert!(e.contains("trusted_proxies") && e.contains("proxy.local"), "{e}");
+    }
+
+    #[test]
     fn redacts_passwords() {
         assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
