@@ -250,7 +250,11 @@ async fn link_and_admin_events(b: Backend) {
     let code = app.last_mail("guest@example.com")["otp"].as_str().expect("otp").to_string();
     let (s, _) = send(post("/auth/v1/verify", json!({"type": "invite", "email": "guest@example.com", "token": code}))).await;
     assert_eq!(s, 200);
-    let (s, _) = send(app.req(Method::PUT, &format!("/auth/v1/admin/users/{uid}")).json(&json!({"user_metadata": {"plan": "pro"}}))).await;
+    let (s, _) = send(
+        app.req(Method::PUT, &format!("/auth/v1/admin/users/{uid}"))
+            .json(&json!({"user_metadata": {"plan": "pro"}, "email": "links2@example.com"})),
+    )
+    .await;
     assert_eq!(s, 200);
     let log = entries(&app, "?table=auth.audit_log_entries").await;
     let events: Vec<(&str, &str, &str)> = log
@@ -281,7 +285,8 @@ async fn link_and_admin_events(b: Backend) {
         "{log:#?}"
     );
     assert_eq!(log[5]["new_row"]["payload"]["traits"]["user_email"], "guest@example.com");
-    assert_eq!(log[8]["new_row"]["payload"]["traits"]["user_id"], uid.as_str());
+    let traits = &log[8]["new_row"]["payload"]["traits"];
+    assert_eq!((traits["user_id"].as_str(), traits["user_email"].as_str()), (Some(uid.as_str()), Some("links2@example.com")));
     for i in [2, 3, 6] {
         assert_eq!(log[i]["new_row"]["ip_address"], "127.0.0.1", "the client's address: {}", log[i]);
     }
