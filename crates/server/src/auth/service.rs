@@ -730,7 +730,7 @@ impl AuthService {
         self.one(q::user_by_id(id)).await?.ok_or_else(not_found)
     }
 
-    pub async fn admin_create(&self, body: &Value) -> AuthResult<Value> {
+    pub async fn admin_create(&self, body: &Value, ip: &str) -> AuthResult<Value> {
         let email = body.get("email").and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
         if let Some(e) = email {
             if !is_email(e) {
@@ -769,7 +769,7 @@ impl AuthService {
                 user_metadata: obj(body.get("user_metadata").cloned().unwrap_or(Value::Null)),
                 is_anonymous: false,
                 invited: false,
-                ip: "",
+                ip,
             })
             .await?;
         if let Some(d) = body.get("ban_duration").and_then(Value::as_str) {
@@ -787,7 +787,7 @@ impl AuthService {
         Ok(q::set_user_field(id, "banned_until", json!(basalt_query::value::format_timestamptz(&(chrono::Utc::now() + d)))))
     }
 
-    pub async fn admin_update(&self, id: &str, body: &Value) -> AuthResult<Value> {
+    pub async fn admin_update(&self, id: &str, body: &Value, ip: &str) -> AuthResult<Value> {
         let user = self.find(id).await?;
         let mut stmts = Vec::new();
         if let Some(e) = body.get("email").and_then(Value::as_str) {
@@ -820,21 +820,21 @@ impl AuthService {
             if let Some(e) = body.get("email").and_then(Value::as_str) {
                 traits["user_email"] = json!(e.trim());
             }
-            stmts.push(q::auth_event("user_modified", "user", ADMIN_ACTOR, "service_role", Some(traits), ""));
+            stmts.push(q::auth_event("user_modified", "user", ADMIN_ACTOR, "service_role", Some(traits), ip));
             self.store.batch(stmts).await?;
         }
         self.admin_get(id).await
     }
 
-    pub async fn admin_delete(&self, id: &str) -> AuthResult<()> {
+    pub async fn admin_delete(&self, id: &str, ip: &str) -> AuthResult<()> {
         let user = self.find(id).await?;
-        let event = q::auth_event("user_deleted", "team", ADMIN_ACTOR, "service_role", Some(user_traits(id, &user)), "");
+        let event = q::auth_event("user_deleted", "team", ADMIN_ACTOR, "service_role", Some(user_traits(id, &user)), ip);
         self.store.batch(vec![q::delete_user(id), event]).await?;
         Ok(())
     }
 
     /// POST /admin/generate_link: the link without sending mail.
-    pub async fn generate_link(&self, body: &Value, redirect_to: Option<&str>) -> AuthResult<Value> {
+    pub async fn generate_link(&self, body: &Value, redirect_to: Option<&str>, ip: &str) -> AuthResult<Value> {
         let kind = body.get("type").and_then(Value::as_str).unwrap_or_default();
         let email = body.get("email").and_then(Value::as_str).map(str::trim).unwrap_or_default();
         if !is_email(email) {
@@ -855,7 +855,7 @@ impl AuthService {
                             .ok_or_else(|| AuthError::validation("Password is required for signup links"))?;
                         self.check_password_strength(pw)?;
                         let hash = hash_blocking(pw.to_string()).await?;
-                        self.create_email_user(email, Some(&hash), body, false, "").await?
+                        self.create_email_user(email, Some(&hash), body, false, ip).await?
                     }
                 };
                 (user, "confirmation")
@@ -867,13 +867,13 @@ impl AuthService {
             "invite" => {
                 let user = match existing {
                     Some(u) => u,
-                    None => self.create_email_user(email, None, body, true, "").await?,
+                    None => self.create_email_user(email, None, body, true, ip).await?,
                 };
                 (user, "invite")
             }
             _ => return Err(AuthError::validation("type must be signup, invite, magiclink or recovery")),
         };
-        let (link_token, otp, link) = self.issue_link(&user, token_kind, email, redirect, LinkRequester::Admin).await?;
+        let (link_token, otp, link) = self.issue_link(&user, token_kind, email, redirect, LinkRequester::Admin { ip }).await?;
         let fresh = self.one(q::user_by_id(&user.str("id").unwrap_or_default())).await?.unwrap_or(user);
         let mut out = self.user_json(&fresh).await?;
         out["action_link"] = json!(link);
@@ -898,7 +898,7 @@ fn user_traits(id: &str, user: &Row) -> Value {
 #[derive(Clone, Copy)]
 enum LinkRequester<'a> {
     User { ip: &'a str },
-    Admin,
+    Admin { ip: &'a str },
 }
 
 /// The auth event a one-time link leaves, with GoTrue's action names. E-mail change links
@@ -913,7 +913,7 @@ fn link_event(kind: &str, user: &Row, requester: LinkRequester<'_>) -> Option<St
     let id = user.str("id").unwrap_or_default();
     Some(match requester {
         LinkRequester::User { ip } => q::auth_event(action, log_type, &id, &username(user), None, ip),
-        LinkRequester::Admin => q::auth_event(action, log_type, ADMIN_ACTOR, "service_role", Some(user_traits(&id, user)), ""),
+        LinkRequester::Admin { ip } => q::auth_event(action, log_type, ADMIN_ACTOR, "service_role", Some(user_traits(&id, user)), ip),
     })
 }
 

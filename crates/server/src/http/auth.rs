@@ -252,11 +252,18 @@ async fn verify_link(
     Redirect::to(&format!("{target}#{fragment}")).into_response()
 }
 
-async fn invite(State(app): State<AppState>, Query(p): Query<Params>, headers: HeaderMap, body: Bytes) -> R {
+async fn invite(
+    State(app): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Query(p): Query<Params>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> R {
     require_admin(&app, &headers)?;
     let mut body = body_json(&body)?;
     body["type"] = json!("invite");
-    let out = app.auth.generate_link(&body, p.redirect_to.as_deref()).await?;
+    let ip = app.client_ip(addr, &headers).to_string();
+    let out = app.auth.generate_link(&body, p.redirect_to.as_deref(), &ip).await?;
     if let (Some(to), Some(link), Some(otp)) = (out["email"].as_str(), out["action_link"].as_str(), out["email_otp"].as_str()) {
         app.auth.mailer.send(&crate::auth::mailer::Mail {
             to: to.into(),
@@ -297,9 +304,10 @@ async fn admin_list(State(app): State<AppState>, Query(p): Query<Params>, header
     Ok(res)
 }
 
-async fn admin_create(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> R {
+async fn admin_create(State(app): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> R {
     require_admin(&app, &headers)?;
-    Ok(Json(app.auth.admin_create(&body_json(&body)?).await?).into_response())
+    let ip = app.client_ip(addr, &headers).to_string();
+    Ok(Json(app.auth.admin_create(&body_json(&body)?, &ip).await?).into_response())
 }
 
 async fn admin_get(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> R {
@@ -307,18 +315,37 @@ async fn admin_get(State(app): State<AppState>, Path(id): Path<String>, headers:
     Ok(Json(app.auth.admin_get(&id).await?).into_response())
 }
 
-async fn admin_update(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> R {
+async fn admin_update(
+    State(app): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> R {
     require_admin(&app, &headers)?;
-    Ok(Json(app.auth.admin_update(&id, &body_json(&body)?).await?).into_response())
+    let ip = app.client_ip(addr, &headers).to_string();
+    Ok(Json(app.auth.admin_update(&id, &body_json(&body)?, &ip).await?).into_response())
 }
 
-async fn admin_delete(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> R {
+async fn admin_delete(
+    State(app): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> R {
     require_admin(&app, &headers)?;
-    app.auth.admin_delete(&id).await?;
+    app.auth.admin_delete(&id, &app.client_ip(addr, &headers).to_string()).await?;
     Ok(Json(json!({})).into_response())
 }
 
-async fn generate_link(State(app): State<AppState>, Query(p): Query<Params>, headers: HeaderMap, body: Bytes) -> R {
+async fn generate_link(
+    State(app): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Query(p): Query<Params>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> R {
     require_admin(&app, &headers)?;
-    Ok(Json(app.auth.generate_link(&body_json(&body)?, p.redirect_to.as_deref()).await?).into_response())
+    let ip = app.client_ip(addr, &headers).to_string();
+    Ok(Json(app.auth.generate_link(&body_json(&body)?, p.redirect_to.as_deref(), &ip).await?).into_response())
 }

@@ -225,7 +225,7 @@ async fn auth_events(b: Backend) {
         (login["payload"]["actor_id"].as_str(), login["payload"]["actor_username"].as_str()),
         (Some(uid.as_str()), Some("events@example.com"))
     );
-    for e in &log[..6] {
+    for e in &log {
         assert_eq!(e["new_row"]["ip_address"], "127.0.0.1", "the client's address: {e}");
     }
     assert_eq!(login["payload"]["traits"]["provider"], "email");
@@ -287,8 +287,8 @@ async fn link_and_admin_events(b: Backend) {
     assert_eq!(log[5]["new_row"]["payload"]["traits"]["user_email"], "guest@example.com");
     let traits = &log[8]["new_row"]["payload"]["traits"];
     assert_eq!((traits["user_id"].as_str(), traits["user_email"].as_str()), (Some(uid.as_str()), Some("links2@example.com")));
-    for i in [2, 3, 6] {
-        assert_eq!(log[i]["new_row"]["ip_address"], "127.0.0.1", "the client's address: {}", log[i]);
+    for e in &log {
+        assert_eq!(e["new_row"]["ip_address"], "127.0.0.1", "the client's address, the admin's too: {e}");
     }
     assert!(!serde_json::to_string(&log).expect("text").contains(&code), "no one-time code reaches the log");
     let (_, v) = app.get("/audit/v1/verify").await;
