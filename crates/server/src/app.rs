@@ -42,12 +42,6 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// The requesting client's address: the peer, or what trusted proxies forwarded (see
-    /// `http::client_ip`).
-    pub fn client_ip(&self, peer: std::net::SocketAddr, headers: &axum::http::HeaderMap) -> std::net::IpAddr {
-        crate::http::client_ip::client_ip(peer.ip(), headers, &self.config.trusted_proxies)
-    }
-
     /// `catalogs`: one per exposed schema. A configured secret may be base64; a generated one is not.
     pub fn new(config: Config, store: Store, catalogs: Vec<Catalog>, secret: &str, base_url: String) -> anyhow::Result<Self> {
         let key = crate::config::secret_bytes(secret, config.rest.jwt_secret_is_base64 && config.jwt_secret.is_some())?;

@@ -1,9 +1,7 @@
 //! The GoTrue-compatible API at `/auth/v1`.
 
-use std::net::SocketAddr;
-
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -11,6 +9,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::client_ip::ClientIp;
 use crate::app::AppState;
 use crate::auth::error::{AuthError, AuthResult};
 use crate::auth::service::{urlencode, Client};
@@ -118,28 +117,16 @@ async fn settings(State(app): State<AppState>, headers: HeaderMap) -> R {
     .into_response())
 }
 
-async fn signup(
-    State(app): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Query(p): Query<Params>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> R {
+async fn signup(State(app): State<AppState>, ClientIp(ip): ClientIp, Query(p): Query<Params>, headers: HeaderMap, body: Bytes) -> R {
     require_apikey(&app, &headers)?;
-    let ip = app.client_ip(addr, &headers).to_string();
+    let ip = ip.to_string();
     let out = app.auth.signup(&body_json(&body)?, &client(&ip, &headers), p.redirect_to.as_deref()).await?;
     Ok(Json(out).into_response())
 }
 
-async fn token(
-    State(app): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Query(p): Query<Params>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> R {
+async fn token(State(app): State<AppState>, ClientIp(ip): ClientIp, Query(p): Query<Params>, headers: HeaderMap, body: Bytes) -> R {
     require_apikey(&app, &headers)?;
-    let ip = app.client_ip(addr, &headers).to_string();
+    let ip = ip.to_string();
     let c = client(&ip, &headers);
     let body = body_json(&body)?;
     let session = match p.grant_type.as_deref() {
@@ -165,57 +152,39 @@ async fn get_user(State(app): State<AppState>, headers: HeaderMap) -> R {
     Ok(Json(app.auth.user_json(&user).await?).into_response())
 }
 
-async fn put_user(
-    State(app): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Query(p): Query<Params>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> R {
+async fn put_user(State(app): State<AppState>, ClientIp(ip): ClientIp, Query(p): Query<Params>, headers: HeaderMap, body: Bytes) -> R {
     require_apikey(&app, &headers)?;
     let (caller, user) = app.auth.caller(bearer(&headers)).await?;
-    let ip = app.client_ip(addr, &headers).to_string();
+    let ip = ip.to_string();
     let out = app.auth.update_user(&caller, &user, &body_json(&body)?, p.redirect_to.as_deref(), &client(&ip, &headers)).await?;
     Ok(Json(out).into_response())
 }
 
-async fn logout(State(app): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, Query(p): Query<Params>, headers: HeaderMap) -> R {
+async fn logout(State(app): State<AppState>, ClientIp(ip): ClientIp, Query(p): Query<Params>, headers: HeaderMap) -> R {
     require_apikey(&app, &headers)?;
     let (caller, _) = app.auth.caller(bearer(&headers)).await?;
-    let ip = app.client_ip(addr, &headers).to_string();
+    let ip = ip.to_string();
     app.auth.logout(&caller, p.scope.as_deref().unwrap_or("global"), &client(&ip, &headers)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn recover(
-    State(app): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Query(p): Query<Params>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> R {
+async fn recover(State(app): State<AppState>, ClientIp(ip): ClientIp, Query(p): Query<Params>, headers: HeaderMap, body: Bytes) -> R {
     require_apikey(&app, &headers)?;
-    let ip = app.client_ip(addr, &headers).to_string();
+    let ip = ip.to_string();
     app.auth.recover(&body_json(&body)?, &client(&ip, &headers), p.redirect_to.as_deref()).await?;
     Ok(Json(json!({})).into_response())
 }
 
-async fn otp(
-    State(app): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Query(p): Query<Params>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> R {
+async fn otp(State(app): State<AppState>, ClientIp(ip): ClientIp, Query(p): Query<Params>, headers: HeaderMap, body: Bytes) -> R {
     require_apikey(&app, &headers)?;
-    let ip = app.client_ip(addr, &headers).to_string();
+    let ip = ip.to_string();
     app.auth.otp(&body_json(&body)?, &client(&ip, &headers), p.redirect_to.as_deref()).await?;
     Ok(Json(json!({})).into_response())
 }
 
-async fn verify(State(app): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> R {
+async fn verify(State(app): State<AppState>, ClientIp(ip): ClientIp, headers: HeaderMap, body: Bytes) -> R {
     require_apikey(&app, &headers)?;
-    let ip = app.client_ip(addr, &headers).to_string();
+    let ip = ip.to_string();
     let body = body_json(&body)?;
     let kind = body.get("type").and_then(Value::as_str).unwrap_or_default();
     let (email, token) = match (body.get("token_hash").and_then(Value::as_str), body.get("token").and_then(Value::as_str)) {
@@ -232,13 +201,8 @@ async fn verify(State(app): State<AppState>, ConnectInfo(addr): ConnectInfo<Sock
 
 /// The e-mail link: verify, then send the browser on with the session in the fragment
 /// (implicit flow) or the error in the fragment.
-async fn verify_link(
-    State(app): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Query(p): Query<Params>,
-    headers: HeaderMap,
-) -> Response {
-    let ip = app.client_ip(addr, &headers).to_string();
+async fn verify_link(State(app): State<AppState>, ClientIp(ip): ClientIp, Query(p): Query<Params>, headers: HeaderMap) -> Response {
+    let ip = ip.to_string();
     let target = app.auth.settings.redirect(p.redirect_to.as_deref());
     let result =
         app.auth.verify(p.kind.as_deref().unwrap_or_default(), None, p.token.as_deref().unwrap_or_default(), &client(&ip, &headers)).await;
@@ -252,17 +216,11 @@ async fn verify_link(
     Redirect::to(&format!("{target}#{fragment}")).into_response()
 }
 
-async fn invite(
-    State(app): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Query(p): Query<Params>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> R {
+async fn invite(State(app): State<AppState>, ClientIp(ip): ClientIp, Query(p): Query<Params>, headers: HeaderMap, body: Bytes) -> R {
     require_admin(&app, &headers)?;
     let mut body = body_json(&body)?;
     body["type"] = json!("invite");
-    let ip = app.client_ip(addr, &headers).to_string();
+    let ip = ip.to_string();
     let out = app.auth.generate_link(&body, p.redirect_to.as_deref(), &ip).await?;
     if let (Some(to), Some(link), Some(otp)) = (out["email"].as_str(), out["action_link"].as_str(), out["email_otp"].as_str()) {
         app.auth.mailer.send(&crate::auth::mailer::Mail {
@@ -304,9 +262,9 @@ async fn admin_list(State(app): State<AppState>, Query(p): Query<Params>, header
     Ok(res)
 }
 
-async fn admin_create(State(app): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> R {
+async fn admin_create(State(app): State<AppState>, ClientIp(ip): ClientIp, headers: HeaderMap, body: Bytes) -> R {
     require_admin(&app, &headers)?;
-    let ip = app.client_ip(addr, &headers).to_string();
+    let ip = ip.to_string();
     Ok(Json(app.auth.admin_create(&body_json(&body)?, &ip).await?).into_response())
 }
 
@@ -315,37 +273,20 @@ async fn admin_get(State(app): State<AppState>, Path(id): Path<String>, headers:
     Ok(Json(app.auth.admin_get(&id).await?).into_response())
 }
 
-async fn admin_update(
-    State(app): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> R {
+async fn admin_update(State(app): State<AppState>, ClientIp(ip): ClientIp, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> R {
     require_admin(&app, &headers)?;
-    let ip = app.client_ip(addr, &headers).to_string();
+    let ip = ip.to_string();
     Ok(Json(app.auth.admin_update(&id, &body_json(&body)?, &ip).await?).into_response())
 }
 
-async fn admin_delete(
-    State(app): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> R {
+async fn admin_delete(State(app): State<AppState>, ClientIp(ip): ClientIp, Path(id): Path<String>, headers: HeaderMap) -> R {
     require_admin(&app, &headers)?;
-    app.auth.admin_delete(&id, &app.client_ip(addr, &headers).to_string()).await?;
+    app.auth.admin_delete(&id, &ip.to_string()).await?;
     Ok(Json(json!({})).into_response())
 }
 
-async fn generate_link(
-    State(app): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Query(p): Query<Params>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> R {
+async fn generate_link(State(app): State<AppState>, ClientIp(ip): ClientIp, Query(p): Query<Params>, headers: HeaderMap, body: Bytes) -> R {
     require_admin(&app, &headers)?;
-    let ip = app.client_ip(addr, &headers).to_string();
+    let ip = ip.to_string();
     Ok(Json(app.auth.generate_link(&body_json(&body)?, p.redirect_to.as_deref(), &ip).await?).into_response())
 }

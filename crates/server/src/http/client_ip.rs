@@ -3,10 +3,28 @@
 //! limits, auth events and the audit log all key on it; behind a load balancer the peer alone
 //! would make every client one.
 
-use std::net::{IpAddr, SocketAddr};
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use ipnet::IpNet;
+
+use crate::app::AppState;
+
+/// The client's address as a handler argument: the peer, or what trusted proxies forwarded.
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Infallible> {
+        // The server always serves with connect info; unspecified only outside it.
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        Ok(ClientIp(client_ip(peer, &parts.headers, &app.config.trusted_proxies)))
+    }
+}
 
 /// Walks `X-Forwarded-For` from the nearest hop back, through trusted proxies only: the first
 /// untrusted address is the client. A forged entry further left than that is never reached, and

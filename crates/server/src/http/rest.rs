@@ -1,11 +1,11 @@
 //! The data API (at `/rest/v1`, or at the root in PostgREST's layout): parse, plan, render,
 //! execute, respond.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
-use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -16,6 +16,7 @@ use basalt_query::request::{Action, CountPref, MediaType, TxPref};
 use basalt_query::Error as RestError;
 use basalt_schema::Catalog;
 
+use super::client_ip::ClientIp;
 use super::identity::{identify, Identity};
 use super::timing::Timing;
 use super::{openapi, respond};
@@ -49,7 +50,7 @@ async fn rpc_method(method: Method) -> Response {
 
 async fn handle(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     method: Method,
     Path(table): Path<String>,
     RawQuery(query): RawQuery,
@@ -57,14 +58,13 @@ async fn handle(
     body: Body,
 ) -> Response {
     let mut timing = Timing::start(app.config.rest.server_timing);
-    let result =
-        run(&app, &method, &table, query.as_deref().unwrap_or_default(), &headers, body, app.client_ip(peer, &headers), &mut timing).await;
+    let result = run(&app, &method, &table, query.as_deref().unwrap_or_default(), &headers, body, ip, &mut timing).await;
     finish(result, timing)
 }
 
 async fn rpc(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     method: Method,
     Path(function): Path<String>,
     RawQuery(query): RawQuery,
@@ -72,9 +72,7 @@ async fn rpc(
     body: Body,
 ) -> Response {
     let mut timing = Timing::start(app.config.rest.server_timing);
-    let result =
-        call(&app, &method, &function, query.as_deref().unwrap_or_default(), &headers, body, app.client_ip(peer, &headers), &mut timing)
-            .await;
+    let result = call(&app, &method, &function, query.as_deref().unwrap_or_default(), &headers, body, ip, &mut timing).await;
     finish(result, timing)
 }
 
