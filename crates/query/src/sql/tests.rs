@@ -72,7 +72,7 @@ fn writes() {
     );
     let MutateSql::Steps { collect, read, .. } = Sqlite.mutate(&plan) else { panic!() };
     assert!(
-        collect.sql.contains("SELECT (_j.value ->> '$.\"rank\"') FROM json_each(?1) AS _j WHERE true RETURNING rowid"),
+        collect.sql.contains("SELECT (_j.value ->> '$.\"rank\"') FROM jsonb_each(?1) AS _j WHERE true RETURNING rowid"),
         "{}",
         collect.sql
     );
