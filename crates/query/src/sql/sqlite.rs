@@ -136,14 +136,18 @@ impl Sqlite {
 
     /// Row-level security before the write, as PostgreSQL checks policies before constraints:
     /// the rows about to be written (payload values, defaults, current values) are built in a
-    /// subquery and counted when they fail the policy.
+    /// subquery and counted when they fail the policy. The subquery builds only the columns the
+    /// policy reads: the others' defaults (a new id, timestamps) would be computed for nothing.
     fn pre_check(&self, plan: &MutatePlan, alias: &str, cond: &crate::plan::Cond) -> Fragment {
         let mut b = Builder::default();
-        let cols: Vec<String> = match &plan.kind {
+        let read = policy_columns(cond, alias);
+        let needed = |c: &&basalt_schema::Column| read.as_ref().is_none_or(|r| r.contains(&c.name.as_str()));
+        let mut cols: Vec<String> = match &plan.kind {
             MutateKind::Insert { columns, rows, missing_default, .. } => {
                 b.params.push(rows.clone());
                 plan.table_columns
                     .iter()
+                    .filter(needed)
                     .map(|c| {
                         let default = || {
                             c.default
@@ -170,6 +174,7 @@ impl Sqlite {
                 b.params.push(values.clone());
                 plan.table_columns
                     .iter()
+                    .filter(needed)
                     .map(|c| {
                         let v = if columns.iter().any(|x| x.name == c.name) {
                             self.extract("?1", c)
@@ -184,6 +189,9 @@ impl Sqlite {
             }
             MutateKind::Delete { .. } => Vec::new(),
         };
+        if cols.is_empty() {
+            cols.push("1 AS _one".into());
+        }
         b.push(&format!("SELECT count(*) FROM (SELECT {} ", cols.join(", ")));
         match &plan.kind {
             MutateKind::Insert { columns, .. } if !columns.is_empty() => {
@@ -217,6 +225,44 @@ impl Sqlite {
         } else {
             format!("({src} ->> '$.\"{name}\"')")
         }
+    }
+}
+
+/// The columns of `alias` a policy condition reads, or None when it is not a policy
+/// expression (then every column is built).
+fn policy_columns<'a>(cond: &'a crate::plan::Cond, alias: &str) -> Option<Vec<&'a str>> {
+    use crate::plan::{Cond, PExpr, PVal};
+    fn val<'a>(v: &'a PVal, alias: &str, out: &mut Vec<&'a str>) {
+        if let PVal::Col { alias: a, column, .. } = v {
+            if a == alias {
+                out.push(column);
+            }
+        }
+    }
+    fn walk<'a>(e: &'a PExpr, alias: &str, out: &mut Vec<&'a str>) {
+        match e {
+            PExpr::Or(v) | PExpr::And(v) => v.iter().for_each(|x| walk(x, alias, out)),
+            PExpr::Not(x) => walk(x, alias, out),
+            PExpr::Cmp(l, _, r) => {
+                val(l, alias, out);
+                val(r, alias, out);
+            }
+            PExpr::IsNull(v, _) | PExpr::Truthy(v) => val(v, alias, out),
+            PExpr::In(v, list, _) => {
+                val(v, alias, out);
+                list.iter().for_each(|x| val(x, alias, out));
+            }
+            PExpr::Exists { cond, .. } => walk(cond, alias, out),
+            PExpr::Const(_) => {}
+        }
+    }
+    match cond {
+        Cond::Expr(e) => {
+            let mut out = Vec::new();
+            walk(e, alias, &mut out);
+            Some(out)
+        }
+        _ => None,
     }
 }
 

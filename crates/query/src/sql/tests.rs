@@ -86,3 +86,27 @@ fn writes() {
 fn like_to_glob_escapes() {
     assert_eq!(sqlite::like_to_glob("a%b_c\\%*"), "a*b?c%[*]");
 }
+
+#[test]
+fn sqlite_insert_check_builds_only_the_policy_columns() {
+    let catalog = basalt_schema::parse_schema(
+        r#"
+[tables.notes]
+owner = "user_id"
+columns.id      = { type = "uuid", primary_key = true, default = "uuidv7()" }
+columns.user_id = { type = "uuid", not_null = true, default = "auth.uid()" }
+columns.body    = { type = "text" }
+"#,
+    )
+    .unwrap();
+    let claims = serde_json::json!({ "sub": "7c5a2b1e-0000-4000-8000-000000000001", "role": "authenticated" });
+    let user = Access { role: "authenticated", claims: &claims, enforce: true };
+    let req = parse_request("POST", "notes", "", Headers::default(), b"{\"body\":\"hi\"}").unwrap();
+    let plan = plan_mutate(&catalog, &req, user).unwrap();
+    let MutateSql::Steps { check, collect, .. } = Sqlite.mutate(&plan) else { panic!() };
+    let check = check.expect("a policy check");
+    assert!(check.sql.contains("AS \"user_id\""), "{}", check.sql);
+    assert!(!check.sql.contains("AS \"id\"") && !check.sql.contains("AS \"body\""), "{}", check.sql);
+    assert!(check.sql.contains("FROM jsonb_each(?1)"), "{}", check.sql);
+    assert!(collect.sql.starts_with("INSERT INTO \"notes\" (\"body\")"), "{}", collect.sql);
+}
