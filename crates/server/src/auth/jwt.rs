@@ -129,11 +129,23 @@ impl JwtKeys {
         Ok((role, claims))
     }
 
+    /// The role of a token [`JwtKeys::verify`] accepts, without copying its claims: API keys
+    /// come with every request, and mostly only their validity matters.
+    pub fn role(&self, token: &str) -> Result<Role, JwtError> {
+        let now = chrono::Utc::now().timestamp();
+        if let Ok(cache) = self.cache.read() {
+            if let Some(c) = cache.get(token).filter(|c| fresh(c, now)) {
+                return Role::parse(&c.role).ok_or_else(|| JwtError::UnknownRole(c.role.clone()));
+            }
+        }
+        self.verify(token).map(|(role, _)| role)
+    }
+
     /// Checks a token: HS256 only (so `alg: none` and other algorithms fail), signature, expiry
     /// with 30 s leeway and the audience. Results are cached per token until they expire.
     pub fn claims(&self, token: &str) -> Result<Claims, JwtError> {
         let now = chrono::Utc::now().timestamp();
-        let fresh = |c: &Claims| c.exp.is_none_or(|exp| exp + 30 >= now);
+        let fresh = |c: &Claims| fresh(c, now);
         if let Ok(cache) = self.cache.read() {
             if let Some(c) = cache.get(token) {
                 if fresh(c) {
@@ -167,6 +179,11 @@ impl JwtKeys {
         }
         Ok(data.claims)
     }
+}
+
+/// Not expired, with 30 s of leeway for clocks that differ.
+fn fresh(c: &Claims, now: i64) -> bool {
+    c.exp.is_none_or(|exp| exp + 30 >= now)
 }
 
 #[cfg(test)]

@@ -91,24 +91,26 @@ pub async fn identify(app: &AppState, headers: &HeaderMap, query: &str) -> ApiRe
 }
 
 fn identify_token(app: &AppState, headers: &HeaderMap, query: &str) -> ApiResult<Arc<Identity>> {
-    let apikey = headers
+    let apikey: Option<std::borrow::Cow<str>> = headers
         .get("apikey")
         .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "apikey").map(|(_, v)| v.into_owned()))
+        .map(std::borrow::Cow::Borrowed)
+        .or_else(|| form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "apikey").map(|(_, v)| v))
         .filter(|k| !k.is_empty());
+    // Whether the key is a valid anon or service key; its claims are copied only when the
+    // request runs as the key (no user token).
     let key = match &apikey {
-        Some(k) => match app.jwt.verify(k) {
-            Ok((r @ (Role::Anon | Role::ServiceRole), claims)) => Some((r, claims)),
+        Some(k) => match app.jwt.role(k) {
+            Ok(Role::Anon | Role::ServiceRole) => true,
             _ if app.config.rest.apikey_required() => {
                 return Err(ApiError::Gateway { status: 401, message: "Invalid authentication credentials".into() })
             }
-            _ => None,
+            _ => false,
         },
         None if app.config.rest.apikey_required() => {
             return Err(ApiError::Gateway { status: 401, message: "No API key found in request".into() });
         }
-        None => None,
+        None => false,
     };
     let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
     let bearer = authorization.map(str::trim).and_then(|v| {
@@ -118,12 +120,18 @@ fn identify_token(app: &AppState, headers: &HeaderMap, query: &str) -> ApiResult
             v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(str::trim)
         }
     });
-    let from_key = |(r, claims): (Role, Claims)| Identity::new(app, r.name().to_string(), claims, false).map(Arc::new);
+    let from_key = || {
+        let (r, claims) = app
+            .jwt
+            .verify(apikey.as_deref().unwrap_or_default())
+            .map_err(|_| ApiError::Gateway { status: 401, message: "Invalid authentication credentials".into() })?;
+        Identity::new(app, r.name().to_string(), claims, false).map(Arc::new)
+    };
     match (bearer, key) {
-        (None | Some(""), Some(k)) => from_key(k),
-        (Some(token), Some(k)) if Some(token) == apikey.as_deref() => from_key(k),
-        (Some(""), None) => Err(RestError::new(401, "PGRST301", "Empty JWT is sent in Authorization header").into()),
-        (None, None) => Identity::anonymous(app).map(Arc::new),
+        (None | Some(""), true) => from_key(),
+        (Some(token), true) if Some(token) == apikey.as_deref() => from_key(),
+        (Some(""), false) => Err(RestError::new(401, "PGRST301", "Empty JWT is sent in Authorization header").into()),
+        (None, false) => Identity::anonymous(app).map(Arc::new),
         (Some(token), _) => {
             if let Some(hit) = app.identities.get(token) {
                 return Ok(hit);
