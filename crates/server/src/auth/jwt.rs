@@ -132,32 +132,30 @@ impl JwtKeys {
     /// The role of a token [`JwtKeys::verify`] accepts, without copying its claims: API keys
     /// come with every request, and mostly only their validity matters.
     pub fn role(&self, token: &str) -> Result<Role, JwtError> {
-        let now = chrono::Utc::now().timestamp();
-        if let Ok(cache) = self.cache.read() {
-            if let Some(c) = cache.get(token).filter(|c| fresh(c, now)) {
-                return Role::parse(&c.role).ok_or_else(|| JwtError::UnknownRole(c.role.clone()));
-            }
+        match self.cached(token, |c| Role::parse(&c.role).ok_or_else(|| JwtError::UnknownRole(c.role.clone()))) {
+            Some(role) => role,
+            None => self.verify(token).map(|(role, _)| role),
         }
-        self.verify(token).map(|(role, _)| role)
+    }
+
+    /// `f` of the cached claims of a token checked before and not expired since.
+    fn cached<R>(&self, token: &str, f: impl FnOnce(&Claims) -> R) -> Option<R> {
+        let now = chrono::Utc::now().timestamp();
+        self.cache.read().ok()?.get(token).filter(|c| fresh(c, now)).map(f)
     }
 
     /// Checks a token: HS256 only (so `alg: none` and other algorithms fail), signature, expiry
     /// with 30 s leeway and the audience. Results are cached per token until they expire.
     pub fn claims(&self, token: &str) -> Result<Claims, JwtError> {
-        let now = chrono::Utc::now().timestamp();
-        let fresh = |c: &Claims| fresh(c, now);
-        if let Ok(cache) = self.cache.read() {
-            if let Some(c) = cache.get(token) {
-                if fresh(c) {
-                    return Ok(c.clone());
-                }
-            }
+        if let Some(c) = self.cached(token, Claims::clone) {
+            return Ok(c);
         }
+        let now = chrono::Utc::now().timestamp();
         let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::InvalidSignature => JwtError::Invalid("No suitable key or wrong key type".into()),
             _ => JwtError::Invalid(format!("Invalid JWT: {e}")),
         })?;
-        if !fresh(&data.claims) {
+        if !fresh(&data.claims, now) {
             return Err(JwtError::Expired);
         }
         if let Some(want) = &self.audience {
@@ -214,6 +212,20 @@ mod tests {
         let none = format!("{}.{}.", b64("{\"alg\":\"none\",\"typ\":\"JWT\"}"), b64("{\"role\":\"service_role\",\"exp\":2366841600}"));
         assert!(k.verify(&none).is_err());
         assert!(k.verify("garbage").is_err());
+    }
+
+    #[test]
+    fn role_agrees_with_verify_before_and_after_caching() {
+        let k = JwtKeys::new(SECRET.as_bytes(), None);
+        let anon = k.project_key("anon");
+        assert_eq!(k.role(&anon).unwrap(), Role::Anon);
+        assert_eq!(k.role(&anon).unwrap(), Role::Anon, "from the cache");
+        let weird =
+            k.sign(&Claims { role: "postgres".into(), sub: None, iss: None, iat: None, exp: Some(KEY_EXP), extra: Default::default() });
+        assert!(matches!(k.role(&weird), Err(JwtError::UnknownRole(_))));
+        let expired = k.sign(&Claims { role: "anon".into(), sub: None, iss: None, iat: None, exp: Some(1000), extra: Default::default() });
+        assert_eq!(k.role(&expired).unwrap_err(), JwtError::Expired);
+        assert!(k.role("garbage").is_err());
     }
 
     mod base64_like {
