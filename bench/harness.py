@@ -118,9 +118,15 @@ def cargo_build(procs, args, what):
 def basalt_binary(procs, quick):
     release = os.path.join(ROOT, "target", "release", "basalt")
     debug = os.path.join(ROOT, "target", "debug", "basalt")
-    chosen = os.environ.get("BASALT_BENCH_BIN") or release
-    if os.path.exists(chosen):
+    given = os.environ.get("BASALT_BENCH_BIN")
+    if given:
+        # The servers run in their own work folder: a path relative to here must not change meaning.
+        chosen = os.path.abspath(given)
+        if not os.path.exists(chosen):
+            raise HarnessError(f"BASALT_BENCH_BIN={given}: no such file")
         return chosen
+    if os.path.exists(release):
+        return release
     if quick:
         if not os.path.exists(debug):
             cargo_build(procs, ["-p", "basalt", "--bin", "basalt"], "basalt (debug)")
