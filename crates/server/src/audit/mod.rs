@@ -116,13 +116,27 @@ pub fn entry_hash<'a>(prev: &str, fields: impl Iterator<Item = Option<&'a str>>)
         match f {
             None => h.update(b"~"),
             Some(t) => {
-                h.update(t.chars().count().to_string().as_bytes());
+                let mut digits = [0u8; 20];
+                h.update(decimal(t.chars().count(), &mut digits));
                 h.update(b":");
                 h.update(t.as_bytes());
             }
         }
     }
     hex::encode(h.finalize())
+}
+
+/// `n` in decimal, written into `buf` (SQLite computes one hash per audited write, on the writer).
+fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
 }
 
 /// What checking the chain found.
@@ -248,6 +262,10 @@ mod tests {
         let b = entry_hash(GENESIS, [Some("a"), Some("b|c")].into_iter());
         let c = entry_hash(GENESIS, [None, Some("")].into_iter());
         let d = entry_hash(GENESIS, [Some(""), None].into_iter());
+        let mut digits = [0u8; 20];
+        assert_eq!(decimal(0, &mut digits), b"0");
+        assert_eq!(decimal(1234567890, &mut digits), b"1234567890");
+        assert_eq!(decimal(usize::MAX, &mut digits), usize::MAX.to_string().as_bytes());
         assert_ne!(a, b);
         assert_ne!(c, d);
     }

@@ -83,17 +83,18 @@ fn audit_context(ctx: &Context) -> Result<Option<String>> {
 }
 
 /// `basalt_audit_hash(prev, id, at, ...)`: the chain hash the audit triggers store.
+/// Text arguments are hashed where SQLite holds them, without a copy.
 fn audit_hash(ctx: &Context) -> Result<String> {
-    let text = |i: usize| -> Result<Option<String>> {
-        Ok(match ctx.get_raw(i) {
+    let text = |i: usize| -> Option<std::borrow::Cow<'_, str>> {
+        match ctx.get_raw(i) {
             ValueRef::Null => None,
-            ValueRef::Integer(n) => Some(n.to_string()),
-            ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
-            other => Some(format!("{other:?}")),
-        })
+            ValueRef::Integer(n) => Some(n.to_string().into()),
+            ValueRef::Text(t) => Some(String::from_utf8_lossy(t)),
+            other => Some(format!("{other:?}").into()),
+        }
     };
-    let prev = text(0)?.unwrap_or_default();
-    let fields = (1..14).map(text).collect::<Result<Vec<_>>>()?;
+    let prev = text(0).unwrap_or_default();
+    let fields: Vec<_> = (1..14).map(text).collect();
     Ok(crate::audit::entry_hash(&prev, fields.iter().map(Option::as_deref)))
 }
 
