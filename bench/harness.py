@@ -16,7 +16,7 @@ import time
 
 import dataset
 from load import WORKLOADS, find_pgbench, lua_script, run_pgbench, run_wrk
-from procs import HarnessError, Procs, cpu_ticks, current_rss_kib, reset_peak_rss, wait_idle
+from procs import HarnessError, Procs, cpu_ticks, current_rss_kib, reset_peak_rss, wait_idle, wait_machine_idle
 from systems import Basalt, Ceiling, PocketBase, Postgres
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
@@ -31,8 +31,9 @@ NOTES = [
     "list: PocketBase with skipTotal=1 (no COUNT), as Basalt without Prefer: count.",
     "ids: Basalt's generations use uuidv7() (time-ordered, as Basalt recommends for tables that grow); PocketBase's are "
     "its own random 15-character ids.",
-    "Workloads run in the order get, list, mix, insert, sign_in on one server per system: the reads and the mix start "
-    "from the same 10,000 rows everywhere (the mix adds its own inserts; insert comes after it).",
+    "Every server is started and loaded first; then each workload runs on each system in turn (the others idle, the "
+    "machine idle before each), in the order get, list, mix, insert, sign_in, the ceilings right after get: the reads "
+    "and the mix start from the same 10,000 rows everywhere (the mix adds its own inserts; insert comes after it).",
     "PocketBase request logs are off (logs.maxDays = 0); Basalt logs no requests at its default level.",
     "Sign-in: Basalt hashes with Argon2id (7 MiB, 5 passes: an OWASP setting; libsodium) and writes a session, a refresh token and an audited auth event per sign-in; "
     "PocketBase uses bcrypt and writes nothing.",
@@ -219,6 +220,7 @@ class Run:
         a = self.args
         conns = a.signin_connections if workload == "sign_in" else a.connections
         wait_idle(srv.proc.pid)
+        self.settle()
         if a.warmup:
             run_wrk(self.procs, self.wrk, url, path, a.warmup, a.threads, conns)
             wait_idle(srv.proc.pid)
@@ -249,17 +251,30 @@ class Run:
             + ("" if r["ok"] else "  <-- FAILED")
         )
 
-    def server(self, srv, rows, inserts):
+    def settle(self):
+        """Waits for the machine to be idle: the other systems stay up while one is measured."""
+        if not wait_machine_idle(5.0 if self.args.quick else 20.0):
+            log("  note: the machine was still busy after waiting; measuring anyway")
+
+    def setup(self, srv, rows, inserts):
+        """Starts a server, loads the data, checks the owner rule; returns its prebuilt requests."""
         t = time.monotonic()
         srv.start()
         srv.load(rows)
         srv.verify()
         log(f"  {srv.name}: started, loaded {dataset.USERS} users and {dataset.ROWS} rows, owner rule checked ({time.monotonic() - t:.1f}s)")
         self.setup_peak_rss_mib[srv.name] = round((srv.rss_kib() or 0) / 1024, 1)
-        reqs = srv.requests(inserts)
-        for w in self.args.workloads:
-            self.measure(srv.name, w, srv.base + "/", lua_script(w, reqs), srv)
-        srv.stop()
+        return srv.requests(inserts)
+
+    def pgbench(self, pgbench, url):
+        a = self.args
+        self.settle()
+        if a.warmup:
+            run_pgbench(self.procs, pgbench, url, a.warmup, a.connections, a.threads, os.path.join(self.workdir, "pgbench"))
+        self.settle()
+        r = run_pgbench(self.procs, pgbench, url, a.duration, a.connections, a.threads, os.path.join(self.workdir, "pgbench"))
+        r["connections"] = a.connections
+        self.record("pgbench", "select_only", r, None)
 
 
 def fmt(x, nd=2):
@@ -357,31 +372,44 @@ def main(argv):
         rows, inserts = dataset.rows(), dataset.inserts()
         versions = {"wrk": first_line([wrk, "-v"]), "basalt": git_rev()}
         tag = secrets.token_hex(4)
-        for system in [s for s in SYSTEMS if s in need and s not in skipped]:
-            log(f"-- {system}")
+        # Every server is started and loaded first; then each workload runs on each system in
+        # turn, the others idle. A ratio then compares runs a minute apart, not several: this
+        # machine's speed drifts by up to 15 % over minutes (bench/README.md, eighth round).
+        order = [s for s in SYSTEMS if s in need and s not in skipped]
+        log("-- starting and loading " + ", ".join(order))
+        servers, ceilings = {}, []
+        for system in order:
             if system == "ceiling-axum":
                 srv = Ceiling(procs, ceiling, workdir)
                 srv.start()
-                run.measure(srv.name, "hello", srv.base + "/", lua_script("hello", srv.requests()), srv)
-                srv.stop()
+                ceilings.append(lambda srv=srv: run.measure(srv.name, "hello", srv.base + "/", lua_script("hello", srv.requests()), srv))
             elif system == "pgbench":
                 url = pg.create(f"basalt_bench_{tag}_pgbench")
                 procs.run([pgbench, "-i", "-q", "-s", "1", url], timeout=300)
                 versions["pgbench"] = first_line([pgbench, "--version"])
-                if args.warmup:
-                    run_pgbench(procs, pgbench, url, args.warmup, args.connections, args.threads, os.path.join(workdir, "pgbench"))
-                r = run_pgbench(procs, pgbench, url, args.duration, args.connections, args.threads, os.path.join(workdir, "pgbench"))
-                r["connections"] = args.connections
-                run.record("pgbench", "select_only", r, None)
+                ceilings.append(lambda url=url: run.pgbench(pgbench, url))
             elif system == "pocketbase":
                 srv = PocketBase(procs, pb_exe, workdir)
                 versions["pocketbase"] = srv.version()
-                run.server(srv, rows, inserts)
+                servers[system] = (srv, run.setup(srv, rows, inserts))
             else:
                 url = pg.create(f"basalt_bench_{tag}") if system == "basalt-postgres" else None
                 if url:
                     versions["postgresql"] = pg.version
-                run.server(Basalt(procs, basalt, workdir, "bench-secret-" + secrets.token_hex(16), url), rows, inserts)
+                srv = Basalt(procs, basalt, workdir, "bench-secret-" + secrets.token_hex(16), url)
+                servers[system] = (srv, run.setup(srv, rows, inserts))
+        for i, w in enumerate(args.workloads):
+            log(f"-- {w}")
+            for srv, reqs in servers.values():
+                run.measure(srv.name, w, srv.base + "/", lua_script(w, reqs), srv)
+            # The ceilings right after the first workload (get by id, in a full run), whose ratio they are for.
+            if i == 0 and ceilings:
+                log("-- ceilings")
+                for measure in ceilings:
+                    measure()
+        if not args.workloads and ceilings:
+            for measure in ceilings:
+                measure()
 
         rat = ratios(run.results)
         md = table(run.results)
