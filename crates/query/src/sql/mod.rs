@@ -44,7 +44,16 @@ pub enum MutateSql {
     /// `collect` returns the rowids of affected rows; `read` and `finish` take that rowid list
     /// as JSON in their first parameter, which the store fills in.
     /// `check` runs first and counts rows about to be written that fail row-level security.
-    Steps { max_rowid: Option<Fragment>, collect: Fragment, check: Option<Fragment>, read: Option<Fragment>, finish: Option<Fragment> },
+    /// With `collect_body`, `collect` also returns each row's JSON object (its second column)
+    /// and there is no `read`: the representation comes from the write itself.
+    Steps {
+        max_rowid: Option<Fragment>,
+        collect: Fragment,
+        collect_body: bool,
+        check: Option<Fragment>,
+        read: Option<Fragment>,
+        finish: Option<Fragment>,
+    },
 }
 
 /// What differs between SQL dialects; the shared walk over conditions lives in [`Builder`].

@@ -70,12 +70,22 @@ fn writes() {
         "{}",
         pg.sql
     );
-    let MutateSql::Steps { collect, read, .. } = Sqlite.mutate(&plan) else { panic!() };
+    let MutateSql::Steps { collect, collect_body, read, .. } = Sqlite.mutate(&plan) else { panic!() };
+    // A plain insert's representation comes from its RETURNING clause, the columns by the table's name.
     assert!(
-        collect.sql.contains("SELECT (_j.value ->> '$.\"rank\"') FROM jsonb_each(?1) AS _j WHERE true RETURNING rowid"),
+        collect.sql.contains(
+            "SELECT (_j.value ->> '$.\"rank\"') FROM jsonb_each(?1) AS _j WHERE true RETURNING rowid, json_object('id', \"todos\".\"id\")"
+        ),
         "{}",
         collect.sql
     );
+    assert!(collect_body && read.is_none());
+    // An upsert reads its rows after the write, as updated ones are read.
+    req.prefer.resolution = Some(crate::request::Resolution::MergeDuplicates);
+    let plan = plan_mutate(&catalog(), &req, SERVICE).unwrap();
+    let MutateSql::Steps { collect, collect_body, read, .. } = Sqlite.mutate(&plan) else { panic!() };
+    assert!(collect.sql.ends_with("RETURNING rowid"), "{}", collect.sql);
+    assert!(!collect_body);
     assert!(read
         .unwrap()
         .sql

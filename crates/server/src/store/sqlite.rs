@@ -341,7 +341,7 @@ impl SqliteStore {
     }
 
     fn write_on(&self, conn: &Connection, sql: &MutateSql, single: bool) -> ApiResult<WriteResult> {
-        let MutateSql::Steps { max_rowid, collect, check, read, finish } = sql else {
+        let MutateSql::Steps { max_rowid, collect, collect_body, check, read, finish } = sql else {
             return Err(ApiError::internal("SQLite got a PostgreSQL plan"));
         };
         let before: Option<i64> = match max_rowid {
@@ -359,7 +359,7 @@ impl SqliteStore {
                 );
             }
         }
-        let ids = query_ids(conn, collect).map_err(|e| self.map_error(e))?;
+        let (ids, objects) = query_ids(conn, collect, *collect_body).map_err(|e| self.map_error(e))?;
         let affected = ids.len() as i64;
         if single && affected != 1 {
             return Err(RestError::not_single(affected).into());
@@ -367,6 +367,8 @@ impl SqliteStore {
         let inserted = before.map(|b| ids.iter().filter(|id| **id > b).count() as i64).unwrap_or(affected);
         let ids_json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
         let body = match read {
+            // The objects are JSON that SQLite wrote: the array is what json_group_array makes.
+            None if *collect_body => Some(format!("[{}]", objects.join(","))),
             Some(f) => {
                 let mut params: Vec<ToSqlOutput> = f.params.iter().map(to_sql).collect();
                 params[0] = ToSqlOutput::Borrowed(ValueRef::Text(ids_json.as_bytes()));
@@ -588,10 +590,18 @@ fn run_portable(conn: &Connection, s: &Stmt) -> rusqlite::Result<Vec<Row>> {
     Ok(out)
 }
 
-fn query_ids(conn: &Connection, f: &Fragment) -> rusqlite::Result<Vec<i64>> {
+/// The rowids a write returned, and with `bodies` each row's JSON object (its second column).
+fn query_ids(conn: &Connection, f: &Fragment, bodies: bool) -> rusqlite::Result<(Vec<i64>, Vec<String>)> {
     let mut stmt = conn.prepare_cached(&f.sql)?;
-    let rows = stmt.query_map(params_from_iter(f.params.iter().map(to_sql)), |r| r.get::<_, i64>(0))?;
-    rows.collect()
+    let mut rows = stmt.query(params_from_iter(f.params.iter().map(to_sql)))?;
+    let (mut ids, mut objects) = (Vec::new(), Vec::new());
+    while let Some(r) = rows.next()? {
+        ids.push(r.get::<_, i64>(0)?);
+        if bodies {
+            objects.push(r.get::<_, String>(1)?);
+        }
+    }
+    Ok((ids, objects))
 }
 
 fn introspect(conn: &Connection) -> rusqlite::Result<DbState> {
