@@ -218,4 +218,3 @@ def wait_machine_idle(timeout=20.0, step=0.25):
             return True
         last = now
     return last is None
-
