@@ -529,15 +529,37 @@ fn returns_in_place(node: &ReadPlan, checked: bool) -> bool {
         && node.fields.iter().all(|f| matches!(f, OutField::Column { expr, .. } if expr.path.is_empty()))
 }
 
-/// The node with its columns named through `table` instead of its alias.
+/// The node's fields (all plain columns, see [`returns_in_place`]) named through `table` instead of
+/// its alias; its conditions are not needed to render them, so they are not copied.
 fn relabel(node: &ReadPlan, table: &str) -> ReadPlan {
-    let mut out = node.clone();
-    for f in &mut out.fields {
-        if let OutField::Column { expr, .. } = f {
-            expr.alias = table.to_string();
-        }
+    let fields = node
+        .fields
+        .iter()
+        .map(|f| match f {
+            OutField::Column { key, expr } => OutField::Column {
+                key: key.clone(),
+                expr: crate::plan::ColExpr {
+                    alias: table.to_string(),
+                    column: expr.column.clone(),
+                    column_type: expr.column_type,
+                    path: Vec::new(),
+                    cast: expr.cast,
+                },
+            },
+            other => other.clone(),
+        })
+        .collect();
+    ReadPlan {
+        table: node.table.clone(),
+        alias: table.to_string(),
+        source: node.source,
+        call: None,
+        fields,
+        conds: Vec::new(),
+        order: Vec::new(),
+        limit: None,
+        offset: None,
     }
-    out
 }
 
 /// Turns a LIKE pattern (`%`, `_`, `\` escapes) into a GLOB pattern.
