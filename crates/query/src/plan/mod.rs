@@ -225,6 +225,10 @@ pub enum MutateKind {
         on_conflict: Option<OnConflict>,
         /// Absent keys take the column default (`Prefer: missing=default`).
         missing_default: bool,
+        /// The payload's one row, a canonical value per column in `columns` order, when the
+        /// payload is a single row holding every target column: a dialect may bind these instead
+        /// of reading the JSON array (SQLite then parses no JSON on its one writer).
+        single: Option<Vec<serde_json::Value>>,
     },
     Update {
         alias: String,

@@ -44,7 +44,7 @@ pub fn plan_mutate(catalog: &Catalog, req: &ApiRequest, access: Access) -> Resul
         Action::Insert => insert(table, req, body.ok_or_else(|| Error::bad_body("Empty or invalid json"))?)?,
         Action::Update => {
             let obj = body.and_then(Value::as_object).ok_or_else(|| Error::bad_body("Empty or invalid json"))?;
-            let (columns, values) = row_values(table, obj, None)?;
+            let (columns, values) = row_values(table, obj)?;
             let touch = table.maintains_updated_at && !obj.contains_key("updated_at");
             MutateKind::Update {
                 conds: conds(&alias)?,
@@ -131,9 +131,14 @@ fn insert(table: &Table, req: &ApiRequest, body: &Value) -> Result<MutateKind> {
     }
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
-        let (_, values) = row_values(table, r, Some(&columns))?;
-        out.push(Value::Object(values));
+        out.push(Value::Object(payload_values(r, &columns)?));
     }
+    let single = match out.as_slice() {
+        [Value::Object(row)] if !columns.is_empty() && columns.iter().all(|c| row.contains_key(&c.name)) => {
+            Some(columns.iter().map(|c| row.get(&c.name).cloned().unwrap_or(Value::Null)).collect())
+        }
+        _ => None,
+    };
     let on_conflict = match req.prefer.resolution {
         None => None,
         Some(res) => {
@@ -159,22 +164,28 @@ fn insert(table: &Table, req: &ApiRequest, body: &Value) -> Result<MutateKind> {
         rows: Param::Json(Value::Array(out).to_string()),
         on_conflict,
         missing_default: req.prefer.missing_default,
+        single,
     })
 }
 
-/// Canonicalises one payload object. With `only`, keys outside it are ignored (as `columns=`);
-/// without it, every key must be a column.
-fn row_values(table: &Table, obj: &Map<String, Value>, only: Option<&[Column]>) -> Result<(Vec<Column>, Map<String, Value>)> {
+/// Canonicalises the keys of one payload object that are target `columns` (as `columns=`,
+/// other keys are ignored).
+fn payload_values(obj: &Map<String, Value>, columns: &[Column]) -> Result<Map<String, Value>> {
+    let mut values = Map::new();
+    for (k, v) in obj {
+        if let Some(col) = columns.iter().find(|c| c.name == *k) {
+            values.insert(k.clone(), from_json(col.ty, v)?);
+        }
+    }
+    Ok(values)
+}
+
+/// Canonicalises an update's payload object: every key must be a column.
+fn row_values(table: &Table, obj: &Map<String, Value>) -> Result<(Vec<Column>, Map<String, Value>)> {
     let mut cols = Vec::new();
     let mut values = Map::new();
     for (k, v) in obj {
-        let col = match only {
-            Some(list) => match list.iter().find(|c| c.name == *k) {
-                Some(c) => c,
-                None => continue,
-            },
-            None => table.column(k).ok_or_else(|| Error::unknown_payload_column(&table.name, k))?,
-        };
+        let col = table.column(k).ok_or_else(|| Error::unknown_payload_column(&table.name, k))?;
         values.insert(k.clone(), from_json(col.ty, v)?);
         cols.push(col.clone());
     }

@@ -254,7 +254,7 @@ impl Dialect for Postgres {
             b.push("WITH _m AS (");
         }
         match &plan.kind {
-            MutateKind::Insert { columns, rows, on_conflict, missing_default } => {
+            MutateKind::Insert { columns, rows, on_conflict, missing_default, .. } => {
                 if columns.is_empty() {
                     b.push(&format!("INSERT INTO {t} AS _ins DEFAULT VALUES"));
                 } else {

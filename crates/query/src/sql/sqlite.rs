@@ -144,7 +144,10 @@ impl Sqlite {
         let needed = |c: &&basalt_schema::Column| read.as_ref().is_none_or(|r| r.contains(&c.name.as_str()));
         let mut cols: Vec<String> = match &plan.kind {
             MutateKind::Insert { columns, rows, missing_default, .. } => {
-                b.params.push(rows.clone());
+                let bound = bound_row(&plan.kind);
+                if bound.is_none() {
+                    b.params.push(rows.clone());
+                }
                 plan.table_columns
                     .iter()
                     .filter(needed)
@@ -155,7 +158,11 @@ impl Sqlite {
                                 .map(|d| basalt_schema::ddl::default_sql(d, c.ty, DdlDialect::Sqlite))
                                 .unwrap_or_else(|| "NULL".into())
                         };
-                        let v = if columns.iter().any(|x| x.name == c.name) {
+                        let at = columns.iter().position(|x| x.name == c.name);
+                        let v = if let (Some(i), Some(row)) = (at, bound) {
+                            b.params.push(payload_param(c, &row[i]));
+                            format!("?{}", b.params.len())
+                        } else if at.is_some() {
                             let v = self.extract("_j.value", c);
                             if *missing_default {
                                 let path = basalt_schema::ident::literal(&format!("$.\"{}\"", c.name));
@@ -194,6 +201,7 @@ impl Sqlite {
         }
         b.push(&format!("SELECT count(*) FROM (SELECT {} ", cols.join(", ")));
         match &plan.kind {
+            MutateKind::Insert { .. } if bound_row(&plan.kind).is_some() => {}
             MutateKind::Insert { columns, .. } if !columns.is_empty() => {
                 b.push("FROM jsonb_each(?1) AS _j");
             }
@@ -418,13 +426,19 @@ impl Dialect for Sqlite {
             (check, _, _) => check,
         };
         match &plan.kind {
-            MutateKind::Insert { columns, rows, on_conflict, missing_default } => {
+            MutateKind::Insert { columns, rows, on_conflict, missing_default, .. } => {
                 let mut b = Builder::default();
-                if !columns.is_empty() {
+                let bound = bound_row(&plan.kind);
+                if !columns.is_empty() && bound.is_none() {
                     b.params.push(rows.clone());
                 }
                 if columns.is_empty() {
                     b.push(&format!("INSERT INTO {t} DEFAULT VALUES"));
+                } else if let Some(row) = bound {
+                    let names: Vec<String> = columns.iter().map(|c| quote(&c.name)).collect();
+                    b.params.extend(columns.iter().zip(row).map(|(c, v)| payload_param(c, v)));
+                    let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+                    b.push(&format!("INSERT INTO {t} ({}) VALUES ({})", names.join(", "), marks.join(", ")));
                 } else {
                     let names: Vec<String> = columns.iter().map(|c| quote(&c.name)).collect();
                     let values: Vec<String> = columns
@@ -512,6 +526,29 @@ impl Dialect for Sqlite {
                 MutateSql::Steps { max_rowid: None, collect: b.finish(), collect_body: false, check, read, finish }
             }
         }
+    }
+}
+
+/// The one payload row an insert binds value by value (see `MutateKind::Insert::single`); an
+/// upsert keeps the JSON array, which its conflict check joins on.
+fn bound_row(kind: &MutateKind) -> Option<&[serde_json::Value]> {
+    match kind {
+        MutateKind::Insert { single: Some(row), on_conflict: None, .. } => Some(row),
+        _ => None,
+    }
+}
+
+/// A canonical payload value bound as the SQL value `->>` (`->` for JSON columns, JSON null as
+/// NULL) reads from the payload array, so both ways of inserting store the same thing.
+fn payload_param(col: &basalt_schema::Column, v: &serde_json::Value) -> Param {
+    use serde_json::Value;
+    match v {
+        Value::Null => Param::Null,
+        _ if col.ty.is_json_like() => Param::Json(v.to_string()),
+        Value::String(s) => Param::Text(s.clone()),
+        Value::Bool(b) => Param::Bool(*b),
+        Value::Number(n) => n.as_i64().map(Param::Int).unwrap_or_else(|| Param::Float(n.as_f64().unwrap_or_default())),
+        Value::Array(_) | Value::Object(_) => Param::Json(v.to_string()),
     }
 }
 

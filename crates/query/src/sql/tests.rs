@@ -71,15 +71,27 @@ fn writes() {
         pg.sql
     );
     let MutateSql::Steps { collect, collect_body, read, .. } = Sqlite.mutate(&plan) else { panic!() };
-    // A plain insert's representation comes from its RETURNING clause, the columns by the table's name.
+    // One row is bound value by value; a plain insert's representation comes from its RETURNING
+    // clause, the columns by the table's name.
+    assert_eq!(collect.sql, "INSERT INTO \"todos\" (\"rank\") VALUES (?1) RETURNING rowid, json_object('id', \"todos\".\"id\")");
+    assert_eq!(collect.params, vec![crate::value::Param::Int(1)]);
+    assert!(collect_body && read.is_none());
+    // Several rows are read from the JSON array.
+    let mut two = parse_request(
+        "POST",
+        "todos",
+        "select=id",
+        Headers { prefer: Some("return=representation"), ..Default::default() },
+        b"[{\"rank\":1},{\"rank\":2}]",
+    )
+    .unwrap();
+    two.prefer.resolution = None;
+    let MutateSql::Steps { collect, .. } = Sqlite.mutate(&plan_mutate(&catalog(), &two, SERVICE).unwrap()) else { panic!() };
     assert!(
-        collect.sql.contains(
-            "SELECT (_j.value ->> '$.\"rank\"') FROM jsonb_each(?1) AS _j WHERE true RETURNING rowid, json_object('id', \"todos\".\"id\")"
-        ),
+        collect.sql.contains("SELECT (_j.value ->> '$.\"rank\"') FROM jsonb_each(?1) AS _j WHERE true RETURNING rowid"),
         "{}",
         collect.sql
     );
-    assert!(collect_body && read.is_none());
     // An upsert reads its rows after the write, as updated ones are read.
     req.prefer.resolution = Some(crate::request::Resolution::MergeDuplicates);
     let plan = plan_mutate(&catalog(), &req, SERVICE).unwrap();
@@ -117,6 +129,19 @@ columns.body    = { type = "text" }
     let check = check.expect("a policy check");
     assert!(check.sql.contains("AS \"user_id\""), "{}", check.sql);
     assert!(!check.sql.contains("AS \"id\"") && !check.sql.contains("AS \"body\""), "{}", check.sql);
-    assert!(check.sql.contains("FROM jsonb_each(?1)"), "{}", check.sql);
-    assert!(collect.sql.starts_with("INSERT INTO \"notes\" (\"body\")"), "{}", collect.sql);
+    // One row: its values are bound, no JSON is parsed.
+    assert!(!check.sql.contains("jsonb_each"), "{}", check.sql);
+    assert!(collect.sql.starts_with("INSERT INTO \"notes\" (\"body\") VALUES (?1)"), "{}", collect.sql);
+    // A payload column the policy reads is bound in the check as in the insert.
+    let uid = "7c5a2b1e-0000-4000-8000-000000000001";
+    let body = format!("{{\"body\":\"hi\",\"user_id\":\"{uid}\"}}");
+    let req = parse_request("POST", "notes", "", Headers::default(), body.as_bytes()).unwrap();
+    let MutateSql::Steps { check, .. } = Sqlite.mutate(&plan_mutate(&catalog, &req, user).unwrap()) else { panic!() };
+    let check = check.expect("a policy check");
+    assert!(check.sql.contains("(SELECT ?1 AS \"user_id\" ) AS _chk"), "{}", check.sql);
+    assert_eq!(check.params.first(), Some(&crate::value::Param::Text(uid.into())));
+    // Several rows are checked from the JSON array.
+    let req = parse_request("POST", "notes", "", Headers::default(), b"[{\"body\":\"a\"},{\"body\":\"b\"}]").unwrap();
+    let MutateSql::Steps { check, .. } = Sqlite.mutate(&plan_mutate(&catalog, &req, user).unwrap()) else { panic!() };
+    assert!(check.expect("a policy check").sql.contains("FROM jsonb_each(?1)"));
 }

@@ -45,6 +45,35 @@ async fn inserts(b: Backend) {
     // Keys outside columns= are ignored.
     let (s, _) = app.post("/rest/v1/todos?columns=\"title\"", json!([{"title": "w", "bogus": 1}]), "").await;
     assert_eq!(s, 201);
+    // One row (bound value by value on SQLite) stores what the same row in a bulk insert stores.
+    let typed = json!({"done": true, "rank": 7, "tags": ["a", "é\"\n"], "meta": {"k": [1, null, "x"], "n": 1.5, "u": "\u{1}"},
+        "status": "closed", "price": 12.5, "due": "2026-01-02", "list_id": null});
+    let with_title = |t: &str, nulls: bool| {
+        let mut row = typed.clone();
+        row["title"] = json!(t);
+        if nulls {
+            row["meta"] = json!(null);
+            row["rank"] = json!(null);
+        }
+        row
+    };
+    let fields = "select=done,rank,tags,meta,status,price,due,list_id";
+    for nulls in [false, true] {
+        let (s, one) = app.post(&format!("/rest/v1/todos?{fields}"), with_title("typed-one", nulls), "return=representation").await;
+        assert_eq!(s, 201, "{one}");
+        let (s, bulk) = app
+            .post(
+                &format!("/rest/v1/todos?{fields}"),
+                json!([with_title("typed-a", nulls), with_title("typed-b", nulls)]),
+                "return=representation",
+            )
+            .await;
+        assert_eq!(s, 201, "{bulk}");
+        assert_eq!((&one[0], &one[0]), (&bulk[0], &bulk[1]));
+        let (_, read) = app.get(&format!("/rest/v1/todos?{fields}&title=in.(typed-one,typed-a)")).await;
+        assert_eq!(read.as_array().map(|r| (r.len(), &r[0] == &r[1])), Some((2, true)), "{read}");
+        assert_eq!(app.delete("/rest/v1/todos?title=like.typed-*", "").await.0, 204);
+    }
     // Count on insert.
     let res = app
         .req(Method::POST, "/rest/v1/lists")
