@@ -204,35 +204,33 @@ pub struct PlanOrder {
 
 /// A write, with the representation to return (shaped by `select=`) when asked for.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MutatePlan {
+pub struct MutatePlan<'c> {
     pub table: String,
-    pub kind: MutateKind,
+    pub kind: MutateKind<'c>,
     pub returning: Option<ReadPlan>,
     /// Row-level security: what every written row must satisfy (compiled policies only).
     pub check: Option<(String, Cond)>,
-    /// Every column of the table, to evaluate that check on the rows about to be written.
-    pub table_columns: Vec<Column>,
+    /// Every column of the table, to evaluate that check on the rows about to be written
+    /// (borrowed from the catalog: a plan lives only as long as its request).
+    pub table_columns: Vec<&'c Column>,
     /// For a merging upsert: what an existing row must satisfy to be overwritten (UPDATE's USING).
     pub conflict_check: Option<(String, Cond)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum MutateKind {
+pub enum MutateKind<'c> {
     Insert {
-        columns: Vec<Column>,
-        /// A JSON array of objects keyed by column name, values canonical for their type.
-        rows: Param,
+        columns: Vec<&'c Column>,
+        /// The payload's objects keyed by column name, values canonical for their type; each
+        /// dialect decides how to send them (a JSON array, or one row's values bound one by one).
+        rows: Vec<serde_json::Map<String, serde_json::Value>>,
         on_conflict: Option<OnConflict>,
         /// Absent keys take the column default (`Prefer: missing=default`).
         missing_default: bool,
-        /// The payload's one row, a canonical value per column in `columns` order, when the
-        /// payload is a single row holding every target column: a dialect may bind these instead
-        /// of reading the JSON array (SQLite then parses no JSON on its one writer).
-        single: Option<Vec<serde_json::Value>>,
     },
     Update {
         alias: String,
-        columns: Vec<Column>,
+        columns: Vec<&'c Column>,
         /// One JSON object keyed by column name.
         values: Param,
         conds: Vec<Cond>,

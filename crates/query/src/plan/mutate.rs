@@ -11,7 +11,7 @@ use crate::request::{Action, ApiRequest, Resolution, ReturnPref};
 use crate::value::{from_json, Param};
 
 /// Plans a POST (insert/upsert), PATCH or DELETE.
-pub fn plan_mutate(catalog: &Catalog, req: &ApiRequest, access: Access) -> Result<MutatePlan> {
+pub fn plan_mutate<'c>(catalog: &'c Catalog, req: &ApiRequest, access: Access) -> Result<MutatePlan<'c>> {
     let table = lookup(catalog, &req.table)?;
     let mut counter = 0;
     let wants_body = req.prefer.return_ == Some(ReturnPref::Representation);
@@ -90,17 +90,10 @@ pub fn plan_mutate(catalog: &Catalog, req: &ApiRequest, access: Access) -> Resul
     } else {
         None
     };
-    Ok(MutatePlan {
-        table: table.name.clone(),
-        kind,
-        returning,
-        check,
-        table_columns: table.columns.values().cloned().collect(),
-        conflict_check,
-    })
+    Ok(MutatePlan { table: table.name.clone(), kind, returning, check, table_columns: table.columns.values().collect(), conflict_check })
 }
 
-fn insert(table: &Table, req: &ApiRequest, body: &Value) -> Result<MutateKind> {
+fn insert<'c>(table: &'c Table, req: &ApiRequest, body: &Value) -> Result<MutateKind<'c>> {
     let rows: Vec<&Map<String, Value>> = match body {
         Value::Object(o) => vec![o],
         Value::Array(items) => items.iter().filter_map(Value::as_object).collect(),
@@ -123,22 +116,13 @@ fn insert(table: &Table, req: &ApiRequest, body: &Value) -> Result<MutateKind> {
     };
     let mut columns = names
         .iter()
-        .map(|n| table.column(n).cloned().ok_or_else(|| Error::unknown_payload_column(&table.name, n)))
-        .collect::<Result<Vec<Column>>>()?;
+        .map(|n| table.column(n).ok_or_else(|| Error::unknown_payload_column(&table.name, n)))
+        .collect::<Result<Vec<&Column>>>()?;
     if rows.is_empty() && columns.is_empty() {
         // `[]` inserts nothing: name a column so the statement selects from the empty payload.
-        columns.extend(table.columns.values().next().cloned());
+        columns.extend(table.columns.values().next());
     }
-    let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        out.push(Value::Object(payload_values(r, &columns)?));
-    }
-    let single = match out.as_slice() {
-        [Value::Object(row)] if !columns.is_empty() && columns.iter().all(|c| row.contains_key(&c.name)) => {
-            Some(columns.iter().map(|c| row.get(&c.name).cloned().unwrap_or(Value::Null)).collect())
-        }
-        _ => None,
-    };
+    let rows = rows.iter().map(|r| payload_values(r, &columns)).collect::<Result<Vec<_>>>()?;
     let on_conflict = match req.prefer.resolution {
         None => None,
         Some(res) => {
@@ -159,18 +143,12 @@ fn insert(table: &Table, req: &ApiRequest, body: &Value) -> Result<MutateKind> {
             Some(OnConflict { columns: target, update, touch_updated_at: touch })
         }
     };
-    Ok(MutateKind::Insert {
-        columns,
-        rows: Param::Json(Value::Array(out).to_string()),
-        on_conflict,
-        missing_default: req.prefer.missing_default,
-        single,
-    })
+    Ok(MutateKind::Insert { columns, rows, on_conflict, missing_default: req.prefer.missing_default })
 }
 
 /// Canonicalises the keys of one payload object that are target `columns` (as `columns=`,
 /// other keys are ignored).
-fn payload_values(obj: &Map<String, Value>, columns: &[Column]) -> Result<Map<String, Value>> {
+fn payload_values(obj: &Map<String, Value>, columns: &[&Column]) -> Result<Map<String, Value>> {
     let mut values = Map::new();
     for (k, v) in obj {
         if let Some(col) = columns.iter().find(|c| c.name == *k) {
@@ -181,13 +159,13 @@ fn payload_values(obj: &Map<String, Value>, columns: &[Column]) -> Result<Map<St
 }
 
 /// Canonicalises an update's payload object: every key must be a column.
-fn row_values(table: &Table, obj: &Map<String, Value>) -> Result<(Vec<Column>, Map<String, Value>)> {
+fn row_values<'c>(table: &'c Table, obj: &Map<String, Value>) -> Result<(Vec<&'c Column>, Map<String, Value>)> {
     let mut cols = Vec::new();
     let mut values = Map::new();
     for (k, v) in obj {
         let col = table.column(k).ok_or_else(|| Error::unknown_payload_column(&table.name, k))?;
         values.insert(k.clone(), from_json(col.ty, v)?);
-        cols.push(col.clone());
+        cols.push(col);
     }
     Ok((cols, values))
 }

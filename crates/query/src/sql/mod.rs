@@ -92,7 +92,7 @@ pub trait Dialect {
     fn rpc(&self, _plan: &crate::plan::RpcPlan) -> Option<Fragment> {
         None
     }
-    fn mutate(&self, plan: &MutatePlan) -> MutateSql;
+    fn mutate(&self, plan: &MutatePlan<'_>) -> MutateSql;
 }
 
 /// One side of a containment test: the column expression or a parameter.
@@ -102,6 +102,11 @@ pub enum Side<'a> {
 }
 
 /// `alias."column"`.
+/// An insert's payload rows as one JSON array parameter.
+fn rows_json(rows: &[serde_json::Map<String, serde_json::Value>]) -> Param {
+    Param::Json(serde_json::to_string(rows).unwrap_or_else(|_| "[]".into()))
+}
+
 fn column_ref(alias: &str, column: &str) -> String {
     let mut out = String::with_capacity(alias.len() + column.len() + 3);
     out.push_str(alias);

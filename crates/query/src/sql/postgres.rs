@@ -244,7 +244,7 @@ impl Dialect for Postgres {
         ReadSql { body: b.finish(), count: exact, planned }
     }
 
-    fn mutate(&self, plan: &MutatePlan) -> MutateSql {
+    fn mutate(&self, plan: &MutatePlan<'_>) -> MutateSql {
         let t = quote(&plan.table);
         let mut b = Builder::default();
         // Without a representation or an upsert to classify, the statement runs bare: RETURNING
@@ -280,7 +280,7 @@ impl Dialect for Postgres {
                         names.join(", "),
                         values.join(", ")
                     ));
-                    self.param(&mut b, rows.clone(), Some(ColumnType::Jsonb));
+                    self.param(&mut b, super::rows_json(rows), Some(ColumnType::Jsonb));
                     b.push(&format!(") WITH ORDINALITY AS _e(_j, _n), LATERAL jsonb_populate_record(NULL::{t}, _j) AS _r ORDER BY _n"));
                 }
                 if let Some(oc) = on_conflict {

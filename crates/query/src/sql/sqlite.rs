@@ -138,7 +138,7 @@ impl Sqlite {
     /// the rows about to be written (payload values, defaults, current values) are built in a
     /// subquery and counted when they fail the policy. The subquery builds only the columns the
     /// policy reads: the others' defaults (a new id, timestamps) would be computed for nothing.
-    fn pre_check(&self, plan: &MutatePlan, alias: &str, cond: &crate::plan::Cond) -> Fragment {
+    fn pre_check(&self, plan: &MutatePlan<'_>, alias: &str, cond: &crate::plan::Cond) -> Fragment {
         let mut b = Builder::default();
         let read = policy_columns(cond, alias);
         let needed = |c: &&basalt_schema::Column| read.as_ref().is_none_or(|r| r.contains(&c.name.as_str()));
@@ -146,10 +146,11 @@ impl Sqlite {
             MutateKind::Insert { columns, rows, missing_default, .. } => {
                 let bound = bound_row(&plan.kind);
                 if bound.is_none() {
-                    b.params.push(rows.clone());
+                    b.params.push(super::rows_json(rows));
                 }
                 plan.table_columns
                     .iter()
+                    .copied()
                     .filter(needed)
                     .map(|c| {
                         let default = || {
@@ -158,11 +159,11 @@ impl Sqlite {
                                 .map(|d| basalt_schema::ddl::default_sql(d, c.ty, DdlDialect::Sqlite))
                                 .unwrap_or_else(|| "NULL".into())
                         };
-                        let at = columns.iter().position(|x| x.name == c.name);
-                        let v = if let (Some(i), Some(row)) = (at, bound) {
-                            b.params.push(payload_param(c, &row[i]));
+                        let given = columns.iter().any(|x| x.name == c.name);
+                        let v = if let (true, Some(row)) = (given, bound) {
+                            b.params.push(payload_param(c, &row[&c.name]));
                             format!("?{}", b.params.len())
-                        } else if at.is_some() {
+                        } else if given {
                             let v = self.extract("_j.value", c);
                             if *missing_default {
                                 let path = basalt_schema::ident::literal(&format!("$.\"{}\"", c.name));
@@ -181,6 +182,7 @@ impl Sqlite {
                 b.params.push(values.clone());
                 plan.table_columns
                     .iter()
+                    .copied()
                     .filter(needed)
                     .map(|c| {
                         let v = if columns.iter().any(|x| x.name == c.name) {
@@ -395,7 +397,7 @@ impl Dialect for Sqlite {
         ReadSql { body: self.body(plan, false), count, planned: None }
     }
 
-    fn mutate(&self, plan: &MutatePlan) -> MutateSql {
+    fn mutate(&self, plan: &MutatePlan<'_>) -> MutateSql {
         let t = quote(&plan.table);
         // A plain insert returns its representation from the INSERT itself: one statement fewer
         // on the writer per write. Upserts keep the read (their conflicting rows are read as
@@ -430,13 +432,13 @@ impl Dialect for Sqlite {
                 let mut b = Builder::default();
                 let bound = bound_row(&plan.kind);
                 if !columns.is_empty() && bound.is_none() {
-                    b.params.push(rows.clone());
+                    b.params.push(super::rows_json(rows));
                 }
                 if columns.is_empty() {
                     b.push(&format!("INSERT INTO {t} DEFAULT VALUES"));
                 } else if let Some(row) = bound {
                     let names: Vec<String> = columns.iter().map(|c| quote(&c.name)).collect();
-                    b.params.extend(columns.iter().zip(row).map(|(c, v)| payload_param(c, v)));
+                    b.params.extend(columns.iter().map(|c| payload_param(c, &row[&c.name])));
                     let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
                     b.push(&format!("INSERT INTO {t} ({}) VALUES ({})", names.join(", "), marks.join(", ")));
                 } else {
@@ -529,11 +531,14 @@ impl Dialect for Sqlite {
     }
 }
 
-/// The one payload row an insert binds value by value (see `MutateKind::Insert::single`); an
-/// upsert keeps the JSON array, which its conflict check joins on.
-fn bound_row(kind: &MutateKind) -> Option<&[serde_json::Value]> {
+/// The one payload row an insert binds value by value, when it holds every target column (no
+/// defaults to fill in); an upsert keeps the JSON array, which its conflict check joins on.
+fn bound_row<'p>(kind: &'p MutateKind<'_>) -> Option<&'p serde_json::Map<String, serde_json::Value>> {
     match kind {
-        MutateKind::Insert { single: Some(row), on_conflict: None, .. } => Some(row),
+        MutateKind::Insert { rows, columns, on_conflict: None, .. } => match rows.as_slice() {
+            [row] if !columns.is_empty() && columns.iter().all(|c| row.contains_key(&c.name)) => Some(row),
+            _ => None,
+        },
         _ => None,
     }
 }

@@ -54,6 +54,7 @@ fn postgres_read() {
 
 #[test]
 fn writes() {
+    let catalog = catalog();
     let mut req = parse_request(
         "POST",
         "todos",
@@ -63,7 +64,7 @@ fn writes() {
     )
     .unwrap();
     req.prefer.resolution = None;
-    let plan = plan_mutate(&catalog(), &req, SERVICE).unwrap();
+    let plan = plan_mutate(&catalog, &req, SERVICE).unwrap();
     let MutateSql::Single(pg) = Postgres.mutate(&plan) else { panic!() };
     assert!(
         pg.sql.starts_with("WITH _m AS (INSERT INTO \"todos\" AS _ins (\"rank\") SELECT _r.\"rank\" FROM jsonb_array_elements($1::jsonb)"),
@@ -86,7 +87,7 @@ fn writes() {
     )
     .unwrap();
     two.prefer.resolution = None;
-    let MutateSql::Steps { collect, .. } = Sqlite.mutate(&plan_mutate(&catalog(), &two, SERVICE).unwrap()) else { panic!() };
+    let MutateSql::Steps { collect, .. } = Sqlite.mutate(&plan_mutate(&catalog, &two, SERVICE).unwrap()) else { panic!() };
     assert!(
         collect.sql.contains("SELECT (_j.value ->> '$.\"rank\"') FROM jsonb_each(?1) AS _j WHERE true RETURNING rowid"),
         "{}",
@@ -94,7 +95,7 @@ fn writes() {
     );
     // An upsert reads its rows after the write, as updated ones are read.
     req.prefer.resolution = Some(crate::request::Resolution::MergeDuplicates);
-    let plan = plan_mutate(&catalog(), &req, SERVICE).unwrap();
+    let plan = plan_mutate(&catalog, &req, SERVICE).unwrap();
     let MutateSql::Steps { collect, collect_body, read, .. } = Sqlite.mutate(&plan) else { panic!() };
     assert!(collect.sql.ends_with("RETURNING rowid"), "{}", collect.sql);
     assert!(!collect_body);

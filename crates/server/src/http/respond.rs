@@ -165,7 +165,7 @@ pub fn read(
 }
 
 /// A write's response; `profile` is echoed in `Content-Profile` with a representation.
-pub fn write(req: &ApiRequest, plan: &MutatePlan, r: WriteResult, profile: Option<&str>) -> ApiResult<Response> {
+pub fn write(req: &ApiRequest, plan: &MutatePlan<'_>, r: WriteResult, profile: Option<&str>) -> ApiResult<Response> {
     let representation = req.prefer.return_ == Some(ReturnPref::Representation);
     let count = if req.prefer.count.is_some() { r.affected.to_string() } else { "*".into() };
     let (status, range) = match req.action {

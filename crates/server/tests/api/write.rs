@@ -71,7 +71,7 @@ async fn inserts(b: Backend) {
         assert_eq!(s, 201, "{bulk}");
         assert_eq!((&one[0], &one[0]), (&bulk[0], &bulk[1]));
         let (_, read) = app.get(&format!("/rest/v1/todos?{fields}&title=in.(typed-one,typed-a)")).await;
-        assert_eq!(read.as_array().map(|r| (r.len(), &r[0] == &r[1])), Some((2, true)), "{read}");
+        assert_eq!(read.as_array().map(|r| (r.len(), r[0] == r[1])), Some((2, true)), "{read}");
         assert_eq!(app.delete("/rest/v1/todos?title=like.typed-*", "").await.0, 204);
     }
     // Count on insert.
