@@ -161,7 +161,7 @@ impl Sqlite {
                         };
                         let given = columns.iter().any(|x| x.name == c.name);
                         let v = if let (true, Some(row)) = (given, bound) {
-                            b.params.push(payload_param(c, &row[&c.name]));
+                            b.params.push(payload_param(c, row.get(&c.name)));
                             format!("?{}", b.params.len())
                         } else if given {
                             let v = self.extract("_j.value", c);
@@ -438,7 +438,7 @@ impl Dialect for Sqlite {
                     b.push(&format!("INSERT INTO {t} DEFAULT VALUES"));
                 } else if let Some(row) = bound {
                     let names: Vec<String> = columns.iter().map(|c| quote(&c.name)).collect();
-                    b.params.extend(columns.iter().map(|c| payload_param(c, &row[&c.name])));
+                    b.params.extend(columns.iter().map(|c| payload_param(c, row.get(&c.name))));
                     let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
                     b.push(&format!("INSERT INTO {t} ({}) VALUES ({})", names.join(", "), marks.join(", ")));
                 } else {
@@ -544,9 +544,11 @@ fn bound_row<'p>(kind: &'p MutateKind<'_>) -> Option<&'p serde_json::Map<String,
 }
 
 /// A canonical payload value bound as the SQL value `->>` (`->` for JSON columns, JSON null as
-/// NULL) reads from the payload array, so both ways of inserting store the same thing.
-fn payload_param(col: &basalt_schema::Column, v: &serde_json::Value) -> Param {
+/// NULL) reads from the payload array, so both ways of inserting store the same thing; an absent
+/// key reads as NULL there too.
+fn payload_param(col: &basalt_schema::Column, v: Option<&serde_json::Value>) -> Param {
     use serde_json::Value;
+    let Some(v) = v else { return Param::Null };
     match v {
         Value::Null => Param::Null,
         _ if col.ty.is_json_like() => Param::Json(v.to_string()),
