@@ -142,9 +142,9 @@ impl Sqlite {
         let mut b = Builder::default();
         let read = policy_columns(cond, alias);
         let needed = |c: &&basalt_schema::Column| read.as_ref().is_none_or(|r| r.contains(&c.name.as_str()));
+        let bound = bound_row(&plan.kind);
         let mut cols: Vec<String> = match &plan.kind {
             MutateKind::Insert { columns, rows, missing_default, .. } => {
-                let bound = bound_row(&plan.kind);
                 if bound.is_none() {
                     b.params.push(super::rows_json(rows));
                 }
@@ -203,7 +203,7 @@ impl Sqlite {
         }
         b.push(&format!("SELECT count(*) FROM (SELECT {} ", cols.join(", ")));
         match &plan.kind {
-            MutateKind::Insert { .. } if bound_row(&plan.kind).is_some() => {}
+            MutateKind::Insert { .. } if bound.is_some() => {}
             MutateKind::Insert { columns, .. } if !columns.is_empty() => {
                 b.push("FROM jsonb_each(?1) AS _j");
             }
@@ -434,15 +434,14 @@ impl Dialect for Sqlite {
                 if !columns.is_empty() && bound.is_none() {
                     b.params.push(super::rows_json(rows));
                 }
+                let names = || columns.iter().map(|c| quote(&c.name)).collect::<Vec<_>>().join(", ");
                 if columns.is_empty() {
                     b.push(&format!("INSERT INTO {t} DEFAULT VALUES"));
                 } else if let Some(row) = bound {
-                    let names: Vec<String> = columns.iter().map(|c| quote(&c.name)).collect();
                     b.params.extend(columns.iter().map(|c| payload_param(c, row.get(&c.name))));
                     let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
-                    b.push(&format!("INSERT INTO {t} ({}) VALUES ({})", names.join(", "), marks.join(", ")));
+                    b.push(&format!("INSERT INTO {t} ({}) VALUES ({})", names(), marks.join(", ")));
                 } else {
-                    let names: Vec<String> = columns.iter().map(|c| quote(&c.name)).collect();
                     let values: Vec<String> = columns
                         .iter()
                         .map(|c| {
@@ -460,11 +459,7 @@ impl Dialect for Sqlite {
                             }
                         })
                         .collect();
-                    b.push(&format!(
-                        "INSERT INTO {t} ({}) SELECT {} FROM jsonb_each(?1) AS _j WHERE true",
-                        names.join(", "),
-                        values.join(", ")
-                    ));
+                    b.push(&format!("INSERT INTO {t} ({}) SELECT {} FROM jsonb_each(?1) AS _j WHERE true", names(), values.join(", ")));
                 }
                 if let Some(oc) = on_conflict {
                     let target: Vec<String> = oc.columns.iter().map(|c| quote(c)).collect();
