@@ -268,8 +268,13 @@ impl Store {
 
 /// Runs database work on its own task, so a client that disconnects mid-request cannot leave a
 /// pooled connection inside an open transaction: the work always reaches COMMIT or ROLLBACK.
-async fn detached<T: Send + 'static>(f: impl std::future::Future<Output = ApiResult<T>> + Send + 'static) -> ApiResult<T> {
-    tokio::spawn(f).await.map_err(crate::error::ApiError::internal)?
+/// Spawned at once, not at the first poll: the caller's future then holds a task handle instead
+/// of the work's whole state (several KiB, moved with every request future on either backend).
+fn detached<T: Send + 'static>(
+    f: impl std::future::Future<Output = ApiResult<T>> + Send + 'static,
+) -> impl std::future::Future<Output = ApiResult<T>> {
+    let task = tokio::spawn(f);
+    async move { task.await.map_err(crate::error::ApiError::internal)? }
 }
 
 /// Refuses a plan with destructive steps unless allowed, naming them.
