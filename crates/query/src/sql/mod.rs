@@ -101,12 +101,12 @@ pub enum Side<'a> {
     Param(Param),
 }
 
-/// `alias."column"`.
 /// An insert's payload rows as one JSON array parameter.
 fn rows_json(rows: &[serde_json::Map<String, serde_json::Value>]) -> Param {
     Param::Json(serde_json::to_string(rows).unwrap_or_else(|_| "[]".into()))
 }
 
+/// `alias."column"`.
 fn column_ref(alias: &str, column: &str) -> String {
     let mut out = String::with_capacity(alias.len() + column.len() + 3);
     out.push_str(alias);
