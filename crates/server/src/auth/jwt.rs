@@ -1,7 +1,6 @@
 //! HS256 JWTs exactly as Supabase issues them: the project keys (anon, service_role) and,
 //! later, user access tokens. Verification results are cached per token.
 
-use std::collections::HashMap;
 use std::sync::RwLock;
 
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -80,7 +79,8 @@ pub struct JwtKeys {
     validation: Validation,
     /// PostgREST's `jwt-aud`: tokens carrying an `aud` must name it.
     audience: Option<String>,
-    cache: RwLock<HashMap<String, Claims>>,
+    /// Keyed with foldhash: tokens are long, and SipHash over them showed in profiles of reads.
+    cache: RwLock<foldhash::HashMap<String, Claims>>,
 }
 
 impl JwtKeys {
@@ -96,7 +96,7 @@ impl JwtKeys {
             decoding: DecodingKey::from_secret(secret),
             validation,
             audience,
-            cache: RwLock::new(HashMap::new()),
+            cache: RwLock::new(foldhash::HashMap::default()),
         }
     }
 

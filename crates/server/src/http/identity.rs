@@ -1,7 +1,6 @@
 //! Who is calling: the `apikey` gate (as Supabase's gateway) and the bearer token's role,
 //! read from the claims at `jwt-role-claim-key`, as PostgREST reads it.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use axum::http::HeaderMap;
@@ -25,13 +24,14 @@ pub struct Identity {
     pub anonymous: bool,
     /// The claims as JSON, for policies (SQLite) and `request.jwt.claims` (PostgreSQL).
     pub claims_value: serde_json::Value,
-    pub claims_json: String,
+    /// Shared with each request's database context rather than copied into it.
+    pub claims_json: Arc<String>,
 }
 
 /// Identities of bearer tokens already seen: a signed-in user's token is verified, its role
 /// resolved and its claims serialised once, not on every request.
 #[derive(Default)]
-pub struct IdentityCache(RwLock<HashMap<String, Arc<Identity>>>);
+pub struct IdentityCache(RwLock<foldhash::HashMap<String, Arc<Identity>>>);
 
 const IDENTITY_CACHE_LIMIT: usize = 10_000;
 
@@ -67,7 +67,7 @@ impl Identity {
         };
         claims.role = db_role.clone();
         let claims_value = serde_json::to_value(&claims).map_err(ApiError::internal)?;
-        let claims_json = claims_value.to_string();
+        let claims_json = Arc::new(claims_value.to_string());
         Ok(Identity { role, db_role, claims, anonymous, claims_value, claims_json })
     }
 

@@ -38,9 +38,10 @@ pub fn router(state: AppState) -> Router {
     let mount = state.config.rest.mount.clone();
     let router = Router::new().route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }));
     let router = if mount.is_empty() {
-        router.route("/", rest::root()).merge(rest::router())
+        router.route("/", rest::root())
     } else {
-        router.route(&format!("{mount}/"), rest::root()).route(&mount, rest::root()).nest(&mount, rest::router())
+        router.route(&format!("{mount}/"), rest::root()).route(&mount, rest::root())
     };
+    let router = rest::routes(router, &mount);
     router.nest("/auth/v1", auth::router()).nest("/audit/v1", audit::router()).layer(cors).with_state(state)
 }

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -25,10 +25,12 @@ use crate::auth::Role;
 use crate::error::{ApiError, ApiResult};
 use crate::store::{DbContext, Origin, ReadResult, RequestInfo};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/rpc/{function}", get(rpc).head(rpc).post(rpc).put(rpc_method).patch(rpc_method).delete(rpc_method))
-        .route("/{table}", get(handle).head(handle).post(handle).patch(handle).delete(handle).put(unsupported))
+/// The data API's routes under `mount`. They are added flat rather than nested: a nested router
+/// rebuilds every request's URI without its prefix.
+pub fn routes(router: Router<AppState>, mount: &str) -> Router<AppState> {
+    router
+        .route(&format!("{mount}/rpc/{{function}}"), get(rpc).head(rpc).post(rpc).put(rpc_method).patch(rpc_method).delete(rpc_method))
+        .route(&format!("{mount}/{{table}}"), get(handle).head(handle).post(handle).patch(handle).delete(handle).put(unsupported))
 }
 
 /// The root of the data API: the OpenAPI document (and 405 for writes, as PostgREST).
@@ -48,31 +50,21 @@ async fn rpc_method(method: Method) -> Response {
     respond::error(RestError::new(405, "PGRST101", format!("Cannot use the {method} method on RPC")).into())
 }
 
-async fn handle(
-    State(app): State<AppState>,
-    ClientIp(ip): ClientIp,
-    method: Method,
-    Path(table): Path<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+/// Handlers take the request whole and borrow its method, query and headers: the separate
+/// extractors would copy each of them (the header map with every header) per request.
+async fn handle(State(app): State<AppState>, ClientIp(ip): ClientIp, Path(table): Path<String>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
     let mut timing = Timing::start(app.config.rest.server_timing);
-    let result = run(&app, &method, &table, query.as_deref().unwrap_or_default(), &headers, body, ip, &mut timing).await;
+    let query = parts.uri.query().unwrap_or_default();
+    let result = run(&app, &parts.method, &table, query, &parts.headers, body, ip, &mut timing).await;
     finish(result, timing)
 }
 
-async fn rpc(
-    State(app): State<AppState>,
-    ClientIp(ip): ClientIp,
-    method: Method,
-    Path(function): Path<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn rpc(State(app): State<AppState>, ClientIp(ip): ClientIp, Path(function): Path<String>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
     let mut timing = Timing::start(app.config.rest.server_timing);
-    let result = call(&app, &method, &function, query.as_deref().unwrap_or_default(), &headers, body, ip, &mut timing).await;
+    let query = parts.uri.query().unwrap_or_default();
+    let result = call(&app, &parts.method, &function, query, &parts.headers, body, ip, &mut timing).await;
     finish(result, timing)
 }
 

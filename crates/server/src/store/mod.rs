@@ -28,7 +28,8 @@ pub use sqlite::SqliteStore;
 pub struct DbContext {
     /// The database role the transaction takes (PostgreSQL may have roles beyond the three).
     pub db_role: String,
-    pub claims: String,
+    /// The caller's claims as JSON text, shared with the request's identity.
+    pub claims: std::sync::Arc<String>,
     pub uid: Option<String>,
     /// What PostgREST exposes to SQL as `request.method`, `request.path`, `request.headers`, `request.cookies`.
     pub request: RequestInfo,

@@ -152,7 +152,7 @@ impl PgStore {
         let o = &ctx.origin;
         Ok([
             &ctx.db_role,
-            &ctx.claims,
+            &*ctx.claims,
             &r.method,
             &r.path,
             &r.headers,
