@@ -140,8 +140,8 @@ impl<'a> Access<'a> {
                 match (cur, steps.last().map(|(t, _)| *t)) {
                     (None | Some(Value::Null), _) => PVal::Param(Param::Null, hint),
                     (Some(Value::String(s)), Some(true)) => param(Some(s.clone())),
-                    (Some(v), Some(true)) => param(Some(v.to_string())),
-                    (Some(v), _) => PVal::Param(Param::Json(v.to_string()), Some(ColumnType::Jsonb)),
+                    (Some(v), Some(true)) => param(Some(crate::value::json_text(v))),
+                    (Some(v), _) => PVal::Param(Param::Json(crate::value::json_text(v)), Some(ColumnType::Jsonb)),
                 }
             }
         }

@@ -50,7 +50,7 @@ pub fn plan_mutate<'c>(catalog: &'c Catalog, req: &ApiRequest, access: Access) -
                 conds: conds(&alias)?,
                 alias,
                 columns,
-                values: Param::Json(Value::Object(values).to_string()),
+                values: Param::Json(crate::value::json_text(&Value::Object(values))),
                 touch_updated_at: touch,
                 key_column: table.primary_key.first().cloned().unwrap_or_default(),
             }

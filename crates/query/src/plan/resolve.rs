@@ -51,7 +51,7 @@ pub fn filter(table: &Table, alias: &str, f: &Filter) -> Result<Cond> {
         Operation::IsDistinct(v) => PlanOp::IsDistinct(from_text(ty, v)?),
         Operation::In(items) => {
             let vals = items.iter().map(|i| from_text(ty, i).map(json_of)).collect::<Result<Vec<_>>>()?;
-            PlanOp::In(Param::Json(serde_json::Value::Array(vals).to_string()))
+            PlanOp::In(Param::Json(crate::value::json_text(&serde_json::Value::Array(vals))))
         }
         Operation::Contains(v) => PlanOp::Contains(container(&lhs, v)?),
         Operation::ContainedBy(v) => PlanOp::ContainedBy(container(&lhs, v)?),

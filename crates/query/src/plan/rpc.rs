@@ -47,7 +47,7 @@ pub fn plan_rpc(catalog: &Catalog, name: &str, given: &Map<String, Value>) -> Re
                 Value::Array(items) if a.pg_type.ends_with("[]") => {
                     Param::Text(basalt_schema::ddl::pg_array_literal(&Value::Array(items.clone())))
                 }
-                Value::Object(_) | Value::Array(_) => Param::Json(v.to_string()),
+                Value::Object(_) | Value::Array(_) => Param::Json(crate::value::json_text(v)),
                 other => Param::Text(other.to_string()),
             };
             (a.name.clone(), a.pg_type.clone(), p)

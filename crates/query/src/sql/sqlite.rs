@@ -546,11 +546,11 @@ fn payload_param(col: &basalt_schema::Column, v: Option<&serde_json::Value>) -> 
     let Some(v) = v else { return Param::Null };
     match v {
         Value::Null => Param::Null,
-        _ if col.ty.is_json_like() => Param::Json(v.to_string()),
+        _ if col.ty.is_json_like() => Param::Json(crate::value::json_text(v)),
         Value::String(s) => Param::Text(s.clone()),
         Value::Bool(b) => Param::Bool(*b),
         Value::Number(n) => n.as_i64().map(Param::Int).unwrap_or_else(|| Param::Float(n.as_f64().unwrap_or_default())),
-        Value::Array(_) | Value::Object(_) => Param::Json(v.to_string()),
+        Value::Array(_) | Value::Object(_) => Param::Json(crate::value::json_text(v)),
     }
 }
 
