@@ -35,7 +35,6 @@ impl Param {
     }
 }
 
-/// Coerces a filter value (text from the URL) to the column type.
 /// A JSON value as text. `serde_json::to_string` writes straight into a buffer; `Display` (what
 /// `.to_string()` calls) goes through the formatting machinery, a call per token, and showed in
 /// profiles of inserts with a JSON column.
@@ -43,6 +42,7 @@ pub fn json_text(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
+/// Coerces a filter value (text from the URL) to the column type.
 pub fn from_text(ty: ColumnType, raw: &str) -> Result<Param> {
     let bad = || Error::invalid_input(&ty.pg_display(), raw);
     Ok(match ty {
