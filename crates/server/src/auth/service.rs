@@ -946,8 +946,13 @@ pub fn urlencode(s: &str) -> String {
 
 /// Password hashing takes 7 MiB and a core for about ten milliseconds. It runs on a few threads of
 /// its own (one per core), so a burst of sign-ins queues instead of multiplying memory, and only
-/// those threads' allocator caches ever hold the hashing buffers.
+/// those threads' allocator caches ever hold the hashing buffers. libsodium is built to take that
+/// memory from `malloc` (.cargo/config.toml), so a busy thread reuses its buffer instead of having
+/// the kernel map and zero 7 MiB per hash; a thread idle for a second hands it back.
 struct Hashers(crossbeam_channel::Sender<Box<dyn FnOnce() + Send>>);
+
+/// How long a hashing thread keeps its buffer without work.
+const HASHER_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 
 static HASHERS: std::sync::LazyLock<Hashers> = std::sync::LazyLock::new(|| {
     let (tx, rx) = crossbeam_channel::unbounded::<Box<dyn FnOnce() + Send>>();
@@ -958,8 +963,20 @@ static HASHERS: std::sync::LazyLock<Hashers> = std::sync::LazyLock::new(|| {
                 // Made before the first sign-in, which would otherwise take two hashes' time.
                 password::dummy_hash();
             }
-            while let Ok(job) = rx.recv() {
-                job();
+            let mut holding = false;
+            loop {
+                match rx.recv_timeout(HASHER_IDLE) {
+                    Ok(job) => {
+                        job();
+                        holding = true;
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                        if std::mem::take(&mut holding) {
+                            password::release_memory();
+                        }
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                }
             }
         });
         if let Err(e) = spawned {
