@@ -963,7 +963,8 @@ static HASHERS: std::sync::LazyLock<Hashers> = std::sync::LazyLock::new(|| {
                 // Made before the first sign-in, which would otherwise take two hashes' time.
                 password::dummy_hash();
             }
-            let mut holding = false;
+            // The dummy hash left a buffer too.
+            let mut holding = i == 0;
             loop {
                 match rx.recv_timeout(HASHER_IDLE) {
                     Ok(job) => {
