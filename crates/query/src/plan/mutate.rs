@@ -61,12 +61,13 @@ pub fn plan_mutate<'c>(catalog: &'c Catalog, req: &ApiRequest, access: Access) -
     let check = match req.action {
         Action::Insert | Action::Update => access.check(catalog, table, "_chk", command).map(|c| {
             // Returning the rows needs them to be visible, as RETURNING does in PostgreSQL.
+            // An all-commands policy is both: it is checked once.
             let visible = if wants_body { access.using(catalog, table, "_chk", "select") } else { None };
             (
                 "_chk".to_string(),
                 match visible {
-                    Some(v) => super::Cond::And(vec![c, v]),
-                    None => c,
+                    Some(v) if v != c => super::Cond::And(vec![c, v]),
+                    _ => c,
                 },
             )
         }),

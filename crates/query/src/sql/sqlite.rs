@@ -238,8 +238,8 @@ impl Sqlite {
     }
 }
 
-/// The columns of `alias` a policy condition reads, or None when it is not a policy
-/// expression (then every column is built).
+/// The columns of `alias` a policy condition reads, or None when it is not made of policy
+/// expressions alone (then every column is built).
 fn policy_columns<'a>(cond: &'a crate::plan::Cond, alias: &str) -> Option<Vec<&'a str>> {
     use crate::plan::{Cond, PExpr, PVal};
     fn val<'a>(v: &'a PVal, alias: &str, out: &mut Vec<&'a str>) {
@@ -266,14 +266,18 @@ fn policy_columns<'a>(cond: &'a crate::plan::Cond, alias: &str) -> Option<Vec<&'
             PExpr::Const(_) => {}
         }
     }
-    match cond {
-        Cond::Expr(e) => {
-            let mut out = Vec::new();
-            walk(e, alias, &mut out);
-            Some(out)
+    // The check of a write returning its rows joins the write's policies and the SELECT ones.
+    fn conds<'a>(c: &'a Cond, alias: &str, out: &mut Vec<&'a str>) -> Option<()> {
+        match c {
+            Cond::Expr(e) => walk(e, alias, out),
+            Cond::And(items) | Cond::Or(items) => items.iter().try_for_each(|x| conds(x, alias, out))?,
+            Cond::Not(x) => conds(x, alias, out)?,
+            Cond::Filter { .. } | Cond::Exists { .. } => return None,
         }
-        _ => None,
+        Some(())
     }
+    let mut out = Vec::new();
+    conds(cond, alias, &mut out).map(|()| out)
 }
 
 impl Dialect for Sqlite {
