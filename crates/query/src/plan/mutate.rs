@@ -23,9 +23,7 @@ pub fn plan_mutate<'c>(catalog: &'c Catalog, req: &ApiRequest, access: Access) -
         _ => "delete",
     };
     let conds = |alias: &str| -> Result<Vec<_>> {
-        // As in PostgreSQL, an UPDATE or DELETE only reaches rows its caller may also SELECT.
-        let mut out: Vec<_> = access.using(catalog, table, alias, command).into_iter().collect();
-        out.extend(access.using(catalog, table, alias, "select"));
+        let mut out = with_select(access, catalog, table, alias, command);
         for (path, f) in &req.filters {
             if !path.is_empty() {
                 return Err(Error::new(400, "PGRST108", "Filters on embedded resources are not allowed on writes"));
@@ -85,13 +83,20 @@ pub fn plan_mutate<'c>(catalog: &'c Catalog, req: &ApiRequest, access: Access) -
     }
     let merges = matches!(&kind, MutateKind::Insert { on_conflict: Some(oc), .. } if !oc.update.is_empty());
     let conflict_check = if merges {
-        let mut conds: Vec<_> = access.using(catalog, table, "_ex", "update").into_iter().collect();
-        conds.extend(access.using(catalog, table, "_ex", "select"));
+        let conds = with_select(access, catalog, table, "_ex", "update");
         (!conds.is_empty()).then(|| ("_ex".to_string(), super::Cond::And(conds)))
     } else {
         None
     };
     Ok(MutatePlan { table: table.name.clone(), kind, returning, check, table_columns: table.columns.values().collect(), conflict_check })
+}
+
+/// The rows `command` may touch that the caller may also SELECT, as PostgreSQL requires: both
+/// policies' conditions, the SELECT one left out when it is the same (an all-commands policy).
+fn with_select(access: Access, catalog: &Catalog, table: &Table, alias: &str, command: &str) -> Vec<super::Cond> {
+    let mut out: Vec<_> = access.using(catalog, table, alias, command).into_iter().collect();
+    out.extend(access.using(catalog, table, alias, "select").filter(|s| !out.contains(s)));
+    out
 }
 
 fn insert<'c>(table: &'c Table, req: &ApiRequest, body: &Value) -> Result<MutateKind<'c>> {

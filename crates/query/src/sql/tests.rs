@@ -156,4 +156,14 @@ columns.body    = { type = "text" }
         "SELECT count(*) FROM (SELECT (basalt_auth_uid()) AS \"user_id\" ) AS _chk WHERE NOT coalesce(((_chk.\"user_id\" = ?1)), false)"
     );
     assert_eq!(check.params, vec![crate::value::Param::Text(uid.into())]);
+    // So does an update returning its rows; the rows it reaches meet the owner rule once, not as
+    // the UPDATE policy and again as the SELECT one.
+    let req = parse_request("PATCH", "notes", "id=eq.7c5a2b1e-0000-4000-8000-000000000002", prefer, b"{\"body\":\"hi\"}").unwrap();
+    let MutateSql::Steps { check, collect, .. } = Sqlite.mutate(&plan_mutate(&catalog, &req, user).unwrap()) else { panic!() };
+    assert_eq!(
+        check.expect("a policy check").sql,
+        "SELECT count(*) FROM (SELECT _t1.\"user_id\" AS \"user_id\" FROM \"notes\" AS _t1 WHERE (_t1.\"user_id\" = ?2) AND _t1.\"id\" = ?3) AS _chk \
+         WHERE NOT coalesce(((_chk.\"user_id\" = ?4)), false)"
+    );
+    assert!(collect.sql.ends_with("WHERE (_t1.\"user_id\" = ?2) AND _t1.\"id\" = ?3 RETURNING rowid"), "{}", collect.sql);
 }
