@@ -205,9 +205,10 @@ impl SqliteStore {
         // When the WAL starts over, a file grown larger than this is cut back.
         writer.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         // The writer's page cache survives its own commits (readers' caches are emptied by every
-        // commit): 16 MiB keeps the right edges and hot leaves of growing indexes, which the
-        // default 2 MiB read back through pread (+7 % audited inserts; RSS +15 MiB under load).
-        writer.pragma_update(None, "cache_size", -16384)?;
+        // commit): 8 MiB keeps the right edges and hot leaves of growing indexes, which the
+        // default 2 MiB read back through pread (+7 % audited inserts). 4 MiB lost inserts again;
+        // 16 MiB was no faster than 8 and held 9-13 MiB more under load (bench/README, 13th round).
+        writer.pragma_update(None, "cache_size", -8192)?;
         let checkpointer = open_conn(&path, false)?;
         let restart = Arc::new(AtomicBool::new(false));
         let wanted = restart.clone();
