@@ -11,6 +11,7 @@ pub mod portable;
 mod postgres;
 mod sqlite;
 mod sqlite_functions;
+mod sqlite_writer;
 
 use std::sync::Arc;
 

@@ -1,5 +1,6 @@
 //! Embedded SQLite: one writer connection and a few readers over WAL, statements cached per
-//! connection, JSON built by SQLite. Reads run on the async workers, writes on one writer thread.
+//! connection, JSON built by SQLite. Reads run on the async workers; so do writes, one thread at a
+//! time (see [`super::sqlite_writer`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -13,13 +14,14 @@ use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{params_from_iter, Connection, OpenFlags};
 
 use super::portable::{self, Row, Stmt};
+use super::sqlite_writer::{checkpoint_loop, writer_busy, Finish, Job, Writer};
 use super::{check_destructive, Migration, ReadResult, WriteResult};
 use crate::error::{ApiError, ApiResult};
 
 pub struct SqliteStore {
     path: PathBuf,
-    /// The one writer connection lives on its own thread; writes queue here, first come first served.
-    jobs: crossbeam_channel::Sender<Job>,
+    /// The one write connection; writes queue there, first come first served.
+    writer: Arc<Writer>,
     readers: Arc<Vec<Mutex<Reader>>>,
     /// Bumped by the writer after every commit (and migration), before anyone hears of it:
     /// a reader whose snapshot predates the current value starts a new one.
@@ -121,18 +123,18 @@ impl Reader {
     }
 }
 
-/// The readers and the commit count, for the threads that end idle readers' snapshots.
-struct Snapshots {
+/// The readers and the commit count, for the writer and the thread that end idle readers' snapshots.
+pub(super) struct Snapshots {
     readers: std::sync::Weak<Vec<Mutex<Reader>>>,
-    commits: Arc<AtomicU64>,
+    pub(super) commits: Arc<AtomicU64>,
     /// Set while the writer restarts the WAL: readers then end their snapshot after each read.
-    restarting: Arc<AtomicBool>,
+    pub(super) restarting: Arc<AtomicBool>,
 }
 
 impl Snapshots {
     /// Ends the snapshots of idle readers that are older than the last commit or `max_age`;
     /// false once the store is gone.
-    fn end_stale(&self, max_age: std::time::Duration) -> bool {
+    pub(super) fn end_stale(&self, max_age: std::time::Duration) -> bool {
         let Some(readers) = self.readers.upgrade() else { return false };
         for r in readers.iter() {
             if let Some(mut r) = try_lock(r) {
@@ -197,7 +199,6 @@ impl SqliteStore {
         let readers = Arc::new((0..n).map(|_| open_reader(&path).map(Mutex::new)).collect::<rusqlite::Result<Vec<_>>>()?);
         let commits = Arc::new(AtomicU64::new(0));
         let restarting = Arc::new(AtomicBool::new(false));
-        let (jobs, queue) = crossbeam_channel::unbounded();
         // Checkpoints run on a thread of their own, so the writer (every write waits for it)
         // never copies the WAL back into the database inside a commit.
         writer.pragma_update(None, "wal_autocheckpoint", 0)?;
@@ -213,17 +214,20 @@ impl SqliteStore {
         let restart = Arc::new(AtomicBool::new(false));
         let wanted = restart.clone();
         let (counted, held, flag) = (commits.clone(), Arc::downgrade(&readers), restarting.clone());
-        std::thread::Builder::new()
-            .name("basalt-sqlite-writer".into())
-            .spawn(move || writer_loop(writer, queue, restart, Snapshots { readers: held, commits: counted, restarting: flag }))?;
+        let writer = Arc::new(Writer::new(writer, restart, Snapshots { readers: held, commits: counted, restarting: flag }));
         std::thread::Builder::new().name("basalt-sqlite-checkpoint".into()).spawn(move || checkpoint_loop(checkpointer, wanted))?;
         let idle = Snapshots { readers: Arc::downgrade(&readers), commits: commits.clone(), restarting: restarting.clone() };
         std::thread::Builder::new().name("basalt-sqlite-readers".into()).spawn(move || release_idle_readers(idle))?;
-        Ok(SqliteStore { path, jobs, readers, commits, restarting, timeout_ms, catalog: RwLock::new(Arc::new(Catalog::default())) })
+        Ok(SqliteStore { path, writer, readers, commits, restarting, timeout_ms, catalog: RwLock::new(Arc::new(Catalog::default())) })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    #[cfg(test)]
+    fn writer_restart(&self) -> &AtomicBool {
+        self.writer.restart_flag()
     }
 
     fn reader(&self) -> std::sync::MutexGuard<'_, Reader> {
@@ -314,10 +318,11 @@ impl SqliteStore {
         .await
     }
 
-    /// Hands `work` to the writer thread and waits for its result, delivered after the commit.
+    /// Queues `work` for the writer (running the queue on this thread if nobody is) and waits
+    /// for its result, delivered after the commit.
     async fn submit<T: Send + 'static>(&self, work: impl FnOnce(&Connection) -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let job = Job::Write(Box::new(move |conn: Result<&Connection, String>| -> Finish {
+        self.writer.run(Job::Write(Box::new(move |conn: Result<&Connection, String>| -> Finish {
             let result = match conn {
                 Ok(c) => work(c),
                 Err(e) => Err(ApiError::internal(e)),
@@ -325,19 +330,16 @@ impl SqliteStore {
             Box::new(move |commit: Result<(), String>| {
                 let _ = tx.send(commit.map_err(ApiError::internal).and(result));
             })
-        }));
-        self.jobs.send(job).map_err(|_| ApiError::internal("the SQLite writer has stopped"))?;
+        })));
         rx.await.map_err(|_| ApiError::internal("the SQLite writer dropped a write"))?
     }
 
     /// Runs `work` alone on the writer connection, outside any group transaction (migrations).
     async fn exclusive<T: Send + 'static>(&self, work: impl FnOnce(&mut Connection) -> T + Send + 'static) -> anyhow::Result<T> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.jobs
-            .send(Job::Exclusive(Box::new(move |c: &mut Connection| {
-                let _ = tx.send(work(c));
-            })))
-            .map_err(|_| anyhow::anyhow!("the SQLite writer has stopped"))?;
+        self.writer.run(Job::Exclusive(Box::new(move |c: &mut Connection| {
+            let _ = tx.send(work(c));
+        })));
         Ok(rx.await?)
     }
 
@@ -438,113 +440,6 @@ fn apply_migration(conn: &mut Connection, desired: &Catalog, statements: &[Strin
     )?;
     tx.commit()?;
     Ok(())
-}
-
-/// What the writer thread runs: writes, grouped into one transaction, or exclusive work.
-enum Job {
-    Write(WriteWork),
-    Exclusive(Box<dyn FnOnce(&mut Connection) + Send>),
-}
-
-/// One write: runs on the group's connection (or learns that the group could not start).
-type WriteWork = Box<dyn for<'a> FnOnce(Result<&'a Connection, String>) -> Finish + Send>;
-
-/// Delivers a write's result once its group has committed (or failed to).
-type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
-
-/// Most writes committed together; a bound keeps the first one's latency in check.
-const GROUP_LIMIT: usize = 64;
-
-/// The writer thread: takes the next job; for writes, opens one transaction, runs every write
-/// already queued (each in its own savepoint), commits once, then answers them all.
-/// `restart`: set by the checkpoint thread when the WAL should start over (see [`checkpoint_loop`]).
-fn writer_loop(mut conn: Connection, queue: crossbeam_channel::Receiver<Job>, restart: Arc<AtomicBool>, snapshots: Snapshots) {
-    let commits = &snapshots.commits;
-    let mut pending: Option<Job> = None;
-    loop {
-        let job = match pending.take() {
-            Some(j) => j,
-            None => match queue.recv() {
-                Ok(j) => j,
-                Err(_) => return,
-            },
-        };
-        let first = match job {
-            Job::Exclusive(work) => {
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&mut conn))).is_err() {
-                    tracing::error!("exclusive work on the SQLite writer panicked");
-                    let _ = conn.execute_batch("ROLLBACK");
-                }
-                commits.fetch_add(1, Ordering::Release);
-                continue;
-            }
-            Job::Write(w) => w,
-        };
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            first(Err(e.to_string()))(Err(e.to_string()));
-            continue;
-        }
-        super::sqlite_functions::set_transaction_time(Some(chrono::Utc::now()));
-        let mut finishers = vec![first(Ok(&conn))];
-        while finishers.len() < GROUP_LIMIT {
-            match queue.try_recv() {
-                Ok(Job::Write(w)) => finishers.push(w(Ok(&conn))),
-                Ok(other) => {
-                    pending = Some(other);
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        super::sqlite_functions::set_transaction_time(None);
-        let outcome = conn.execute_batch("COMMIT").map_err(|e| {
-            let _ = conn.execute_batch("ROLLBACK");
-            format!("commit failed: {e}")
-        });
-        commits.fetch_add(1, Ordering::Release);
-        for finish in finishers {
-            finish(outcome.clone());
-        }
-        // After answering: the restart waits for the readers of this moment, and only writes
-        // still queued wait for it (the writer lock is this thread's, so nobody polls for it).
-        if restart.swap(false, Ordering::Relaxed) {
-            // The restart waits until no snapshot reads from the WAL: idle readers let theirs go
-            // now, busy ones after their read (a snapshot kept until the next commit would hold
-            // it up to SNAPSHOT_MAX_AGE, the mix's p99 in bench/run).
-            snapshots.restarting.store(true, Ordering::Release);
-            snapshots.end_stale(std::time::Duration::ZERO);
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
-                tracing::warn!(error = %e, "SQLite checkpoint (restart) failed");
-            }
-            snapshots.restarting.store(false, Ordering::Release);
-        }
-    }
-}
-
-/// The writer waits for readers (a restarting checkpoint) and other processes in steps of 100 µs,
-/// for about 5 s: SQLite's default waits 1, 2, 5, 10 ms..., long beside the reads it waits for.
-fn writer_busy(attempts: i32) -> bool {
-    std::thread::sleep(std::time::Duration::from_micros(100));
-    attempts < 30_000
-}
-
-/// Copies the WAL back into the database every 250 ms without blocking anyone (a passive
-/// checkpoint: the longer the interval, the more often a hot page is copied once for several
-/// commits; against 100 ms, audited inserts +11-13 % with p99 15 -> 20-22 ms, the 90/10 mix +10 %
-/// with p99 unchanged; before the in-memory sub-journal, 200 ms had cost 10 ms of p99). Readers that never pause would keep the WAL from starting over, so past 4096
-/// pages (16 MiB) it asks the writer to run a restarting checkpoint after its next commit, which
-/// waits for the readers of that moment and lets the WAL start over. (Run from this thread, the
-/// restart and the writer polled for each other's lock: insert p99 40-55 ms in bench/run.)
-fn checkpoint_loop(conn: Connection, restart: Arc<AtomicBool>) {
-    const RESTART_PAGES: i64 = 4096;
-    loop {
-        std::thread::sleep(std::time::Duration::from_millis(250));
-        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
-            Ok(n) if n >= RESTART_PAGES => restart.store(true, Ordering::Relaxed),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "SQLite checkpoint failed"),
-        }
-    }
 }
 
 /// Runs `work` in a savepoint: on error (or when asked to `rollback`) only its own changes are undone.
@@ -702,7 +597,55 @@ pub fn map_sqlite_error(catalog: &Catalog, e: rusqlite::Error) -> ApiError {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
     use rusqlite::StatementStatus;
+    use serde_json::json;
+
+    use super::super::portable::Stmt;
+
+    /// Writes from many tasks on both kinds of runtime all run, in groups, whoever leads: a
+    /// failing write is answered with its error and leaves the others, restarting checkpoints
+    /// asked for in the middle hand the writer on and back, and writes after a quiet spell still
+    /// find a writer.
+    #[test]
+    fn writes_from_many_tasks_all_land() {
+        for multi in [true, false] {
+            let dir = std::env::temp_dir().join(format!("basalt-writer-{}", uuid::Uuid::new_v4()));
+            let rt = if multi {
+                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+            } else {
+                tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+            };
+            rt.block_on(async {
+                let store = Arc::new(super::SqliteStore::open(&dir, 5_000).unwrap());
+                store.batch(vec![Stmt::new("CREATE TABLE t (n INTEGER PRIMARY KEY)", vec![])]).await.unwrap();
+                for round in 0..3 {
+                    let mut writes = tokio::task::JoinSet::new();
+                    for i in 0..200 {
+                        let store = store.clone();
+                        // Every tenth write repeats a key, so it fails in its savepoint.
+                        let n = if i % 10 == 9 { round * 1000 + i - 1 } else { round * 1000 + i };
+                        if i == 100 {
+                            store.writer_restart().store(true, Ordering::Relaxed);
+                        }
+                        writes.spawn(
+                            async move { store.batch(vec![Stmt::new("INSERT INTO t (n) VALUES (?1)", vec![json!(n)])]).await.is_ok() },
+                        );
+                    }
+                    // A write left in the queue with nobody leading would never be answered.
+                    let all = tokio::time::timeout(std::time::Duration::from_secs(30), writes.join_all()).await;
+                    let ok = all.expect("every write is answered").into_iter().filter(|ok| *ok).count();
+                    assert_eq!(ok, 180, "multi-thread: {multi}, round {round}");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                let rows = store.batch(vec![Stmt::new("SELECT count(*) AS c FROM t", vec![])]).await.unwrap();
+                assert_eq!(rows[0][0]["c"], json!(540));
+            });
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
 
     /// Cached statements with `col = ?` terms run as prepared, not re-prepared on every use.
     #[test]

@@ -1,0 +1,229 @@
+//! The one SQLite write connection, run by whichever thread asks first: a write is queued, and the
+//! thread that finds nobody writing becomes the writer until the queue is empty. Writes that
+//! arrive meanwhile join its group and are answered after its commit (group commit).
+//!
+//! Why not a writer thread of its own (as until 2026-12-06): each write then cost two wake-ups
+//! across threads (the request's worker waking the writer, the writer waking the worker back),
+//! and on a 2-core VM whose idle cores halt, those hand-offs, not the CPU, bounded audited
+//! inserts (bench/README, thirteenth and fourteenth rounds). Here the worker that parsed a write
+//! usually runs it too, and a writer with nothing queued goes back to serving requests instead
+//! of sleeping.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::Connection;
+
+use super::sqlite::Snapshots;
+
+/// What the writer runs: writes, grouped into one transaction, or exclusive work.
+pub(super) enum Job {
+    Write(WriteWork),
+    Exclusive(Box<dyn FnOnce(&mut Connection) + Send>),
+}
+
+/// One write: runs on the group's connection (or learns that the group could not start).
+pub(super) type WriteWork = Box<dyn for<'a> FnOnce(Result<&'a Connection, String>) -> Finish + Send>;
+
+/// Delivers a write's result once its group has committed (or failed to).
+pub(super) type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// Most writes committed together; a bound keeps the first one's latency in check.
+const GROUP_LIMIT: usize = 64;
+
+/// Jobs waiting, and whether a thread is running them.
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    leading: bool,
+}
+
+pub(super) struct Writer {
+    queue: Mutex<Queue>,
+    /// Locked only by the thread leading; a mutex so that leadership may move between threads.
+    conn: Mutex<Connection>,
+    /// Set by the checkpoint thread when the WAL should start over (see [`checkpoint_loop`]).
+    restart: Arc<AtomicBool>,
+    snapshots: Snapshots,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Hands leadership back if the leading thread unwinds, so later writes are not stranded.
+struct Leading<'a>(&'a Mutex<Queue>);
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            lock(self.0).leading = false;
+        }
+    }
+}
+
+impl Writer {
+    pub(super) fn new(conn: Connection, restart: Arc<AtomicBool>, snapshots: Snapshots) -> Writer {
+        Writer { queue: Mutex::new(Queue::default()), conn: Mutex::new(conn), restart, snapshots }
+    }
+
+    #[cfg(test)]
+    pub(super) fn restart_flag(&self) -> &AtomicBool {
+        &self.restart
+    }
+
+    /// Queues `job`; if no thread is writing, runs the queue on this one until it is empty.
+    /// Returns once the job is queued or done: its own callbacks deliver its result.
+    pub(super) fn run(self: &Arc<Self>, job: Job) {
+        {
+            let mut q = lock(&self.queue);
+            q.jobs.push_back(job);
+            if q.leading {
+                return;
+            }
+            q.leading = true;
+        }
+        self.lead();
+    }
+
+    /// Runs queued jobs until there are none, one group per turn on an async worker: when more
+    /// are queued after a group, a task of its own takes the next, so the worker first answers
+    /// the request that made it the writer (a worker that kept writing while others fed the
+    /// queue would hold that answer back for as long: insert p99 23 -> 34 ms). A restarting
+    /// checkpoint (it waits for readers and syncs the WAL, up to 15 ms) moves the writer to a
+    /// blocking thread instead, so that no async worker waits for it.
+    fn lead(self: &Arc<Self>) {
+        let guard = Leading(&self.queue);
+        let mut conn = lock(&self.conn);
+        let rt = tokio::runtime::Handle::try_current().ok();
+        while let Some(job) = self.next(true) {
+            self.run_one(&mut conn, job);
+            let restart = self.restart.swap(false, Ordering::Relaxed);
+            let Some(rt) = &rt else {
+                if restart {
+                    self.restart_wal(&conn);
+                }
+                continue;
+            };
+            if restart && rt.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
+                drop(conn);
+                let writer = self.clone();
+                rt.spawn_blocking(move || {
+                    writer.restart_wal(&lock(&writer.conn));
+                    writer.lead();
+                });
+                return;
+            }
+            if restart {
+                self.restart_wal(&conn);
+            }
+            if !lock(&self.queue).jobs.is_empty() {
+                drop(conn);
+                let writer = self.clone();
+                rt.spawn(async move { writer.lead() });
+                return;
+            }
+        }
+        drop(conn);
+        drop(guard);
+    }
+
+    /// The next queued job; when there is none and `last`, gives up leadership in the same step,
+    /// so a job queued after this look finds nobody leading and runs itself.
+    fn next(&self, last: bool) -> Option<Job> {
+        let mut q = lock(&self.queue);
+        let job = q.jobs.pop_front();
+        if job.is_none() && last {
+            q.leading = false;
+        }
+        job
+    }
+
+    /// Lets the WAL start over, after answering a group: it waits for the readers of this
+    /// moment, and only writes still queued wait for it (the write lock is the leader's, so
+    /// nobody polls for it). Idle readers let their snapshots go now, busy ones after their read
+    /// (a snapshot kept until the next commit would hold it up to SNAPSHOT_MAX_AGE, the mix's p99
+    /// in bench/run).
+    fn restart_wal(&self, conn: &Connection) {
+        self.snapshots.restarting.store(true, Ordering::Release);
+        self.snapshots.end_stale(std::time::Duration::ZERO);
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "SQLite checkpoint (restart) failed");
+        }
+        self.snapshots.restarting.store(false, Ordering::Release);
+    }
+
+    /// Runs exclusive work alone, or opens one transaction, runs `first` and every write queued
+    /// meanwhile (each in its own savepoint), commits once, then answers them all.
+    fn run_one(&self, conn: &mut Connection, job: Job) {
+        let commits: &AtomicU64 = &self.snapshots.commits;
+        let first = match job {
+            Job::Exclusive(work) => {
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn))).is_err() {
+                    tracing::error!("exclusive work on the SQLite writer panicked");
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                commits.fetch_add(1, Ordering::Release);
+                return;
+            }
+            Job::Write(w) => w,
+        };
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            first(Err(e.to_string()))(Err(e.to_string()));
+            return;
+        }
+        super::sqlite_functions::set_transaction_time(Some(chrono::Utc::now()));
+        let mut finishers = vec![first(Ok(conn))];
+        let mut exclusive = None;
+        while finishers.len() < GROUP_LIMIT {
+            match self.next(false) {
+                Some(Job::Write(w)) => finishers.push(w(Ok(conn))),
+                Some(other) => {
+                    exclusive = Some(other);
+                    break;
+                }
+                None => break,
+            }
+        }
+        super::sqlite_functions::set_transaction_time(None);
+        let outcome = conn.execute_batch("COMMIT").map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            format!("commit failed: {e}")
+        });
+        commits.fetch_add(1, Ordering::Release);
+        for finish in finishers {
+            finish(outcome.clone());
+        }
+        if let Some(job) = exclusive {
+            self.run_one(conn, job);
+        }
+    }
+}
+
+/// The writer waits for readers (a restarting checkpoint) and other processes in steps of 100 µs,
+/// for about 5 s: SQLite's default waits 1, 2, 5, 10 ms..., long beside the reads it waits for.
+pub(super) fn writer_busy(attempts: i32) -> bool {
+    std::thread::sleep(std::time::Duration::from_micros(100));
+    attempts < 30_000
+}
+
+/// Copies the WAL back into the database every 250 ms without blocking anyone (a passive
+/// checkpoint: the longer the interval, the more often a hot page is copied once for several
+/// commits; against 100 ms, audited inserts +11-13 % with p99 15 -> 20-22 ms, the 90/10 mix +10 %
+/// with p99 unchanged; before the in-memory sub-journal, 200 ms had cost 10 ms of p99). Readers
+/// that never pause would keep the WAL from starting over, so past 4096 pages (16 MiB) it asks
+/// the writer to run a restarting checkpoint after its next commit, which waits for the readers
+/// of that moment and lets the WAL start over. (Run from this thread, the restart and the writer
+/// polled for each other's lock: insert p99 40-55 ms in bench/run.)
+pub(super) fn checkpoint_loop(conn: Connection, restart: Arc<AtomicBool>) {
+    const RESTART_PAGES: i64 = 4096;
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
+            Ok(n) if n >= RESTART_PAGES => restart.store(true, Ordering::Relaxed),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "SQLite checkpoint failed"),
+        }
+    }
+}
