@@ -287,7 +287,7 @@ impl SqliteStore {
         result
     }
 
-    /// Queues a write for the writer thread, which commits queued writes together (each in its
+    /// Queues a write for the writer, which commits queued writes together (each in its
     /// own savepoint, so one failing write leaves the others untouched).
     /// With `rollback`, the write runs and answers as usual but its changes are undone.
     pub async fn write(
@@ -446,7 +446,7 @@ fn apply_migration(conn: &mut Connection, desired: &Catalog, statements: &[Strin
 fn savepoint<T>(conn: &Connection, rollback: bool, work: impl FnOnce(&Connection) -> ApiResult<T>) -> ApiResult<T> {
     let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(|_| ());
     run("SAVEPOINT basalt_write").map_err(ApiError::internal)?;
-    // A bug in one write must not take the writer thread (and every later write) down with it.
+    // A bug in one write must not take the writer (and every later write) down with it.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)))
         .unwrap_or_else(|_| Err(ApiError::internal("a write panicked; its changes were rolled back")));
     if result.is_err() || rollback {

@@ -17,7 +17,7 @@ pub fn register(conn: &Connection) -> Result<()> {
     conn.create_scalar_function("now", 0, flags, |_| Ok(now()))?;
     conn.create_scalar_function("basalt_uuid", 0, flags, |_| Ok(uuid::Uuid::new_v4().hyphenated().to_string()))?;
     conn.create_scalar_function("basalt_uuid7", 0, flags, |_| Ok(uuid::Uuid::now_v7().hyphenated().to_string()))?;
-    // Set per write by the writer thread; NULL means no user.
+    // Set per write by the thread running it; NULL means no user.
     conn.create_scalar_function("basalt_auth_uid", 0, flags, |_| Ok(ACTOR.with(|a| a.borrow().as_ref().and_then(|a| a.uid.clone()))))?;
     conn.create_scalar_function("basalt_audit_context", 1, flags, audit_context)?;
     conn.create_scalar_function("basalt_audit_hash", 14, flags | FunctionFlags::SQLITE_DETERMINISTIC, audit_hash)?;
