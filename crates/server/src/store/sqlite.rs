@@ -230,6 +230,11 @@ impl SqliteStore {
         self.writer.restart_flag()
     }
 
+    #[cfg(test)]
+    pub(super) fn writer(&self) -> &Arc<Writer> {
+        &self.writer
+    }
+
     fn reader(&self) -> std::sync::MutexGuard<'_, Reader> {
         let start = reader_slot();
         for i in 0..self.readers.len() {
@@ -605,10 +610,10 @@ mod tests {
 
     use super::super::portable::Stmt;
 
-    /// Writes from many tasks on both kinds of runtime all run, in groups, whoever leads: a
-    /// failing write is answered with its error and leaves the others, restarting checkpoints
-    /// asked for in the middle hand the writer on and back, and writes after a quiet spell still
-    /// find a writer.
+    /// Writes from many tasks all run, whoever leads: on the multi-thread runtime in groups,
+    /// handed between workers and to a blocking thread for the restarting checkpoint asked for
+    /// in the middle; on the current-thread runtime one by one. A failing write is answered
+    /// with its error and leaves the others, and writes after a quiet spell still find a writer.
     #[test]
     fn writes_from_many_tasks_all_land() {
         for multi in [true, false] {

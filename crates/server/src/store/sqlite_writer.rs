@@ -52,13 +52,26 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Hands leadership back if the leading thread unwinds, so later writes are not stranded.
-struct Leading<'a>(&'a Mutex<Queue>);
+/// The right to run the queue, held by the leading thread or by a continuation not yet run.
+/// Ending without handing it on (a panic, or a runtime that drops a continuation unrun at
+/// shutdown) abandons it: see [`Writer::abandon`]. No queued write then waits for good.
+struct Leadership(Option<Arc<Writer>>);
 
-impl Drop for Leading<'_> {
+impl Leadership {
+    fn writer(&self) -> Arc<Writer> {
+        self.0.clone().expect("leadership is held")
+    }
+
+    /// Leadership was given up through the queue: nothing to abandon.
+    fn released(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Leadership {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            lock(self.0).leading = false;
+        if let Some(writer) = self.0.take() {
+            writer.abandon();
         }
     }
 }
@@ -84,17 +97,16 @@ impl Writer {
             }
             q.leading = true;
         }
-        self.lead();
+        self.lead(Leadership(Some(self.clone())));
     }
 
     /// Runs queued jobs until there are none, one group per turn on an async worker: when more
     /// are queued after a group, a task of its own takes the next, so the worker first answers
     /// the request that made it the writer (a worker that kept writing while others fed the
-    /// queue would hold that answer back for as long: insert p99 23 -> 34 ms). A restarting
-    /// checkpoint (it waits for readers and syncs the WAL, up to 15 ms) moves the writer to a
-    /// blocking thread instead, so that no async worker waits for it.
-    fn lead(self: &Arc<Self>) {
-        let guard = Leading(&self.queue);
+    /// queue would hold that answer back for as long). A restarting checkpoint (it waits for
+    /// readers and syncs the WAL, up to 15 ms) moves the writer to a blocking thread instead, so
+    /// that no async worker waits for it.
+    fn lead(self: &Arc<Self>, leadership: Leadership) {
         let mut conn = lock(&self.conn);
         let rt = tokio::runtime::Handle::try_current().ok();
         while let Some(job) = self.next(true) {
@@ -108,10 +120,10 @@ impl Writer {
             };
             if restart && rt.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
                 drop(conn);
-                let writer = self.clone();
                 rt.spawn_blocking(move || {
+                    let writer = leadership.writer();
                     writer.restart_wal(&lock(&writer.conn));
-                    writer.lead();
+                    writer.lead(leadership);
                 });
                 return;
             }
@@ -120,13 +132,50 @@ impl Writer {
             }
             if !lock(&self.queue).jobs.is_empty() {
                 drop(conn);
-                let writer = self.clone();
-                rt.spawn(async move { writer.lead() });
+                rt.spawn(async move {
+                    let writer = leadership.writer();
+                    writer.lead(leadership);
+                });
                 return;
             }
         }
         drop(conn);
-        drop(guard);
+        leadership.released();
+    }
+
+    /// Leadership ended without being handed on: a transaction left open is rolled back, this
+    /// thread's write state cleared, the writes still queued are answered with an error, and
+    /// the next write to come leads again.
+    fn abandon(&self) {
+        super::sqlite_functions::set_transaction_time(None);
+        super::sqlite_functions::set_actor(None);
+        if let Ok(conn) = self.conn.try_lock().or_else(|e| match e {
+            std::sync::TryLockError::Poisoned(p) => Ok(p.into_inner()),
+            std::sync::TryLockError::WouldBlock => Err(()),
+        }) {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+        }
+        let jobs = {
+            let mut q = lock(&self.queue);
+            q.leading = false;
+            std::mem::take(&mut q.jobs)
+        };
+        if std::thread::panicking() {
+            tracing::error!(queued = jobs.len(), "the SQLite writer panicked; the writes queued are answered with an error");
+        } else if !jobs.is_empty() {
+            tracing::warn!(
+                queued = jobs.len(),
+                "the SQLite writer's task was dropped (shutdown); the writes queued are answered with an error"
+            );
+        }
+        for job in jobs {
+            if let Job::Write(w) = job {
+                let why = "the SQLite writer stopped before this write ran".to_string();
+                w(Err(why.clone()))(Err(why));
+            }
+        }
     }
 
     /// The next queued job; when there is none and `last`, gives up leadership in the same step,
@@ -225,5 +274,41 @@ pub(super) fn checkpoint_loop(conn: Connection, restart: Arc<AtomicBool>) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "SQLite checkpoint failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::portable::Stmt;
+    use super::super::sqlite::SqliteStore;
+    use super::{lock, Leadership};
+
+    /// A leader that vanishes (its task dropped unrun, say) leaves no write waiting for good:
+    /// the queued one is answered with an error, and the next write leads again.
+    #[test]
+    fn abandoned_leadership_answers_the_queue_and_frees_the_writer() {
+        let dir = std::env::temp_dir().join(format!("basalt-writer-{}", uuid::Uuid::new_v4()));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let store = Arc::new(SqliteStore::open(&dir, 5_000).unwrap());
+            let writer = store.writer().clone();
+            lock(&writer.queue).leading = true;
+            let create = || vec![Stmt::new("CREATE TABLE t (n INTEGER)", vec![])];
+            let queued = tokio::spawn({
+                let store = store.clone();
+                async move { store.batch(create()).await }
+            });
+            while lock(&writer.queue).jobs.is_empty() {
+                tokio::task::yield_now().await;
+            }
+            drop(Leadership(Some(writer.clone())));
+            let answer = tokio::time::timeout(std::time::Duration::from_secs(10), queued).await.expect("answered").unwrap();
+            assert!(answer.is_err());
+            assert!(!lock(&writer.queue).leading);
+            store.batch(create()).await.expect("the next write leads");
+        });
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
