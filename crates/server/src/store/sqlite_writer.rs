@@ -1,6 +1,7 @@
 //! The one SQLite write connection, run by whichever thread asks first: a write is queued, and the
-//! thread that finds nobody writing becomes the writer until the queue is empty. Writes that
-//! arrive meanwhile join its group and are answered after its commit (group commit).
+//! thread that finds nobody writing becomes the writer and runs the queue, a group per turn, until
+//! it is empty. Writes that arrive meanwhile join a group and are answered after its commit
+//! (group commit).
 //!
 //! Why not a writer thread of its own (as until 2026-12-06): each write then cost two wake-ups
 //! across threads (the request's worker waking the writer, the writer waking the worker back),
