@@ -152,10 +152,11 @@ fn release_idle_readers(snapshots: Snapshots) {
     }
 }
 
-/// A reader if it is free. A reader whose user panicked is still used (and its snapshot still
-/// ended): its connection is sound, and skipping it would leave its snapshot open for good.
-fn try_lock(reader: &Mutex<Reader>) -> Option<std::sync::MutexGuard<'_, Reader>> {
-    match reader.try_lock() {
+/// A connection if it is free. One whose user panicked is still used (a reader's snapshot still
+/// ended, the writer's transaction rolled back): the connection is sound, and skipping it would
+/// leave that state behind for good.
+pub(super) fn try_lock<T>(m: &Mutex<T>) -> Option<std::sync::MutexGuard<'_, T>> {
+    match m.try_lock() {
         Ok(g) => Some(g),
         Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
         Err(std::sync::TryLockError::WouldBlock) => None,

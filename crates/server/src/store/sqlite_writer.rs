@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
-use super::sqlite::Snapshots;
+use super::sqlite::{try_lock, Snapshots};
 
 /// What the writer runs: writes, grouped into one transaction, or exclusive work.
 pub(super) enum Job {
@@ -150,10 +150,7 @@ impl Writer {
     fn abandon(&self) {
         super::sqlite_functions::set_transaction_time(None);
         super::sqlite_functions::set_actor(None);
-        if let Ok(conn) = self.conn.try_lock().or_else(|e| match e {
-            std::sync::TryLockError::Poisoned(p) => Ok(p.into_inner()),
-            std::sync::TryLockError::WouldBlock => Err(()),
-        }) {
+        if let Some(conn) = try_lock(&self.conn) {
             if !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");
             }
