@@ -227,11 +227,6 @@ impl SqliteStore {
     }
 
     #[cfg(test)]
-    fn writer_restart(&self) -> &AtomicBool {
-        self.writer.restart_flag()
-    }
-
-    #[cfg(test)]
     pub(super) fn writer(&self) -> &Arc<Writer> {
         &self.writer
     }
@@ -634,7 +629,7 @@ mod tests {
                         // Every tenth write repeats a key, so it fails in its savepoint.
                         let n = if i % 10 == 9 { round * 1000 + i - 1 } else { round * 1000 + i };
                         if i == 100 {
-                            store.writer_restart().store(true, Ordering::Relaxed);
+                            store.writer().restart_flag().store(true, Ordering::Relaxed);
                         }
                         writes.spawn(
                             async move { store.batch(vec![Stmt::new("INSERT INTO t (n) VALUES (?1)", vec![json!(n)])]).await.is_ok() },
