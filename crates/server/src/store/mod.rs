@@ -183,6 +183,9 @@ impl Store {
     pub async fn read(&self, sql: ReadSql, ctx: &DbContext) -> ApiResult<ReadResult> {
         match self {
             Store::Sqlite(s) => s.read(&sql),
+            // A plain read ends no transaction, so it runs on the caller's task (boxed, to keep
+            // the request future small): one wake-up per answer instead of two.
+            Store::Postgres(p) if p.plain_read(&sql, ctx) => Box::pin(p.read(&sql, ctx)).await,
             Store::Postgres(p) => {
                 let (p, ctx) = (p.clone(), ctx.clone());
                 detached(async move { p.read(&sql, &ctx).await }).await

@@ -140,6 +140,13 @@ impl PgStore {
         self.read_pipelined(sql, ctx, true).await
     }
 
+    /// Whether `read` runs `sql` as one statement after the context, with no transaction of its
+    /// own to end: then a caller that goes away mid-read leaves the connection as clean as a
+    /// finished read does, and the read may run on the caller's task.
+    pub fn plain_read(&self, sql: &ReadSql, ctx: &DbContext) -> bool {
+        !self.transaction_pooler && !ctx.rollback && self.session.pre_request.is_none() && sql.count.is_none() && sql.planned.is_none()
+    }
+
     /// A read in a transaction with the caller's role and claims (set-returning `/rpc` calls).
     pub async fn read_in_tx(&self, sql: &ReadSql, ctx: &DbContext, read_only: bool) -> ApiResult<ReadResult> {
         self.read_pipelined(sql, ctx, read_only).await
@@ -203,8 +210,7 @@ impl PgStore {
         };
         let pre = self.pre_request(&client).await?;
         let set_params = self.set_params(ctx)?;
-        let plain = read_only && !ctx.rollback && pre.is_none() && count_stmt.is_none() && planned_stmt.is_none();
-        if plain && !self.transaction_pooler {
+        if read_only && self.plain_read(sql, ctx) {
             // A plain read is one statement: it runs as an implicit (read-only) transaction after
             // the context is set for the session, both in one round trip. Should the context
             // fail, the statement has run with the connection's previous one, read-only; its
