@@ -219,3 +219,96 @@ async fn take_turns(b: Backend, transaction_pooler: &str) {
 }
 
 crate::both_backends!(one_connection);
+
+/// Callers that hang up mid-request leave the database connection as they found it. With one
+/// connection, a few hundred requests are dropped at scattered points (waiting for the pool,
+/// mid-read, mid-write, between a single-row write's count and its ROLLBACK); afterwards every
+/// caller sees exactly their own rows, each hung-up insert landed whole or not at all, a
+/// single-row write that reached two rows changed nothing, and (PostgreSQL) no connection is
+/// left inside a transaction.
+async fn hang_ups(b: Backend) {
+    use tokio::io::AsyncWriteExt;
+    let env = [("BASALT_AUTH_AUTOCONFIRM", "true"), ("BASALT_POOL_SIZE", "1")];
+    let Some(app) = TestApp::spawn_with(b, SCHEMA, &env).await else { return };
+    let (a, _, _) = app.signup("a@example.com", json!({"name": "A"})).await;
+    let (bt, _, b_id) = app.signup("b@example.com", json!({"name": "B"})).await;
+    for (token, body) in [(&a, json!({"body": "a-private"})), (&a, json!({"body": "a-public", "is_public": true}))] {
+        assert_eq!(write(&app, Method::POST, "/rest/v1/notes", Some(token), body).await.0, 201);
+    }
+    for body in ["b-private", "b-second"] {
+        assert_eq!(write(&app, Method::POST, "/rest/v1/notes", Some(&bt), json!({"body": body})).await.0, 201);
+    }
+    // A single-row write that reaches both of b's notes is refused and rolled back.
+    let single = "application/vnd.pgrst.object+json";
+    let patch = format!("/rest/v1/notes?user_id=eq.{b_id}");
+    let (s, _) = send(app.as_user(Method::PATCH, &patch, Some(&bt)).header("accept", single).json(&json!({"body": "changed"}))).await;
+    assert_eq!(s, 406);
+    let host = app.url.trim_start_matches("http://").split('/').next().expect("host").to_string();
+    let mut hung = Vec::new();
+    for i in 0..400u64 {
+        let (host, anon) = (host.clone(), app.anon.clone());
+        let token = if i % 4 == 0 { a.clone() } else { bt.clone() };
+        let (method, path, extra, body) = match i % 4 {
+            0 | 1 => ("GET", "/rest/v1/notes?select=*".to_string(), String::new(), String::new()),
+            2 => ("POST", "/rest/v1/notes".to_string(), String::new(), r#"{"body":"hung-up"}"#.to_string()),
+            _ => ("PATCH", patch.clone(), format!("Accept: {single}\r\n"), r#"{"body":"changed"}"#.to_string()),
+        };
+        hung.push(tokio::spawn(async move {
+            let request = format!(
+                "{method} {path} HTTP/1.1\r\nHost: {host}\r\napikey: {anon}\r\nAuthorization: Bearer {token}\r\n{extra}\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let mut stream = tokio::net::TcpStream::connect(&host).await.expect("connect");
+            stream.write_all(request.as_bytes()).await.expect("send");
+            tokio::time::sleep(std::time::Duration::from_micros(i * 173 % 3000)).await;
+            drop(stream);
+        }));
+    }
+    for h in hung {
+        h.await.expect("hang-up task");
+    }
+    // A write handed on before its caller hung up still runs: wait until b's rows stop changing.
+    let (mut seen, mut steady) = (usize::MAX, 0);
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let now = count(&app, "notes", Some(&bt)).await;
+        steady = if now == seen { steady + 1 } else { 0 };
+        if steady == 2 {
+            break;
+        }
+        seen = now;
+    }
+    let (s, rows) = send(app.as_user(Method::GET, "/rest/v1/notes?select=body,user_id", Some(&bt))).await;
+    assert_eq!(s, 200, "{rows}");
+    let rows = rows.as_array().expect("rows");
+    assert!(rows.iter().all(|r| r["user_id"] == json!(b_id) || r["body"] == json!("a-public")), "b sees only own and public: {rows:?}");
+    assert!(rows.iter().all(|r| r["body"] != json!("changed")), "a refused single-row write left its change: {rows:?}");
+    let landed = rows.iter().filter(|r| r["body"] == json!("hung-up")).count();
+    assert_eq!(rows.len(), 3 + landed, "b's two notes, a-public and the inserts that landed: {rows:?}");
+    for _ in 0..3 {
+        assert_eq!(count(&app, "notes", Some(&a)).await, 2, "a sees own and public");
+        assert_eq!(count(&app, "notes", None).await, 1, "anon sees only the public note");
+        assert_eq!(count(&app, "notes", Some(&bt)).await, 3 + landed);
+    }
+    assert_eq!(write(&app, Method::POST, "/rest/v1/notes", Some(&a), json!({"body": "after"})).await.0, 201);
+    assert_eq!(count(&app, "notes", Some(&a)).await, 3);
+    if let Some(url) = &app.database_url {
+        // Give the audit sealer's short transactions time to end, then look for any left open.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(conn);
+        let open: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND state LIKE 'idle in transaction%' AND state_change < now() - interval '1 second'",
+                &[],
+            )
+            .await
+            .expect("pg_stat_activity")
+            .get(0);
+        assert_eq!(open, 0, "connections left inside a transaction");
+    }
+}
+
+crate::both_backends!(hang_ups);
