@@ -371,3 +371,60 @@ async fn postgrest_fixture_database() {
     assert_eq!(busy.await.expect("join"), (200, json!(1)));
     drop(holder);
 }
+
+/// A function call whose caller hangs up mid-call still ends its transaction the way the request
+/// asked (here: rolled back), instead of leaving the pooled connection inside it for the next
+/// caller's COMMIT to commit (the call's transaction rolls back when it is dropped).
+#[tokio::test]
+async fn rpc_hang_ups_roll_back() {
+    use tokio::io::AsyncWriteExt;
+    let Some(holder) = TestApp::spawn_with(Backend::Postgres, "", &[]).await else { return };
+    let url = holder.database_url.clone().expect("postgres");
+    let admin = crate::helpers::pg_admin_url().expect("admin url");
+    let db = url.rsplit('/').next().unwrap_or_default().split('?').next().unwrap_or_default().to_string();
+    admin_sql(
+        &with_db(&admin, &db),
+        r#"
+DO $$ BEGIN CREATE ROLE pgrst_web_anon NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+create schema api;
+grant usage on schema api to pgrst_web_anon;
+create table api.calls (id bigint generated always as identity primary key, note text not null);
+grant select, insert on api.calls to pgrst_web_anon;
+create function api.log_call() returns int language plpgsql as $$
+begin insert into api.calls (note) values ('call'); perform pg_sleep(0.02); return 1; end $$;
+"#,
+    );
+    let env = [
+        ("BASALT_SCHEMA_SOURCE", "postgres"),
+        ("PGRST_DB_SCHEMAS", "api"),
+        ("PGRST_DB_ANON_ROLE", "pgrst_web_anon"),
+        ("BASALT_REST_MOUNT", "/"),
+        ("BASALT_DB_TX_END", "rollback-allow-override"),
+        ("BASALT_POOL_SIZE", "1"),
+    ];
+    let app = TestApp::spawn_on(&url, "", &env).await;
+    let (s, v) = send(app.client.post(format!("{}/rpc/log_call", app.url)).json(&serde_json::json!({}))).await;
+    assert_eq!((s, v), (200, serde_json::json!(1)), "a call answers, and its insert is rolled back");
+    let host = app.url.trim_start_matches("http://").split('/').next().expect("host").to_string();
+    let mut hung = Vec::new();
+    for i in 0..40u64 {
+        let host = host.clone();
+        hung.push(tokio::spawn(async move {
+            let request =
+                format!("POST /rpc/log_call HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}");
+            let mut stream = tokio::net::TcpStream::connect(&host).await.expect("connect");
+            stream.write_all(request.as_bytes()).await.expect("send");
+            tokio::time::sleep(std::time::Duration::from_micros(500 + i * 997 % 8000)).await;
+            drop(stream);
+        }));
+    }
+    for h in hung {
+        h.await.expect("hang-up task");
+    }
+    // A committed write after them: it would also commit a call left open on the connection.
+    let (s, _) =
+        send(app.client.post(format!("{}/calls", app.url)).header("prefer", "tx=commit").json(&serde_json::json!({"note": "kept"}))).await;
+    assert_eq!(s, 201);
+    let (s, rows) = send(app.client.get(format!("{}/calls?select=note&order=id", app.url))).await;
+    assert_eq!((s, rows), (200, serde_json::json!([{"note": "kept"}])), "only the committed row");
+}
