@@ -110,6 +110,11 @@ impl TestApp {
         Some(TestApp { url, anon, service, dir, database_url, client: reqwest::Client::new(), child, admin_url, db_name })
     }
 
+    /// `host:port`, for raw connections.
+    pub fn host(&self) -> String {
+        self.url.trim_start_matches("http://").split('/').next().unwrap_or_default().to_string()
+    }
+
     pub fn req(&self, method: Method, path: &str) -> RequestBuilder {
         self.client
             .request(method, format!("{}{path}", self.url))
@@ -172,6 +177,15 @@ impl TestApp {
 }
 
 /// Sends and returns (status, JSON body or Null when empty/not JSON).
+/// Sends one raw HTTP/1.1 request and hangs up `after` it without reading the answer: to the
+/// server, a caller that went away mid-request.
+pub async fn send_and_hang_up(host: &str, request: &str, after: Duration) {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    tokio::time::sleep(after).await;
+}
+
 pub async fn send(rb: RequestBuilder) -> (u16, Value) {
     let res: Response = rb.send().await.expect("request");
     let status = res.status().as_u16();

@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::auth::{sign, sign_key};
-use crate::helpers::{admin_sql, send, with_db, Backend, TestApp, SECRET};
+use crate::helpers::{admin_sql, send, send_and_hang_up, with_db, Backend, TestApp, SECRET};
 
 const NOTES: &str = r#"
 [tables.notes]
@@ -377,7 +377,6 @@ async fn postgrest_fixture_database() {
 /// caller's COMMIT to commit (the call's transaction rolls back when it is dropped).
 #[tokio::test]
 async fn rpc_hang_ups_roll_back() {
-    use tokio::io::AsyncWriteExt;
     let Some(holder) = TestApp::spawn_with(Backend::Postgres, "", &[]).await else { return };
     let url = holder.database_url.clone().expect("postgres");
     let admin = crate::helpers::pg_admin_url().expect("admin url");
@@ -405,18 +404,13 @@ begin insert into api.calls (note) values ('call'); perform pg_sleep(0.02); retu
     let app = TestApp::spawn_on(&url, "", &env).await;
     let (s, v) = send(app.client.post(format!("{}/rpc/log_call", app.url)).json(&serde_json::json!({}))).await;
     assert_eq!((s, v), (200, serde_json::json!(1)), "a call answers, and its insert is rolled back");
-    let host = app.url.trim_start_matches("http://").split('/').next().expect("host").to_string();
+    let host = app.host();
+    let request = format!("POST /rpc/log_call HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}");
     let mut hung = Vec::new();
     for i in 0..40u64 {
-        let host = host.clone();
-        hung.push(tokio::spawn(async move {
-            let request =
-                format!("POST /rpc/log_call HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}");
-            let mut stream = tokio::net::TcpStream::connect(&host).await.expect("connect");
-            stream.write_all(request.as_bytes()).await.expect("send");
-            tokio::time::sleep(std::time::Duration::from_micros(500 + i * 997 % 8000)).await;
-            drop(stream);
-        }));
+        let (host, request) = (host.clone(), request.clone());
+        let after = std::time::Duration::from_micros(500 + i * 997 % 8000);
+        hung.push(tokio::spawn(async move { send_and_hang_up(&host, &request, after).await }));
     }
     for h in hung {
         h.await.expect("hang-up task");

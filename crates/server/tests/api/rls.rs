@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{send, Backend, TestApp};
+use crate::helpers::{send, send_and_hang_up, Backend, TestApp};
 
 const SCHEMA: &str = r#"
 [tables.notes]
@@ -227,7 +227,6 @@ crate::both_backends!(one_connection);
 /// single-row write that reached two rows changed nothing, and (PostgreSQL) no connection is
 /// left inside a transaction.
 async fn hang_ups(b: Backend) {
-    use tokio::io::AsyncWriteExt;
     let env = [("BASALT_AUTH_AUTOCONFIRM", "true"), ("BASALT_POOL_SIZE", "1")];
     let Some(app) = TestApp::spawn_with(b, SCHEMA, &env).await else { return };
     let (a, _, _) = app.signup("a@example.com", json!({"name": "A"})).await;
@@ -243,7 +242,7 @@ async fn hang_ups(b: Backend) {
     let patch = format!("/rest/v1/notes?user_id=eq.{b_id}");
     let (s, _) = send(app.as_user(Method::PATCH, &patch, Some(&bt)).header("accept", single).json(&json!({"body": "changed"}))).await;
     assert_eq!(s, 406);
-    let host = app.url.trim_start_matches("http://").split('/').next().expect("host").to_string();
+    let host = app.host();
     let mut hung = Vec::new();
     for i in 0..400u64 {
         let (host, anon) = (host.clone(), app.anon.clone());
@@ -253,17 +252,13 @@ async fn hang_ups(b: Backend) {
             2 => ("POST", "/rest/v1/notes".to_string(), String::new(), r#"{"body":"hung-up"}"#.to_string()),
             _ => ("PATCH", patch.clone(), format!("Accept: {single}\r\n"), r#"{"body":"changed"}"#.to_string()),
         };
-        hung.push(tokio::spawn(async move {
-            let request = format!(
-                "{method} {path} HTTP/1.1\r\nHost: {host}\r\napikey: {anon}\r\nAuthorization: Bearer {token}\r\n{extra}\
-                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            let mut stream = tokio::net::TcpStream::connect(&host).await.expect("connect");
-            stream.write_all(request.as_bytes()).await.expect("send");
-            tokio::time::sleep(std::time::Duration::from_micros(i * 173 % 3000)).await;
-            drop(stream);
-        }));
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\napikey: {anon}\r\nAuthorization: Bearer {token}\r\n{extra}\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let after = std::time::Duration::from_micros(i * 173 % 3000);
+        hung.push(tokio::spawn(async move { send_and_hang_up(&host, &request, after).await }));
     }
     for h in hung {
         h.await.expect("hang-up task");

@@ -260,8 +260,8 @@ crate::both_backends!(inserts, upserts, updates_and_deletes, write_errors_leave_
 /// `Expect: 100-continue` would; the server must refuse without reading the body.
 async fn oversized_status(app: &TestApp) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = app.url.trim_start_matches("http://");
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let addr = app.host();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.expect("connect");
     let head = format!(
         "POST /rest/v1/todos HTTP/1.1\r\nhost: {addr}\r\napikey: {k}\r\nauthorization: Bearer {k}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
         11 * 1024 * 1024,
