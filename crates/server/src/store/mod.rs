@@ -6,6 +6,7 @@ mod audit_schema;
 mod auth_schema;
 pub mod auth_sql;
 mod pg_introspect;
+mod pg_pipeline;
 pub mod pg_session;
 pub mod portable;
 mod postgres;
@@ -183,13 +184,9 @@ impl Store {
     pub async fn read(&self, sql: ReadSql, ctx: &DbContext) -> ApiResult<ReadResult> {
         match self {
             Store::Sqlite(s) => s.read(&sql),
-            // A plain read ends no transaction, so it runs on the caller's task (boxed, to keep
-            // the request future small): one wake-up per answer instead of two.
-            Store::Postgres(p) if p.plain_read(&sql, ctx) => Box::pin(p.read(&sql, ctx)).await,
-            Store::Postgres(p) => {
-                let (p, ctx) = (p.clone(), ctx.clone());
-                detached(async move { p.read(&sql, &ctx).await }).await
-            }
+            // On the caller's task, boxed to keep the request future small: a caller that goes
+            // away mid-request closes the connection, which rolls back whatever it left open.
+            Store::Postgres(p) => Box::pin(p.read(&sql, ctx)).await,
         }
     }
 
@@ -198,10 +195,7 @@ impl Store {
     pub async fn read_as(&self, sql: ReadSql, ctx: &DbContext, read_only: bool) -> ApiResult<ReadResult> {
         match self {
             Store::Sqlite(s) => s.read(&sql),
-            Store::Postgres(p) => {
-                let (p, ctx) = (p.clone(), ctx.clone());
-                detached(async move { p.read_in_tx(&sql, &ctx, read_only).await }).await
-            }
+            Store::Postgres(p) => Box::pin(p.read_in_tx(&sql, ctx, read_only)).await,
         }
     }
 
@@ -211,7 +205,7 @@ impl Store {
             Store::Sqlite(_) => {
                 Err(crate::error::ApiError::Rest(basalt_query::Error::new(404, "PGRST202", "SQLite has no database functions")))
             }
-            Store::Postgres(p) => p.call(f, read_only, ctx).await,
+            Store::Postgres(p) => Box::pin(p.call(f, read_only, ctx)).await,
         }
     }
 
@@ -229,10 +223,7 @@ impl Store {
                 };
                 s.write(sql, single, ctx.rollback, actor).await
             }
-            Store::Postgres(p) => {
-                let (p, ctx) = (p.clone(), ctx.clone());
-                detached(async move { p.write(&sql, single, &ctx).await }).await
-            }
+            Store::Postgres(p) => Box::pin(p.write(&sql, single, ctx)).await,
         }
     }
 
@@ -269,17 +260,6 @@ impl Store {
             Store::Postgres(p) => p.jwt_secret().await,
         }
     }
-}
-
-/// Runs database work on its own task, so a client that disconnects mid-request cannot leave a
-/// pooled connection inside an open transaction: the work always reaches COMMIT or ROLLBACK.
-/// Spawned at once, not at the first poll: the caller's future then holds a task handle instead
-/// of the work's whole state (several KiB, moved with every request future on either backend).
-fn detached<T: Send + 'static>(
-    f: impl std::future::Future<Output = ApiResult<T>> + Send + 'static,
-) -> impl std::future::Future<Output = ApiResult<T>> {
-    let task = tokio::spawn(f);
-    async move { task.await.map_err(crate::error::ApiError::internal)? }
 }
 
 /// Refuses a plan with destructive steps unless allowed, naming them.

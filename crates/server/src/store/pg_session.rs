@@ -1,10 +1,8 @@
 //! What PostgreSQL is told about each request before its query runs, as PostgREST tells it:
-//! the role, the claims, the request, the search path and the `app.settings.*`, transaction-local
-//! (or for the session, before a plain read's one statement); then the pre-request function, if
-//! one is configured.
+//! the role, the claims, the request, the search path and the `app.settings.*`, local to the
+//! transaction; then the pre-request function, if one is configured.
 
 use basalt_schema::ident::quote;
-use tokio_postgres::types::Type;
 
 use crate::config::RestSettings;
 
@@ -12,17 +10,15 @@ use crate::config::RestSettings;
 #[derive(Debug, Clone)]
 pub struct SessionSql {
     /// Sets role, claims, request, search path (and app settings), local to the transaction:
-    /// parameters as [`SET_TYPES`].
+    /// eleven parameters, all text.
     pub set: String,
-    /// The same for the session: for plain reads, which run without an explicit transaction
-    /// (every request on a connection sets all of it again before its statement).
-    pub set_session: String,
+    /// The same for plain reads, which run with it as one implicit transaction
+    /// ([`super::pg_pipeline`]): without the audit log's client address and request id.
+    pub set_read: String,
     pub app_settings: String,
     /// `SELECT "schema"."fn"()`, when `db-pre-request` is configured.
     pub pre_request: Option<String>,
 }
-
-pub const SET_TYPES: [Type; 11] = [Type::TEXT; 11];
 
 /// Reads what SQL set for the response (PostgREST's `response.headers` and `response.status`).
 pub const RESPONSE_SETTINGS: &str = "SELECT current_setting('response.headers', true), current_setting('response.status', true)";
@@ -35,34 +31,27 @@ impl SessionSql {
         // `search_path` ($7) is not set here: each exposed schema has its own pool whose
         // connections start with that schema's search path, which transactions cannot change for
         // good (`set_config(..., true)` ends with them). $7 stays so the parameters keep their order.
-        let set = |local: bool| {
-            let mut set = format!(
-                "SELECT set_config('role', $1, {local}), set_config('request.jwt.claims', $2, {local}), \
-                 set_config('request.method', $3, {local}), set_config('request.path', $4, {local}), \
-                 set_config('request.headers', $5, {local}), set_config('request.cookies', $6, {local}), $7::text, \
-                 set_config('request.jwt.claim.sub', coalesce($9, ''), {local})"
+        let set = |audit: bool| {
+            let mut set = String::from(
+                "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
+                 set_config('request.method', $3, true), set_config('request.path', $4, true), \
+                 set_config('request.headers', $5, true), set_config('request.cookies', $6, true), $7::text, \
+                 set_config('request.jwt.claim.sub', coalesce($9, ''), true)",
             );
-            // The audit log's client address and request id ($10, $11): only writes, which
-            // run in a transaction, record them.
-            set.push_str(&if local {
-                format!(
-                    ", set_config('basalt.ip', coalesce($10, ''), {local}), set_config('basalt.request_id', coalesce($11, ''), {local})"
-                )
-            } else {
-                ", $10::text, $11::text".to_string()
+            // The audit log's client address and request id ($10, $11): only writes record them.
+            set.push_str(match audit {
+                true => ", set_config('basalt.ip', coalesce($10, ''), true), set_config('basalt.request_id', coalesce($11, ''), true)",
+                false => ", $10::text, $11::text",
             });
-            if !rest.app_settings.is_empty() {
-                set.push_str(&format!(
-                    ", (SELECT count(set_config('app.settings.' || key, value, {local})) FROM json_each_text($8::json))"
-                ));
-            } else {
-                set.push_str(", $8::text");
-            }
+            set.push_str(match rest.app_settings.is_empty() {
+                false => ", (SELECT count(set_config('app.settings.' || key, value, true)) FROM json_each_text($8::json))",
+                true => ", $8::text",
+            });
             set
         };
         SessionSql {
             set: set(true),
-            set_session: set(false),
+            set_read: set(false),
             app_settings: serde_json::to_string(&rest.app_settings).unwrap_or_else(|_| "{}".into()),
             pre_request: rest.pre_request.as_deref().and_then(function_sql).map(|f| format!("SELECT {f}()")),
         }

@@ -8,10 +8,10 @@ use basalt_query::value::Param;
 use basalt_query::Error as RestError;
 use basalt_schema::{ddl, Catalog, DbState, DdlDialect};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::types::Type;
 use tokio_postgres::NoTls;
 
-use super::pg_session::{SessionSql, RESPONSE_SETTINGS, SET_TYPES};
+use super::pg_pipeline::{Answer, Lease, PipeError, PipeManager, PipePool, Step, Target};
+use super::pg_session::{SessionSql, RESPONSE_SETTINGS};
 use super::portable::{self, PgCell, PgParam, Row, Stmt};
 use super::{check_destructive, DbContext, Migration, ReadResult, ResponseSettings, WriteResult};
 use crate::error::{status_for_sqlstate, ApiError, ApiResult};
@@ -21,6 +21,7 @@ pub struct PgStore {
     pool: Pool,
     /// Data-API requests, one pool per exposed schema: each connection's search path is the
     /// schema and the extra search path, so statements prepared on it resolve in that schema.
+    /// Its connections are Basalt's own, so a request sends all its statements under one `Sync`.
     schemas: std::collections::HashMap<String, SchemaPool>,
     default_schema: String,
     url: String,
@@ -33,16 +34,39 @@ pub struct PgStore {
 }
 
 struct SchemaPool {
-    pool: Pool,
+    /// Connections of Basalt's own ([`super::pg_pipeline`]).
+    pipes: PipePool,
     search_path: String,
 }
 
-/// A pool whose connections start in UTC, with the statement timeout and `search_path`.
-/// Request pools (`read_only`) default to read-only transactions: plain reads run as implicit
-/// transactions, which stay read-only as PostgREST's `BEGIN READ ONLY` does; everything that
-/// writes starts its transaction `READ WRITE` explicitly.
-fn build_pool(url: &str, pool_size: usize, timeouts: (u64, u64), search_path: &str, read_only: bool) -> anyhow::Result<Pool> {
-    let (statement_timeout_ms, acquisition_timeout_s) = timeouts;
+/// Basalt's own pool (tokio-postgres): migrations, auth and imports.
+fn build_pool(url: &str, pool_size: usize, timeouts: (u64, u64), search_path: &str) -> anyhow::Result<Pool> {
+    let cfg = pool_config(url, timeouts.0, search_path, false)?;
+    let mgr = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    // A request waits at most `db-pool-acquisition-timeout` for a connection, then gets 504
+    // PGRST003.
+    Ok(Pool::builder(mgr)
+        .max_size(pool_size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(std::time::Duration::from_secs(timeouts.1)))
+        .build()?)
+}
+
+/// The pool of a schema's requests ([`super::pg_pipeline`]).
+fn build_pipe_pool(url: &str, pool_size: usize, timeouts: (u64, u64), search_path: &str) -> anyhow::Result<PipePool> {
+    let target = Target::new(&pool_config(url, timeouts.0, search_path, true)?)?;
+    Ok(PipePool::builder(PipeManager { target })
+        .max_size(pool_size)
+        .runtime(deadpool::Runtime::Tokio1)
+        .wait_timeout(Some(std::time::Duration::from_secs(timeouts.1)))
+        .build()?)
+}
+
+/// Connections start in UTC, with the statement timeout and `search_path`. Request pools
+/// (`read_only`) default to read-only transactions: plain reads run as implicit transactions,
+/// which stay read-only as PostgREST's `BEGIN READ ONLY` does; everything that writes starts its
+/// transaction `READ WRITE` explicitly.
+fn pool_config(url: &str, statement_timeout_ms: u64, search_path: &str, read_only: bool) -> anyhow::Result<tokio_postgres::Config> {
     let mut cfg = tokio_postgres::Config::from_str(url)?;
     cfg.options(format!(
         "-c TimeZone=UTC -c client_min_messages=warning -c statement_timeout={statement_timeout_ms} -c search_path={}{}",
@@ -50,27 +74,14 @@ fn build_pool(url: &str, pool_size: usize, timeouts: (u64, u64), search_path: &s
         if read_only { " -c default_transaction_read_only=on" } else { "" }
     ));
     cfg.application_name("basalt");
-    let mgr = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-    // A request waits at most `db-pool-acquisition-timeout` for a connection, then gets 504
-    // PGRST003.
-    Ok(Pool::builder(mgr)
-        .max_size(pool_size)
-        .runtime(deadpool_postgres::Runtime::Tokio1)
-        .wait_timeout(Some(std::time::Duration::from_secs(acquisition_timeout_s)))
-        .build()?)
+    Ok(cfg)
 }
-
-type SqlRef<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
 
 /// Serialises migrations across instances sharing the database.
 const MIGRATION_LOCK: i64 = 0x6261_7361_6c74;
 
 fn texts(params: &[Param]) -> Vec<Option<String>> {
     params.iter().map(Param::as_pg_text).collect()
-}
-
-fn refs(v: &[Option<String>]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
-    v.iter().map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync)).collect()
 }
 
 impl PgStore {
@@ -84,12 +95,12 @@ impl PgStore {
         let timeouts = (statement_timeout_ms, rest.pool_acquisition_timeout);
         // `extensions` on the search path, as Supabase has it, so `uuid_generate_v4()` and
         // pgcrypto's functions work unqualified in migrations and defaults.
-        let pool = build_pool(url, pool_size, timeouts, "\"$user\", public, extensions", false)?;
+        let pool = build_pool(url, pool_size, timeouts, "\"$user\", public, extensions")?;
         let mut schemas = std::collections::HashMap::new();
         for schema in &rest.schemas {
             let search_path = super::pg_session::search_path(schema, &rest.extra_search_path);
-            let pool = build_pool(url, pool_size, timeouts, &search_path, true)?;
-            schemas.insert(schema.clone(), SchemaPool { pool, search_path });
+            let pipes = build_pipe_pool(url, pool_size, timeouts, &search_path)?;
+            schemas.insert(schema.clone(), SchemaPool { pipes, search_path });
         }
         let client = pool.get().await.map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?;
         client
@@ -129,21 +140,21 @@ impl PgStore {
         self.schemas.get(name).ok_or_else(|| ApiError::internal(format!("no pool for schema {name}")))
     }
 
-    async fn request_client(&self, ctx: &DbContext) -> ApiResult<deadpool_postgres::Object> {
-        self.schema_pool(ctx)?.pool.get().await.map_err(pool_error)
+    /// A connection of the pool of the schema a request addresses.
+    async fn lease(&self, ctx: &DbContext) -> ApiResult<Lease> {
+        Lease::get(&self.schema_pool(ctx)?.pipes).await.map_err(pool_error)
     }
 
     /// Every read runs with the request context set, as PostgREST, so views and functions see
-    /// `request.jwt.claims` and the rest whoever the caller is: in a pipelined transaction, or
-    /// for plain reads as one statement after the context is set for the session.
+    /// `request.jwt.claims` and the rest whoever the caller is: in a transaction, or for plain
+    /// reads with the statement as one implicit transaction ([`super::pg_pipeline`]).
     pub async fn read(&self, sql: &ReadSql, ctx: &DbContext) -> ApiResult<ReadResult> {
         self.read_pipelined(sql, ctx, true).await
     }
 
-    /// Whether `read` runs `sql` as one statement after the context, with no transaction of its
-    /// own to end: then a caller that goes away mid-read leaves the connection as clean as a
-    /// finished read does, and the read may run on the caller's task.
-    pub fn plain_read(&self, sql: &ReadSql, ctx: &DbContext) -> bool {
+    /// Whether `read` runs `sql` as one statement after the context, without a transaction of
+    /// its own.
+    fn plain_read(&self, sql: &ReadSql, ctx: &DbContext) -> bool {
         !self.transaction_pooler && !ctx.rollback && self.session.pre_request.is_none() && sql.count.is_none() && sql.planned.is_none()
     }
 
@@ -152,216 +163,145 @@ impl PgStore {
         self.read_pipelined(sql, ctx, read_only).await
     }
 
-    /// The request context's parameters, in [`SET_TYPES`] order.
-    fn set_params<'a>(&'a self, ctx: &'a DbContext) -> ApiResult<[SqlRef<'a>; 11]> {
-        let r = &ctx.request;
-        let path = &self.schema_pool(ctx)?.search_path;
-        let o = &ctx.origin;
+    /// The request context's parameters, in the order of [`SessionSql::set`]'s placeholders.
+    fn context<'a>(&'a self, ctx: &'a DbContext) -> ApiResult<[Option<&'a str>; 11]> {
+        let (r, o) = (&ctx.request, &ctx.origin);
         Ok([
-            &ctx.db_role,
-            &*ctx.claims,
-            &r.method,
-            &r.path,
-            &r.headers,
-            &r.cookies,
-            path,
-            &self.session.app_settings,
-            &ctx.uid,
-            &o.ip,
-            &o.request_id,
+            Some(&ctx.db_role),
+            Some(&ctx.claims),
+            Some(&r.method),
+            Some(&r.path),
+            Some(&r.headers),
+            Some(&r.cookies),
+            Some(&self.schema_pool(ctx)?.search_path),
+            Some(&self.session.app_settings),
+            ctx.uid.as_deref(),
+            o.ip.as_deref(),
+            o.request_id.as_deref(),
         ])
     }
 
-    /// The pre-request function's call, prepared, when one is configured.
-    async fn pre_request(&self, client: &deadpool_postgres::Object) -> ApiResult<Option<tokio_postgres::Statement>> {
-        match &self.session.pre_request {
-            Some(sql) => Ok(Some(client.prepare_cached(sql).await.map_err(map_pg_error)?)),
-            None => Ok(None),
+    /// Runs `statements` as the caller in one round trip: `BEGIN`, the request context, the
+    /// pre-request function, the statements and, with `end`, `COMMIT` (`ROLLBACK` for
+    /// `tx=rollback`). Without `end` the transaction stays open for the caller to end. Returns
+    /// the statements' answers; after an error the transaction has been rolled back.
+    async fn transaction(
+        &self,
+        conn: &mut Lease,
+        ctx: &DbContext,
+        read_only: bool,
+        end: bool,
+        statements: &[Step<'_>],
+    ) -> ApiResult<Vec<Answer>> {
+        let context = self.context(ctx)?;
+        let mut steps = vec![
+            Step { sql: if read_only { "BEGIN READ ONLY" } else { "BEGIN READ WRITE" }, params: &[] },
+            Step { sql: &self.session.set, params: &context },
+        ];
+        if let Some(pre) = &self.session.pre_request {
+            steps.push(Step { sql: pre, params: &[] });
         }
+        let first = steps.len();
+        steps.extend(statements.iter().map(|s| Step { sql: s.sql, params: s.params }));
+        if end {
+            steps.push(end_step(ctx));
+        }
+        let answers = conn.run(&steps).await.map_err(map_pipe_error)?;
+        Ok(answers.into_iter().skip(first).take(statements.len()).collect())
     }
 
-    /// One round trip: BEGIN, the request context, the pre-request function, the query (and
-    /// its counts) and COMMIT (or ROLLBACK) are sent together (tokio-postgres pipelines requests
-    /// polled together); an error in any of them aborts the transaction, whose end then rolls back.
-    /// A plain read sends only the context (for the session) and its statement.
+    /// A plain read sends the context and its statement under one `Sync`: one implicit read-only
+    /// transaction in one round trip (should the context fail, PostgreSQL skips the statement).
+    /// Other reads run in a transaction with their counts.
     async fn read_pipelined(&self, sql: &ReadSql, ctx: &DbContext, read_only: bool) -> ApiResult<ReadResult> {
-        let client = self.request_client(ctx).await?;
+        let mut conn = self.lease(ctx).await?;
         let body_params = texts(&sql.body.params);
-        let stmt = prepare(&client, &sql.body.sql, &vec![Type::TEXT; body_params.len()]).await?;
-        let count_params = sql.count.as_ref().map(|c| texts(&c.params)).unwrap_or_default();
-        let count_stmt = match &sql.count {
-            Some(c) => Some(prepare(&client, &c.sql, &vec![Type::TEXT; count_params.len()]).await?),
-            None => None,
-        };
-        let planned_params = sql.planned.as_ref().map(|c| texts(&c.params)).unwrap_or_default();
-        let planned_stmt = match &sql.planned {
-            Some(c) => Some(prepare(&client, &c.sql, &vec![Type::TEXT; planned_params.len()]).await?),
-            None => None,
-        };
-        let body_refs = refs(&body_params);
-        let count_refs = refs(&count_params);
-        let planned_refs = refs(&planned_params);
-        let result = |row: tokio_postgres::Row, total, planned| ReadResult {
-            rows: row.get(0),
-            body: row.get(1),
-            total,
-            planned,
-            response: ResponseSettings { headers: row.get(2), status: row.get(3) },
-        };
-        let pre = self.pre_request(&client).await?;
-        let set_params = self.set_params(ctx)?;
+        let body_params = strs(&body_params);
+        let body = Step { sql: &sql.body.sql, params: &body_params };
         if read_only && self.plain_read(sql, ctx) {
-            // A plain read is one statement: it runs as an implicit (read-only) transaction after
-            // the context is set for the session, both in one round trip. Should the context
-            // fail, the statement has run with the connection's previous one, read-only; its
-            // answer is dropped for the error and the connection is closed rather than reused.
-            let set = prepare(&client, &self.session.set_session, &SET_TYPES).await?;
-            let (s, row) = tokio::join!(client.query_one(&set, &set_params), client.query_one(&stmt, &body_refs));
-            if let Err(e) = s {
-                drop(deadpool_postgres::Object::take(client));
-                return Err(map_pg_error(e));
-            }
-            return Ok(result(row.map_err(map_pg_error)?, None, None));
+            let context = self.context(ctx)?;
+            let steps = [Step { sql: &self.session.set_read, params: &context }, body];
+            let mut answers = conn.run(&steps).await.map_err(map_pipe_error)?;
+            return read_result(answers.pop(), None, None);
         }
-        let count = async {
-            match &count_stmt {
-                Some(s) => client.query_one(s, &count_refs).await.map(|r| Some(r.get::<_, i64>(0))),
-                None => Ok(None),
-            }
+        let count_params = sql.count.as_ref().map(|c| texts(&c.params)).unwrap_or_default();
+        let count_params = strs(&count_params);
+        let planned_params = sql.planned.as_ref().map(|c| texts(&c.params)).unwrap_or_default();
+        let planned_params = strs(&planned_params);
+        let mut statements = vec![body];
+        if let Some(c) = &sql.count {
+            statements.push(Step { sql: &c.sql, params: &count_params });
+        }
+        if let Some(c) = &sql.planned {
+            statements.push(Step { sql: &c.sql, params: &planned_params });
+        }
+        let mut answers = self.transaction(&mut conn, ctx, read_only, true, &statements).await?.into_iter();
+        let body = answers.next();
+        let total = match sql.count {
+            Some(_) => Some(int(&row(answers.next())?, 0)?),
+            None => None,
         };
-        let planned = async {
-            match &planned_stmt {
-                Some(s) => client.query_one(s, &planned_refs).await.map(|r| plan_rows(&r.get::<_, serde_json::Value>(0))),
-                None => Ok(None),
+        let planned = match sql.planned {
+            Some(_) => {
+                let explain = row(answers.next())?;
+                plan_rows(&serde_json::from_str(text(&explain, 0)?.unwrap_or_default()).unwrap_or_default())
             }
+            None => None,
         };
-        let begin = client.prepare_cached(if read_only { "BEGIN READ ONLY" } else { "BEGIN READ WRITE" }).await.map_err(map_pg_error)?;
-        let set = client.prepare_typed_cached(&self.session.set, &SET_TYPES).await.map_err(map_pg_error)?;
-        let end = client.prepare_cached(if ctx.rollback { "ROLLBACK" } else { "COMMIT" }).await.map_err(map_pg_error)?;
-        let pre_request = async {
-            match &pre {
-                Some(p) => client.execute(p, &[]).await.map(|_| ()),
-                None => Ok(()),
-            }
-        };
-        // All of them are awaited, and the first error in pipeline order is the one reported: once
-        // one fails, the later ones fail too ("current transaction is aborted"), and their answers
-        // may be seen first.
-        let (b, s, p, row, total, planned, e) = tokio::join!(
-            client.execute(&begin, &[]),
-            client.query_one(&set, &set_params),
-            pre_request,
-            client.query_one(&stmt, &body_refs),
-            count,
-            planned,
-            client.execute(&end, &[]),
-        );
-        b.and(s.map(|_| 0)).and(p.map(|_| 0)).map_err(map_pg_error)?;
-        let (row, total, planned) = (row.map_err(map_pg_error)?, total.map_err(map_pg_error)?, planned.map_err(map_pg_error)?);
-        e.map_err(map_pg_error)?;
-        Ok(result(row, total, planned))
+        read_result(body, total, planned)
     }
 
     /// Calls a function (`/rpc`) as the caller, read-only for GET as PostgREST does.
     pub async fn call(&self, f: &basalt_query::sql::Fragment, read_only: bool, ctx: &DbContext) -> ApiResult<ReadResult> {
-        let mut client = self.request_client(ctx).await?;
+        let mut conn = self.lease(ctx).await?;
         let params = texts(&f.params);
-        let stmt = prepare(&client, &f.sql, &vec![Type::TEXT; params.len()]).await?;
-        let tx = client.build_transaction().read_only(read_only).start().await.map_err(map_pg_error)?;
-        self.set_context(&tx, ctx).await?;
-        let row = tx.query_one(&stmt, &refs(&params)).await.map_err(map_pg_error)?;
-        if ctx.rollback {
-            tx.rollback().await.map_err(map_pg_error)?;
-        } else {
-            tx.commit().await.map_err(map_pg_error)?;
-        }
-        Ok(ReadResult {
-            rows: row.get(0),
-            body: row.get::<_, Option<String>>(1).unwrap_or_default(),
-            total: None,
-            planned: None,
-            response: ResponseSettings { headers: row.get(2), status: row.get(3) },
-        })
+        let params = strs(&params);
+        let mut answers = self.transaction(&mut conn, ctx, read_only, true, &[Step { sql: &f.sql, params: &params }]).await?;
+        read_result(answers.pop(), None, None)
     }
 
+    /// A write in one round trip: `BEGIN`, the context, the statement (and the response
+    /// settings) and `COMMIT`, unless the statement must affect exactly one row: then `COMMIT`
+    /// or `ROLLBACK` follows once that is known. A caller that goes away in between leaves a
+    /// connection that is closed, not reused, which rolls the transaction back.
     pub async fn write(&self, sql: &MutateSql, single: bool, ctx: &DbContext) -> ApiResult<WriteResult> {
         let (f, counted) = match sql {
             MutateSql::Single(f) => (f, false),
             MutateSql::Counted(f) => (f, true),
             MutateSql::Steps { .. } => return Err(ApiError::internal("PostgreSQL got a SQLite plan")),
         };
-        let client = self.request_client(ctx).await?;
+        let mut conn = self.lease(ctx).await?;
         let params = texts(&f.params);
-        let stmt = prepare(&client, &f.sql, &vec![Type::TEXT; params.len()]).await?;
-        let begin = client.prepare_cached("BEGIN READ WRITE").await.map_err(map_pg_error)?;
-        let set = client.prepare_typed_cached(&self.session.set, &SET_TYPES).await.map_err(map_pg_error)?;
-        let pre = self.pre_request(&client).await?;
-        let settings = client.prepare_cached(RESPONSE_SETTINGS).await.map_err(map_pg_error)?;
-        let set_params = self.set_params(ctx)?;
-        let param_refs = refs(&params);
-        let pre_request = async {
-            match &pre {
-                Some(p) => client.execute(p, &[]).await.map(|_| ()),
-                None => Ok(()),
-            }
-        };
-        // BEGIN, the context, the statement and the response settings go in one round trip, and
-        // so does the transaction's end unless the statement must affect exactly one row (then
-        // COMMIT follows once that is known). After an error, PostgreSQL answers the pipelined
-        // COMMIT with a rollback.
+        let params = strs(&params);
+        let stmt = Step { sql: &f.sql, params: &params };
         let end_now = !single;
-        let end = client.prepare_cached(if ctx.rollback { "ROLLBACK" } else { "COMMIT" }).await.map_err(map_pg_error)?;
-        let end_fut = async {
-            match end_now {
-                true => client.execute(&end, &[]).await.map(|_| ()),
-                false => Ok(()),
-            }
-        };
-        let (outcome, ended) = if counted {
-            let (b, s, p, n, g, e) = tokio::join!(
-                client.execute(&begin, &[]),
-                client.query_one(&set, &set_params),
-                pre_request,
-                client.execute(&stmt, &param_refs),
-                client.query_one(&settings, &[]),
-                end_fut
-            );
-            let outcome = b.and(s.map(|_| 0)).and(p.map(|_| 0)).and(n).and_then(|n| {
-                g.and_then(|g| Ok((n as i64, n as i64, None, ResponseSettings { headers: g.try_get(0)?, status: g.try_get(1)? })))
-            });
-            (outcome, e)
+        let outcome = if counted {
+            let settings = Step { sql: RESPONSE_SETTINGS, params: &[] };
+            let answers = self.transaction(&mut conn, ctx, false, end_now, &[stmt, settings]).await?;
+            let n = answers.first().map_or(0, |a| a.affected as i64);
+            answers
+                .get(1)
+                .and_then(|a| a.row.as_ref())
+                .ok_or_else(no_row)
+                .and_then(|g| Ok((n, n, None, ResponseSettings { headers: owned(text(g, 0)?), status: owned(text(g, 1)?) })))
         } else {
-            let (b, s, p, row, e) = tokio::join!(
-                client.execute(&begin, &[]),
-                client.query_one(&set, &set_params),
-                pre_request,
-                client.query_one(&stmt, &param_refs),
-                end_fut
-            );
-            // `try_get`: a surprise in the row must end in ROLLBACK below, never in a panic that
-            // would return the connection to the pool inside an open transaction.
-            let outcome = b.and(s.map(|_| 0)).and(p.map(|_| 0)).and(row).and_then(|row| {
-                let response = ResponseSettings { headers: row.try_get(2)?, status: row.try_get(3)? };
-                Ok((row.try_get::<_, i64>(0)?, row.try_get::<_, i64>(1)?, row.try_get::<_, Option<String>>(4)?, response))
-            });
-            (outcome, e)
+            let answers = self.transaction(&mut conn, ctx, false, end_now, &[stmt]).await?;
+            answers.first().and_then(|a| a.row.as_ref()).ok_or_else(no_row).and_then(|r| {
+                let response = ResponseSettings { headers: owned(text(r, 2)?), status: owned(text(r, 3)?) };
+                Ok((int(r, 0)?, int(r, 1)?, owned(text(r, 4)?), response))
+            })
         };
-        let (affected, inserted, body, response) = match outcome {
-            Ok(o) => o,
-            Err(e) => {
-                if !end_now {
-                    let _ = client.batch_execute("ROLLBACK").await;
-                }
-                return Err(map_pg_error(e));
-            }
+        // Anything but a good single-row answer ends the open transaction with ROLLBACK.
+        let end = match &outcome {
+            Ok((affected, ..)) if end_now || *affected == 1 => end_step(ctx),
+            _ => Step { sql: "ROLLBACK", params: &[] },
         };
-        if end_now {
-            ended.map_err(map_pg_error)?;
-        } else if affected != 1 {
-            client.batch_execute("ROLLBACK").await.map_err(map_pg_error)?;
+        if !end_now {
+            conn.run(&[end]).await.map_err(map_pipe_error)?;
+        }
+        let (affected, inserted, body, response) = outcome?;
+        if !end_now && affected != 1 {
             return Err(RestError::not_single(affected).into());
-        } else {
-            client.batch_execute(if ctx.rollback { "ROLLBACK" } else { "COMMIT" }).await.map_err(map_pg_error)?;
         }
         Ok(WriteResult { affected, inserted, body, response })
     }
@@ -570,38 +510,51 @@ async fn bootstrap_auth(pool: &Pool) -> anyhow::Result<()> {
     Ok(())
 }
 
-impl PgStore {
-    /// As PostgREST: the request context, local to the transaction, so native policies,
-    /// `auth.uid()` defaults and triggers see the caller; then the pre-request function.
-    async fn set_context(&self, tx: &deadpool_postgres::Transaction<'_>, ctx: &DbContext) -> ApiResult<()> {
-        let stmt = tx.prepare_typed_cached(&self.session.set, &SET_TYPES).await.map_err(map_pg_error)?;
-        tx.query_one(&stmt, &self.set_params(ctx)?).await.map_err(map_pg_error)?;
-        if let Some(pre) = &self.session.pre_request {
-            let stmt = tx.prepare_cached(pre).await.map_err(map_pg_error)?;
-            tx.execute(&stmt, &[]).await.map_err(map_pg_error)?;
-        }
-        Ok(())
-    }
+fn strs(texts: &[Option<String>]) -> Vec<Option<&str>> {
+    texts.iter().map(Option::as_deref).collect()
 }
 
-/// Prepares (or finds prepared) a statement on a request connection. Plain reads leave their
-/// caller's role set for the session, and a statement is resolved when it is prepared: should
-/// that role lack what preparing needs (a schema's USAGE), the statement is prepared again as the
-/// connecting role, as every statement was before plain reads left a role behind.
-async fn prepare(client: &deadpool_postgres::Object, sql: &str, types: &[Type]) -> ApiResult<tokio_postgres::Statement> {
-    match client.prepare_typed_cached(sql, types).await {
-        Ok(s) => Ok(s),
-        Err(_) => {
-            client.batch_execute("RESET ROLE").await.map_err(map_pg_error)?;
-            client.prepare_typed_cached(sql, types).await.map_err(map_pg_error)
-        }
-    }
+/// How a request's transaction ends: `COMMIT`, or `ROLLBACK` for `tx=rollback`.
+fn end_step(ctx: &DbContext) -> Step<'static> {
+    Step { sql: if ctx.rollback { "ROLLBACK" } else { "COMMIT" }, params: &[] }
+}
+
+fn no_row() -> ApiError {
+    ApiError::internal("a statement returned no row")
+}
+
+fn row(answer: Option<Answer>) -> ApiResult<super::pg_pipeline::Row> {
+    answer.and_then(|a| a.row).ok_or_else(no_row)
+}
+
+fn text(row: &super::pg_pipeline::Row, column: usize) -> ApiResult<Option<&str>> {
+    row.text(column).map_err(map_pipe_error)
+}
+
+fn owned(text: Option<&str>) -> Option<String> {
+    text.map(str::to_string)
+}
+
+fn int(row: &super::pg_pipeline::Row, column: usize) -> ApiResult<i64> {
+    text(row, column)?.and_then(|n| n.parse().ok()).ok_or_else(|| ApiError::internal(format!("column {column} is not a number")))
+}
+
+/// A read's one row: `(rows, body, response.headers, response.status)`.
+fn read_result(answer: Option<Answer>, total: Option<i64>, planned: Option<i64>) -> ApiResult<ReadResult> {
+    let row = row(answer)?;
+    Ok(ReadResult {
+        rows: int(&row, 0)?,
+        body: text(&row, 1)?.unwrap_or_default().to_string(),
+        total,
+        planned,
+        response: ResponseSettings { headers: owned(text(&row, 2)?), status: owned(text(&row, 3)?) },
+    })
 }
 
 /// The planner's row estimate from `EXPLAIN (FORMAT JSON)`: the top plan node's "Plan Rows".
-fn pool_error(e: deadpool_postgres::PoolError) -> ApiError {
+fn pool_error<E: std::fmt::Display>(e: deadpool::managed::PoolError<E>) -> ApiError {
     match e {
-        deadpool_postgres::PoolError::Timeout(_) => {
+        deadpool::managed::PoolError::Timeout(_) => {
             ApiError::Rest(RestError::new(504, "PGRST003", "Timed out acquiring connection from connection pool."))
         }
         other => {
@@ -648,9 +601,9 @@ fn pg_message(e: &tokio_postgres::Error) -> String {
 
 /// `RAISE SQLSTATE 'PGRST' USING message = '{"code":..,"message":..,"details":..,"hint":..}',
 /// detail = '{"status":..,"headers":{..}}'`: SQL chooses the whole error response, as PostgREST allows.
-fn raised_error(db: &tokio_postgres::error::DbError) -> ApiError {
-    let message: serde_json::Value = serde_json::from_str(db.message()).unwrap_or_default();
-    let detail: serde_json::Value = db.detail().and_then(|d| serde_json::from_str(d).ok()).unwrap_or_default();
+fn raised_error(message: &str, detail: Option<&str>) -> ApiError {
+    let message: serde_json::Value = serde_json::from_str(message).unwrap_or_default();
+    let detail: serde_json::Value = detail.and_then(|d| serde_json::from_str(d).ok()).unwrap_or_default();
     let (Some(m), Some(d)) = (message.as_object(), detail.as_object()) else {
         return ApiError::Rest(
             RestError::new(500, "PGRST121", "Could not parse JSON in the \"RAISE SQLSTATE 'PGRST'\" error")
@@ -671,24 +624,38 @@ fn raised_error(db: &tokio_postgres::error::DbError) -> ApiError {
 /// PostgreSQL errors pass through with their SQLSTATE, message, detail and hint, as PostgREST.
 pub fn map_pg_error(e: tokio_postgres::Error) -> ApiError {
     match e.as_db_error() {
-        Some(db) => {
-            let code = db.code().code();
-            if code == "PGRST" {
-                return raised_error(db);
-            }
-            if code == "57014" {
-                return ApiError::Rest(RestError::new(500, code, db.message()).hint("The statement ran longer than statement_timeout_ms."));
-            }
-            let status = status_for_sqlstate(code, false);
-            if status >= 500 && !code.starts_with("08") && !code.starts_with("53") && !code.starts_with("PT") {
-                return ApiError::internal(format!("postgres {code}: {}", db.message()));
-            }
-            let mut err = RestError::new(status, code, db.message());
-            err.details = db.detail().map(str::to_string);
-            err.hint = db.hint().map(str::to_string);
-            ApiError::Rest(err)
-        }
-        None if e.is_closed() => ApiError::Rest(RestError::new(503, "PGRST001", "Database client error. Retrying the connection.")),
+        Some(db) => map_db_error(db.code().code(), db.message(), db.detail(), db.hint()),
+        None if e.is_closed() => connection_lost(),
         None => ApiError::internal(e),
     }
+}
+
+/// The same for the plain reads' own connections.
+fn map_pipe_error(e: PipeError) -> ApiError {
+    match e {
+        PipeError::Db(db) => map_db_error(&db.code, &db.message, db.detail.as_deref(), db.hint.as_deref()),
+        PipeError::Io(_) => connection_lost(),
+        PipeError::Protocol(_) => ApiError::internal(e),
+    }
+}
+
+fn connection_lost() -> ApiError {
+    ApiError::Rest(RestError::new(503, "PGRST001", "Database client error. Retrying the connection."))
+}
+
+fn map_db_error(code: &str, message: &str, detail: Option<&str>, hint: Option<&str>) -> ApiError {
+    if code == "PGRST" {
+        return raised_error(message, detail);
+    }
+    if code == "57014" {
+        return ApiError::Rest(RestError::new(500, code, message).hint("The statement ran longer than statement_timeout_ms."));
+    }
+    let status = status_for_sqlstate(code, false);
+    if status >= 500 && !code.starts_with("08") && !code.starts_with("53") && !code.starts_with("PT") {
+        return ApiError::internal(format!("postgres {code}: {message}"));
+    }
+    let mut err = RestError::new(status, code, message);
+    err.details = detail.map(str::to_string);
+    err.hint = hint.map(str::to_string);
+    ApiError::Rest(err)
 }

@@ -187,7 +187,7 @@ crate::both_backends!(matrix);
 
 /// With one database connection, callers take turns on it: each request's role and claims are its
 /// own, never the previous caller's (PostgreSQL runs plain reads without an explicit
-/// transaction, the context set for the session just before them), and reads stay read-only.
+/// transaction, the context and the statement as one implicit one), and reads stay read-only.
 async fn one_connection(b: Backend) {
     take_turns(b, "false").await;
     // Behind a transaction-mode pooler every read keeps its own transaction: same answers.

@@ -1,0 +1,567 @@
+//! A PostgreSQL connection of Basalt's own, for plain reads: the request context and the query
+//! go to PostgreSQL as one pipeline under a single `Sync`, so they run as one implicit
+//! transaction (the context local to it, as in a `BEGIN` ... `COMMIT`) and PostgreSQL answers
+//! both with one flush. tokio-postgres ends every statement with a `Sync` of its own, which makes
+//! each one its own implicit transaction, commit and flush, and has no call to send several
+//! under one. Messages are built and parsed by postgres-protocol, tokio-postgres's own message
+//! layer; like the rest of the store, it speaks without TLS.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use fallible_iterator::FallibleIterator;
+use postgres_protocol::authentication::{md5_hash, sasl};
+use postgres_protocol::message::backend::{DataRowBody, ErrorFields, Message};
+use postgres_protocol::message::frontend;
+use postgres_protocol::IsNull;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
+
+/// Every parameter is sent as `text` and cast in SQL, as on the tokio-postgres connections.
+const TEXT_OID: u32 = 25;
+
+/// A connection that has prepared more statements than this is closed rather than reused, so
+/// requests of ever new shapes cannot grow a connection's memory (on either side) without end.
+const MAX_PREPARED: usize = 2000;
+
+/// What went wrong: PostgreSQL's own error, or the connection.
+#[derive(Debug, thiserror::Error)]
+pub enum PipeError {
+    #[error("{}", .0.message)]
+    Db(DbError),
+    #[error("PostgreSQL connection: {0}")]
+    Io(#[from] io::Error),
+    #[error("PostgreSQL protocol: {0}")]
+    Protocol(String),
+}
+
+/// An `ErrorResponse`'s fields that reach the client, as PostgREST passes them on.
+#[derive(Debug, Default)]
+pub struct DbError {
+    pub code: String,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+}
+
+impl DbError {
+    fn parse(mut fields: ErrorFields<'_>) -> Result<DbError, PipeError> {
+        let mut e = DbError::default();
+        while let Some(f) = fields.next()? {
+            let value = String::from_utf8_lossy(f.value_bytes()).into_owned();
+            match f.type_() {
+                b'C' => e.code = value,
+                b'M' => e.message = value,
+                b'D' => e.detail = Some(value),
+                b'H' => e.hint = Some(value),
+                _ => {}
+            }
+        }
+        Ok(e)
+    }
+}
+
+enum Addr {
+    Tcp(String, u16),
+    Ip(IpAddr, u16),
+    Unix(PathBuf),
+}
+
+/// Where and as whom to connect, read from the same configuration as the tokio-postgres pools
+/// (the same URL, options and application name).
+pub struct Target {
+    addrs: Vec<Addr>,
+    user: String,
+    password: Option<Vec<u8>>,
+    startup: Vec<(&'static str, String)>,
+    connect_timeout: Option<Duration>,
+}
+
+impl Target {
+    pub fn new(cfg: &tokio_postgres::Config) -> Result<Target, PipeError> {
+        let port = |i: usize| match cfg.get_ports() {
+            [] => 5432,
+            [one] => *one,
+            many => many.get(i).copied().unwrap_or(5432),
+        };
+        let mut addrs = Vec::new();
+        for (i, host) in cfg.get_hosts().iter().enumerate() {
+            addrs.push(match host {
+                tokio_postgres::config::Host::Tcp(h) => Addr::Tcp(h.clone(), port(i)),
+                tokio_postgres::config::Host::Unix(dir) => Addr::Unix(dir.join(format!(".s.PGSQL.{}", port(i)))),
+            });
+        }
+        if addrs.is_empty() {
+            addrs.extend(cfg.get_hostaddrs().iter().enumerate().map(|(i, ip)| Addr::Ip(*ip, port(i))));
+        }
+        if addrs.is_empty() {
+            return Err(PipeError::Protocol("the database URL names no host".into()));
+        }
+        // As libpq and tokio-postgres: without a user in the URL, the operating system's.
+        let user = match cfg.get_user() {
+            Some(u) => u.to_string(),
+            None => std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .map_err(|_| PipeError::Protocol("the database URL names no user".into()))?,
+        };
+        let mut startup = vec![("client_encoding", "UTF8".to_string()), ("user", user.clone())];
+        if let Some(db) = cfg.get_dbname() {
+            startup.push(("database", db.to_string()));
+        }
+        if let Some(options) = cfg.get_options() {
+            startup.push(("options", options.to_string()));
+        }
+        if let Some(name) = cfg.get_application_name() {
+            startup.push(("application_name", name.to_string()));
+        }
+        Ok(Target {
+            addrs,
+            user,
+            password: cfg.get_password().map(<[u8]>::to_vec),
+            startup,
+            connect_timeout: cfg.get_connect_timeout().copied(),
+        })
+    }
+}
+
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    async fn open(addr: &Addr) -> io::Result<Stream> {
+        let tcp = |s: TcpStream| {
+            s.set_nodelay(true)?;
+            Ok(Stream::Tcp(s))
+        };
+        match addr {
+            Addr::Tcp(host, port) => tcp(TcpStream::connect((host.as_str(), *port)).await?),
+            Addr::Ip(ip, port) => tcp(TcpStream::connect((*ip, *port)).await?),
+            Addr::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
+        }
+    }
+
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.write_all(buf).await,
+            Stream::Unix(s) => s.write_all(buf).await,
+        }
+    }
+
+    async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read_buf(buf).await,
+            Stream::Unix(s) => s.read_buf(buf).await,
+        }
+    }
+
+    fn try_write(&self, buf: &[u8]) {
+        // Best effort: a connection closed with a pending answer is cut off anyway.
+        let _ = match self {
+            Stream::Tcp(s) => s.try_write(buf),
+            Stream::Unix(s) => s.try_write(buf),
+        };
+    }
+}
+
+/// One statement of a pipeline: its SQL and its parameters as text.
+pub struct Step<'a> {
+    pub sql: &'a str,
+    pub params: &'a [Option<&'a str>],
+}
+
+/// What one statement gave back: its first row, and the rows its command tag counts (those a
+/// write affected).
+pub struct Answer {
+    pub row: Option<Row>,
+    pub affected: u64,
+}
+
+/// A statement's first row, its columns as text.
+pub struct Row(DataRowBody);
+
+impl Row {
+    pub fn text(&self, column: usize) -> Result<Option<&str>, PipeError> {
+        let range = self.0.ranges().nth(column)?.ok_or_else(|| PipeError::Protocol(format!("no column {column}")))?;
+        range.map(|r| std::str::from_utf8(&self.0.buffer()[r]).map_err(|e| PipeError::Protocol(e.to_string()))).transpose()
+    }
+}
+
+pub struct PipeConn {
+    stream: Stream,
+    input: BytesMut,
+    output: BytesMut,
+    /// Statements prepared on this connection: SQL to statement name.
+    prepared: HashMap<Box<str>, Box<str>>,
+    /// Numbers the statements' names.
+    statements: u64,
+    /// Set while a pipeline's answers are still to be read: a connection dropped mid-pipeline
+    /// (its caller went away) is closed, never reused.
+    in_flight: bool,
+    /// Outside any transaction, as the last `ReadyForQuery` said.
+    idle: bool,
+    broken: bool,
+}
+
+impl PipeConn {
+    pub async fn connect(target: &Target) -> Result<PipeConn, PipeError> {
+        let mut last = None;
+        let mut stream = None;
+        for addr in &target.addrs {
+            let open = Stream::open(addr);
+            let opened = match target.connect_timeout {
+                Some(t) => tokio::time::timeout(t, open).await.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
+                None => open.await,
+            };
+            match opened {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let stream = match stream {
+            Some(s) => s,
+            None => return Err(last.map(PipeError::Io).unwrap_or_else(|| PipeError::Protocol("no address".into()))),
+        };
+        let mut conn = PipeConn {
+            stream,
+            input: BytesMut::with_capacity(8192),
+            output: BytesMut::with_capacity(1024),
+            prepared: HashMap::new(),
+            statements: 0,
+            in_flight: false,
+            idle: true,
+            broken: false,
+        };
+        frontend::startup_message(target.startup.iter().map(|(k, v)| (*k, v.as_str())), &mut conn.output)?;
+        conn.send().await?;
+        conn.authenticate(target).await?;
+        loop {
+            match conn.next().await? {
+                Message::ReadyForQuery(_) => return Ok(conn),
+                Message::ErrorResponse(body) => return Err(PipeError::Db(DbError::parse(body.fields())?)),
+                Message::ParameterStatus(_) | Message::BackendKeyData(_) | Message::NoticeResponse(_) => {}
+                _ => return Err(PipeError::Protocol("unexpected message at start-up".into())),
+            }
+        }
+    }
+
+    /// Trust, cleartext, MD5 and SCRAM-SHA-256, as tokio-postgres without TLS.
+    async fn authenticate(&mut self, target: &Target) -> Result<(), PipeError> {
+        let password =
+            || target.password.as_deref().ok_or_else(|| PipeError::Protocol("PostgreSQL asks for a password and the URL has none".into()));
+        match self.next().await? {
+            Message::AuthenticationOk => return Ok(()),
+            Message::AuthenticationCleartextPassword => {
+                frontend::password_message(password()?, &mut self.output)?;
+                self.send().await?;
+            }
+            Message::AuthenticationMd5Password(body) => {
+                let hash = md5_hash(target.user.as_bytes(), password()?, body.salt());
+                frontend::password_message(hash.as_bytes(), &mut self.output)?;
+                self.send().await?;
+            }
+            Message::AuthenticationSasl(body) => {
+                let mut scram_offered = false;
+                let mut mechanisms = body.mechanisms();
+                while let Some(m) = mechanisms.next()? {
+                    scram_offered |= m == sasl::SCRAM_SHA_256;
+                }
+                if !scram_offered {
+                    return Err(PipeError::Protocol("PostgreSQL offers no SASL mechanism Basalt speaks".into()));
+                }
+                let mut scram = sasl::ScramSha256::new(password()?, sasl::ChannelBinding::unsupported());
+                frontend::sasl_initial_response(sasl::SCRAM_SHA_256, scram.message(), &mut self.output)?;
+                self.send().await?;
+                match self.next().await? {
+                    Message::AuthenticationSaslContinue(body) => scram.update(body.data())?,
+                    Message::ErrorResponse(body) => return Err(PipeError::Db(DbError::parse(body.fields())?)),
+                    _ => return Err(PipeError::Protocol("unexpected message in SCRAM".into())),
+                }
+                frontend::sasl_response(scram.message(), &mut self.output)?;
+                self.send().await?;
+                match self.next().await? {
+                    Message::AuthenticationSaslFinal(body) => scram.finish(body.data())?,
+                    Message::ErrorResponse(body) => return Err(PipeError::Db(DbError::parse(body.fields())?)),
+                    _ => return Err(PipeError::Protocol("unexpected message in SCRAM".into())),
+                }
+            }
+            Message::ErrorResponse(body) => return Err(PipeError::Db(DbError::parse(body.fields())?)),
+            _ => return Err(PipeError::Protocol("PostgreSQL asks for an authentication method Basalt does not speak".into())),
+        }
+        match self.next().await? {
+            Message::AuthenticationOk => Ok(()),
+            Message::ErrorResponse(body) => Err(PipeError::Db(DbError::parse(body.fields())?)),
+            _ => Err(PipeError::Protocol("unexpected message after authentication".into())),
+        }
+    }
+
+    async fn send(&mut self) -> Result<(), PipeError> {
+        let sent = self.stream.write_all(&self.output).await;
+        self.output.clear();
+        sent.map_err(|e| self.broke(e))
+    }
+
+    async fn next(&mut self) -> Result<Message, PipeError> {
+        loop {
+            match Message::parse(&mut self.input) {
+                Ok(Some(m)) => return Ok(m),
+                Ok(None) => {}
+                Err(e) => return Err(self.broke(e)),
+            }
+            self.input.reserve(8192);
+            match self.stream.read_buf(&mut self.input).await {
+                Ok(0) => return Err(self.broke(io::ErrorKind::UnexpectedEof.into())),
+                Ok(_) => {}
+                Err(e) => return Err(self.broke(e)),
+            }
+        }
+    }
+
+    fn broke(&mut self, e: io::Error) -> PipeError {
+        self.broken = true;
+        PipeError::Io(e)
+    }
+
+    /// Whether the connection can go back to the pool: not cut off mid-pipeline, not inside a
+    /// transaction.
+    pub fn reusable(&self) -> bool {
+        !self.in_flight && !self.broken && self.idle && self.prepared.len() <= MAX_PREPARED
+    }
+
+    /// Runs the steps in order under one `Sync`, in one round trip: one implicit transaction,
+    /// unless the steps begin one of their own (which may stay open for the next call). Returns
+    /// each step's answer. The first error stops the rest (PostgreSQL skips to the `Sync`) and
+    /// rolls back the implicit transaction, or the explicit one the steps are in.
+    pub async fn run(&mut self, steps: &[Step<'_>]) -> Result<Vec<Answer>, PipeError> {
+        if self.in_flight || self.broken {
+            return Err(PipeError::Protocol("connection not usable".into()));
+        }
+        let names = self.prepare(steps).await?;
+        for (step, name) in steps.iter().zip(&names) {
+            let bound = frontend::bind(
+                "",
+                name,
+                [],
+                step.params.iter(),
+                |p, buf| {
+                    Ok(match p {
+                        Some(text) => {
+                            buf.put_slice(text.as_bytes());
+                            IsNull::No
+                        }
+                        None => IsNull::Yes,
+                    })
+                },
+                [],
+                &mut self.output,
+            );
+            // Only more parameters than the protocol counts (65,535) fail here.
+            if bound.is_err() || frontend::execute("", 0, &mut self.output).is_err() {
+                self.output.clear();
+                return Err(PipeError::Protocol("too many parameters for one statement".into()));
+            }
+        }
+        frontend::sync(&mut self.output);
+        self.in_flight = true;
+        self.send().await?;
+
+        let mut answers: Vec<Answer> = Vec::with_capacity(steps.len() + 1);
+        answers.push(Answer { row: None, affected: 0 });
+        let mut error = None;
+        loop {
+            match self.next().await? {
+                Message::BindComplete | Message::NoData => {}
+                Message::DataRow(body) => {
+                    if let Some(a @ Answer { row: None, .. }) = answers.last_mut() {
+                        a.row = Some(Row(body));
+                    }
+                }
+                Message::CommandComplete(body) => {
+                    if let Some(a) = answers.last_mut() {
+                        // "INSERT 0 3", "UPDATE 3", "SELECT 3": the count comes last.
+                        a.affected = body.tag()?.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+                    }
+                    answers.push(Answer { row: None, affected: 0 });
+                }
+                Message::EmptyQueryResponse => answers.push(Answer { row: None, affected: 0 }),
+                Message::ErrorResponse(body) => error = Some(DbError::parse(body.fields())?),
+                Message::ReadyForQuery(body) => {
+                    self.idle = body.status() == b'I';
+                    break;
+                }
+                Message::NoticeResponse(_) | Message::ParameterStatus(_) | Message::NotificationResponse(_) => {}
+                _ => {
+                    self.broken = true;
+                    return Err(PipeError::Protocol("unexpected message in a pipeline".into()));
+                }
+            }
+        }
+        if let Some(e) = error {
+            if !self.idle {
+                self.rollback().await?;
+            }
+            self.in_flight = false;
+            return Err(PipeError::Db(e));
+        }
+        self.in_flight = false;
+        answers.truncate(steps.len());
+        Ok(answers)
+    }
+
+    /// The steps' statement names, preparing those new to the connection first, in a round trip
+    /// of their own (once per connection and statement): parsed in the pipeline, a statement
+    /// would be resolved as the role an earlier step set, and would take the transaction's
+    /// snapshot before its `BEGIN` could choose how the transaction runs.
+    async fn prepare(&mut self, steps: &[Step<'_>]) -> Result<Vec<Box<str>>, PipeError> {
+        let mut parsing = Vec::new();
+        let mut names = Vec::with_capacity(steps.len());
+        for step in steps {
+            let name = match self.prepared.get(step.sql) {
+                Some(name) => name.clone(),
+                None => {
+                    self.statements += 1;
+                    let name: Box<str> = format!("b{}", self.statements).into();
+                    let types = std::iter::repeat_n(TEXT_OID, step.params.len());
+                    if let Err(e) = frontend::parse(&name, step.sql, types, &mut self.output) {
+                        self.output.clear();
+                        return Err(PipeError::Protocol(format!("cannot send the statement: {e}")));
+                    }
+                    parsing.push((Box::<str>::from(step.sql), name.clone()));
+                    name
+                }
+            };
+            names.push(name);
+        }
+        if parsing.is_empty() {
+            return Ok(names);
+        }
+        frontend::sync(&mut self.output);
+        self.in_flight = true;
+        self.send().await?;
+        let mut parsed = parsing.into_iter();
+        let mut error = None;
+        loop {
+            match self.next().await? {
+                Message::ParseComplete => {
+                    if let Some((sql, name)) = parsed.next() {
+                        self.prepared.insert(sql, name);
+                    }
+                }
+                Message::ErrorResponse(body) => error = Some(DbError::parse(body.fields())?),
+                Message::ReadyForQuery(body) => {
+                    self.idle = body.status() == b'I';
+                    break;
+                }
+                Message::NoticeResponse(_) | Message::ParameterStatus(_) | Message::NotificationResponse(_) => {}
+                _ => {
+                    self.broken = true;
+                    return Err(PipeError::Protocol("unexpected message while preparing".into()));
+                }
+            }
+        }
+        self.in_flight = false;
+        match error {
+            Some(e) => Err(PipeError::Db(e)),
+            None => Ok(names),
+        }
+    }
+
+    /// Ends a failed explicit transaction.
+    async fn rollback(&mut self) -> Result<(), PipeError> {
+        frontend::query("ROLLBACK", &mut self.output)?;
+        self.send().await?;
+        loop {
+            match self.next().await? {
+                Message::ReadyForQuery(body) => {
+                    self.idle = body.status() == b'I';
+                    return Ok(());
+                }
+                Message::CommandComplete(_)
+                | Message::NoticeResponse(_)
+                | Message::ParameterStatus(_)
+                | Message::NotificationResponse(_) => {}
+                Message::ErrorResponse(_) => {}
+                _ => {
+                    self.broken = true;
+                    return Err(PipeError::Protocol("unexpected message in a rollback".into()));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for PipeConn {
+    /// Says goodbye when the connection is idle, so PostgreSQL does not log a lost client.
+    fn drop(&mut self) {
+        if !self.in_flight && !self.broken {
+            let mut buf = BytesMut::with_capacity(5);
+            frontend::terminate(&mut buf);
+            self.stream.try_write(&buf);
+        }
+    }
+}
+
+/// Makes and checks the pool's connections.
+pub struct PipeManager {
+    pub target: Target,
+}
+
+impl deadpool::managed::Manager for PipeManager {
+    type Type = PipeConn;
+    type Error = PipeError;
+
+    async fn create(&self) -> Result<PipeConn, PipeError> {
+        PipeConn::connect(&self.target).await
+    }
+
+    async fn recycle(&self, conn: &mut PipeConn, _: &deadpool::managed::Metrics) -> deadpool::managed::RecycleResult<PipeError> {
+        match conn.reusable() {
+            true => Ok(()),
+            false => Err(deadpool::managed::RecycleError::message("connection closed, cut off or full")),
+        }
+    }
+}
+
+pub type PipePool = deadpool::managed::Pool<PipeManager>;
+
+/// A pooled connection that goes back to the pool only when it can serve another caller. One
+/// whose caller went away mid-pipeline or inside a transaction is closed at once, so PostgreSQL
+/// rolls back and releases its locks now, not when the pool next hands the connection out.
+pub struct Lease(Option<deadpool::managed::Object<PipeManager>>);
+
+impl Lease {
+    pub async fn get(pool: &PipePool) -> Result<Lease, deadpool::managed::PoolError<PipeError>> {
+        Ok(Lease(Some(pool.get().await?)))
+    }
+}
+
+impl std::ops::Deref for Lease {
+    type Target = PipeConn;
+    fn deref(&self) -> &PipeConn {
+        self.0.as_ref().expect("leased until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Lease {
+    fn deref_mut(&mut self) -> &mut PipeConn {
+        self.0.as_mut().expect("leased until dropped")
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            if !conn.reusable() {
+                drop(deadpool::managed::Object::take(conn));
+            }
+        }
+    }
+}
