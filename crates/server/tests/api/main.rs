@@ -9,6 +9,7 @@ mod examples;
 mod gate;
 mod mail;
 mod migrations;
+mod pg_auth;
 mod postgrest;
 mod read;
 mod rls;
