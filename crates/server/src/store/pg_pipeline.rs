@@ -200,9 +200,10 @@ pub struct PipeConn {
     prepared: HashMap<Box<str>, Box<str>>,
     /// Numbers the statements' names.
     statements: u64,
-    /// Set while a pipeline's answers are still to be read: a connection dropped mid-pipeline
-    /// (its caller went away) is closed, never reused.
+    /// Set while a `Sync`'s answers are still to be read (there is never more than one).
     in_flight: bool,
+    /// Set while a message is being written: a connection cut off then is lost.
+    writing: bool,
     /// Outside any transaction, as the last `ReadyForQuery` said.
     idle: bool,
     broken: bool,
@@ -237,6 +238,7 @@ impl PipeConn {
             prepared: HashMap::new(),
             statements: 0,
             in_flight: false,
+            writing: false,
             idle: true,
             broken: false,
         };
@@ -304,7 +306,9 @@ impl PipeConn {
     }
 
     async fn send(&mut self) -> Result<(), PipeError> {
+        self.writing = true;
         let sent = self.stream.write_all(&self.output).await;
+        self.writing = false;
         self.output.clear();
         sent.map_err(|e| self.broke(e))
     }
@@ -474,6 +478,40 @@ impl PipeConn {
         }
     }
 
+    /// Whether a connection whose caller went away can be brought back to idle.
+    fn recoverable(&self) -> bool {
+        !self.broken && !self.writing && self.prepared.len() <= MAX_PREPARED
+    }
+
+    /// Brings a connection whose caller went away back to idle: reads the answers still due and
+    /// rolls back a transaction left open. Whether it can be reused.
+    async fn recover(&mut self) -> bool {
+        if !self.recoverable() {
+            return false;
+        }
+        if self.in_flight {
+            loop {
+                match self.next().await {
+                    Ok(Message::ReadyForQuery(body)) => {
+                        self.idle = body.status() == b'I';
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(_) => return false,
+                }
+            }
+            self.in_flight = false;
+        }
+        if !self.idle {
+            self.in_flight = true;
+            if self.rollback().await.is_err() {
+                return false;
+            }
+            self.in_flight = false;
+        }
+        self.reusable()
+    }
+
     /// Ends a failed explicit transaction.
     async fn rollback(&mut self) -> Result<(), PipeError> {
         frontend::query("ROLLBACK", &mut self.output)?;
@@ -532,9 +570,15 @@ impl deadpool::managed::Manager for PipeManager {
 
 pub type PipePool = deadpool::managed::Pool<PipeManager>;
 
+/// How long a connection whose caller went away may take to finish what it was sent (PostgreSQL's
+/// `statement_timeout` usually ends it sooner); then it is closed.
+const RECOVERY: Duration = Duration::from_secs(60);
+
 /// A pooled connection that goes back to the pool only when it can serve another caller. One
-/// whose caller went away mid-pipeline or inside a transaction is closed at once, so PostgreSQL
-/// rolls back and releases its locks now, not when the pool next hands the connection out.
+/// whose caller went away mid-pipeline or inside a transaction is brought back to idle on a task
+/// of its own (its answers read, its transaction rolled back), so a client that hangs up costs
+/// no new connection; one cut off mid-message is closed at once. Either way PostgreSQL rolls back
+/// and releases the locks now, not when the pool next hands the connection out.
 pub struct Lease(Option<deadpool::managed::Object<PipeManager>>);
 
 impl Lease {
@@ -558,10 +602,19 @@ impl std::ops::DerefMut for Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some(conn) = self.0.take() {
-            if !conn.reusable() {
-                drop(deadpool::managed::Object::take(conn));
+        let Some(mut conn) = self.0.take() else { return };
+        if conn.reusable() {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if conn.recoverable() => {
+                runtime.spawn(async move {
+                    if !tokio::time::timeout(RECOVERY, conn.recover()).await.unwrap_or(false) {
+                        drop(deadpool::managed::Object::take(conn));
+                    }
+                });
             }
+            _ => drop(deadpool::managed::Object::take(conn)),
         }
     }
 }

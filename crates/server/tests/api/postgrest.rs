@@ -391,6 +391,7 @@ create table api.calls (id bigint generated always as identity primary key, note
 grant select, insert on api.calls to pgrst_web_anon;
 create function api.log_call() returns int language plpgsql as $$
 begin insert into api.calls (note) values ('call'); perform pg_sleep(0.02); return 1; end $$;
+create function api.backend() returns int language sql as $$ select pg_backend_pid() $$;
 "#,
     );
     let env = [
@@ -404,6 +405,9 @@ begin insert into api.calls (note) values ('call'); perform pg_sleep(0.02); retu
     let app = TestApp::spawn_on(&url, "", &env).await;
     let (s, v) = send(app.client.post(format!("{}/rpc/log_call", app.url)).json(&serde_json::json!({}))).await;
     assert_eq!((s, v), (200, serde_json::json!(1)), "a call answers, and its insert is rolled back");
+    let backend = || async { send(app.client.get(format!("{}/rpc/backend", app.url))).await };
+    let (s, before) = backend().await;
+    assert_eq!(s, 200, "{before}");
     let host = app.host();
     let request = format!("POST /rpc/log_call HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}");
     let mut hung = Vec::new();
@@ -421,4 +425,6 @@ begin insert into api.calls (note) values ('call'); perform pg_sleep(0.02); retu
     assert_eq!(s, 201);
     let (s, rows) = send(app.client.get(format!("{}/calls?select=note&order=id", app.url))).await;
     assert_eq!((s, rows), (200, serde_json::json!([{"note": "kept"}])), "only the committed row");
+    // The one connection was brought back each time, not replaced by a new one.
+    assert_eq!(backend().await, (200, before), "the same PostgreSQL backend serves after the hang-ups");
 }
