@@ -1,5 +1,5 @@
 //! Basalt's PostgreSQL connections sign in with a password: SCRAM-SHA-256 (PostgreSQL's default,
-//! and Supabase's), MD5 and cleartext. The shared test database trusts every local connection,
+//! and Supabase's), MD5 and cleartext; and they reach PostgreSQL over its Unix socket too. The shared test database trusts every local connection,
 //! so this starts a private cluster (initdb) that asks each user for a password its own way.
 
 use std::process::{Child, Command, Stdio};
@@ -145,4 +145,11 @@ async fn password_authentication() {
         let res = app.req(reqwest::Method::GET, "/rest/v1/lists").header("prefer", "count=exact").send().await.expect("count");
         assert_eq!(res.headers()["content-range"], "0-0/1", "{user}");
     }
+    // Over the Unix socket (trusted), as a URL whose host is the socket's folder.
+    let folder = cluster.dir.path().to_string_lossy().replace('/', "%2F");
+    let url = format!("postgres://postgres@{folder}:{}/postgres", cluster.port);
+    let app = TestApp::spawn_on(&url, SCHEMA, &[]).await;
+    let (s, body) = app.post("/rest/v1/lists", json!({"name": "socket"}), "return=representation").await;
+    assert_eq!((s, body[0]["name"].as_str()), (201, Some("socket")), "{body}");
+    assert_eq!(app.get("/rest/v1/lists?select=name").await, (200, json!([{"name": "socket"}])));
 }
