@@ -51,7 +51,7 @@ pub struct DbError {
 impl DbError {
     fn parse(mut fields: ErrorFields<'_>) -> Result<DbError, PipeError> {
         let mut e = DbError::default();
-        while let Some(f) = fields.next()? {
+        while let Some(f) = fields.next().map_err(|e| PipeError::Protocol(e.to_string()))? {
             let value = String::from_utf8_lossy(f.value_bytes()).into_owned();
             match f.type_() {
                 b'C' => e.code = value,
@@ -187,7 +187,8 @@ pub struct Row(DataRowBody);
 
 impl Row {
     pub fn text(&self, column: usize) -> Result<Option<&str>, PipeError> {
-        let range = self.0.ranges().nth(column)?.ok_or_else(|| PipeError::Protocol(format!("no column {column}")))?;
+        let range = self.0.ranges().nth(column).map_err(|e| PipeError::Protocol(e.to_string()))?;
+        let range = range.ok_or_else(|| PipeError::Protocol(format!("no column {column}")))?;
         range.map(|r| std::str::from_utf8(&self.0.buffer()[r]).map_err(|e| PipeError::Protocol(e.to_string()))).transpose()
     }
 }
@@ -337,7 +338,18 @@ impl PipeConn {
     /// Whether the connection can go back to the pool: not cut off mid-pipeline, not inside a
     /// transaction.
     pub fn reusable(&self) -> bool {
-        !self.in_flight && !self.broken && self.idle && self.prepared.len() <= MAX_PREPARED
+        !self.in_flight && !self.writing && !self.broken && self.idle && self.prepared.len() <= MAX_PREPARED
+    }
+
+    /// Whether PostgreSQL closed the connection while it sat in the pool (a restart,
+    /// `pg_terminate_backend`, `idle_session_timeout`): an idle connection has nothing to read.
+    fn closed_by_server(&mut self) -> bool {
+        let mut probe = [0u8; 1];
+        let read = match &self.stream {
+            Stream::Tcp(s) => s.try_read(&mut probe),
+            Stream::Unix(s) => s.try_read(&mut probe),
+        };
+        !matches!(read, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
     /// Runs the steps in order under one `Sync`, in one round trip: one implicit transaction,
@@ -391,7 +403,13 @@ impl PipeConn {
                 Message::CommandComplete(body) => {
                     if let Some(a) = answers.last_mut() {
                         // "INSERT 0 3", "UPDATE 3", "SELECT 3": the count comes last.
-                        a.affected = body.tag()?.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+                        a.affected = body
+                            .tag()
+                            .map_err(|e| PipeError::Protocol(e.to_string()))?
+                            .rsplit(' ')
+                            .next()
+                            .and_then(|n| n.parse().ok())
+                            .unwrap_or(0);
                     }
                     answers.push(Answer { row: None, affected: 0 });
                 }
@@ -409,6 +427,11 @@ impl PipeConn {
             }
         }
         if let Some(e) = error {
+            // A statement gone from the server, or one whose result changed shape, stays so on
+            // this connection: the next caller gets a new one.
+            if e.code == "26000" || e.code == "0A000" {
+                self.broken = true;
+            }
             if !self.idle {
                 self.rollback().await?;
             }
@@ -539,7 +562,7 @@ impl PipeConn {
 impl Drop for PipeConn {
     /// Says goodbye when the connection is idle, so PostgreSQL does not log a lost client.
     fn drop(&mut self) {
-        if !self.in_flight && !self.broken {
+        if !self.in_flight && !self.writing && !self.broken {
             let mut buf = BytesMut::with_capacity(5);
             frontend::terminate(&mut buf);
             self.stream.try_write(&buf);
@@ -561,6 +584,9 @@ impl deadpool::managed::Manager for PipeManager {
     }
 
     async fn recycle(&self, conn: &mut PipeConn, _: &deadpool::managed::Metrics) -> deadpool::managed::RecycleResult<PipeError> {
+        if conn.closed_by_server() {
+            conn.broken = true;
+        }
         match conn.reusable() {
             true => Ok(()),
             false => Err(deadpool::managed::RecycleError::message("connection closed, cut off or full")),

@@ -263,7 +263,7 @@ impl PgStore {
     /// A write in one round trip: `BEGIN`, the context, the statement (and the response
     /// settings) and `COMMIT`, unless the statement must affect exactly one row: then `COMMIT`
     /// or `ROLLBACK` follows once that is known. A caller that goes away in between leaves a
-    /// connection that is closed, not reused, which rolls the transaction back.
+    /// connection that is rolled back before anyone reuses it ([`Lease`]).
     pub async fn write(&self, sql: &MutateSql, single: bool, ctx: &DbContext) -> ApiResult<WriteResult> {
         let (f, counted) = match sql {
             MutateSql::Single(f) => (f, false),

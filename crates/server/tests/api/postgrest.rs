@@ -374,7 +374,8 @@ async fn postgrest_fixture_database() {
 
 /// A function call whose caller hangs up mid-call still ends its transaction the way the request
 /// asked (here: rolled back), instead of leaving the pooled connection inside it for the next
-/// caller's COMMIT to commit (the call's transaction rolls back when it is dropped).
+/// caller's COMMIT to commit; the connection is brought back, not replaced. One that PostgreSQL
+/// closes while it sits in the pool is replaced before a caller gets it.
 #[tokio::test]
 async fn rpc_hang_ups_roll_back() {
     let Some(holder) = TestApp::spawn_with(Backend::Postgres, "", &[]).await else { return };
@@ -426,5 +427,12 @@ create function api.backend() returns int language sql as $$ select pg_backend_p
     let (s, rows) = send(app.client.get(format!("{}/calls?select=note&order=id", app.url))).await;
     assert_eq!((s, rows), (200, serde_json::json!([{"note": "kept"}])), "only the committed row");
     // The one connection was brought back each time, not replaced by a new one.
-    assert_eq!(backend().await, (200, before), "the same PostgreSQL backend serves after the hang-ups");
+    assert_eq!(backend().await, (200, before.clone()), "the same PostgreSQL backend serves after the hang-ups");
+
+    // A pooled connection PostgreSQL closed meanwhile is replaced, not handed to the next caller.
+    admin_sql(&with_db(&admin, &db), &format!("SELECT pg_terminate_backend({before})"));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (s, after) = backend().await;
+    assert_eq!(s, 200, "{after}");
+    assert_ne!(after, before, "a new backend");
 }
