@@ -65,6 +65,7 @@ impl DbError {
     }
 }
 
+#[derive(Debug, PartialEq)]
 enum Addr {
     Tcp(String, u16),
     Ip(IpAddr, u16),
@@ -642,5 +643,35 @@ impl Drop for Lease {
             }
             _ => drop(deadpool::managed::Object::take(conn)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+
+    fn target(url: &str) -> Result<Target, PipeError> {
+        Target::new(&tokio_postgres::Config::from_str(url).expect("url"))
+    }
+
+    #[test]
+    fn targets_read_the_url_as_tokio_postgres_does() {
+        let t = target("postgres://app:pw@db.example:6543/main?options=-c%20x%3D1&application_name=basalt").unwrap();
+        assert_eq!(t.addrs, vec![Addr::Tcp("db.example".into(), 6543)]);
+        assert_eq!((t.user.as_str(), t.password.as_deref()), ("app", Some(&b"pw"[..])));
+        let startup: Vec<(&str, &str)> = t.startup.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(
+            startup,
+            [("client_encoding", "UTF8"), ("user", "app"), ("database", "main"), ("options", "-c x=1"), ("application_name", "basalt")]
+        );
+        // A host that is a folder is a Unix socket, named after the port.
+        let t = target("postgres://postgres@%2Fvar%2Frun%2Fpostgresql/db").unwrap();
+        assert_eq!(t.addrs, vec![Addr::Unix("/var/run/postgresql/.s.PGSQL.5432".into())]);
+        // Several hosts, each with its port or the one given for all.
+        let t = target("postgresql://u@a:1,b:2/db").unwrap();
+        assert_eq!(t.addrs, vec![Addr::Tcp("a".into(), 1), Addr::Tcp("b".into(), 2)]);
+        assert!(matches!(target("postgres://u@/db"), Err(PipeError::Protocol(_))), "no host");
     }
 }
