@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::{BufMut, BytesMut};
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::authentication::{md5_hash, sasl};
-use postgres_protocol::message::backend::{DataRowBody, ErrorFields, Message};
+use postgres_protocol::message::backend::{DataRowBody, ErrorFields, Message, ReadyForQueryBody};
 use postgres_protocol::message::frontend;
 use postgres_protocol::IsNull;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -336,6 +336,28 @@ impl PipeConn {
         PipeError::Io(e)
     }
 
+    /// The next message that answers what was sent: notices, parameter changes and
+    /// notifications, which PostgreSQL may send at any time, are skipped.
+    async fn answer(&mut self) -> Result<Message, PipeError> {
+        loop {
+            match self.next().await? {
+                Message::NoticeResponse(_) | Message::ParameterStatus(_) | Message::NotificationResponse(_) => {}
+                m => return Ok(m),
+            }
+        }
+    }
+
+    /// The end of a `Sync`'s (or a query's) answers, which says whether a transaction is open.
+    fn ready(&mut self, body: &ReadyForQueryBody) {
+        self.idle = body.status() == b'I';
+    }
+
+    /// A message out of place: the conversation cannot be trusted any more.
+    fn unexpected(&mut self, during: &str) -> PipeError {
+        self.broken = true;
+        PipeError::Protocol(format!("unexpected message {during}"))
+    }
+
     /// Whether the connection can go back to the pool: not cut off mid-pipeline, not inside a
     /// transaction.
     pub fn reusable(&self) -> bool {
@@ -394,7 +416,7 @@ impl PipeConn {
         answers.push(Answer { row: None, affected: 0 });
         let mut error = None;
         loop {
-            match self.next().await? {
+            match self.answer().await? {
                 Message::BindComplete | Message::NoData => {}
                 Message::DataRow(body) => {
                     if let Some(a @ Answer { row: None, .. }) = answers.last_mut() {
@@ -417,14 +439,10 @@ impl PipeConn {
                 Message::EmptyQueryResponse => answers.push(Answer { row: None, affected: 0 }),
                 Message::ErrorResponse(body) => error = Some(DbError::parse(body.fields())?),
                 Message::ReadyForQuery(body) => {
-                    self.idle = body.status() == b'I';
+                    self.ready(&body);
                     break;
                 }
-                Message::NoticeResponse(_) | Message::ParameterStatus(_) | Message::NotificationResponse(_) => {}
-                _ => {
-                    self.broken = true;
-                    return Err(PipeError::Protocol("unexpected message in a pipeline".into()));
-                }
+                _ => return Err(self.unexpected("in a pipeline")),
             }
         }
         if let Some(e) = error {
@@ -477,7 +495,7 @@ impl PipeConn {
         let mut parsed = parsing.into_iter();
         let mut error = None;
         loop {
-            match self.next().await? {
+            match self.answer().await? {
                 Message::ParseComplete => {
                     if let Some((sql, name)) = parsed.next() {
                         self.prepared.insert(sql, name);
@@ -485,14 +503,10 @@ impl PipeConn {
                 }
                 Message::ErrorResponse(body) => error = Some(DbError::parse(body.fields())?),
                 Message::ReadyForQuery(body) => {
-                    self.idle = body.status() == b'I';
+                    self.ready(&body);
                     break;
                 }
-                Message::NoticeResponse(_) | Message::ParameterStatus(_) | Message::NotificationResponse(_) => {}
-                _ => {
-                    self.broken = true;
-                    return Err(PipeError::Protocol("unexpected message while preparing".into()));
-                }
+                _ => return Err(self.unexpected("while preparing")),
             }
         }
         self.in_flight = false;
@@ -517,7 +531,7 @@ impl PipeConn {
             loop {
                 match self.next().await {
                     Ok(Message::ReadyForQuery(body)) => {
-                        self.idle = body.status() == b'I';
+                        self.ready(&body);
                         break;
                     }
                     Ok(_) => {}
@@ -541,20 +555,13 @@ impl PipeConn {
         frontend::query("ROLLBACK", &mut self.output)?;
         self.send().await?;
         loop {
-            match self.next().await? {
+            match self.answer().await? {
                 Message::ReadyForQuery(body) => {
-                    self.idle = body.status() == b'I';
+                    self.ready(&body);
                     return Ok(());
                 }
-                Message::CommandComplete(_)
-                | Message::NoticeResponse(_)
-                | Message::ParameterStatus(_)
-                | Message::NotificationResponse(_) => {}
-                Message::ErrorResponse(_) => {}
-                _ => {
-                    self.broken = true;
-                    return Err(PipeError::Protocol("unexpected message in a rollback".into()));
-                }
+                Message::CommandComplete(_) | Message::ErrorResponse(_) => {}
+                _ => return Err(self.unexpected("in a rollback")),
             }
         }
     }
