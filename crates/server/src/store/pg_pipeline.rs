@@ -171,6 +171,7 @@ impl Stream {
 }
 
 /// One statement of a pipeline: its SQL and its parameters as text.
+#[derive(Clone, Copy)]
 pub struct Step<'a> {
     pub sql: &'a str,
     pub params: &'a [Option<&'a str>],

@@ -202,7 +202,7 @@ impl PgStore {
             steps.push(Step { sql: pre, params: &[] });
         }
         let first = steps.len();
-        steps.extend(statements.iter().map(|s| Step { sql: s.sql, params: s.params }));
+        steps.extend_from_slice(statements);
         if end {
             steps.push(end_step(ctx));
         }
