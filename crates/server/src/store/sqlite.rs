@@ -204,19 +204,28 @@ impl SqliteStore {
         // never copies the WAL back into the database inside a commit.
         writer.pragma_update(None, "wal_autocheckpoint", 0)?;
         writer.busy_handler(Some(writer_busy))?;
-        // When the WAL starts over, a file grown larger than this is cut back.
-        writer.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+        // When the WAL starts over, a file grown larger than this is cut back. Under sustained
+        // writes the WAL grows to what comes between two restarts (80-140 MB at 10-20k audited
+        // inserts a second): a limit below that made the first commit after each restart cut the
+        // file (ftruncate, 50 ms on the writer) and the next ones grow it again (64 MiB: insert
+        // p99 60-67 ms; 256 MiB: +5-10 % inserts, bench/README, seventeenth round).
+        writer.pragma_update(None, "journal_size_limit", 256 * 1024 * 1024)?;
         // The writer's page cache survives its own commits (readers' caches are emptied by every
         // commit): 8 MiB keeps the right edges and hot leaves of growing indexes, which the
         // default 2 MiB read back through pread (+7 % audited inserts). 4 MiB lost inserts again;
         // 16 MiB was no faster than 8 and held 9-13 MiB more under load (bench/README, 13th round).
         writer.pragma_update(None, "cache_size", -8192)?;
         let checkpointer = open_conn(&path, false)?;
+        // Never closed: closing a descriptor of the database file would drop the POSIX locks
+        // SQLite's connections in this process hold on it. The checkpoint thread keeps it.
+        let db_file = std::fs::OpenOptions::new().read(true).write(true).open(&path)?;
         let restart = Arc::new(AtomicBool::new(false));
         let wanted = restart.clone();
         let (counted, held, flag) = (commits.clone(), Arc::downgrade(&readers), restarting.clone());
         let writer = Arc::new(Writer::new(writer, restart, Snapshots { readers: held, commits: counted, restarting: flag }));
-        std::thread::Builder::new().name("basalt-sqlite-checkpoint".into()).spawn(move || checkpoint_loop(checkpointer, wanted))?;
+        std::thread::Builder::new()
+            .name("basalt-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, db_file, wanted))?;
         let idle = Snapshots { readers: Arc::downgrade(&readers), commits: commits.clone(), restarting: restarting.clone() };
         std::thread::Builder::new().name("basalt-sqlite-readers".into()).spawn(move || release_idle_readers(idle))?;
         Ok(SqliteStore { path, writer, readers, commits, restarting, timeout_ms, catalog: RwLock::new(Arc::new(Catalog::default())) })

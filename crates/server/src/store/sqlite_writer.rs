@@ -263,22 +263,51 @@ pub(super) fn writer_busy(attempts: i32) -> bool {
 /// the writer to run a restarting checkpoint after its next commit, which waits for the readers
 /// of that moment and lets the WAL start over. (Run from this thread, the restart and the writer
 /// polled for each other's lock: insert p99 40-55 ms in bench/run.) The restart copies, and
-/// syncs, what was written since the passive checkpoint began, with writes waiting: a second
-/// passive checkpoint first leaves it the frames of a few milliseconds instead of those of the
-/// first one's whole run (audited inserts at 20k a second: 16 ms per restart against 25).
-pub(super) fn checkpoint_loop(conn: Connection, restart: Arc<AtomicBool>) {
+/// syncs, what was written since the last passive checkpoint began, with writes waiting; so first
+/// (at 10k audited inserts a second, 60-70 ms per restart before these two steps, 20-35 ms of it
+/// syncing the database file; see bench/README):
+/// - `db` is synced. A passive checkpoint that writes come after syncs only the WAL, not the
+///   database file (SQLite syncs it only when it has copied the whole WAL), so the restart's sync
+///   would otherwise write out every page the passive runs since the last restart copied.
+/// - passive checkpoints run back to back until one is quick: each has only what came during the
+///   one before to copy, and the restart is left the frames of a few milliseconds.
+pub(super) fn checkpoint_loop(conn: Connection, db: std::fs::File, restart: Arc<AtomicBool>) {
     const RESTART_PAGES: i64 = 4096;
+    let passive = || conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
     loop {
         std::thread::sleep(std::time::Duration::from_millis(250));
-        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
+        match passive() {
             Ok(n) if n >= RESTART_PAGES => {
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "SQLite checkpoint failed");
-                }
+                sync(&db);
+                catch_up(passive);
+                sync(&db);
                 restart.store(true, Ordering::Relaxed)
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "SQLite checkpoint failed"),
+        }
+    }
+}
+
+fn sync(db: &std::fs::File) {
+    if let Err(e) = db.sync_data() {
+        tracing::warn!(error = %e, "syncing the SQLite database file failed");
+    }
+}
+
+/// Runs passive checkpoints until one takes under [`QUICK`] (a bounded number of times: writes
+/// that come faster than a checkpoint copies them would never let one be quick).
+fn catch_up(passive: impl Fn() -> rusqlite::Result<i64>) {
+    const QUICK: std::time::Duration = std::time::Duration::from_millis(4);
+    const MOST: usize = 8;
+    for _ in 0..MOST {
+        let started = std::time::Instant::now();
+        if let Err(e) = passive() {
+            tracing::warn!(error = %e, "SQLite checkpoint failed");
+            return;
+        }
+        if started.elapsed() < QUICK {
+            return;
         }
     }
 }
