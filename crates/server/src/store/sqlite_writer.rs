@@ -263,14 +263,14 @@ pub(super) fn writer_busy(attempts: i32) -> bool {
 /// the writer to run a restarting checkpoint after its next commit, which waits for the readers
 /// of that moment and lets the WAL start over. (Run from this thread, the restart and the writer
 /// polled for each other's lock: insert p99 40-55 ms in bench/run.) The restart copies, and
-/// syncs, what was written since the last passive checkpoint began, with writes waiting; so first
-/// (at 10k audited inserts a second, 60-70 ms per restart before these two steps, 20-35 ms of it
-/// syncing the database file; see bench/README):
-/// - `db` is synced. A passive checkpoint that writes come after syncs only the WAL, not the
-///   database file (SQLite syncs it only when it has copied the whole WAL), so the restart's sync
-///   would otherwise write out every page the passive runs since the last restart copied.
-/// - passive checkpoints run back to back until one is quick: each has only what came during the
-///   one before to copy, and the restart is left the frames of a few milliseconds.
+/// syncs, what was written since the last passive checkpoint began, with writes waiting. So first
+/// passive checkpoints run back to back, each followed by a sync of the database file `db`, until
+/// one such round is quick: each has only what came during the one before to copy, and the
+/// restart is left the frames, and the database pages to sync, of a few milliseconds. (A passive
+/// checkpoint that writes come after syncs the WAL but not the database file: SQLite syncs that
+/// only once it has copied the whole WAL, so the restart's sync wrote out every page copied since
+/// the restart before. Restarts took 60-70 ms at 10k audited inserts a second, 11-18 ms now:
+/// bench/README, seventeenth round.)
 pub(super) fn checkpoint_loop(conn: Connection, db: std::fs::File, restart: Arc<AtomicBool>) {
     const RESTART_PAGES: i64 = 4096;
     let passive = || conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
@@ -278,9 +278,7 @@ pub(super) fn checkpoint_loop(conn: Connection, db: std::fs::File, restart: Arc<
         std::thread::sleep(std::time::Duration::from_millis(250));
         match passive() {
             Ok(n) if n >= RESTART_PAGES => {
-                sync(&db);
-                catch_up(passive);
-                sync(&db);
+                catch_up(passive, &db);
                 restart.store(true, Ordering::Relaxed)
             }
             Ok(_) => {}
@@ -289,21 +287,20 @@ pub(super) fn checkpoint_loop(conn: Connection, db: std::fs::File, restart: Arc<
     }
 }
 
-fn sync(db: &std::fs::File) {
-    if let Err(e) = db.sync_data() {
-        tracing::warn!(error = %e, "syncing the SQLite database file failed");
-    }
-}
-
-/// Runs passive checkpoints until one takes under [`QUICK`] (a bounded number of times: writes
-/// that come faster than a checkpoint copies them would never let one be quick).
-fn catch_up(passive: impl Fn() -> rusqlite::Result<i64>) {
+/// Runs passive checkpoints, each followed by a sync of the database file, until one such round
+/// takes under [`QUICK`] (a bounded number of times: writes that come faster than a checkpoint
+/// copies them would never let one be quick).
+fn catch_up(passive: impl Fn() -> rusqlite::Result<i64>, db: &std::fs::File) {
     const QUICK: std::time::Duration = std::time::Duration::from_millis(4);
     const MOST: usize = 8;
     for _ in 0..MOST {
         let started = std::time::Instant::now();
         if let Err(e) = passive() {
             tracing::warn!(error = %e, "SQLite checkpoint failed");
+            return;
+        }
+        if let Err(e) = db.sync_data() {
+            tracing::warn!(error = %e, "syncing the SQLite database file failed");
             return;
         }
         if started.elapsed() < QUICK {
