@@ -80,6 +80,10 @@ pub struct Target {
     password: Option<Vec<u8>>,
     startup: Vec<(&'static str, String)>,
     connect_timeout: Option<Duration>,
+    /// TCP keepalive as the URL asks (libpq's `keepalives*` settings, on by default with probes
+    /// after 2 h idle, as tokio-postgres): a pooled connection whose server vanished without a
+    /// word is found dead instead of waiting for good.
+    keepalive: Option<socket2::TcpKeepalive>,
 }
 
 impl Target {
@@ -125,8 +129,20 @@ impl Target {
             password: cfg.get_password().map(<[u8]>::to_vec),
             startup,
             connect_timeout: cfg.get_connect_timeout().copied(),
+            keepalive: cfg.get_keepalives().then(|| keepalive(cfg)),
         })
     }
+}
+
+fn keepalive(cfg: &tokio_postgres::Config) -> socket2::TcpKeepalive {
+    let mut k = socket2::TcpKeepalive::new().with_time(cfg.get_keepalives_idle());
+    if let Some(interval) = cfg.get_keepalives_interval() {
+        k = k.with_interval(interval);
+    }
+    if let Some(retries) = cfg.get_keepalives_retries() {
+        k = k.with_retries(retries);
+    }
+    k
 }
 
 enum Stream {
@@ -135,9 +151,12 @@ enum Stream {
 }
 
 impl Stream {
-    async fn open(addr: &Addr) -> io::Result<Stream> {
+    async fn open(addr: &Addr, keepalive: Option<&socket2::TcpKeepalive>) -> io::Result<Stream> {
         let tcp = |s: TcpStream| {
             s.set_nodelay(true)?;
+            if let Some(k) = keepalive {
+                socket2::SockRef::from(&s).set_tcp_keepalive(k)?;
+            }
             Ok(Stream::Tcp(s))
         };
         match addr {
@@ -217,7 +236,7 @@ impl PipeConn {
         let mut last = None;
         let mut stream = None;
         for addr in &target.addrs {
-            let open = Stream::open(addr);
+            let open = Stream::open(addr, target.keepalive.as_ref());
             let opened = match target.connect_timeout {
                 Some(t) => tokio::time::timeout(t, open).await.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
                 None => open.await,
@@ -681,5 +700,25 @@ mod tests {
         let t = target("postgresql://u@a:1,b:2/db").unwrap();
         assert_eq!(t.addrs, vec![Addr::Tcp("a".into(), 1), Addr::Tcp("b".into(), 2)]);
         assert!(matches!(target("postgres://u@/db"), Err(PipeError::Protocol(_))), "no host");
+    }
+
+    /// TCP connections probe an idle server as the URL says (on by default, after 2 h).
+    #[tokio::test]
+    async fn tcp_connections_keep_alive_as_the_url_asks() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = |query: &str| {
+            let t = target(&format!("postgres://u@127.0.0.1:{port}/db{query}")).unwrap();
+            async move {
+                let Stream::Tcp(s) = Stream::open(&t.addrs[0], t.keepalive.as_ref()).await.unwrap() else {
+                    panic!("a TCP address opens a TCP stream")
+                };
+                let sock = socket2::SockRef::from(&s);
+                (sock.keepalive().unwrap(), sock.tcp_keepalive_time().unwrap())
+            }
+        };
+        assert_eq!(open("").await, (true, Duration::from_secs(7200)));
+        assert_eq!(open("?keepalives_idle=30").await, (true, Duration::from_secs(30)));
+        assert!(!open("?keepalives=0").await.0);
     }
 }
