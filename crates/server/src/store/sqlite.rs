@@ -657,6 +657,61 @@ mod tests {
         }
     }
 
+    /// Writes that outgrow the restart threshold, with reads going on all the while: the WAL
+    /// starts over (the checkpoint thread's catch-up and the writer's restart, or SQLite's own
+    /// restart when a commit finds the WAL copied back and no reader in it), and every row is
+    /// still in the database, which passes SQLite's integrity check.
+    #[test]
+    fn a_grown_wal_starts_over_under_reads() {
+        let dir = std::env::temp_dir().join(format!("basalt-wal-{}", uuid::Uuid::new_v4()));
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let store = Arc::new(super::SqliteStore::open(&dir, 5_000).unwrap());
+            store.batch(vec![Stmt::new("CREATE TABLE t (n INTEGER PRIMARY KEY, pad TEXT)", vec![])]).await.unwrap();
+            // The WAL header's checkpoint sequence number goes up each time the WAL starts over.
+            let wal_sequence = || {
+                let header = std::fs::read(dir.join("data.db-wal")).unwrap();
+                u32::from_be_bytes(header[12..16].try_into().unwrap())
+            };
+            let reading = Arc::new(std::sync::atomic::AtomicBool::new(true));
+            let reader = std::thread::spawn({
+                let (store, reading) = (store.clone(), reading.clone());
+                move || {
+                    let count = basalt_query::sql::Fragment { sql: "SELECT count(*), '[]' FROM t".into(), params: vec![] };
+                    let sql = basalt_query::sql::ReadSql { body: count, count: None, planned: None };
+                    while reading.load(Ordering::Relaxed) {
+                        store.read(&sql).unwrap();
+                    }
+                }
+            });
+            // About 6,000 pages: past the 4,096 that ask for a restart.
+            let insert = "WITH RECURSIVE s(v) AS (SELECT ?1 UNION ALL SELECT v + 1 FROM s WHERE v < ?2) \
+                          INSERT INTO t (n, pad) SELECT v, hex(randomblob(1500)) FROM s";
+            for chunk in 0..24 {
+                let (from, to) = (chunk * 250, chunk * 250 + 249);
+                store.batch(vec![Stmt::new(insert, vec![json!(from), json!(to)])]).await.unwrap();
+            }
+            let before = wal_sequence();
+            let mut restarted = false;
+            for n in 0..200 {
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+                store.batch(vec![Stmt::new("INSERT INTO t (n) VALUES (?1)", vec![json!(100_000 + n)])]).await.unwrap();
+                if wal_sequence() != before {
+                    restarted = true;
+                    break;
+                }
+            }
+            reading.store(false, Ordering::Relaxed);
+            reader.join().unwrap();
+            assert!(restarted, "the WAL started over");
+            let rows = store.batch(vec![Stmt::new("SELECT count(*) AS c FROM t WHERE n < 100000", vec![])]).await.unwrap();
+            assert_eq!(rows[0][0]["c"], json!(6000));
+            let ok = store.batch(vec![Stmt::new("PRAGMA integrity_check", vec![])]).await.unwrap();
+            assert_eq!(ok[0][0]["integrity_check"], json!("ok"));
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// Cached statements with `col = ?` terms run as prepared, not re-prepared on every use.
     #[test]
     fn cached_statements_are_not_reprepared() {
