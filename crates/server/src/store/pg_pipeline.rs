@@ -81,9 +81,12 @@ pub struct Target {
     startup: Vec<(&'static str, String)>,
     connect_timeout: Option<Duration>,
     /// TCP keepalive as the URL asks (libpq's `keepalives*` settings, on by default with probes
-    /// after 2 h idle, as tokio-postgres): a pooled connection whose server vanished without a
-    /// word is found dead instead of waiting for good.
+    /// after 2 h idle, as tokio-postgres): an idle pooled connection whose server vanished
+    /// without a word is found dead instead of being kept for good.
     keepalive: Option<socket2::TcpKeepalive>,
+    /// libpq's `tcp_user_timeout` (Linux): how long sent data may go unacknowledged before the
+    /// connection is dropped, which bounds a host that vanishes mid-request.
+    user_timeout: Option<Duration>,
 }
 
 impl Target {
@@ -130,18 +133,24 @@ impl Target {
             startup,
             connect_timeout: cfg.get_connect_timeout().copied(),
             keepalive: cfg.get_keepalives().then(|| keepalive(cfg)),
+            user_timeout: cfg.get_tcp_user_timeout().copied(),
         })
     }
 }
 
+/// The probe interval and count where the platform has them, as tokio-postgres.
 fn keepalive(cfg: &tokio_postgres::Config) -> socket2::TcpKeepalive {
-    let mut k = socket2::TcpKeepalive::new().with_time(cfg.get_keepalives_idle());
-    if let Some(interval) = cfg.get_keepalives_interval() {
-        k = k.with_interval(interval);
-    }
-    if let Some(retries) = cfg.get_keepalives_retries() {
-        k = k.with_retries(retries);
-    }
+    let k = socket2::TcpKeepalive::new().with_time(cfg.get_keepalives_idle());
+    #[cfg(not(any(target_os = "aix", target_os = "redox", target_os = "solaris", target_os = "openbsd")))]
+    let k = match cfg.get_keepalives_interval() {
+        Some(interval) => k.with_interval(interval),
+        None => k,
+    };
+    #[cfg(not(any(target_os = "aix", target_os = "redox", target_os = "solaris", target_os = "windows", target_os = "openbsd")))]
+    let k = match cfg.get_keepalives_retries() {
+        Some(retries) => k.with_retries(retries),
+        None => k,
+    };
     k
 }
 
@@ -151,11 +160,16 @@ enum Stream {
 }
 
 impl Stream {
-    async fn open(addr: &Addr, keepalive: Option<&socket2::TcpKeepalive>) -> io::Result<Stream> {
+    async fn open(addr: &Addr, target: &Target) -> io::Result<Stream> {
         let tcp = |s: TcpStream| {
             s.set_nodelay(true)?;
-            if let Some(k) = keepalive {
-                socket2::SockRef::from(&s).set_tcp_keepalive(k)?;
+            let sock = socket2::SockRef::from(&s);
+            if let Some(k) = &target.keepalive {
+                sock.set_tcp_keepalive(k)?;
+            }
+            #[cfg(target_os = "linux")]
+            if let Some(t) = target.user_timeout {
+                sock.set_tcp_user_timeout(Some(t))?;
             }
             Ok(Stream::Tcp(s))
         };
@@ -236,7 +250,7 @@ impl PipeConn {
         let mut last = None;
         let mut stream = None;
         for addr in &target.addrs {
-            let open = Stream::open(addr, target.keepalive.as_ref());
+            let open = Stream::open(addr, target);
             let opened = match target.connect_timeout {
                 Some(t) => tokio::time::timeout(t, open).await.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
                 None => open.await,
@@ -702,7 +716,9 @@ mod tests {
         assert!(matches!(target("postgres://u@/db"), Err(PipeError::Protocol(_))), "no host");
     }
 
-    /// TCP connections probe an idle server as the URL says (on by default, after 2 h).
+    /// TCP connections probe an idle server as the URL says (on by default, after 2 h), and
+    /// give up on unacknowledged data after `tcp_user_timeout` when it is set.
+    #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn tcp_connections_keep_alive_as_the_url_asks() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -710,15 +726,14 @@ mod tests {
         let open = |query: &str| {
             let t = target(&format!("postgres://u@127.0.0.1:{port}/db{query}")).unwrap();
             async move {
-                let Stream::Tcp(s) = Stream::open(&t.addrs[0], t.keepalive.as_ref()).await.unwrap() else {
-                    panic!("a TCP address opens a TCP stream")
-                };
+                let Stream::Tcp(s) = Stream::open(&t.addrs[0], &t).await.unwrap() else { panic!("a TCP address opens a TCP stream") };
                 let sock = socket2::SockRef::from(&s);
-                (sock.keepalive().unwrap(), sock.tcp_keepalive_time().unwrap())
+                (sock.keepalive().unwrap(), sock.tcp_keepalive_time().unwrap(), sock.tcp_user_timeout().unwrap())
             }
         };
-        assert_eq!(open("").await, (true, Duration::from_secs(7200)));
-        assert_eq!(open("?keepalives_idle=30").await, (true, Duration::from_secs(30)));
+        assert_eq!(open("").await, (true, Duration::from_secs(7200), None));
+        assert_eq!(open("?keepalives_idle=30").await, (true, Duration::from_secs(30), None));
         assert!(!open("?keepalives=0").await.0);
+        assert_eq!(open("?tcp_user_timeout=5").await.2, Some(Duration::from_secs(5)));
     }
 }

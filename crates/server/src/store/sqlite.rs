@@ -216,9 +216,10 @@ impl SqliteStore {
         // 16 MiB was no faster than 8 and held 9-13 MiB more under load (bench/README, 13th round).
         writer.pragma_update(None, "cache_size", -8192)?;
         let checkpointer = open_conn(&path, false)?;
-        // Never closed: closing a descriptor of the database file would drop the POSIX locks
-        // SQLite's connections in this process hold on it. The checkpoint thread keeps it.
-        let db_file = std::fs::OpenOptions::new().read(true).write(true).open(&path)?;
+        // The checkpoint thread syncs the database file through it. Never closed, not even if
+        // the thread cannot start: closing a descriptor of the file would drop the POSIX locks
+        // SQLite's connections in this process hold on it.
+        let db_file = std::mem::ManuallyDrop::new(std::fs::File::open(&path)?);
         let restart = Arc::new(AtomicBool::new(false));
         let wanted = restart.clone();
         let (counted, held, flag) = (commits.clone(), Arc::downgrade(&readers), restarting.clone());
@@ -670,10 +671,20 @@ mod tests {
             store.batch(vec![Stmt::new("CREATE TABLE t (n INTEGER PRIMARY KEY, pad TEXT)", vec![])]).await.unwrap();
             // The WAL header's checkpoint sequence number goes up each time the WAL starts over.
             let wal_sequence = || {
-                let header = std::fs::read(dir.join("data.db-wal")).unwrap();
+                use std::io::Read;
+                let mut header = [0u8; 16];
+                std::fs::File::open(dir.join("data.db-wal")).unwrap().read_exact(&mut header).unwrap();
                 u32::from_be_bytes(header[12..16].try_into().unwrap())
             };
+            /// Stops the reader however the test ends: a reader left spinning would take a core.
+            struct Stop(Arc<std::sync::atomic::AtomicBool>);
+            impl Drop for Stop {
+                fn drop(&mut self) {
+                    self.0.store(false, Ordering::Relaxed);
+                }
+            }
             let reading = Arc::new(std::sync::atomic::AtomicBool::new(true));
+            let stop = Stop(reading.clone());
             let reader = std::thread::spawn({
                 let (store, reading) = (store.clone(), reading.clone());
                 move || {
@@ -701,7 +712,7 @@ mod tests {
                     break;
                 }
             }
-            reading.store(false, Ordering::Relaxed);
+            drop(stop);
             reader.join().unwrap();
             assert!(restarted, "the WAL started over");
             let rows = store.batch(vec![Stmt::new("SELECT count(*) AS c FROM t WHERE n < 100000", vec![])]).await.unwrap();

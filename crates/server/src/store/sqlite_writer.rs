@@ -265,21 +265,24 @@ pub(super) fn writer_busy(attempts: i32) -> bool {
 /// polled for each other's lock: insert p99 40-55 ms in bench/run.) The restart copies, and
 /// syncs, what was written since the last passive checkpoint began, with writes waiting. So first
 /// passive checkpoints run back to back, each followed by a sync of the database file `db`, until
-/// one such round is quick: each has only what came during the one before to copy, and the
-/// restart is left the frames, and the database pages to sync, of a few milliseconds. (A passive
-/// checkpoint that writes come after syncs the WAL but not the database file: SQLite syncs that
-/// only once it has copied the whole WAL, so the restart's sync wrote out every page copied since
-/// the restart before. Restarts took 60-70 ms at 10k audited inserts a second, 11-18 ms now:
-/// bench/README, seventeenth round.)
-pub(super) fn checkpoint_loop(conn: Connection, db: std::fs::File, restart: Arc<AtomicBool>) {
+/// one such round is quick or had little to copy ([`catch_up`]): each has only what came during
+/// the one before, and the restart is left the frames, and the database pages to sync, of a few
+/// milliseconds. (A passive checkpoint that writes come after syncs the WAL but not the database
+/// file: SQLite syncs that only once it has copied the whole WAL, so the restart's sync wrote out
+/// every page copied since the restart before. Restarts took 60-70 ms at 10k audited inserts a
+/// second, 11-18 ms now: bench/README, seventeenth round.) `db` is never closed (the thread runs
+/// as long as the process): closing a descriptor of the file would drop the POSIX locks that
+/// SQLite's connections in this process hold on it.
+pub(super) fn checkpoint_loop(conn: Connection, db: std::mem::ManuallyDrop<std::fs::File>, restart: Arc<AtomicBool>) {
     const RESTART_PAGES: i64 = 4096;
-    let passive = || conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
+    let passive = || conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)));
     loop {
         std::thread::sleep(std::time::Duration::from_millis(250));
         match passive() {
-            Ok(n) if n >= RESTART_PAGES => {
-                catch_up(passive, &db);
-                restart.store(true, Ordering::Relaxed)
+            Ok((frames, copied)) if frames >= RESTART_PAGES => {
+                if catch_up(passive, || db.sync_data(), copied) {
+                    restart.store(true, Ordering::Relaxed)
+                }
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "SQLite checkpoint failed"),
@@ -287,26 +290,45 @@ pub(super) fn checkpoint_loop(conn: Connection, db: std::fs::File, restart: Arc<
     }
 }
 
-/// Runs passive checkpoints, each followed by a sync of the database file, until one such round
-/// takes under [`QUICK`] (a bounded number of times: writes that come faster than a checkpoint
-/// copies them would never let one be quick).
-fn catch_up(passive: impl Fn() -> rusqlite::Result<i64>, db: &std::fs::File) {
-    const QUICK: std::time::Duration = std::time::Duration::from_millis(4);
-    const MOST: usize = 8;
-    for _ in 0..MOST {
+/// A round of the catch-up that takes less is quick.
+const CATCH_UP_QUICK: std::time::Duration = std::time::Duration::from_millis(4);
+/// A round that copied fewer frames (1 MiB of 4 KiB pages) had little to do, even where a sync
+/// alone takes longer than [`CATCH_UP_QUICK`] (a disk that spins, a network volume).
+const CATCH_UP_FEW: i64 = 256;
+/// At most this many rounds: writes that come faster than a checkpoint copies them would never
+/// let one be quick.
+const CATCH_UP_MOST: usize = 8;
+
+/// Runs `passive` (a passive checkpoint: frames in the WAL, frames copied back so far), each time
+/// followed by `sync` of the database file, until a round is quick or had little to copy, from
+/// `copied` frames copied back before the first. False when a checkpoint or a sync failed: the
+/// restart, which would fail the same way with writes waiting, is then not asked for.
+fn catch_up(passive: impl Fn() -> rusqlite::Result<(i64, i64)>, sync: impl Fn() -> std::io::Result<()>, mut copied: i64) -> bool {
+    for _ in 0..CATCH_UP_MOST {
         let started = std::time::Instant::now();
-        if let Err(e) = passive() {
-            tracing::warn!(error = %e, "SQLite checkpoint failed");
-            return;
-        }
-        if let Err(e) = db.sync_data() {
+        let (frames, now_copied) = match passive() {
+            Ok(counts) => counts,
+            Err(e) => {
+                tracing::warn!(error = %e, "SQLite checkpoint failed");
+                return false;
+            }
+        };
+        if let Err(e) = sync() {
             tracing::warn!(error = %e, "syncing the SQLite database file failed");
-            return;
+            return false;
         }
-        if started.elapsed() < QUICK {
-            return;
+        // -1: another checkpoint was running (SQLite's own restart, say); nothing to wait for.
+        if frames < 0 {
+            return true;
+        }
+        // Counted from 0 again when the WAL started over meanwhile.
+        let this_round = if now_copied >= copied { now_copied - copied } else { now_copied };
+        copied = now_copied;
+        if this_round < CATCH_UP_FEW || started.elapsed() < CATCH_UP_QUICK {
+            return true;
         }
     }
+    true
 }
 
 #[cfg(test)]
@@ -316,6 +338,46 @@ mod tests {
     use super::super::portable::Stmt;
     use super::super::sqlite::SqliteStore;
     use super::{lock, Leadership};
+
+    /// The catch-up stops at the first round that had little to copy, at a bound when every
+    /// round is busy, and at once, without asking for the restart, when a checkpoint or a sync
+    /// fails. Each fake round takes longer than a quick one, so only the counts decide.
+    #[test]
+    fn catch_up_stops_when_little_is_left() {
+        use std::cell::Cell;
+        let slow = || std::thread::sleep(super::CATCH_UP_QUICK + std::time::Duration::from_millis(1));
+        let run = |copied_after: &[i64], fail_round: Option<usize>, fail_sync: bool| {
+            let (rounds, syncs) = (Cell::new(0), Cell::new(0));
+            let passive = || {
+                slow();
+                let i = rounds.get();
+                rounds.set(i + 1);
+                if fail_round == Some(i) {
+                    return Err(rusqlite::Error::InvalidQuery);
+                }
+                let c = copied_after[i.min(copied_after.len() - 1)];
+                Ok((c + 50, c))
+            };
+            let sync = || {
+                syncs.set(syncs.get() + 1);
+                if fail_sync {
+                    return Err(std::io::Error::other("disk gone"));
+                }
+                Ok(())
+            };
+            let asked = super::catch_up(passive, sync, 10_000);
+            (asked, rounds.get(), syncs.get())
+        };
+        // 5,000 frames, then 1,000, then 100: done after the third round.
+        assert_eq!(run(&[15_000, 16_000, 16_100, 30_000], None, false), (true, 3, 3));
+        // The WAL started over meanwhile: its counts begin again from 0.
+        assert_eq!(run(&[5_000, 5_100], None, false), (true, 2, 2));
+        // Always a lot to copy: the bound.
+        let busy: Vec<i64> = (1..=20).map(|i| 10_000 + i * 5_000).collect();
+        assert_eq!(run(&busy, None, false), (true, super::CATCH_UP_MOST, super::CATCH_UP_MOST));
+        assert_eq!(run(&busy, Some(1), false), (false, 2, 1));
+        assert_eq!(run(&busy, None, true), (false, 1, 1));
+    }
 
     /// A leader that vanishes (its task dropped unrun, say) leaves no write waiting for good:
     /// the queued one is answered with an error, and the next write leads again.
