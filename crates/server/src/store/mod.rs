@@ -8,6 +8,7 @@ pub mod auth_sql;
 mod pg_introspect;
 mod pg_pipeline;
 pub mod pg_session;
+mod pg_tls;
 pub mod portable;
 mod postgres;
 mod sqlite;

@@ -4,7 +4,7 @@
 //! both with one flush. tokio-postgres ends every statement with a `Sync` of its own, which makes
 //! each one its own implicit transaction, commit and flush, and has no call to send several
 //! under one. Messages are built and parsed by postgres-protocol, tokio-postgres's own message
-//! layer; like the rest of the store, it speaks without TLS.
+//! layer; TLS is the URL's, as on the tokio-postgres pools ([`super::pg_tls`]).
 
 use std::collections::HashMap;
 use std::io;
@@ -20,6 +20,8 @@ use postgres_protocol::message::frontend;
 use postgres_protocol::IsNull;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
+
+use super::pg_tls::PgTls;
 
 /// Every parameter is sent as `text` and cast in SQL, as on the tokio-postgres connections.
 const TEXT_OID: u32 = 25;
@@ -87,10 +89,13 @@ pub struct Target {
     /// libpq's `tcp_user_timeout` (Linux): how long sent data may go unacknowledged before the
     /// connection is dropped, which bounds a host that vanishes mid-request.
     user_timeout: Option<Duration>,
+    tls: PgTls,
+    /// libpq's `channel_binding`, for SCRAM over TLS.
+    channel_binding: tokio_postgres::config::ChannelBinding,
 }
 
 impl Target {
-    pub fn new(cfg: &tokio_postgres::Config) -> Result<Target, PipeError> {
+    pub fn new(cfg: &tokio_postgres::Config, tls: PgTls) -> Result<Target, PipeError> {
         let port = |i: usize| match cfg.get_ports() {
             [] => 5432,
             [one] => *one,
@@ -134,6 +139,8 @@ impl Target {
             connect_timeout: cfg.get_connect_timeout().copied(),
             keepalive: cfg.get_keepalives().then(|| keepalive(cfg)),
             user_timeout: cfg.get_tcp_user_timeout().copied(),
+            tls,
+            channel_binding: cfg.get_channel_binding(),
         })
     }
 }
@@ -156,6 +163,7 @@ fn keepalive(cfg: &tokio_postgres::Config) -> socket2::TcpKeepalive {
 
 enum Stream {
     Tcp(TcpStream),
+    Tls(Box<tokio_native_tls::TlsStream<TcpStream>>),
     Unix(UnixStream),
 }
 
@@ -171,18 +179,45 @@ impl Stream {
             if let Some(t) = target.user_timeout {
                 sock.set_tcp_user_timeout(Some(t))?;
             }
-            Ok(Stream::Tcp(s))
+            Ok::<_, io::Error>(s)
         };
         match addr {
-            Addr::Tcp(host, port) => tcp(TcpStream::connect((host.as_str(), *port)).await?),
-            Addr::Ip(ip, port) => tcp(TcpStream::connect((*ip, *port)).await?),
+            Addr::Tcp(host, port) => Stream::start_tls(tcp(TcpStream::connect((host.as_str(), *port)).await?)?, host, &target.tls).await,
+            Addr::Ip(ip, port) => Stream::start_tls(tcp(TcpStream::connect((*ip, *port)).await?)?, &ip.to_string(), &target.tls).await,
+            // As libpq: no TLS over a Unix socket.
             Addr::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
+        }
+    }
+
+    /// Asks for TLS as the URL's `sslmode` says (an `SSLRequest`, answered by one byte) and
+    /// shakes hands; `host` is checked against the certificate under `verify-full`.
+    async fn start_tls(mut s: TcpStream, host: &str, tls: &PgTls) -> io::Result<Stream> {
+        if !tls.wanted() {
+            return Ok(Stream::Tcp(s));
+        }
+        let mut request = BytesMut::with_capacity(8);
+        frontend::ssl_request(&mut request);
+        s.write_all(&request).await?;
+        // Exactly one byte: anything after it would be unencrypted text passed off as TLS's.
+        match s.read_u8().await? {
+            b'S' => {
+                let connector = tokio_native_tls::TlsConnector::from(tls.connector().clone());
+                let stream = connector.connect(host, s).await.map_err(io::Error::other)?;
+                Ok(Stream::Tls(Box::new(stream)))
+            }
+            b'N' if !tls.required() => Ok(Stream::Tcp(s)),
+            b'N' => Err(io::Error::other("the server does not offer TLS, which the URL's sslmode requires")),
+            other => Err(io::Error::other(format!("unexpected answer {other:#04x} to the TLS request"))),
         }
     }
 
     async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.write_all(buf).await,
+            Stream::Tls(s) => {
+                s.write_all(buf).await?;
+                s.flush().await
+            }
             Stream::Unix(s) => s.write_all(buf).await,
         }
     }
@@ -190,16 +225,37 @@ impl Stream {
     async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.read_buf(buf).await,
+            Stream::Tls(s) => s.read_buf(buf).await,
             Stream::Unix(s) => s.read_buf(buf).await,
         }
     }
 
+    /// Best effort: a connection closed with a pending answer is cut off anyway. Over TLS,
+    /// nothing: a message needs the TLS layer, which cannot write without waiting.
     fn try_write(&self, buf: &[u8]) {
-        // Best effort: a connection closed with a pending answer is cut off anyway.
         let _ = match self {
             Stream::Tcp(s) => s.try_write(buf),
+            Stream::Tls(_) => return,
             Stream::Unix(s) => s.try_write(buf),
         };
+    }
+
+    /// Reads what is there without waiting: an idle connection has nothing to read, so
+    /// anything (or the end) means the server closed it. Over TLS, the socket beneath.
+    fn try_read(&self, probe: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.try_read(probe),
+            Stream::Tls(s) => s.get_ref().get_ref().get_ref().try_read(probe),
+            Stream::Unix(s) => s.try_read(probe),
+        }
+    }
+
+    /// The TLS server's certificate hash for SCRAM's channel binding (`tls-server-end-point`).
+    fn server_end_point(&self) -> Option<Vec<u8>> {
+        match self {
+            Stream::Tls(s) => s.get_ref().tls_server_end_point().ok().flatten(),
+            _ => None,
+        }
     }
 }
 
@@ -291,32 +347,48 @@ impl PipeConn {
         }
     }
 
-    /// Trust, cleartext, MD5 and SCRAM-SHA-256, as tokio-postgres without TLS.
+    /// Trust, cleartext, MD5 and SCRAM-SHA-256 (bound to the TLS channel where the server offers
+    /// SCRAM-SHA-256-PLUS), as tokio-postgres; `channel_binding=require` refuses the rest.
     async fn authenticate(&mut self, target: &Target) -> Result<(), PipeError> {
+        use tokio_postgres::config::ChannelBinding;
         let password =
             || target.password.as_deref().ok_or_else(|| PipeError::Protocol("PostgreSQL asks for a password and the URL has none".into()));
+        let unbound = || match target.channel_binding {
+            ChannelBinding::Require => Err(PipeError::Protocol("the server did not use channel binding, which the URL requires".into())),
+            _ => Ok(()),
+        };
         match self.next().await? {
-            Message::AuthenticationOk => return Ok(()),
+            Message::AuthenticationOk => return unbound(),
             Message::AuthenticationCleartextPassword => {
+                unbound()?;
                 frontend::password_message(password()?, &mut self.output)?;
                 self.send().await?;
             }
             Message::AuthenticationMd5Password(body) => {
+                unbound()?;
                 let hash = md5_hash(target.user.as_bytes(), password()?, body.salt());
                 frontend::password_message(hash.as_bytes(), &mut self.output)?;
                 self.send().await?;
             }
             Message::AuthenticationSasl(body) => {
-                let mut scram_offered = false;
+                let (mut scram_offered, mut plus_offered) = (false, false);
                 let mut mechanisms = body.mechanisms();
                 while let Some(m) = mechanisms.next()? {
                     scram_offered |= m == sasl::SCRAM_SHA_256;
+                    plus_offered |= m == sasl::SCRAM_SHA_256_PLUS;
                 }
-                if !scram_offered {
-                    return Err(PipeError::Protocol("PostgreSQL offers no SASL mechanism Basalt speaks".into()));
+                let end_point = self.stream.server_end_point().filter(|_| target.channel_binding != ChannelBinding::Disable);
+                let (binding, mechanism) = match (plus_offered, scram_offered, end_point) {
+                    (true, _, Some(hash)) => (sasl::ChannelBinding::tls_server_end_point(hash), sasl::SCRAM_SHA_256_PLUS),
+                    (_, true, Some(_)) => (sasl::ChannelBinding::unrequested(), sasl::SCRAM_SHA_256),
+                    (_, true, None) => (sasl::ChannelBinding::unsupported(), sasl::SCRAM_SHA_256),
+                    _ => return Err(PipeError::Protocol("PostgreSQL offers no SASL mechanism Basalt speaks".into())),
+                };
+                if mechanism != sasl::SCRAM_SHA_256_PLUS {
+                    unbound()?;
                 }
-                let mut scram = sasl::ScramSha256::new(password()?, sasl::ChannelBinding::unsupported());
-                frontend::sasl_initial_response(sasl::SCRAM_SHA_256, scram.message(), &mut self.output)?;
+                let mut scram = sasl::ScramSha256::new(password()?, binding);
+                frontend::sasl_initial_response(mechanism, scram.message(), &mut self.output)?;
                 self.send().await?;
                 match self.next().await? {
                     Message::AuthenticationSaslContinue(body) => scram.update(body.data())?,
@@ -402,11 +474,7 @@ impl PipeConn {
     /// `pg_terminate_backend`, `idle_session_timeout`): an idle connection has nothing to read.
     fn closed_by_server(&mut self) -> bool {
         let mut probe = [0u8; 1];
-        let read = match &self.stream {
-            Stream::Tcp(s) => s.try_read(&mut probe),
-            Stream::Unix(s) => s.try_read(&mut probe),
-        };
-        !matches!(read, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
     /// Runs the steps in order under one `Sync`, in one round trip: one implicit transaction,
@@ -689,12 +757,11 @@ impl Drop for Lease {
 
 #[cfg(test)]
 mod tests {
-    use std::str::FromStr;
-
     use super::*;
 
     fn target(url: &str) -> Result<Target, PipeError> {
-        Target::new(&tokio_postgres::Config::from_str(url).expect("url"))
+        let connect = super::super::pg_tls::parse(url).expect("url");
+        Target::new(&connect.config, connect.tls)
     }
 
     #[test]
@@ -724,7 +791,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let open = |query: &str| {
-            let t = target(&format!("postgres://u@127.0.0.1:{port}/db{query}")).unwrap();
+            let t = target(&format!("postgres://u@127.0.0.1:{port}/db?sslmode=disable{query}")).unwrap();
             async move {
                 let Stream::Tcp(s) = Stream::open(&t.addrs[0], &t).await.unwrap() else { panic!("a TCP address opens a TCP stream") };
                 let sock = socket2::SockRef::from(&s);
@@ -732,8 +799,48 @@ mod tests {
             }
         };
         assert_eq!(open("").await, (true, Duration::from_secs(7200), None));
-        assert_eq!(open("?keepalives_idle=30").await, (true, Duration::from_secs(30), None));
-        assert!(!open("?keepalives=0").await.0);
-        assert_eq!(open("?tcp_user_timeout=5").await.2, Some(Duration::from_secs(5)));
+        assert_eq!(open("&keepalives_idle=30").await, (true, Duration::from_secs(30), None));
+        assert!(!open("&keepalives=0").await.0);
+        assert_eq!(open("&tcp_user_timeout=5").await.2, Some(Duration::from_secs(5)));
+    }
+
+    /// A server that answers the TLS request with `N`: `prefer` goes on without TLS, `require`
+    /// stops with a clear error, `disable` never asks.
+    #[tokio::test]
+    async fn a_server_without_tls_is_refused_only_when_tls_is_required() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let mut asked = Vec::new();
+            for _ in 0..3 {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut request = [0u8; 8];
+                match s.read_exact(&mut request).await {
+                    Ok(_) => {
+                        asked.push(request);
+                        s.write_all(b"N").await.unwrap();
+                        // Held open until the client is done with it.
+                        let _ = s.read_u8().await;
+                    }
+                    Err(_) => asked.push([0; 8]),
+                }
+            }
+            asked
+        });
+        let open = |mode: &str| {
+            let t = target(&format!("postgres://u@127.0.0.1:{port}/db?sslmode={mode}")).unwrap();
+            async move { Stream::open(&t.addrs[0], &t).await }
+        };
+        assert!(matches!(open("prefer").await, Ok(Stream::Tcp(_))));
+        let refused = open("require").await.err().expect("require refuses a server without TLS");
+        assert!(refused.to_string().contains("does not offer TLS"), "{refused}");
+        let plain = open("disable").await.expect("disable asks for nothing");
+        drop(plain);
+        let asked = server.await.unwrap();
+        let mut ssl_request = BytesMut::new();
+        frontend::ssl_request(&mut ssl_request);
+        assert_eq!(&asked[0][..], &ssl_request[..]);
+        assert_eq!(&asked[1][..], &ssl_request[..]);
+        assert_eq!(asked[2], [0; 8], "no TLS request under disable");
     }
 }

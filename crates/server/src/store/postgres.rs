@@ -1,20 +1,17 @@
 //! PostgreSQL: a bounded pool, statements prepared once per connection (all parameters typed
 //! text and cast in SQL), sessions in UTC so timestamps print as PostgREST's do.
 
-use std::str::FromStr;
-
+use super::pg_pipeline::{Answer, Lease, PipeError, PipeManager, PipePool, Step, Target};
+use super::pg_session::{SessionSql, RESPONSE_SETTINGS};
+use super::pg_tls::{self, PgConnect};
+use super::portable::{self, PgCell, PgParam, Row, Stmt};
+use super::{check_destructive, DbContext, Migration, ReadResult, ResponseSettings, WriteResult};
+use crate::error::{status_for_sqlstate, ApiError, ApiResult};
 use basalt_query::sql::{MutateSql, ReadSql};
 use basalt_query::value::Param;
 use basalt_query::Error as RestError;
 use basalt_schema::{ddl, Catalog, DbState, DdlDialect};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
-
-use super::pg_pipeline::{Answer, Lease, PipeError, PipeManager, PipePool, Step, Target};
-use super::pg_session::{SessionSql, RESPONSE_SETTINGS};
-use super::portable::{self, PgCell, PgParam, Row, Stmt};
-use super::{check_destructive, DbContext, Migration, ReadResult, ResponseSettings, WriteResult};
-use crate::error::{status_for_sqlstate, ApiError, ApiResult};
 
 pub struct PgStore {
     /// Basalt's own work (migrations, auth, imports), with `public` first on the search path.
@@ -41,8 +38,8 @@ struct SchemaPool {
 
 /// Basalt's own pool (tokio-postgres): migrations, auth and imports.
 fn build_pool(url: &str, pool_size: usize, timeouts: (u64, u64), search_path: &str) -> anyhow::Result<Pool> {
-    let cfg = pool_config(url, timeouts.0, search_path, false)?;
-    let mgr = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let PgConnect { config, tls } = pool_config(url, timeouts.0, search_path, false)?;
+    let mgr = Manager::from_config(config, tls.for_tokio_postgres(), ManagerConfig { recycling_method: RecyclingMethod::Fast });
     // A request waits at most `db-pool-acquisition-timeout` for a connection, then gets 504
     // PGRST003.
     Ok(Pool::builder(mgr)
@@ -54,7 +51,8 @@ fn build_pool(url: &str, pool_size: usize, timeouts: (u64, u64), search_path: &s
 
 /// The pool of a schema's requests ([`super::pg_pipeline`]).
 fn build_pipe_pool(url: &str, pool_size: usize, timeouts: (u64, u64), search_path: &str) -> anyhow::Result<PipePool> {
-    let target = Target::new(&pool_config(url, timeouts.0, search_path, true)?)?;
+    let PgConnect { config, tls } = pool_config(url, timeouts.0, search_path, true)?;
+    let target = Target::new(&config, tls)?;
     Ok(PipePool::builder(PipeManager { target })
         .max_size(pool_size)
         .runtime(deadpool::Runtime::Tokio1)
@@ -66,15 +64,31 @@ fn build_pipe_pool(url: &str, pool_size: usize, timeouts: (u64, u64), search_pat
 /// (`read_only`) default to read-only transactions: plain reads run as implicit transactions,
 /// which stay read-only as PostgREST's `BEGIN READ ONLY` does; everything that writes starts its
 /// transaction `READ WRITE` explicitly.
-fn pool_config(url: &str, statement_timeout_ms: u64, search_path: &str, read_only: bool) -> anyhow::Result<tokio_postgres::Config> {
-    let mut cfg = tokio_postgres::Config::from_str(url)?;
+fn pool_config(url: &str, statement_timeout_ms: u64, search_path: &str, read_only: bool) -> anyhow::Result<PgConnect> {
+    let mut connect = pg_tls::parse(url)?;
+    let cfg = &mut connect.config;
     cfg.options(format!(
         "-c TimeZone=UTC -c client_min_messages=warning -c statement_timeout={statement_timeout_ms} -c search_path={}{}",
         search_path.replace(", ", ",").replace(' ', "\\ "),
         if read_only { " -c default_transaction_read_only=on" } else { "" }
     ));
     cfg.application_name("basalt");
-    Ok(cfg)
+    Ok(connect)
+}
+
+/// An error and what caused it, which tokio-postgres keeps out of its message (a TLS handshake's
+/// "certificate verify failed", say).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// Serialises migrations across instances sharing the database.
@@ -102,7 +116,7 @@ impl PgStore {
             let pipes = build_pipe_pool(url, pool_size, timeouts, &search_path)?;
             schemas.insert(schema.clone(), SchemaPool { pipes, search_path });
         }
-        let client = pool.get().await.map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?;
+        let client = pool.get().await.map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {}", with_causes(&e)))?;
         client
             .batch_execute(
                 "CREATE TABLE IF NOT EXISTS _basalt_migrations (id bigserial PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now(), catalog text NOT NULL, statements text NOT NULL);
@@ -470,7 +484,8 @@ impl PgStore {
 
 async fn listen_once(store: &PgStore, cell: &crate::catalog::SharedCatalog, introspect: bool, schemas: &[String]) -> anyhow::Result<()> {
     use futures_util::StreamExt;
-    let (client, mut conn) = tokio_postgres::connect(&store.url, NoTls).await?;
+    let PgConnect { config, tls } = pg_tls::parse(&store.url)?;
+    let (client, mut conn) = config.connect(tls.for_tokio_postgres()).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
     let driver = tokio::spawn(async move {

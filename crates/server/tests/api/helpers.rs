@@ -58,6 +58,28 @@ pub fn admin_sql(admin: &str, sql: &str) {
     .expect("admin thread");
 }
 
+/// The first column of each row a query returns, as text (NULL as an empty string).
+pub fn admin_query(url: &str, sql: &str) -> Vec<String> {
+    let url = url.to_string();
+    let sql = sql.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
+            tokio::spawn(conn);
+            let rows = client.simple_query(&sql).await.expect("admin query");
+            rows.iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or_default().to_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+    })
+    .join()
+    .expect("admin thread")
+}
+
 /// Creates a fresh database (PostgreSQL) and returns its URL.
 pub fn fresh_database() -> Option<(String, String, String)> {
     let admin = pg_admin_url()?;
