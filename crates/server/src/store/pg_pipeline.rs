@@ -202,7 +202,7 @@ impl Stream {
         match s.read_u8().await? {
             b'S' => {
                 let connector = tokio_native_tls::TlsConnector::from(tls.connector().clone());
-                let stream = connector.connect(host, s).await.map_err(io::Error::other)?;
+                let stream = connector.connect(host, s).await.map_err(|e| io::Error::other(format!("TLS handshake with {host}: {e}")))?;
                 Ok(Stream::Tls(Box::new(stream)))
             }
             b'N' if !tls.required() => Ok(Stream::Tcp(s)),
@@ -670,7 +670,8 @@ impl PipeConn {
 }
 
 impl Drop for PipeConn {
-    /// Says goodbye when the connection is idle, so PostgreSQL does not log a lost client.
+    /// Says goodbye when the connection is idle, so PostgreSQL does not log a lost client (not
+    /// over TLS, whose layer cannot write without waiting: PostgreSQL logs the end of file).
     fn drop(&mut self) {
         if !self.in_flight && !self.writing && !self.broken {
             let mut buf = BytesMut::with_capacity(5);

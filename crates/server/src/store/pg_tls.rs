@@ -71,21 +71,27 @@ struct TlsOptions {
     cert: Option<String>,
     key: Option<String>,
     negotiation: Option<String>,
+    /// `channel_binding=require`, which stays in the URL for tokio-postgres.
+    channel_binding_required: bool,
 }
 
 impl TlsOptions {
     /// Takes one option if it is TLS's; false leaves it for tokio-postgres.
-    fn take(&mut self, key: &str, value: String) -> bool {
+    fn take(&mut self, key: &str, value: &str) -> Result<bool, PgUrlError> {
+        if key == "channel_binding" {
+            self.channel_binding_required = value == "require";
+            return Ok(false);
+        }
         let slot = match key {
             "sslmode" => &mut self.mode,
             "sslrootcert" => &mut self.root_cert,
             "sslcert" => &mut self.cert,
             "sslkey" => &mut self.key,
             "sslnegotiation" => &mut self.negotiation,
-            _ => return false,
+            _ => return Ok(false),
         };
-        *slot = Some(value);
-        true
+        *slot = Some(value.to_string());
+        Ok(true)
     }
 }
 
@@ -125,9 +131,10 @@ impl PgTls {
 
 /// Reads a database URL (`postgres://...` or libpq's `key=value` form) as libpq would for
 /// TLS: `sslmode` (default `prefer`), `sslrootcert` (a PEM file, or `system`), `sslcert` and
-/// `sslkey` (a client certificate and its PKCS#8 PEM key). `require` with a `sslrootcert`
-/// checks the chain, as libpq's does; `verify-ca` and `verify-full` without one trust the
-/// operating system's CAs.
+/// `sslkey` (a client certificate and its PKCS#8 PEM key). A `sslrootcert` file makes every
+/// mode that encrypts check the chain, as libpq's does; `verify-full` without one trusts the
+/// operating system's CAs, and `verify-ca` needs one (any public CA's certificate for any name
+/// would pass it otherwise).
 pub fn parse(url: &str) -> Result<PgConnect, PgUrlError> {
     let (rest, options) = split(url)?;
     let mut config = tokio_postgres::Config::from_str(&rest)?;
@@ -147,23 +154,43 @@ pub fn parse(url: &str) -> Result<PgConnect, PgUrlError> {
         }
         Some(other) => return Err(PgUrlError::Invalid(format!("sslnegotiation {other:?} is neither postgres nor direct"))),
     }
+    // As libpq, no TLS over Unix sockets (tokio-postgres would ask for it there too).
+    let unix_only = !config.get_hosts().is_empty() && config.get_hosts().iter().all(|h| !matches!(h, tokio_postgres::config::Host::Tcp(_)));
     config.ssl_mode(match mode {
+        _ if unix_only => SslMode::Disable,
         Mode::Disable => SslMode::Disable,
         Mode::Allow | Mode::Prefer => SslMode::Prefer,
         Mode::Require | Mode::VerifyCa | Mode::VerifyFull => SslMode::Require,
     });
+    // tokio-postgres shakes hands only with a host name; with addresses alone, the address is
+    // the name the certificate is checked against, as on the request connections.
+    if config.get_hosts().is_empty() {
+        for ip in config.get_hostaddrs().to_vec() {
+            config.host(ip.to_string());
+        }
+    }
     let roots = match options.root_cert {
         Some(r) if r == "system" => Some(Roots::System),
         Some(r) => Some(Roots::File(PathBuf::from(r))),
         None => None,
     };
-    if roots == Some(Roots::System) && !matches!(mode, Mode::VerifyFull) {
-        return Err(PgUrlError::Invalid("sslrootcert=system needs sslmode=verify-full, as in libpq".into()));
+    match (&roots, mode) {
+        (Some(Roots::System), m) if m != Mode::VerifyFull => {
+            return Err(PgUrlError::Invalid("sslrootcert=system needs sslmode=verify-full, as in libpq".into()))
+        }
+        (None, Mode::VerifyCa) => {
+            return Err(PgUrlError::Invalid(
+                "sslmode=verify-ca needs sslrootcert=FILE, the CA to check the chain against (verify-full may use the system's CAs)".into(),
+            ))
+        }
+        _ => {}
     }
-    // What is checked: libpq's `require` becomes `verify-ca` when a root certificate is given.
+    if options.channel_binding_required && mode == Mode::Disable {
+        return Err(PgUrlError::Invalid("channel_binding=require needs TLS, which sslmode=disable turns off".into()));
+    }
+    // What is checked: with a root certificate file, the chain in every mode, as libpq.
     let (chain, host) = match mode {
-        Mode::Disable | Mode::Allow | Mode::Prefer => (false, false),
-        Mode::Require => (roots.is_some(), false),
+        Mode::Disable | Mode::Allow | Mode::Prefer | Mode::Require => (matches!(roots, Some(Roots::File(_))), false),
         Mode::VerifyCa => (true, false),
         Mode::VerifyFull => (true, true),
     };
@@ -183,6 +210,7 @@ pub fn parse(url: &str) -> Result<PgConnect, PgUrlError> {
         }
     }
     match (options.cert, options.key) {
+        _ if mode == Mode::Disable => {}
         (Some(cert), Some(key)) => {
             let read = |what, path: String| {
                 let path = PathBuf::from(path);
@@ -204,7 +232,15 @@ fn split(url: &str) -> Result<(String, TlsOptions), PgUrlError> {
         let mut kept = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            if !options.take(&percent_decode(key)?, percent_decode(value)?) {
+            // Only TLS's values are decoded here: the rest (a password, say) goes on untouched.
+            let key = percent_decode(key).unwrap_or_default();
+            let ours = matches!(key.as_str(), "sslmode" | "sslrootcert" | "sslcert" | "sslkey" | "sslnegotiation" | "channel_binding");
+            let value = if ours {
+                percent_decode(value).ok_or_else(|| PgUrlError::Invalid(format!("the value of {key} has a bad percent escape")))?
+            } else {
+                String::new()
+            };
+            if !ours || !options.take(&key, &value)? {
                 kept.push(pair);
             }
         }
@@ -213,29 +249,29 @@ fn split(url: &str) -> Result<(String, TlsOptions), PgUrlError> {
     }
     let mut kept = Vec::new();
     for (key, value, raw) in key_values(url)? {
-        if !options.take(&key, value) {
+        if !options.take(&key, &value)? {
             kept.push(raw);
         }
     }
     Ok((kept.join(" "), options))
 }
 
-/// A URL part with its `%XX` escapes decoded.
-fn percent_decode(s: &str) -> Result<String, PgUrlError> {
+/// A URL part with its `%XX` escapes decoded; None for a bad escape or text that is not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
-            out.push(hex.ok_or_else(|| PgUrlError::Invalid(format!("bad percent escape in {s:?}")))?);
+            let hex = bytes.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             i += 3;
         } else {
             out.push(bytes[i]);
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| PgUrlError::Invalid(format!("{s:?} is not UTF-8 once decoded")))
+    String::from_utf8(out).ok()
 }
 
 /// libpq's `key=value` form: each setting with its value unquoted and its text as written.
@@ -256,12 +292,19 @@ fn key_values(s: &str) -> Result<Vec<(String, String, &str)>, PgUrlError> {
         while chars.next_if(|(_, c)| c.is_whitespace()).is_some() {}
         let mut value = String::new();
         let quoted = chars.next_if(|(_, c)| *c == '\'').is_some();
+        let mut end = s.len();
         loop {
             match chars.next() {
                 None if quoted => return Err(PgUrlError::Invalid(format!("the value of {key:?} has no closing quote"))),
                 None => break,
-                Some((_, '\'')) if quoted => break,
-                Some((_, c)) if c.is_whitespace() && !quoted => break,
+                Some((i, '\'')) if quoted => {
+                    end = i + 1;
+                    break;
+                }
+                Some((i, c)) if c.is_whitespace() && !quoted => {
+                    end = i;
+                    break;
+                }
                 Some((_, '\\')) => match chars.next() {
                     Some((_, c)) => value.push(c),
                     None => return Err(PgUrlError::Invalid(format!("the value of {key:?} ends in a backslash"))),
@@ -269,8 +312,7 @@ fn key_values(s: &str) -> Result<Vec<(String, String, &str)>, PgUrlError> {
                 Some((_, c)) => value.push(c),
             }
         }
-        let end = chars.peek().map_or(s.len(), |(i, _)| *i);
-        out.push((key, value, s[start..end].trim_end()));
+        out.push((key, value, &s[start..end]));
     }
 }
 
@@ -294,6 +336,11 @@ mod tests {
         assert_eq!(o.mode.as_deref(), Some("require"));
         let (rest, o) = options("postgres://db/app");
         assert_eq!((rest.as_str(), o), ("postgres://db/app", TlsOptions::default()));
+        // What is not TLS's goes on as written, bad escapes and all, and is never quoted back.
+        let (rest, _) = options("postgres://db/app?password=50%&sslmode=require");
+        assert_eq!(rest, "postgres://db/app?password=50%");
+        let bad = split("postgres://db/app?sslrootcert=%zz%2").expect_err("a bad escape in a TLS value");
+        assert!(!bad.to_string().contains("%zz"), "{bad}");
     }
 
     #[test]
@@ -304,6 +351,11 @@ mod tests {
         assert_eq!(o.root_cert.as_deref(), Some("/a dir/ca.pem"));
         let cfg = tokio_postgres::Config::from_str(&rest).expect("the rest is tokio-postgres's");
         assert_eq!(cfg.get_password(), Some(&b"it's"[..]));
+        // An escaped space ends no value; the settings after it stay apart.
+        let (rest, _) = options("password=abc\\  user=me sslmode=disable");
+        assert_eq!(rest, "password=abc\\  user=me");
+        let cfg = tokio_postgres::Config::from_str(&rest).expect("parses");
+        assert_eq!((cfg.get_password(), cfg.get_user()), (Some(&b"abc "[..]), Some("me")));
         assert!(split("host=db sslmode").is_err());
         assert!(split("host=db sslrootcert='/open").is_err());
     }
@@ -317,6 +369,14 @@ mod tests {
         assert!(matches!(mode("postgres://db/app?sslmode=require").unwrap(), (SslMode::Require, true, true)));
         assert!(matches!(mode("host=db sslmode=verify-full").unwrap(), (SslMode::Require, true, true)));
         assert!(matches!(mode("postgres://db/app?sslmode=verify-ca&sslrootcert=system"), Err(PgUrlError::Invalid(_))));
+        assert!(matches!(mode("postgres://db/app?sslmode=verify-ca"), Err(PgUrlError::Invalid(_))), "verify-ca needs its CA");
+        assert!(matches!(mode("postgres://db/app?sslmode=disable&channel_binding=require"), Err(PgUrlError::Invalid(_))));
+        assert!(mode("postgres://db/app?channel_binding=require").is_ok());
+        // As libpq: no TLS over a Unix socket, whatever the mode.
+        assert!(matches!(mode("postgres://u@%2Fvar%2Frun%2Fpostgresql/db?sslmode=require").unwrap(), (SslMode::Disable, true, true)));
+        // Addresses alone: each is also the name the certificate is checked against.
+        let c = parse("hostaddr=127.0.0.1 user=u sslmode=require").unwrap();
+        assert_eq!(c.config.get_hosts(), [tokio_postgres::config::Host::Tcp("127.0.0.1".into())]);
         assert!(mode("postgres://db/app?sslmode=verify-full&sslrootcert=system").is_ok());
         assert!(matches!(mode("postgres://db/app?sslrootcert=system").unwrap(), (SslMode::Require, true, true)));
         for bad in [

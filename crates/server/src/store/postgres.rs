@@ -380,7 +380,7 @@ impl PgStore {
         tokio::spawn(async move {
             loop {
                 if let Err(e) = listen_once(&store, &cell, introspect, &schemas).await {
-                    tracing::warn!(error = %e, "schema listener lost its connection; retrying");
+                    tracing::warn!(error = %with_causes(e.as_ref()), "schema listener lost its connection; retrying");
                 }
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
