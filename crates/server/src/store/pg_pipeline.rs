@@ -165,6 +165,8 @@ enum Stream {
     Tcp(TcpStream),
     Tls(Box<tokio_native_tls::TlsStream<TcpStream>>),
     Unix(UnixStream),
+    /// Handed to a task that says goodbye over TLS ([`PipeConn`]'s `Drop`).
+    Closed,
 }
 
 impl Stream {
@@ -219,6 +221,7 @@ impl Stream {
                 s.flush().await
             }
             Stream::Unix(s) => s.write_all(buf).await,
+            Stream::Closed => Err(io::ErrorKind::NotConnected.into()),
         }
     }
 
@@ -227,6 +230,7 @@ impl Stream {
             Stream::Tcp(s) => s.read_buf(buf).await,
             Stream::Tls(s) => s.read_buf(buf).await,
             Stream::Unix(s) => s.read_buf(buf).await,
+            Stream::Closed => Err(io::ErrorKind::NotConnected.into()),
         }
     }
 
@@ -235,7 +239,7 @@ impl Stream {
     fn try_write(&self, buf: &[u8]) {
         let _ = match self {
             Stream::Tcp(s) => s.try_write(buf),
-            Stream::Tls(_) => return,
+            Stream::Tls(_) | Stream::Closed => return,
             Stream::Unix(s) => s.try_write(buf),
         };
     }
@@ -247,6 +251,7 @@ impl Stream {
             Stream::Tcp(s) => s.try_read(probe),
             Stream::Tls(s) => s.get_ref().get_ref().get_ref().try_read(probe),
             Stream::Unix(s) => s.try_read(probe),
+            Stream::Closed => Ok(0),
         }
     }
 
@@ -670,13 +675,25 @@ impl PipeConn {
 }
 
 impl Drop for PipeConn {
-    /// Says goodbye when the connection is idle, so PostgreSQL does not log a lost client (not
-    /// over TLS, whose layer cannot write without waiting: PostgreSQL logs the end of file).
+    /// Says goodbye when the connection is idle, so PostgreSQL does not log a lost client. Over
+    /// TLS, whose layer cannot write without waiting, a task of its own says it and closes TLS,
+    /// within a second.
     fn drop(&mut self) {
-        if !self.in_flight && !self.writing && !self.broken {
-            let mut buf = BytesMut::with_capacity(5);
-            frontend::terminate(&mut buf);
-            self.stream.try_write(&buf);
+        if self.in_flight || self.writing || self.broken {
+            return;
+        }
+        let mut buf = BytesMut::with_capacity(5);
+        frontend::terminate(&mut buf);
+        let Stream::Tls(_) = self.stream else { return self.stream.try_write(&buf) };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        if let Stream::Tls(mut s) = std::mem::replace(&mut self.stream, Stream::Closed) {
+            runtime.spawn(async move {
+                let goodbye = async {
+                    s.write_all(&buf).await?;
+                    s.shutdown().await
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(1), goodbye).await;
+            });
         }
     }
 }
