@@ -39,6 +39,8 @@ pub fn status_for_sqlstate(code: &str, anon: bool) -> u16 {
         "42P01" | "42883" => 404,
         "25006" => 405,
         "53400" | "42P17" => 500,
+        // The administrator ended the session: PostgreSQL is restarting, so try again.
+        "57P01" => 503,
         c if c.starts_with("08") || c.starts_with("53") => 503,
         c if c.starts_with("0L") || c.starts_with("0P") || c.starts_with("28") => 403,
         c if ["09", "25", "2D", "38", "39", "3B", "40", "54", "55", "57", "58", "F0", "HV", "XX"].iter().any(|p| c.starts_with(p)) => 500,

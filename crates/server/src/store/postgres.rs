@@ -666,7 +666,10 @@ fn map_db_error(code: &str, message: &str, detail: Option<&str>, hint: Option<&s
         return ApiError::Rest(RestError::new(500, code, message).hint("The statement ran longer than statement_timeout_ms."));
     }
     let status = status_for_sqlstate(code, false);
-    if status >= 500 && !code.starts_with("08") && !code.starts_with("53") && !code.starts_with("PT") {
+    // As PostgREST, the database's own code and message, which clients act on (40001: retry;
+    // 55P03: locked; P0002 from a function), but for the classes whose messages describe the
+    // server itself (58: system errors with file paths, XX: internal, F0: its configuration).
+    if ["58", "XX", "F0"].iter().any(|class| code.starts_with(class)) {
         return ApiError::internal(format!("postgres {code}: {message}"));
     }
     let mut err = RestError::new(status, code, message);

@@ -205,6 +205,8 @@ begin
 end $$;
 create function api.touch() returns int language sql volatile as $$ insert into api.todos values (1000, 'written by a read') returning id $$;
 create view api.touchy as select api.touch() as n;
+create function api.fail(code text) returns void language plpgsql as $$
+begin raise exception using errcode = code, message = 'failed with ' || code, hint = 'try again'; end $$;
 create function api.slow() returns int language sql as $$ select 1 from pg_sleep(2) $$;
 grant select on api.touchy to pgrst_web_anon;
 grant insert on api.todos to pgrst_web_anon;
@@ -302,6 +304,22 @@ async fn postgrest_fixture_database() {
     assert_eq!((s, e["code"].as_str()), (401, Some("42501")), "the anon role may not update");
     let (s, e) = send(c.get(url("/todos")).header("x-blocked", "yes")).await;
     assert_eq!((s, e["code"].as_str(), e["message"].as_str()), (402, Some("PT402"), Some("Payment Required")));
+
+    // Errors the database raises keep their code, message and hint, with PostgREST's status,
+    // but for those about the server itself.
+    for (code, status) in [("40001", 500), ("55P03", 500), ("P0002", 500), ("54001", 500), ("57P01", 503), ("22023", 400)] {
+        let (s, e) = send(c.post(url("/rpc/fail")).json(&json!({"code": code}))).await;
+        let expected = format!("failed with {code}");
+        assert_eq!(
+            (s, e["code"].as_str(), e["message"].as_str(), e["hint"].as_str()),
+            (status, Some(code), Some(expected.as_str()), Some("try again")),
+            "{e}"
+        );
+    }
+    for code in ["XX000", "58030", "F0000"] {
+        let (s, e) = send(c.post(url("/rpc/fail")).json(&json!({"code": code}))).await;
+        assert_eq!((s, e["code"].as_str(), e["message"].as_str()), (500, Some("XX000"), Some("Internal server error")), "{code}: {e}");
+    }
 
     // Response headers and status from SQL; malformed ones are an error; PGRST errors from SQL.
     let res = c.post(url("/rpc/cached")).header("prefer", "tx=commit").json(&json!({})).send().await.unwrap();
