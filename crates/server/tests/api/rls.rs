@@ -185,6 +185,48 @@ async fn matrix(b: Backend) {
 
 crate::both_backends!(matrix);
 
+const BALLOTS: &str = r#"
+[tables.ballots]
+columns.id     = { type = "bigint", primary_key = true }
+columns.choice = { type = "text" }
+
+[[tables.ballots.policies]]
+name = "anyone votes"
+command = "insert"
+roles = ["anon"]
+with_check = "true"
+
+[[tables.ballots.policies]]
+name = "anyone changes a vote"
+command = "update"
+roles = ["anon"]
+using = "true"
+
+[[tables.ballots.policies]]
+name = "anyone withdraws one"
+command = "delete"
+roles = ["anon"]
+using = "true"
+"#;
+
+/// Without a SELECT policy, rows stay out of reach of UPDATE and DELETE too, as in PostgreSQL
+/// (a `WHERE` reads rows, so SELECT policies apply to it); an insert that returns nothing works.
+async fn writes_need_a_select_policy_to_find_rows(b: Backend) {
+    let Some(app) = TestApp::spawn_with(b, BALLOTS, &[]).await else { return };
+    let anon = |method: Method, path: &str| app.as_user(method, path, None).header("prefer", "return=minimal");
+    let (s, e) = send(anon(Method::POST, "/rest/v1/ballots").json(&json!({"id": 1, "choice": "a"}))).await;
+    assert_eq!(s, 201, "{e}");
+    let (s, e) = send(anon(Method::PATCH, "/rest/v1/ballots?id=eq.1").json(&json!({"choice": "b"}))).await;
+    assert_eq!(s, 204, "{e}");
+    let (s, e) = send(anon(Method::DELETE, "/rest/v1/ballots?id=eq.1")).await;
+    assert_eq!(s, 204, "{e}");
+    assert_eq!(app.get("/rest/v1/ballots?select=id,choice").await, (200, json!([{"id": 1, "choice": "a"}])), "unchanged, still there");
+    let (s, rows) = send(app.as_user(Method::GET, "/rest/v1/ballots", None)).await;
+    assert_eq!((s, rows), (200, json!([])));
+}
+
+crate::both_backends!(writes_need_a_select_policy_to_find_rows);
+
 /// With one database connection, callers take turns on it: each request's role and claims are its
 /// own, never the previous caller's (PostgreSQL runs plain reads without an explicit
 /// transaction, the context and the statement as one implicit one), and reads stay read-only.
