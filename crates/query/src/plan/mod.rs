@@ -215,6 +215,9 @@ pub struct MutatePlan<'c> {
     pub table_columns: Vec<&'c Column>,
     /// For a merging upsert: what an existing row must satisfy to be overwritten (UPDATE's USING).
     pub conflict_check: Option<(String, Cond)>,
+    /// For a merging upsert: what an overwritten row must satisfy as the upsert leaves it
+    /// (UPDATE's WITH CHECK), beside the INSERT check on the proposed row.
+    pub conflict_write_check: Option<(String, Cond)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

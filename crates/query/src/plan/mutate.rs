@@ -82,13 +82,24 @@ pub fn plan_mutate<'c>(catalog: &'c Catalog, req: &ApiRequest, access: Access) -
         return Err(Error::new(403, "42501", format!("new row violates row-level security policy for table \"{}\"", table.name)));
     }
     let merges = matches!(&kind, MutateKind::Insert { on_conflict: Some(oc), .. } if !oc.update.is_empty());
-    let conflict_check = if merges {
+    let (conflict_check, conflict_write_check) = if merges {
         let conds = with_select(access, catalog, table, "_ex", "update");
-        (!conds.is_empty()).then(|| ("_ex".to_string(), super::Cond::And(conds)))
+        (
+            (!conds.is_empty()).then(|| ("_ex".to_string(), super::Cond::And(conds))),
+            access.check(catalog, table, "_mrg", "update").map(|c| ("_mrg".to_string(), c)),
+        )
     } else {
-        None
+        (None, None)
     };
-    Ok(MutatePlan { table: table.name.clone(), kind, returning, check, table_columns: table.columns.values().collect(), conflict_check })
+    Ok(MutatePlan {
+        table: table.name.clone(),
+        kind,
+        returning,
+        check,
+        table_columns: table.columns.values().collect(),
+        conflict_check,
+        conflict_write_check,
+    })
 }
 
 /// The rows `command` may touch that the caller may also SELECT, as PostgreSQL requires: both

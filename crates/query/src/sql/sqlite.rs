@@ -138,6 +138,19 @@ impl Sqlite {
     /// the rows about to be written (payload values, defaults, current values) are built in a
     /// subquery and counted when they fail the policy. The subquery builds only the columns the
     /// policy reads: the others' defaults (a new id, timestamps) would be computed for nothing.
+    /// A payload column's value in a row of the JSON array (`_j.value`), or its default where the
+    /// row lacks the key and `Prefer: missing=default` asks for it.
+    fn payload_value(&self, c: &basalt_schema::Column, missing_default: bool) -> String {
+        let v = self.extract("_j.value", c);
+        if !missing_default {
+            return v;
+        }
+        let default =
+            c.default.as_ref().map(|d| basalt_schema::ddl::default_sql(d, c.ty, DdlDialect::Sqlite)).unwrap_or_else(|| "NULL".into());
+        let path = basalt_schema::ident::literal(&format!("$.\"{}\"", c.name));
+        format!("CASE WHEN json_type(_j.value, {path}) IS NULL THEN {default} ELSE {v} END")
+    }
+
     fn pre_check(&self, plan: &MutatePlan<'_>, alias: &str, cond: &crate::plan::Cond) -> Fragment {
         let mut b = Builder::default();
         let read = policy_columns(cond, alias);
@@ -164,13 +177,7 @@ impl Sqlite {
                             b.params.push(payload_param(c, row.get(&c.name)));
                             format!("?{}", b.params.len())
                         } else if given {
-                            let v = self.extract("_j.value", c);
-                            if *missing_default {
-                                let path = basalt_schema::ident::literal(&format!("$.\"{}\"", c.name));
-                                format!("CASE WHEN json_type(_j.value, {path}) IS NULL THEN {} ELSE {v} END", default())
-                            } else {
-                                v
-                            }
+                            self.payload_value(c, *missing_default)
                         } else {
                             default()
                         };
@@ -410,26 +417,59 @@ impl Dialect for Sqlite {
             && plan.returning.as_ref().is_some_and(|n| returns_in_place(n, plan.check.is_some()));
         let read = if fold { None } else { plan.returning.as_ref().map(|r| self.body(r, true)) };
         let check = plan.check.as_ref().map(|(alias, cond)| self.pre_check(plan, alias, cond));
-        let check = match (check, &plan.conflict_check, &plan.kind) {
-            (Some(mut f), Some((ex, guard)), MutateKind::Insert { on_conflict: Some(oc), .. }) => {
-                // Rows an upsert would overwrite must pass the UPDATE policy too.
+        let check = match (check, &plan.kind) {
+            (Some(mut f), MutateKind::Insert { on_conflict: Some(oc), missing_default, .. })
+                if plan.conflict_check.is_some() || plan.conflict_write_check.is_some() =>
+            {
+                // Rows an upsert would overwrite must pass the UPDATE policy too: as they are
+                // (USING), and as the upsert leaves them (WITH CHECK).
                 let mut b = Builder { sql: String::new(), params: std::mem::take(&mut f.params) };
-                let on: Vec<String> = oc
-                    .columns
-                    .iter()
-                    .filter_map(|c| plan.table_columns.iter().find(|t| t.name == *c))
-                    .map(|c| format!("{ex}.{} = {}", quote(&c.name), self.extract("_j.value", c)))
-                    .collect();
-                b.push(&format!(
-                    "SELECT ({}) + (SELECT count(*) FROM jsonb_each(?1) AS _j JOIN {t} AS {ex} ON {} WHERE NOT coalesce((",
-                    f.sql,
-                    on.join(" AND ")
-                ));
-                b.cond(self, guard);
-                b.push("), false))");
+                let conflicting = |ex: &str| {
+                    let on: Vec<String> = oc
+                        .columns
+                        .iter()
+                        .filter_map(|c| plan.table_columns.iter().find(|t| t.name == *c))
+                        .map(|c| format!("{ex}.{} = {}", quote(&c.name), self.extract("_j.value", c)))
+                        .collect();
+                    format!("jsonb_each(?1) AS _j JOIN {t} AS {ex} ON {}", on.join(" AND "))
+                };
+                b.push(&format!("SELECT ({})", f.sql));
+                if let Some((ex, guard)) = &plan.conflict_check {
+                    b.push(&format!(" + (SELECT count(*) FROM {} WHERE NOT coalesce((", conflicting(ex)));
+                    b.cond(self, guard);
+                    b.push("), false))");
+                }
+                if let Some((alias, cond)) = &plan.conflict_write_check {
+                    let read = policy_columns(cond, alias);
+                    let mut cols: Vec<String> = plan
+                        .table_columns
+                        .iter()
+                        .filter(|c| read.as_ref().is_none_or(|r| r.contains(&c.name.as_str())))
+                        .map(|c| {
+                            let v = if oc.update.contains(&c.name) {
+                                self.payload_value(c, *missing_default)
+                            } else if oc.touch_updated_at && c.name == "updated_at" {
+                                "basalt_now()".into()
+                            } else {
+                                format!("_ex.{}", quote(&c.name))
+                            };
+                            format!("{v} AS {}", quote(&c.name))
+                        })
+                        .collect();
+                    if cols.is_empty() {
+                        cols.push("1 AS _one".into());
+                    }
+                    b.push(&format!(
+                        " + (SELECT count(*) FROM (SELECT {} FROM {}) AS {alias} WHERE NOT coalesce((",
+                        cols.join(", "),
+                        conflicting("_ex")
+                    ));
+                    b.cond(self, cond);
+                    b.push("), false))");
+                }
                 Some(b.finish())
             }
-            (check, _, _) => check,
+            (check, _) => check,
         };
         match &plan.kind {
             MutateKind::Insert { columns, rows, on_conflict, missing_default, .. } => {
@@ -446,23 +486,7 @@ impl Dialect for Sqlite {
                     let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
                     b.push(&format!("INSERT INTO {t} ({}) VALUES ({})", names(), marks.join(", ")));
                 } else {
-                    let values: Vec<String> = columns
-                        .iter()
-                        .map(|c| {
-                            let v = self.extract("_j.value", c);
-                            if *missing_default {
-                                let d = c
-                                    .default
-                                    .as_ref()
-                                    .map(|d| basalt_schema::ddl::default_sql(d, c.ty, DdlDialect::Sqlite))
-                                    .unwrap_or_else(|| "NULL".into());
-                                let path = basalt_schema::ident::literal(&format!("$.\"{}\"", c.name));
-                                format!("CASE WHEN json_type(_j.value, {path}) IS NULL THEN {d} ELSE {v} END")
-                            } else {
-                                v
-                            }
-                        })
-                        .collect();
+                    let values: Vec<String> = columns.iter().map(|c| self.payload_value(c, *missing_default)).collect();
                     b.push(&format!("INSERT INTO {t} ({}) SELECT {} FROM jsonb_each(?1) AS _j WHERE true", names(), values.join(", ")));
                 }
                 if let Some(oc) = on_conflict {

@@ -349,3 +349,53 @@ async fn hang_ups(b: Backend) {
 }
 
 crate::both_backends!(hang_ups);
+
+const SCORES: &str = r#"
+[tables.scores]
+columns.id      = { type = "bigint", primary_key = true }
+columns.user_id = { type = "uuid", not_null = true, default = "auth.uid()" }
+columns.points  = { type = "integer" }
+
+[[tables.scores.policies]]
+name = "everyone sees scores"
+command = "select"
+roles = ["authenticated"]
+using = "true"
+
+[[tables.scores.policies]]
+name = "a new score has ten points at most"
+command = "insert"
+roles = ["authenticated"]
+with_check = "user_id = auth.uid() and points <= 10"
+
+[[tables.scores.policies]]
+name = "owners change their score to five at most"
+command = "update"
+roles = ["authenticated"]
+using = "user_id = auth.uid()"
+with_check = "points <= 5"
+"#;
+
+/// An upsert that overwrites a row is held to the UPDATE policy's WITH CHECK as well as to the
+/// INSERT one, as PostgreSQL's `ON CONFLICT DO UPDATE` is.
+async fn upserts_meet_the_update_check(b: Backend) {
+    let Some(app) = TestApp::spawn_with(b, SCORES, &[("BASALT_AUTH_AUTOCONFIRM", "true")]).await else { return };
+    let (token, _, _) = app.signup("scorer@example.com", json!({})).await;
+    let upsert = |points: i64| {
+        app.as_user(Method::POST, "/rest/v1/scores", Some(&token))
+            .header("prefer", "resolution=merge-duplicates,return=minimal")
+            .json(&json!({"id": 1, "points": points}))
+    };
+    let (s, e) = send(upsert(9)).await;
+    assert_eq!(s, 201, "a new row meets the insert check: {e}");
+    let (s, e) = send(upsert(8)).await;
+    assert_eq!((s, e["code"].as_str()), (403, Some("42501")), "8 points fail the update check: {e}");
+    assert_eq!(app.get("/rest/v1/scores?select=points").await, (200, json!([{"points": 9}])), "nothing written");
+    let (s, e) = send(upsert(11)).await;
+    assert_eq!((s, e["code"].as_str()), (403, Some("42501")), "11 points fail both: {e}");
+    let (s, e) = send(upsert(4)).await;
+    assert!(s == 200 || s == 201, "4 points meet both: {s} {e}");
+    assert_eq!(app.get("/rest/v1/scores?select=points").await, (200, json!([{"points": 4}])));
+}
+
+crate::both_backends!(upserts_meet_the_update_check);
