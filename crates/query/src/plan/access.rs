@@ -10,6 +10,11 @@ use super::{Cond, PExpr, PVal};
 use crate::request::CompareOp;
 use crate::value::{from_text, Param};
 
+/// How many tables' policies may nest through `exists (select ... from other ...)`. Policies that
+/// reach back to a table already being compiled would nest without end: PostgreSQL refuses such
+/// a query (42P17); here the innermost level lets no row through.
+const MAX_POLICY_DEPTH: usize = 8;
+
 /// Who is asking, and whether policies go into the plan.
 #[derive(Debug, Clone, Copy)]
 pub struct Access<'a> {
@@ -41,20 +46,31 @@ impl<'a> Access<'a> {
         if self.bypass() {
             return None;
         }
+        Some(Cond::Expr(self.policy_expr(catalog, table, alias, command, check, 0)))
+    }
+
+    /// The permissive policies of `table` for the role and command, OR-ed; `depth` counts the
+    /// tables whose policies are being compiled around this one (see [`MAX_POLICY_DEPTH`]).
+    fn policy_expr(&self, catalog: &Catalog, table: &Table, alias: &str, command: &str, check: bool, depth: usize) -> PExpr {
         let exprs: Vec<&Expr> = table
             .policies
             .iter()
             .filter(|p| p.applies(self.role, command))
             .filter_map(|p| if check { p.with_check.as_ref().or(p.using.as_ref()) } else { p.using.as_ref() })
             .collect();
-        if exprs.is_empty() {
-            return Some(Cond::Expr(PExpr::Const(false)));
+        if exprs.is_empty() || depth > MAX_POLICY_DEPTH {
+            return PExpr::Const(false);
         }
         let mut counter = 0;
-        let items: Vec<PExpr> = exprs.iter().map(|e| self.compile(catalog, e, table, alias, None, &mut counter)).collect();
-        Some(Cond::Expr(if items.len() == 1 { items.into_iter().next().unwrap_or(PExpr::Const(false)) } else { PExpr::Or(items) }))
+        let items: Vec<PExpr> = exprs.iter().map(|e| self.compile(catalog, e, table, alias, None, &mut counter, depth)).collect();
+        if items.len() == 1 {
+            items.into_iter().next().unwrap_or(PExpr::Const(false))
+        } else {
+            PExpr::Or(items)
+        }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn compile(
         &self,
         catalog: &Catalog,
@@ -63,8 +79,9 @@ impl<'a> Access<'a> {
         outer_alias: &str,
         inner: Option<(&Table, &str)>,
         n: &mut usize,
+        depth: usize,
     ) -> PExpr {
-        let c = |x: &Expr, n: &mut usize| self.compile(catalog, x, outer, outer_alias, inner, n);
+        let c = |x: &Expr, n: &mut usize| self.compile(catalog, x, outer, outer_alias, inner, n, depth);
         match e {
             Expr::Or(v) => PExpr::Or(v.iter().map(|x| c(x, n)).collect()),
             Expr::And(v) => PExpr::And(v.iter().map(|x| c(x, n)).collect()),
@@ -93,8 +110,11 @@ impl<'a> Access<'a> {
                 Some(t) => {
                     *n += 1;
                     let alias = format!("{outer_alias}_p{n}");
-                    let inner_expr = self.compile(catalog, cond, outer, outer_alias, Some((t, &alias)), n);
-                    PExpr::Exists { table: t.name.clone(), alias, cond: Box::new(inner_expr) }
+                    let inner_expr = self.compile(catalog, cond, outer, outer_alias, Some((t, &alias)), n, depth);
+                    // The subquery reads the other table as the caller, as in PostgreSQL: only
+                    // the rows its own SELECT policies let the caller see.
+                    let visible = self.policy_expr(catalog, t, &alias, "select", false, depth + 1);
+                    PExpr::Exists { table: t.name.clone(), alias, cond: Box::new(PExpr::And(vec![inner_expr, visible])) }
                 }
                 None => PExpr::Const(false),
             },

@@ -167,3 +167,35 @@ columns.body    = { type = "text" }
     );
     assert!(collect.sql.ends_with("WHERE (_t1.\"user_id\" = ?2) AND _t1.\"id\" = ?3 RETURNING rowid"), "{}", collect.sql);
 }
+
+/// Policies that reach each other through `exists` compile to a bounded query (PostgreSQL
+/// refuses such a query with 42P17): the innermost level lets nothing through. Each level reads
+/// the other table only through its own SELECT policies.
+#[test]
+fn cyclic_policies_compile_to_a_bounded_query() {
+    let catalog = basalt_schema::parse_schema(
+        r#"
+[tables.a]
+columns.id = { type = "bigint", primary_key = true }
+[[tables.a.policies]]
+name = "a through b"
+command = "select"
+roles = ["authenticated"]
+using = "exists (select 1 from b where b.id = a.id)"
+[tables.b]
+columns.id = { type = "bigint", primary_key = true }
+[[tables.b.policies]]
+name = "b through a"
+command = "select"
+roles = ["authenticated"]
+using = "exists (select 1 from a where a.id = b.id)"
+"#,
+    )
+    .unwrap();
+    let claims = serde_json::json!({"sub": "7c5a2b1e-0000-4000-8000-000000000001"});
+    let user = Access { role: "authenticated", claims: &claims, enforce: true };
+    let req = parse_request("GET", "a", "select=id", Headers::default(), b"").unwrap();
+    let sql = Sqlite.read(&plan_read(&catalog, &req, user).unwrap(), None).body.sql;
+    assert_eq!(sql.matches("EXISTS").count(), 9, "{sql}");
+    assert!(sql.contains("FROM \"b\" AS _t0_p1 WHERE"), "{sql}");
+}

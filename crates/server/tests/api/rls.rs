@@ -399,3 +399,49 @@ async fn upserts_meet_the_update_check(b: Backend) {
 }
 
 crate::both_backends!(upserts_meet_the_update_check);
+
+const MEMBERS: &str = r#"
+[tables.members]
+columns.project_id = { type = "bigint", primary_key = true }
+columns.user_id    = { type = "uuid", primary_key = true, default = "auth.uid()" }
+
+[[tables.members.policies]]
+name = "members see their own memberships"
+command = "select"
+roles = ["authenticated"]
+using = "user_id = auth.uid()"
+
+[tables.docs]
+columns.id         = { type = "bigint", primary_key = true }
+columns.project_id = { type = "bigint", not_null = true }
+columns.body       = { type = "text" }
+
+[[tables.docs.policies]]
+name = "members read their projects' docs"
+command = "select"
+roles = ["authenticated"]
+using = "exists (select 1 from members where members.project_id = docs.project_id)"
+"#;
+
+/// A policy's `exists (select ... from other ...)` sees only the rows of `other` the caller
+/// may see, as in PostgreSQL, where the subquery runs as the caller: here the membership table's
+/// own policy is what limits the documents.
+async fn policy_subqueries_see_what_the_caller_sees(b: Backend) {
+    let Some(app) = TestApp::spawn_with(b, MEMBERS, &[("BASALT_AUTH_AUTOCONFIRM", "true")]).await else { return };
+    let (a, _, a_id) = app.signup("member-a@example.com", json!({})).await;
+    let (bt, _, b_id) = app.signup("member-b@example.com", json!({})).await;
+    let (s, e) = app.post("/rest/v1/members", json!([{"project_id": 1, "user_id": a_id}, {"project_id": 2, "user_id": b_id}]), "").await;
+    assert_eq!(s, 201, "{e}");
+    let (s, e) = app
+        .post("/rest/v1/docs", json!([{"id": 10, "project_id": 1, "body": "a's"}, {"id": 20, "project_id": 2, "body": "b's"}]), "")
+        .await;
+    assert_eq!(s, 201, "{e}");
+    for (token, body) in [(&a, "a's"), (&bt, "b's")] {
+        let (s, rows) = send(app.as_user(Method::GET, "/rest/v1/docs?select=body", Some(token))).await;
+        assert_eq!((s, rows), (200, json!([{"body": body}])));
+    }
+    let (s, rows) = send(app.as_user(Method::GET, "/rest/v1/docs?select=body", None)).await;
+    assert_eq!((s, rows), (200, json!([])), "anon has no policy");
+}
+
+crate::both_backends!(policy_subqueries_see_what_the_caller_sees);
