@@ -236,6 +236,22 @@ describe('auth: e-mail flows through the outbox (no autoconfirm)', () => {
     authOk(await userClient(ctx).auth.signInWithPassword({ email: addr, password: PASSWORD }));
   });
 
+  test('resend({type: "signup"}) sends the confirmation again; its link confirms', async () => {
+    const addr = email('resend');
+    authOk(await userClient(ctx).auth.signUp({ email: addr, password: PASSWORD }));
+    const first = await lastMail(ctx.server, addr, 'signup');
+    const sent = authOk(await userClient(ctx).auth.resend({ type: 'signup', email: addr, options: { emailRedirectTo: 'http://localhost:3000/again' } }));
+    assert.equal(sent.session, null);
+    let again = first;
+    for (let i = 0; i < 100 && again.link === first.link; i++) again = await lastMail(ctx.server, addr, 'signup');
+    assert.notEqual(again.link, first.link);
+    assert.equal(new URL(again.link).searchParams.get('redirect_to'), 'http://localhost:3000/again');
+    const { session } = authOk(await userClient(ctx).auth.verifyOtp({ token_hash: new URL(again.link).searchParams.get('token'), type: 'signup' }));
+    assert.ok(session.user.email_confirmed_at);
+    // Unknown addresses get the same answer.
+    authOk(await userClient(ctx).auth.resend({ type: 'signup', email: email('ghost') }));
+  });
+
   test('signInWithOtp + verifyOtp({email, token, type: "email"}) with the code from the outbox', async () => {
     const addr = email('otp');
     const client = userClient(ctx);

@@ -244,8 +244,11 @@ impl AuthService {
         if results.iter().take(counted).all(|rows| !rows.is_empty()) {
             Ok(())
         } else {
-            let code =
-                if matches!(endpoint, "recover" | "otp" | "signup") { "over_email_send_rate_limit" } else { "over_request_rate_limit" };
+            let code = if matches!(endpoint, "recover" | "otp" | "signup" | "resend") {
+                "over_email_send_rate_limit"
+            } else {
+                "over_request_rate_limit"
+            };
             Err(AuthError::new(429, code, "Request rate limit reached"))
         }
     }
@@ -627,6 +630,43 @@ impl AuthService {
             self.send_link(&user, "recovery", "recovery", redirect_to, client).await?;
         }
         Ok(())
+    }
+
+    /// POST /resend: the signup confirmation, or the e-mail change confirmation, once more.
+    /// `{}` whether or not the address is known, and when there is nothing to confirm (the
+    /// address confirmed, no change pending), as GoTrue, so it tells nobody who has an account.
+    pub async fn resend(&self, body: &Value, client: &Client<'_>, redirect_to: Option<&str>) -> AuthResult<()> {
+        let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
+        let (kind, email, phone) = (text("type").unwrap_or_default(), text("email"), text("phone"));
+        if !matches!(kind, "signup" | "email_change" | "sms" | "phone_change") {
+            return Err(AuthError::validation("Missing one of these types: signup, email_change, sms, phone_change"));
+        }
+        match (email, phone) {
+            (Some(_), Some(_)) => return Err(AuthError::validation("Only an email address or phone number should be provided.")),
+            (None, Some(_)) if kind == "signup" => return Err(AuthError::validation("Type provided requires an email address")),
+            (None, Some(_)) => return Err(AuthError::new(400, "phone_provider_disabled", "Phone logins are disabled")),
+            (None, None) if kind == "sms" => return Err(AuthError::validation("Type provided requires a phone number")),
+            (None, None) if kind == "signup" => return Err(AuthError::validation("Type provided requires an email address")),
+            (None, None) => return Err(AuthError::validation("Missing email address or phone number")),
+            (Some(_), None) if matches!(kind, "sms" | "phone_change") => {
+                return Err(AuthError::new(400, "phone_provider_disabled", "Phone logins are disabled"))
+            }
+            (Some(e), None) if !is_email(e) => {
+                return Err(AuthError::new(400, "email_address_invalid", format!("Email address \"{e}\" is invalid")))
+            }
+            (Some(_), None) => {}
+        }
+        self.rate_limit("resend", client, email).await?;
+        let Some(user) = self.one(q::user_by_email(email.unwrap_or_default())).await? else { return Ok(()) };
+        match kind {
+            "signup" if user.str("email_confirmed_at").is_none() => {
+                self.send_link(&user, "signup", "confirmation", redirect_to, client).await
+            }
+            "email_change" if user.str("email_change").is_some_and(|e| !e.is_empty()) => {
+                self.send_link(&user, "email_change", "email_change", redirect_to, client).await
+            }
+            _ => Ok(()),
+        }
     }
 
     /// POST /otp: a magic link and code by e-mail, creating the user unless `create_user` is false.

@@ -30,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/logout", post(logout))
         .route("/recover", post(recover))
         .route("/otp", post(otp))
+        .route("/resend", post(resend))
         .route("/magiclink", post(otp))
         .route("/verify", get(verify_link).post(verify))
         .route("/invite", post(invite))
@@ -172,6 +173,13 @@ async fn recover(State(app): State<AppState>, ClientIp(ip): ClientIp, Query(p): 
     require_apikey(&app, &headers)?;
     let ip = ip.to_string();
     app.auth.recover(&body_json(&body)?, &client(&ip, &headers), p.redirect_to.as_deref()).await?;
+    Ok(Json(json!({})).into_response())
+}
+
+async fn resend(State(app): State<AppState>, ClientIp(ip): ClientIp, Query(p): Query<Params>, headers: HeaderMap, body: Bytes) -> R {
+    require_apikey(&app, &headers)?;
+    let ip = ip.to_string();
+    app.auth.resend(&body_json(&body)?, &client(&ip, &headers), p.redirect_to.as_deref()).await?;
     Ok(Json(json!({})).into_response())
 }
 

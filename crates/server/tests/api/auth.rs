@@ -326,7 +326,79 @@ async fn token_refusals(b: Backend) {
     assert_eq!((s, e["code"].as_str()), (403, Some("bad_jwt")));
 }
 
-crate::both_backends!(sessions, user_updates_and_logout, email_flows, admin_api, bcrypt_users_sign_in, account_states, token_refusals);
+/// The mails in the outbox to `to`, oldest first.
+fn mails_to(app: &TestApp, to: &str) -> Vec<Value> {
+    let dir = app.dir.path().join("data").join("outbox");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    files.sort();
+    files
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter_map(|t| serde_json::from_str::<Value>(&t).ok())
+        .filter(|m| m["to"] == to)
+        .collect()
+}
+
+/// `POST /resend` (supabase-js `auth.resend`): the signup confirmation and the e-mail change
+/// confirmation once more, `{}` for unknown addresses and when nothing waits for confirmation.
+async fn resend(b: Backend) {
+    let Some(app) = TestApp::spawn(b, crate::SCHEMA).await else { return };
+    let (s, _) = post(&app, "/auth/v1/signup", None, json!({"email": "res@example.com", "password": "password-123"})).await;
+    assert_eq!(s, 200);
+    let (s, body) =
+        post(&app, "/auth/v1/resend?redirect_to=http://localhost:3000/again", None, json!({"type": "signup", "email": "res@example.com"}))
+            .await;
+    assert_eq!((s, body), (200, json!({})));
+    let mails = mails_to(&app, "res@example.com");
+    assert_eq!(mails.len(), 2, "{mails:?}");
+    assert_eq!(mails[1]["type"], "signup");
+    let link = mails[1]["link"].as_str().expect("link").to_string();
+    assert!(link.contains("redirect_to=http"), "{link}");
+    let token = link.split("token=").nth(1).and_then(|t| t.split('&').next()).expect("token");
+    let (s, session) = post(&app, "/auth/v1/verify", None, json!({"type": "signup", "token_hash": token})).await;
+    assert_eq!(s, 200, "the resent link confirms: {session}");
+    let access = session["access_token"].as_str().expect("access").to_string();
+    // Confirmed now: nothing more to send, and an unknown address looks the same.
+    for email in ["res@example.com", "nobody@example.com"] {
+        let (s, body) = post(&app, "/auth/v1/resend", None, json!({"type": "signup", "email": email})).await;
+        assert_eq!((s, body), (200, json!({})));
+    }
+    assert_eq!(mails_to(&app, "res@example.com").len(), 2);
+    assert!(mails_to(&app, "nobody@example.com").is_empty());
+    // An e-mail change waiting for confirmation: its mail again, to the new address.
+    let (s, body) = post(&app, "/auth/v1/resend", None, json!({"type": "email_change", "email": "res@example.com"})).await;
+    assert_eq!((s, body), (200, json!({})), "no change pending");
+    let (s, _) = send(app.as_user(Method::PUT, "/auth/v1/user", Some(&access)).json(&json!({"email": "res-new@example.com"}))).await;
+    assert_eq!(s, 200);
+    let (s, _) = post(&app, "/auth/v1/resend", None, json!({"type": "email_change", "email": "res@example.com"})).await;
+    assert_eq!(s, 200);
+    let changes = mails_to(&app, "res-new@example.com");
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert_eq!(changes[1]["type"], "email_change");
+    // Bad requests, as GoTrue words them.
+    for (body, code) in [
+        (json!({"email": "res@example.com"}), "validation_failed"),
+        (json!({"type": "recovery", "email": "res@example.com"}), "validation_failed"),
+        (json!({"type": "signup"}), "validation_failed"),
+        (json!({"type": "signup", "email": "not-an-email"}), "email_address_invalid"),
+        (json!({"type": "sms", "phone": "+15550100"}), "phone_provider_disabled"),
+        (json!({"type": "signup", "email": "res@example.com", "phone": "+15550100"}), "validation_failed"),
+    ] {
+        let (s, e) = post(&app, "/auth/v1/resend", None, body.clone()).await;
+        assert_eq!((s, e["code"].as_str()), (400, Some(code)), "{body}: {e}");
+    }
+}
+
+crate::both_backends!(
+    sessions,
+    user_updates_and_logout,
+    email_flows,
+    admin_api,
+    bcrypt_users_sign_in,
+    account_states,
+    token_refusals,
+    resend
+);
 
 // ---- tiny JWT helpers for forging test tokens ----
 
