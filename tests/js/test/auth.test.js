@@ -252,6 +252,18 @@ describe('auth: e-mail flows through the outbox (no autoconfirm)', () => {
     authOk(await userClient(ctx).auth.resend({ type: 'signup', email: email('ghost') }));
   });
 
+  test('reauthenticate() mails a code; updateUser({password, nonce}) takes it', async () => {
+    const addr = email('reauth');
+    authOk(await ctx.admin.auth.admin.createUser({ email: addr, password: PASSWORD, email_confirm: true }));
+    const client = userClient(ctx);
+    authOk(await client.auth.signInWithPassword({ email: addr, password: PASSWORD }));
+    authOk(await client.auth.reauthenticate());
+    const mail = await lastMail(ctx.server, addr, 'reauthentication');
+    assert.match(mail.otp, /^\d{6}$/);
+    authOk(await client.auth.updateUser({ password: 'reauthed-pass-1', nonce: mail.otp }));
+    authOk(await userClient(ctx).auth.signInWithPassword({ email: addr, password: 'reauthed-pass-1' }));
+  });
+
   test('signInWithOtp + verifyOtp({email, token, type: "email"}) with the code from the outbox', async () => {
     const addr = email('otp');
     const client = userClient(ctx);

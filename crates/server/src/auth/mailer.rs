@@ -23,6 +23,9 @@ pub struct Mail {
 
 impl Mail {
     fn text(&self) -> String {
+        if self.link.is_empty() {
+            return format!("{}\n\nEnter the code: {}\n", self.subject, self.otp);
+        }
         format!("{}\n\nFollow this link: {}\nOr enter the code: {}\n", self.subject, self.link, self.otp)
     }
 }

@@ -244,7 +244,7 @@ impl AuthService {
         if results.iter().take(counted).all(|rows| !rows.is_empty()) {
             Ok(())
         } else {
-            let code = if matches!(endpoint, "recover" | "otp" | "signup" | "resend") {
+            let code = if matches!(endpoint, "recover" | "otp" | "signup" | "resend" | "reauthenticate") {
                 "over_email_send_rate_limit"
             } else {
                 "over_request_rate_limit"
@@ -506,6 +506,9 @@ impl AuthService {
         }
         if let Some(pw) = body.get("password").and_then(Value::as_str) {
             self.check_password_strength(pw)?;
+            if self.settings.secure_password_change && !self.session_is_recent(caller).await? {
+                stmts.push(self.spend_nonce(user, body.get("nonce").and_then(Value::as_str)).await?);
+            }
             stmts.push(q::set_user_field(id, "encrypted_password", json!(hash_blocking(pw.to_string()).await?)));
         }
         let mut send_change = false;
@@ -537,6 +540,70 @@ impl AuthService {
             self.send_link(&fresh, "email_change", "email_change", redirect_to, client).await?;
         }
         self.user_json(&fresh).await
+    }
+
+    /// Whether the caller's session was opened in the last 24 hours: GoTrue lets such a session
+    /// change the password without reauthenticating. A token without a session is not recent.
+    async fn session_is_recent(&self, caller: &Caller) -> AuthResult<bool> {
+        let Some(id) = &caller.session_id else { return Ok(false) };
+        let Some(session) = self.one(q::session(id)).await? else { return Ok(false) };
+        let day_ago = basalt_query::value::format_timestamptz(&(chrono::Utc::now() - chrono::Duration::hours(24)));
+        Ok(session.str("created_at").is_some_and(|at| at > day_ago))
+    }
+
+    /// Checks the code `POST /reauthenticate` mailed and returns the statement that uses it up.
+    async fn spend_nonce(&self, user: &Row, nonce: Option<&str>) -> AuthResult<Stmt> {
+        let nonce = nonce.map(str::trim).filter(|n| !n.is_empty());
+        let nonce = nonce.ok_or_else(|| AuthError::new(400, "reauthentication_needed", "Password update requires reauthentication"))?;
+        let invalid = || AuthError::new(400, "reauthentication_not_valid", "Verification code has expired or is invalid");
+        let user_id = user.str("id").unwrap_or_default();
+        let email = user.str("email").unwrap_or_default().to_lowercase();
+        let row = self.one(q::one_time_token(&tokens::sha256_hex(&format!("{email}:{nonce}")))).await?.ok_or_else(invalid)?;
+        let now = basalt_query::value::format_timestamptz(&chrono::Utc::now());
+        let fits = row.str("token_type").as_deref() == Some("reauthentication")
+            && row.str("user_id").as_deref() == Some(user_id.as_str())
+            && row.str("expires_at").is_some_and(|at| at > now);
+        if !fits {
+            return Err(invalid());
+        }
+        Ok(q::delete_one_time_tokens(&user_id, "reauthentication"))
+    }
+
+    /// POST /reauthenticate: a six-digit code to the caller's confirmed address, the `nonce` a
+    /// password change needs under `secure_password_change`.
+    pub async fn reauthenticate(&self, user: &Row, client: &Client<'_>) -> AuthResult<()> {
+        let Some(email) = user.str("email").filter(|e| !e.is_empty()) else {
+            return Err(AuthError::new(422, "validation_failed", "Reauthentication requires the user to have an email or a phone number"));
+        };
+        if user.str("email_confirmed_at").is_none() {
+            return Err(AuthError::new(400, "email_not_confirmed", "Please verify your email first."));
+        }
+        self.rate_limit("reauthenticate", client, Some(&email)).await?;
+        let user_id = user.str("id").unwrap_or_default();
+        let code = tokens::otp();
+        let expires = basalt_query::value::format_timestamptz(&(chrono::Utc::now() + chrono::Duration::seconds(self.settings.otp_exp)));
+        self.store
+            .batch(vec![
+                q::delete_one_time_tokens(&user_id, "reauthentication"),
+                q::insert_one_time_token(
+                    &uuid::Uuid::new_v4().to_string(),
+                    &user_id,
+                    "reauthentication",
+                    &tokens::sha256_hex(&format!("{}:{code}", email.to_lowercase())),
+                    &email,
+                    &expires,
+                ),
+                q::auth_event("user_reauthenticate_requested", "user", &user_id, &email, None, client.ip),
+            ])
+            .await?;
+        self.mailer.send(&Mail {
+            to: email,
+            kind: "reauthentication",
+            subject: "Confirm reauthentication".into(),
+            link: String::new(),
+            otp: code,
+        });
+        Ok(())
     }
 
     /// POST /logout: scope local (this session), global (all), others (all but this).

@@ -14,6 +14,10 @@ pub struct AuthSettings {
     /// New users may sign up, but sign in only once an admin sets app_metadata.approved = true.
     pub require_approval: bool,
     pub min_password_length: usize,
+    /// A password change needs the code `POST /reauthenticate` mails (the `nonce`) unless the
+    /// session was opened in the last 24 hours (GoTrue's `update_password_require_reauthentication`,
+    /// Supabase's `secure_password_change`).
+    pub secure_password_change: bool,
     /// Where e-mail links send the browser when no allowed redirect_to is given.
     pub site_url: String,
     /// Extra allowed redirect_to prefixes.
@@ -79,6 +83,7 @@ impl Default for AuthSettings {
             anonymous_enabled: false,
             require_approval: false,
             min_password_length: 6,
+            secure_password_change: false,
             site_url: "http://localhost:3000".into(),
             redirect_urls: Vec::new(),
             refresh_reuse_interval: 10,
@@ -106,6 +111,9 @@ impl AuthSettings {
         }
         if let Some(b) = flag("BASALT_AUTH_REQUIRE_APPROVAL") {
             self.require_approval = b;
+        }
+        if let Some(b) = flag("BASALT_AUTH_SECURE_PASSWORD_CHANGE") {
+            self.secure_password_change = b;
         }
         if let Some(n) = num("BASALT_AUTH_REFRESH_REUSE_INTERVAL") {
             self.refresh_reuse_interval = n.max(0);

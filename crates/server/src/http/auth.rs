@@ -31,6 +31,7 @@ pub fn router() -> Router<AppState> {
         .route("/recover", post(recover))
         .route("/otp", post(otp))
         .route("/resend", post(resend))
+        .route("/reauthenticate", get(reauthenticate).post(reauthenticate))
         .route("/magiclink", post(otp))
         .route("/verify", get(verify_link).post(verify))
         .route("/invite", post(invite))
@@ -159,6 +160,14 @@ async fn put_user(State(app): State<AppState>, ClientIp(ip): ClientIp, Query(p):
     let ip = ip.to_string();
     let out = app.auth.update_user(&caller, &user, &body_json(&body)?, p.redirect_to.as_deref(), &client(&ip, &headers)).await?;
     Ok(Json(out).into_response())
+}
+
+async fn reauthenticate(State(app): State<AppState>, ClientIp(ip): ClientIp, headers: HeaderMap) -> R {
+    require_apikey(&app, &headers)?;
+    let (_, user) = app.auth.caller(bearer(&headers)).await?;
+    let ip = ip.to_string();
+    app.auth.reauthenticate(&user, &client(&ip, &headers)).await?;
+    Ok(Json(json!({})).into_response())
 }
 
 async fn logout(State(app): State<AppState>, ClientIp(ip): ClientIp, Query(p): Query<Params>, headers: HeaderMap) -> R {

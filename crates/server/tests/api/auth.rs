@@ -389,6 +389,49 @@ async fn resend(b: Backend) {
     }
 }
 
+/// `secure_password_change`: a password change needs the code `/reauthenticate` mails (the
+/// `nonce`), once, unless the session was opened in the last 24 hours (GoTrue's rule); a token
+/// that names no session is not recent.
+async fn reauthentication(b: Backend) {
+    let env = [("BASALT_AUTH_AUTOCONFIRM", "true"), ("BASALT_AUTH_SECURE_PASSWORD_CHANGE", "true")];
+    let Some(app) = TestApp::spawn_with(b, crate::SCHEMA, &env).await else { return };
+    let (fresh, _, id) = app.signup("re@example.com", json!({})).await;
+    let change = |token: &str, body: Value| send(app.as_user(Method::PUT, "/auth/v1/user", Some(token)).json(&body));
+    let (s, e) = change(&fresh, json!({"password": "changed-once"})).await;
+    assert_eq!(s, 200, "a session opened just now may change the password: {e}");
+    let sessionless = sign(
+        &json!({"sub": id, "role": "authenticated", "aud": "authenticated", "email": "re@example.com", "exp": 4_000_000_000u64}),
+        SECRET,
+    );
+    let (s, e) = change(&sessionless, json!({"password": "changed-twice"})).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("reauthentication_needed")), "{e}");
+    let (s, body) = send(app.as_user(Method::GET, "/auth/v1/reauthenticate", Some(&sessionless))).await;
+    assert_eq!((s, body), (200, json!({})));
+    let mail = app.last_mail("re@example.com");
+    assert_eq!(mail["type"], "reauthentication");
+    let nonce = mail["otp"].as_str().expect("code").to_string();
+    let wrong = if nonce == "000000" { "111111" } else { "000000" };
+    let (s, e) = change(&sessionless, json!({"password": "changed-twice", "nonce": wrong})).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("reauthentication_not_valid")), "{e}");
+    let (s, e) = change(&sessionless, json!({"password": "changed-twice", "nonce": nonce})).await;
+    assert_eq!(s, 200, "{e}");
+    let (s, _) =
+        post(&app, "/auth/v1/token?grant_type=password", None, json!({"email": "re@example.com", "password": "changed-twice"})).await;
+    assert_eq!(s, 200);
+    let (s, e) = change(&sessionless, json!({"password": "changed-thrice", "nonce": nonce})).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("reauthentication_not_valid")), "a code serves once: {e}");
+    // Other changes need no code; an unconfirmed address gets none.
+    let (s, _) = change(&sessionless, json!({"data": {"plan": "pro"}})).await;
+    assert_eq!(s, 200);
+    let (s, u) =
+        send(app.req(Method::POST, "/auth/v1/admin/users").json(&json!({"email": "unconfirmed@example.com", "password": "password-123"})))
+            .await;
+    assert_eq!(s, 200, "{u}");
+    let unconfirmed = sign(&json!({"sub": u["id"], "role": "authenticated", "aud": "authenticated", "exp": 4_000_000_000u64}), SECRET);
+    let (s, e) = send(app.as_user(Method::GET, "/auth/v1/reauthenticate", Some(&unconfirmed))).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("email_not_confirmed")), "{e}");
+}
+
 crate::both_backends!(
     sessions,
     user_updates_and_logout,
@@ -397,7 +440,8 @@ crate::both_backends!(
     bcrypt_users_sign_in,
     account_states,
     token_refusals,
-    resend
+    resend,
+    reauthentication
 );
 
 // ---- tiny JWT helpers for forging test tokens ----
