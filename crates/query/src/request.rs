@@ -211,6 +211,9 @@ pub struct Preferences {
     pub count: Option<CountPref>,
     pub resolution: Option<Resolution>,
     pub missing_default: bool,
+    /// `max-affected=n` under `handling=strict`: a PATCH or DELETE touching more rows fails
+    /// (PGRST124) and is rolled back; without `handling=strict` it is ignored, as in PostgREST.
+    pub max_affected: Option<i64>,
     /// What to echo in `Preference-Applied`.
     pub applied: Vec<String>,
 }

@@ -320,6 +320,21 @@ describe('mutations', () => {
     ]);
   });
 
+  test('maxAffected(n) on update and delete: more rows fail with PGRST124 and change nothing', async () => {
+    const list = await newList();
+    ok(await ctx.admin.from('todos').insert([{ list_id: list.id, title: 'm1' }, { list_id: list.id, title: 'm2' }]), 201);
+    const e = fails(await ctx.admin.from('todos').update({ status: 'closed' }).eq('list_id', list.id).maxAffected(1), 400, 'PGRST124');
+    assert.equal(e.details, 'The query affects 2 rows');
+    fails(await ctx.admin.from('todos').delete().eq('list_id', list.id).maxAffected(1), 400, 'PGRST124');
+    assert.deepEqual(await todosOf(list.id, 'title, status'), [
+      { title: 'm1', status: 'open' },
+      { title: 'm2', status: 'open' },
+    ]);
+    ok(await ctx.admin.from('todos').update({ status: 'closed' }).eq('list_id', list.id).maxAffected(2), 204);
+    ok(await ctx.admin.from('todos').delete().eq('list_id', list.id).maxAffected(2), 204);
+    assert.deepEqual(await todosOf(list.id), []);
+  });
+
   test('update of jsonb and text[] replaces the value', async () => {
     const list = await newList();
     const t = ok(

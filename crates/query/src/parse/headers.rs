@@ -9,6 +9,7 @@ pub fn parse_prefer(header: Option<&str>) -> Result<Preferences> {
     let mut p = Preferences::default();
     let mut invalid = Vec::new();
     let mut strict = false;
+    let mut max_affected = None;
     for token in header.unwrap_or_default().split(',').map(str::trim).filter(|t| !t.is_empty()) {
         let applied = match token {
             "tx=commit" | "tx=rollback" => {
@@ -32,6 +33,16 @@ pub fn parse_prefer(header: Option<&str>) -> Result<Preferences> {
                 p.missing_default = true;
                 true
             }
+            t if t.starts_with("max-affected=") => match t["max-affected=".len()..].parse::<i64>() {
+                Ok(n) if n >= 0 => {
+                    max_affected = Some(n);
+                    continue;
+                }
+                _ => {
+                    invalid.push(token);
+                    false
+                }
+            },
             _ => {
                 invalid.push(token);
                 false
@@ -44,6 +55,10 @@ pub fn parse_prefer(header: Option<&str>) -> Result<Preferences> {
     if strict && !invalid.is_empty() {
         return Err(Error::new(400, "PGRST122", "Invalid preferences given with handling=strict")
             .details(format!("Invalid preferences: {}", invalid.join(", "))));
+    }
+    if let (true, Some(n)) = (strict, max_affected) {
+        p.max_affected = Some(n);
+        p.applied.push(format!("max-affected={n}"));
     }
     Ok(p)
 }
@@ -90,6 +105,12 @@ mod tests {
         assert_eq!(p.count, Some(CountPref::Exact));
         assert_eq!(p.applied.len(), 3);
         assert_eq!(p.tx, Some(TxPref::Commit));
+        // max-affected counts only under handling=strict.
+        let p = parse_prefer(Some("handling=strict, max-affected=5")).unwrap();
+        assert_eq!((p.max_affected, p.applied.join(", ").as_str()), (Some(5), "handling=strict, max-affected=5"));
+        assert_eq!(parse_prefer(Some("max-affected=5")).unwrap().max_affected, None);
+        let e = parse_prefer(Some("handling=strict, max-affected=-1")).unwrap_err();
+        assert_eq!(e.details.as_deref(), Some("Invalid preferences: max-affected=-1"));
         let e = parse_prefer(Some("handling=strict, bogus=1")).unwrap_err();
         assert_eq!((e.code.as_str(), e.details.as_deref()), ("PGRST122", Some("Invalid preferences: bogus=1")));
         assert!(parse_prefer(Some("bogus=1")).is_ok());

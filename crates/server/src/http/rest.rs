@@ -380,10 +380,14 @@ async fn run_as(
                 .hint("Add a filter; only the service_role key may change every row at once.")
                 .into());
             }
-            let single = req.accept == MediaType::SingleObject;
+            // PostgREST bounds what PATCH and DELETE touch, not inserts.
+            let bound = crate::store::RowBound {
+                single: req.accept == MediaType::SingleObject,
+                max_affected: req.prefer.max_affected.filter(|_| matches!(req.action, Action::Update | Action::Delete)),
+            };
             let sql = app.store.dialect().mutate(&plan);
             timing.mark("plan");
-            let result = app.store.write(sql, single, &ctx).await?;
+            let result = app.store.write(sql, bound, &ctx).await?;
             timing.mark("transaction");
             let mut res = respond::write(&req, &plan, result, echo)?;
             echo_request_id(&mut res, &ctx)?;

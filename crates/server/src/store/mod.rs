@@ -53,6 +53,36 @@ pub struct Origin {
     pub request_id: Option<String>,
 }
 
+/// How many rows a write may touch and still stand: exactly one for a singular response
+/// (`Accept: application/vnd.pgrst.object+json`, PGRST116), at most `max_affected` for
+/// `Prefer: handling=strict, max-affected=n` (PGRST124). Otherwise the write is rolled back.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RowBound {
+    pub single: bool,
+    pub max_affected: Option<i64>,
+}
+
+impl RowBound {
+    /// Whether the row count has to be known before the transaction ends.
+    pub fn any(&self) -> bool {
+        self.single || self.max_affected.is_some()
+    }
+
+    pub fn check(&self, affected: i64) -> ApiResult<()> {
+        if self.single && affected != 1 {
+            return Err(basalt_query::Error::not_single(affected).into());
+        }
+        match self.max_affected {
+            Some(max) if affected > max => {
+                Err(basalt_query::Error::new(400, "PGRST124", "Query result exceeds max-affected preference constraint")
+                    .details(format!("The query affects {affected} rows"))
+                    .into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// What SQL set for the response through `response.headers` and `response.status`.
 #[derive(Debug, Clone, Default)]
 pub struct ResponseSettings {
@@ -210,8 +240,8 @@ impl Store {
         }
     }
 
-    /// Runs a write in one transaction; with `single`, anything but one affected row rolls back.
-    pub async fn write(&self, sql: MutateSql, single: bool, ctx: &DbContext) -> ApiResult<WriteResult> {
+    /// Runs a write in one transaction; one whose row count is out of `bound` rolls back.
+    pub async fn write(&self, sql: MutateSql, bound: RowBound, ctx: &DbContext) -> ApiResult<WriteResult> {
         match self {
             Store::Sqlite(s) => {
                 let actor = sqlite_functions::Actor {
@@ -222,9 +252,9 @@ impl Store {
                     user_agent: ctx.origin.user_agent.clone(),
                     request_id: ctx.origin.request_id.clone(),
                 };
-                s.write(sql, single, ctx.rollback, actor).await
+                s.write(sql, bound, ctx.rollback, actor).await
             }
-            Store::Postgres(p) => Box::pin(p.write(&sql, single, ctx)).await,
+            Store::Postgres(p) => Box::pin(p.write(&sql, bound, ctx)).await,
         }
     }
 

@@ -278,7 +278,7 @@ impl PgStore {
     /// settings) and `COMMIT`, unless the statement must affect exactly one row: then `COMMIT`
     /// or `ROLLBACK` follows once that is known. A caller that goes away in between leaves a
     /// connection that is rolled back before anyone reuses it ([`Lease`]).
-    pub async fn write(&self, sql: &MutateSql, single: bool, ctx: &DbContext) -> ApiResult<WriteResult> {
+    pub async fn write(&self, sql: &MutateSql, bound: super::RowBound, ctx: &DbContext) -> ApiResult<WriteResult> {
         let (f, counted) = match sql {
             MutateSql::Single(f) => (f, false),
             MutateSql::Counted(f) => (f, true),
@@ -288,7 +288,7 @@ impl PgStore {
         let params = texts(&f.params);
         let params = strs(&params);
         let stmt = Step { sql: &f.sql, params: &params };
-        let end_now = !single;
+        let end_now = !bound.any();
         let outcome = if counted {
             let settings = Step { sql: RESPONSE_SETTINGS, params: &[] };
             let answers = self.transaction(&mut conn, ctx, false, end_now, &[stmt, settings]).await?;
@@ -305,18 +305,16 @@ impl PgStore {
                 Ok((int(r, 0)?, int(r, 1)?, owned(text(r, 4)?), response))
             })
         };
-        // Anything but a good single-row answer ends the open transaction with ROLLBACK.
+        // Anything but an answer within the bound ends the open transaction with ROLLBACK.
         let end = match &outcome {
-            Ok((affected, ..)) if end_now || *affected == 1 => end_step(ctx),
+            Ok((affected, ..)) if end_now || bound.check(*affected).is_ok() => end_step(ctx),
             _ => Step { sql: "ROLLBACK", params: &[] },
         };
         if !end_now {
             conn.run(&[end]).await.map_err(map_pipe_error)?;
         }
         let (affected, inserted, body, response) = outcome?;
-        if !end_now && affected != 1 {
-            return Err(RestError::not_single(affected).into());
-        }
+        bound.check(affected)?;
         Ok(WriteResult { affected, inserted, body, response })
     }
 

@@ -304,14 +304,14 @@ impl SqliteStore {
     pub async fn write(
         self: &Arc<Self>,
         sql: MutateSql,
-        single: bool,
+        bound: super::RowBound,
         rollback: bool,
         actor: super::sqlite_functions::Actor,
     ) -> ApiResult<WriteResult> {
         let store = self.clone();
         self.submit(move |conn| {
             super::sqlite_functions::set_actor(Some(actor));
-            let result = savepoint(conn, rollback, |c| store.write_on(c, &sql, single));
+            let result = savepoint(conn, rollback, |c| store.write_on(c, &sql, bound));
             super::sqlite_functions::set_actor(None);
             result
         })
@@ -354,7 +354,7 @@ impl SqliteStore {
         Ok(rx.await?)
     }
 
-    fn write_on(&self, conn: &Connection, sql: &MutateSql, single: bool) -> ApiResult<WriteResult> {
+    fn write_on(&self, conn: &Connection, sql: &MutateSql, bound: super::RowBound) -> ApiResult<WriteResult> {
         let MutateSql::Steps { max_rowid, collect, collect_body, check, read, finish } = sql else {
             return Err(ApiError::internal("SQLite got a PostgreSQL plan"));
         };
@@ -375,9 +375,7 @@ impl SqliteStore {
         }
         let (ids, objects) = query_ids(conn, collect, *collect_body).map_err(|e| self.map_error(e))?;
         let affected = ids.len() as i64;
-        if single && affected != 1 {
-            return Err(RestError::not_single(affected).into());
-        }
+        bound.check(affected)?;
         let inserted = before.map(|b| ids.iter().filter(|id| **id > b).count() as i64).unwrap_or(affected);
         let ids_json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
         let body = match read {

@@ -162,6 +162,31 @@ async fn updates_and_deletes(b: Backend) {
     assert_eq!((s, e["code"].as_str()), (406, Some("PGRST116")));
     let (_, rows) = app.get("/rest/v1/todos?select=title&order=rank").await;
     assert_eq!(rows, json!([{"title": "b"}, {"title": "a"}]));
+    // `Prefer: handling=strict, max-affected=n` (supabase-js `.maxAffected(n)`): more rows than
+    // that fails and is rolled back; as many passes; without handling=strict it is ignored.
+    for (method, path, body) in
+        [(Method::PATCH, "/rest/v1/todos?rank=gt.0", json!({"title": "capped"})), (Method::DELETE, "/rest/v1/todos?rank=gt.0", json!(null))]
+    {
+        let (s, e) = send(app.req(method.clone(), path).header("prefer", "handling=strict, max-affected=1").json(&body)).await;
+        assert_eq!(
+            (s, e["code"].as_str(), e["message"].as_str(), e["details"].as_str()),
+            (400, Some("PGRST124"), Some("Query result exceeds max-affected preference constraint"), Some("The query affects 2 rows")),
+            "{method}"
+        );
+        let (_, rows) = app.get("/rest/v1/todos?select=title&order=rank").await;
+        assert_eq!(rows, json!([{"title": "b"}, {"title": "a"}]), "{method} rolled back");
+    }
+    let res = app
+        .req(Method::PATCH, "/rest/v1/todos?rank=gt.0")
+        .header("prefer", "handling=strict, max-affected=2")
+        .json(&json!({"done": false}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status().as_u16(), 204);
+    assert_eq!(res.headers()["preference-applied"], "handling=strict, max-affected=2");
+    let (s, _) = app.patch("/rest/v1/todos?rank=gt.0", json!({"done": false}), "max-affected=1").await;
+    assert_eq!(s, 204, "ignored without handling=strict");
     // Delete with representation, then cascade through the list.
     let (s, rows) = app.delete("/rest/v1/todos?rank=eq.2&select=title", "return=representation").await;
     assert_eq!((s, rows), (200, json!([{"title": "b"}])));
