@@ -335,6 +335,21 @@ describe('mutations', () => {
     assert.deepEqual(await todosOf(list.id), []);
   });
 
+  test('update and delete with order + limit touch only those rows', async () => {
+    const list = await newList();
+    ok(await ctx.admin.from('todos').insert([1, 2, 3].map((rank) => ({ list_id: list.id, title: `l${rank}`, rank }))), 201);
+    const rows = ok(
+      await ctx.admin.from('todos').update({ status: 'closed' }).eq('list_id', list.id).order('rank', { ascending: false }).limit(1).select('title'),
+      200,
+    );
+    assert.deepEqual(rows, [{ title: 'l3' }]);
+    ok(await ctx.admin.from('todos').delete().eq('list_id', list.id).order('rank').limit(1), 204);
+    assert.deepEqual(await todosOf(list.id, 'title, status'), [
+      { title: 'l2', status: 'open' },
+      { title: 'l3', status: 'closed' },
+    ]);
+  });
+
   test('update of jsonb and text[] replaces the value', async () => {
     const list = await newList();
     const t = ok(

@@ -240,11 +240,25 @@ pub enum MutateKind<'c> {
         touch_updated_at: bool,
         /// A column to assign to itself when the payload sets nothing (PATCH `{}`).
         key_column: String,
+        range: Option<WriteRange>,
     },
     Delete {
         alias: String,
         conds: Vec<Cond>,
+        range: Option<WriteRange>,
     },
+}
+
+/// `limit`/`offset` with `order` on a PATCH or DELETE (PostgREST's limited update and delete):
+/// only the rows a read with the same filters, order and range returns are written, picked by a
+/// subquery over the table under `alias`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteRange {
+    pub alias: String,
+    pub conds: Vec<Cond>,
+    pub order: Vec<PlanOrder>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -37,6 +37,32 @@ pub fn plan_mutate<'c>(catalog: &'c Catalog, req: &ApiRequest, access: Access) -
         }
         Ok(out)
     };
+    // Limited update and delete: the rows a read with the same filters, order and range returns.
+    let range = || -> Result<Option<super::WriteRange>> {
+        let (mut limit, mut offset) = (None, None);
+        for (_, r) in req.ranges.iter().filter(|(path, _)| path.is_empty()) {
+            limit = r.limit.or(limit);
+            offset = r.offset.or(offset);
+        }
+        if limit.is_none() && offset.is_none() {
+            return Ok(None);
+        }
+        if limit.is_some_and(|l| l < 0) {
+            return Err(Error::bad_range("Limit should be greater than or equal to zero."));
+        }
+        if offset.is_some_and(|o| o < 0) {
+            return Err(Error::bad_range("Offset should be greater than or equal to zero."));
+        }
+        let alias = "_lim".to_string();
+        let mut order = Vec::new();
+        for (_, terms) in req.order.iter().filter(|(path, _)| path.is_empty()) {
+            for t in terms {
+                let expr = resolve::column(table, &alias, &t.field)?;
+                order.push(super::PlanOrder { expr, desc: t.desc, nulls_first: t.nulls_first.unwrap_or(t.desc) });
+            }
+        }
+        Ok(Some(super::WriteRange { conds: conds(&alias)?, alias, order, limit, offset }))
+    };
     let body = req.body.as_ref();
     let kind = match req.action {
         Action::Insert => insert(table, req, body.ok_or_else(|| Error::bad_body("Empty or invalid json"))?)?,
@@ -51,9 +77,10 @@ pub fn plan_mutate<'c>(catalog: &'c Catalog, req: &ApiRequest, access: Access) -
                 values: Param::Json(crate::value::json_text(&Value::Object(values))),
                 touch_updated_at: touch,
                 key_column: table.primary_key.first().cloned().unwrap_or_default(),
+                range: range()?,
             }
         }
-        Action::Delete => MutateKind::Delete { conds: conds(&alias)?, alias },
+        Action::Delete => MutateKind::Delete { conds: conds(&alias)?, alias, range: range()? },
         Action::Read { .. } => return Err(Error::new(405, "PGRST117", "Unsupported HTTP method")),
     };
     let check = match req.action {

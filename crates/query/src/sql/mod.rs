@@ -11,7 +11,7 @@ pub use sqlite::Sqlite;
 use basalt_schema::ident::quote;
 use basalt_schema::ColumnType;
 
-use crate::plan::{ColExpr, Cond, ExprType, MutatePlan, PExpr, PVal, PlanOp, PlanOrder, QuantBase, ReadPlan};
+use crate::plan::{ColExpr, Cond, ExprType, MutatePlan, PExpr, PVal, PlanOp, PlanOrder, QuantBase, ReadPlan, WriteRange};
 use crate::request::{CompareOp, IsValue, PathKey, Quantifier};
 use crate::value::Param;
 
@@ -399,6 +399,25 @@ impl Builder {
             self.push(if o.desc { " DESC" } else { " ASC" });
             self.push(if o.nulls_first { " NULLS FIRST" } else { " NULLS LAST" });
         }
+    }
+
+    /// The WHERE of a PATCH or DELETE on `table AS alias`: its conditions, and for a limited one
+    /// the rows its range picks, by `key` (SQLite's `rowid`, PostgreSQL's `ctid`).
+    pub fn write_where(&mut self, d: &dyn Dialect, table: &str, alias: &str, key: &str, conds: &[Cond], range: Option<&WriteRange>) {
+        if !conds.is_empty() {
+            self.push(" WHERE ");
+            self.conds(d, conds);
+        }
+        let Some(r) = range else { return };
+        self.push(if conds.is_empty() { " WHERE " } else { " AND " });
+        self.push(&format!("{alias}.{key} IN (SELECT {la}.{key} FROM {table} AS {la}", la = r.alias));
+        if !r.conds.is_empty() {
+            self.push(" WHERE ");
+            self.conds(d, &r.conds);
+        }
+        self.order(d, &r.order);
+        self.limit_offset(d, r.limit, r.offset);
+        self.push(")");
     }
 
     pub fn limit_offset(&mut self, d: &dyn Dialect, limit: Option<i64>, offset: Option<i64>) {

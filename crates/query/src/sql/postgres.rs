@@ -300,7 +300,7 @@ impl Dialect for Postgres {
                     b.push(" RETURNING _ins.*, (_ins.xmax = 0) AS _basalt_inserted");
                 }
             }
-            MutateKind::Update { alias, columns, values, conds, touch_updated_at, key_column } => {
+            MutateKind::Update { alias, columns, values, conds, touch_updated_at, key_column, range } => {
                 let mut sets: Vec<String> = columns.iter().map(|c| format!("{} = _r.{}", quote(&c.name), quote(&c.name))).collect();
                 if *touch_updated_at {
                     sets.push("\"updated_at\" = now()".into());
@@ -311,20 +311,14 @@ impl Dialect for Postgres {
                 b.push(&format!("UPDATE {t} AS {alias} SET {} FROM jsonb_populate_record(NULL::{t}, ", sets.join(", ")));
                 self.param(&mut b, values.clone(), Some(ColumnType::Jsonb));
                 b.push(") AS _r");
-                if !conds.is_empty() {
-                    b.push(" WHERE ");
-                    b.conds(self, conds);
-                }
+                b.write_where(self, &t, alias, "ctid", conds, range.as_ref());
                 if !bare {
                     b.push(&format!(" RETURNING {alias}.*, false AS _basalt_inserted"));
                 }
             }
-            MutateKind::Delete { alias, conds } => {
+            MutateKind::Delete { alias, conds, range } => {
                 b.push(&format!("DELETE FROM {t} AS {alias}"));
-                if !conds.is_empty() {
-                    b.push(" WHERE ");
-                    b.conds(self, conds);
-                }
+                b.write_where(self, &t, alias, "ctid", conds, range.as_ref());
                 if !bare {
                     b.push(&format!(" RETURNING {alias}.*, false AS _basalt_inserted"));
                 }

@@ -217,12 +217,10 @@ impl Sqlite {
             MutateKind::Insert { .. } => {
                 b.push("FROM (SELECT 1) AS _j");
             }
-            MutateKind::Update { alias: ua, conds, .. } => {
-                b.push(&format!("FROM {} AS {ua}", quote(&plan.table)));
-                if !conds.is_empty() {
-                    b.push(" WHERE ");
-                    b.conds(self, conds);
-                }
+            MutateKind::Update { alias: ua, conds, range, .. } => {
+                let t = quote(&plan.table);
+                b.push(&format!("FROM {t} AS {ua}"));
+                b.write_where(self, &t, ua, "rowid", conds, range.as_ref());
             }
             MutateKind::Delete { .. } => {}
         }
@@ -511,7 +509,7 @@ impl Dialect for Sqlite {
                     on_conflict.as_ref().map(|_| Fragment { sql: format!("SELECT coalesce(max(rowid), 0) FROM {t}"), params: vec![] });
                 MutateSql::Steps { max_rowid, collect: b.finish(), collect_body: fold, check, read, finish: None }
             }
-            MutateKind::Update { alias, columns, values, conds, touch_updated_at, .. } => {
+            MutateKind::Update { alias, columns, values, conds, touch_updated_at, range, .. } => {
                 let mut b = Builder::default();
                 b.params.push(values.clone());
                 let mut sets: Vec<String> = columns.iter().map(|c| format!("{} = {}", quote(&c.name), self.extract("?1", c))).collect();
@@ -522,14 +520,11 @@ impl Dialect for Sqlite {
                     sets.push("rowid = rowid".into());
                 }
                 b.push(&format!("UPDATE {t} AS {alias} SET {}", sets.join(", ")));
-                if !conds.is_empty() {
-                    b.push(" WHERE ");
-                    b.conds(self, conds);
-                }
+                b.write_where(self, &t, alias, "rowid", conds, range.as_ref());
                 b.push(" RETURNING rowid");
                 MutateSql::Steps { max_rowid: None, collect: b.finish(), collect_body: false, check, read, finish: None }
             }
-            MutateKind::Delete { alias, conds } => {
+            MutateKind::Delete { alias, conds, range } => {
                 let mut b = Builder::default();
                 let returning_body = read.is_some();
                 if returning_body {
@@ -537,10 +532,7 @@ impl Dialect for Sqlite {
                 } else {
                     b.push(&format!("DELETE FROM {t} AS {alias}"));
                 }
-                if !conds.is_empty() {
-                    b.push(" WHERE ");
-                    b.conds(self, conds);
-                }
+                b.write_where(self, &t, alias, "rowid", conds, range.as_ref());
                 if !returning_body {
                     b.push(" RETURNING rowid");
                 }

@@ -279,7 +279,40 @@ columns.n       = { type = "integer" }
     assert_eq!((s, rows.as_array().map(Vec::len)), (200, Some(12)));
 }
 
-crate::both_backends!(inserts, upserts, updates_and_deletes, write_errors_leave_nothing, time_ordered_ids);
+/// `limit`/`offset` with `order` on PATCH and DELETE (PostgREST's limited update and delete):
+/// only the rows a read with the same filters, order and range would return are written.
+async fn limited_writes(b: Backend) {
+    let Some(app) = TestApp::spawn(b, crate::SCHEMA).await else { return };
+    let (_, lists) = app.post("/rest/v1/lists?select=id", json!({"name": "l"}), "return=representation").await;
+    let list = lists[0]["id"].as_str().expect("id").to_string();
+    let rows: Vec<serde_json::Value> = (1..=5).map(|r| json!({"title": format!("t{r}"), "list_id": list, "rank": r})).collect();
+    let (s, _) = app.post("/rest/v1/todos", serde_json::Value::Array(rows), "").await;
+    assert_eq!(s, 201);
+    let (s, rows) = app
+        .patch(
+            &format!("/rest/v1/todos?list_id=eq.{list}&order=rank.desc&limit=2&select=title"),
+            json!({"done": true}),
+            "return=representation",
+        )
+        .await;
+    let mut titles: Vec<&str> = rows.as_array().expect("rows").iter().filter_map(|r| r["title"].as_str()).collect();
+    titles.sort_unstable();
+    assert_eq!((s, titles), (200, vec!["t4", "t5"]));
+    let (_, done) = app.get("/rest/v1/todos?done=is.true&select=rank&order=rank").await;
+    assert_eq!(done, json!([{"rank": 4}, {"rank": 5}]), "only the two highest ranks");
+    let res = app.req(Method::DELETE, &format!("/rest/v1/todos?list_id=eq.{list}&order=rank&limit=1&offset=1")).send().await.expect("send");
+    assert_eq!(res.status().as_u16(), 204);
+    let (_, left) = app.get("/rest/v1/todos?select=rank&order=rank").await;
+    assert_eq!(left, json!([{"rank": 1}, {"rank": 3}, {"rank": 4}, {"rank": 5}]), "the second lowest rank went");
+    let (s, gone) = app
+        .delete(&format!("/rest/v1/todos?list_id=eq.{list}&done=is.false&order=rank.desc&limit=1&select=title"), "return=representation")
+        .await;
+    assert_eq!((s, gone), (200, json!([{"title": "t3"}])));
+    let (s, e) = app.patch("/rest/v1/todos?rank=gt.0&limit=-1", json!({"done": false}), "").await;
+    assert_eq!((s, e["code"].as_str()), (416, Some("PGRST103")), "as on reads: {e}");
+}
+
+crate::both_backends!(inserts, upserts, updates_and_deletes, write_errors_leave_nothing, time_ordered_ids, limited_writes);
 
 /// Declares an 11 MB body and reads the answer before sending it, as a client with
 /// `Expect: 100-continue` would; the server must refuse without reading the body.
