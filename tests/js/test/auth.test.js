@@ -264,6 +264,26 @@ describe('auth: e-mail flows through the outbox (no autoconfirm)', () => {
     authOk(await userClient(ctx).auth.signInWithPassword({ email: addr, password: 'reauthed-pass-1' }));
   });
 
+  test('flowType "pkce": the magic link redirects with ?code=, exchangeCodeForSession opens the session', async () => {
+    const addr = email('pkce');
+    const client = makeClient(ctx.url, ctx.anonKey, {
+      auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false, flowType: 'pkce' },
+    });
+    authOk(await client.auth.signInWithOtp({ email: addr, options: { emailRedirectTo: 'http://localhost:3000/auth/callback' } }));
+    const mail = await lastMail(ctx.server, addr);
+    const res = await fetch(mail.link, { redirect: 'manual' });
+    assert.equal(res.status, 303);
+    const location = new URL(res.headers.get('location'));
+    assert.equal(location.origin + location.pathname, 'http://localhost:3000/auth/callback');
+    const code = location.searchParams.get('code');
+    assert.ok(code, location.href);
+    const { session, user } = authOk(await client.auth.exchangeCodeForSession(code));
+    assert.ok(session.access_token);
+    assert.equal(user.email, addr);
+    const { user: got } = authOk(await client.auth.getUser());
+    assert.equal(got.id, user.id);
+  });
+
   test('signInWithOtp + verifyOtp({email, token, type: "email"}) with the code from the outbox', async () => {
     const addr = email('otp');
     const client = userClient(ctx);

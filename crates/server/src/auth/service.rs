@@ -303,6 +303,7 @@ impl AuthService {
         let email = body.get("email").and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
         let password = body.get("password").and_then(Value::as_str);
         let data = obj(body.get("data").cloned().unwrap_or(Value::Null));
+        let pkce = Pkce::from_body(body)?;
         self.rate_limit("signup", client, email).await?;
         if self.settings.disable_signup {
             return Err(AuthError::new(422, "signup_disabled", "Signups not allowed for this instance"));
@@ -339,7 +340,7 @@ impl AuthService {
             if self.settings.autoconfirm || existing.str("email_confirmed_at").is_some() {
                 return Err(AuthError::new(422, "user_already_exists", "User already registered"));
             }
-            self.send_link(&existing, "signup", "confirmation", redirect_to, client).await?;
+            self.send_link(&existing, "signup", "confirmation", redirect_to, client, pkce.as_ref()).await?;
             return self.user_json(&existing).await;
         }
         let hash = hash_blocking(password.to_string()).await?;
@@ -358,7 +359,7 @@ impl AuthService {
             })
             .await?;
         if !self.settings.autoconfirm {
-            self.send_link(&user, "signup", "confirmation", redirect_to, client).await?;
+            self.send_link(&user, "signup", "confirmation", redirect_to, client, pkce.as_ref()).await?;
             let fresh = self.one(q::user_by_id(&id)).await?.unwrap_or(user);
             return self.user_json(&fresh).await;
         }
@@ -493,6 +494,7 @@ impl AuthService {
         client: &Client<'_>,
     ) -> AuthResult<Value> {
         let id = &caller.user_id;
+        let pkce = Pkce::from_body(body)?;
         let mut stmts = Vec::new();
         if let Some(data) = body.get("data").and_then(Value::as_object) {
             let mut meta = obj(user.json("raw_user_meta_data"));
@@ -537,7 +539,7 @@ impl AuthService {
         }
         let fresh = self.one(q::user_by_id(id)).await?.ok_or_else(|| AuthError::new(404, "user_not_found", "User not found"))?;
         if send_change {
-            self.send_link(&fresh, "email_change", "email_change", redirect_to, client).await?;
+            self.send_link(&fresh, "email_change", "email_change", redirect_to, client, pkce.as_ref()).await?;
         }
         self.user_json(&fresh).await
     }
@@ -627,9 +629,15 @@ impl AuthService {
         relates_to: &str,
         redirect_to: Option<&str>,
         requester: LinkRequester<'_>,
+        pkce: Option<&Pkce>,
     ) -> AuthResult<(String, String, String)> {
         let user_id = user.str("id").unwrap_or_default();
-        let (link_token, code) = (tokens::random(40), tokens::otp());
+        // A PKCE link's token says so, as GoTrue's: following it yields an auth code, not tokens.
+        let link_token = match pkce {
+            Some(_) => format!("pkce_{}", tokens::random(40)),
+            None => tokens::random(40),
+        };
+        let code = tokens::otp();
         let expires = basalt_query::value::format_timestamptz(&(chrono::Utc::now() + chrono::Duration::seconds(self.settings.otp_exp)));
         let sent_col = match kind {
             "recovery" => "recovery_sent_at",
@@ -658,6 +666,12 @@ impl AuthService {
             q::touch_user_now(&user_id, sent_col),
         ];
         stmts.extend(link_event(kind, user, requester));
+        if let Some(p) = pkce {
+            let method = flow_method(kind);
+            stmts.push(q::delete_flow_states(&user_id, method));
+            let (id, auth_code) = (uuid::Uuid::new_v4().to_string(), uuid::Uuid::new_v4().to_string());
+            stmts.push(q::insert_flow_state(&id, &user_id, &auth_code, p.method, &p.challenge, method));
+        }
         self.store.batch(stmts).await?;
         let redirect = self.settings.redirect(redirect_to);
         let link =
@@ -672,9 +686,10 @@ impl AuthService {
         kind: &'static str,
         redirect_to: Option<&str>,
         client: &Client<'_>,
+        pkce: Option<&Pkce>,
     ) -> AuthResult<()> {
         let to = if kind == "email_change" { user.str("email_change") } else { user.str("email") }.unwrap_or_default();
-        let (_, otp, link) = self.issue_link(user, kind, &to, redirect_to, LinkRequester::User { ip: client.ip }).await?;
+        let (_, otp, link) = self.issue_link(user, kind, &to, redirect_to, LinkRequester::User { ip: client.ip }, pkce).await?;
         let subject = match mail_kind {
             "signup" => "Confirm your signup",
             "recovery" => "Reset your password",
@@ -689,12 +704,13 @@ impl AuthService {
     /// POST /recover: always `{}`, whether or not the address is known.
     pub async fn recover(&self, body: &Value, client: &Client<'_>, redirect_to: Option<&str>) -> AuthResult<()> {
         let email = body.get("email").and_then(Value::as_str).map(str::trim).unwrap_or_default();
+        let pkce = Pkce::from_body(body)?;
         self.rate_limit("recover", client, Some(email)).await?;
         if !is_email(email) {
             return Err(AuthError::new(400, "email_address_invalid", format!("Email address \"{email}\" is invalid")));
         }
         if let Some(user) = self.one(q::user_by_email(email)).await? {
-            self.send_link(&user, "recovery", "recovery", redirect_to, client).await?;
+            self.send_link(&user, "recovery", "recovery", redirect_to, client, pkce.as_ref()).await?;
         }
         Ok(())
     }
@@ -727,10 +743,10 @@ impl AuthService {
         let Some(user) = self.one(q::user_by_email(email.unwrap_or_default())).await? else { return Ok(()) };
         match kind {
             "signup" if user.str("email_confirmed_at").is_none() => {
-                self.send_link(&user, "signup", "confirmation", redirect_to, client).await
+                self.send_link(&user, "signup", "confirmation", redirect_to, client, None).await
             }
             "email_change" if user.str("email_change").is_some_and(|e| !e.is_empty()) => {
-                self.send_link(&user, "email_change", "email_change", redirect_to, client).await
+                self.send_link(&user, "email_change", "email_change", redirect_to, client, None).await
             }
             _ => Ok(()),
         }
@@ -739,6 +755,7 @@ impl AuthService {
     /// POST /otp: a magic link and code by e-mail, creating the user unless `create_user` is false.
     pub async fn otp(&self, body: &Value, client: &Client<'_>, redirect_to: Option<&str>) -> AuthResult<()> {
         let email = body.get("email").and_then(Value::as_str).map(str::trim).unwrap_or_default();
+        let pkce = Pkce::from_body(body)?;
         self.rate_limit("otp", client, Some(email)).await?;
         if !is_email(email) {
             return Err(AuthError::new(400, "email_address_invalid", format!("Email address \"{email}\" is invalid")));
@@ -750,12 +767,70 @@ impl AuthService {
             }
             None => self.create_email_user(email, None, body, false, client.ip).await?,
         };
-        self.send_link(&user, "magiclink", "magiclink", redirect_to, client).await
+        self.send_link(&user, "magiclink", "magiclink", redirect_to, client, pkce.as_ref()).await
     }
 
     /// POST/GET /verify: a link token (`token_hash`, or `token` from an e-mail link) or an
     /// e-mail plus six-digit code. Confirms the address and opens a session.
     pub async fn verify(&self, kind: &str, email: Option<&str>, token: &str, client: &Client<'_>) -> AuthResult<(Session, &'static str)> {
+        let (user, stored) = self.use_token(kind, email, token, client).await?;
+        let session = self.start_session(&user, session_method(&stored), client).await?;
+        Ok((session, link_type(&stored)))
+    }
+
+    /// GET /verify with a PKCE link (`pkce_` token): the token is used up as by [`Self::verify`],
+    /// and the browser gets the flow's auth code to exchange (`grant_type=pkce`) instead of tokens.
+    pub async fn verify_pkce(&self, kind: &str, token: &str, client: &Client<'_>) -> AuthResult<(String, &'static str)> {
+        let (user, stored) = self.use_token(kind, None, token, client).await?;
+        let user_id = user.str("id").unwrap_or_default();
+        let flow = self.one(q::flow_state_for(&user_id, flow_method(&stored))).await?.ok_or_else(flow_not_found)?;
+        self.store.batch(vec![q::issue_auth_code(&flow.str("id").unwrap_or_default())]).await?;
+        Ok((flow.str("auth_code").unwrap_or_default(), link_type(&stored)))
+    }
+
+    /// POST /token?grant_type=pkce: the auth code a PKCE link gave, and the verifier whose
+    /// challenge the client sent when it asked for the link. Each code serves once, for five
+    /// minutes after the link was followed.
+    pub async fn pkce_grant(&self, body: &Value, client: &Client<'_>) -> AuthResult<Session> {
+        let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
+        let (Some(code), Some(verifier)) = (text("auth_code"), text("code_verifier")) else {
+            return Err(AuthError::validation("invalid request: both auth code and code verifier should be non-empty"));
+        };
+        self.rate_limit("token", client, None).await?;
+        let flow = self.one(q::flow_state_by_code(code)).await?.ok_or_else(flow_not_found)?;
+        let flow_id = flow.str("id").unwrap_or_default();
+        let five_minutes_ago = basalt_query::value::format_timestamptz(&(chrono::Utc::now() - chrono::Duration::minutes(5)));
+        if !flow.str("auth_code_issued_at").is_some_and(|at| at > five_minutes_ago) {
+            return Err(AuthError::new(422, "flow_state_expired", "invalid flow state, flow state has expired"));
+        }
+        let challenge = flow.str("code_challenge").unwrap_or_default();
+        let expected = match flow.str("code_challenge_method").as_deref() {
+            Some("plain") => verifier.to_string(),
+            _ => {
+                use base64::Engine;
+                use sha2::Digest;
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()))
+            }
+        };
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), challenge.as_bytes())) {
+            return Err(AuthError::new(403, "bad_code_verifier", "code challenge does not match previously saved code verifier"));
+        }
+        self.store.batch(vec![q::delete_flow_state(&flow_id)]).await?;
+        let user_id = flow.str("user_id").unwrap_or_default();
+        let user = self.one(q::user_by_id(&user_id)).await?.ok_or_else(flow_not_found)?;
+        self.check_can_sign_in(&user)?;
+        let method = match flow.str("authentication_method").as_deref() {
+            Some("recovery") => "recovery",
+            Some("email_change") => "email_change",
+            Some("invite") => "invite",
+            _ => "otp",
+        };
+        self.start_session(&user, method, client).await
+    }
+
+    /// Checks a link token or e-mail code and uses it up: the address confirmed, an invite
+    /// accepted, an e-mail change applied. Returns the user and the kind of token it was.
+    async fn use_token(&self, kind: &str, email: Option<&str>, token: &str, client: &Client<'_>) -> AuthResult<(Row, String)> {
         self.rate_limit("verify", client, email).await?;
         let hash = match email {
             Some(e) => tokens::sha256_hex(&format!("{}:{token}", e.trim().to_lowercase())),
@@ -792,24 +867,7 @@ impl AuthService {
         self.store.batch(stmts).await?;
         let user = self.one(q::user_by_id(&user_id)).await?.ok_or_else(expired)?;
         self.check_can_sign_in(&user)?;
-        let method = match stored.as_str() {
-            "recovery" => "recovery",
-            "invite" => "invite",
-            "magiclink" => "otp",
-            "email_change" => "email_change",
-            _ => "otp",
-        };
-        let session = self.start_session(&user, method, client).await?;
-        Ok((
-            session,
-            link_type(match stored.as_str() {
-                "confirmation" => "signup",
-                "recovery" => "recovery",
-                "invite" => "invite",
-                "email_change" => "email_change",
-                _ => "magiclink",
-            }),
-        ))
+        Ok((user, stored))
     }
 
     // ---- admin ----
@@ -980,7 +1038,7 @@ impl AuthService {
             }
             _ => return Err(AuthError::validation("type must be signup, invite, magiclink or recovery")),
         };
-        let (link_token, otp, link) = self.issue_link(&user, token_kind, email, redirect, LinkRequester::Admin { ip }).await?;
+        let (link_token, otp, link) = self.issue_link(&user, token_kind, email, redirect, LinkRequester::Admin { ip }, None).await?;
         let fresh = self.one(q::user_by_id(&user.str("id").unwrap_or_default())).await?.unwrap_or(user);
         let mut out = self.user_json(&fresh).await?;
         out["action_link"] = json!(link);
@@ -1022,6 +1080,59 @@ fn link_event(kind: &str, user: &Row, requester: LinkRequester<'_>) -> Option<St
         LinkRequester::User { ip } => q::auth_event(action, log_type, &id, &username(user), None, ip),
         LinkRequester::Admin { ip } => q::auth_event(action, log_type, ADMIN_ACTOR, "service_role", Some(user_traits(&id, user)), ip),
     })
+}
+
+/// The client's PKCE challenge (`code_challenge`, `code_challenge_method`), sent with a request
+/// that mails a link when supabase-js runs with `flowType: 'pkce'` (@supabase/ssr's default).
+pub struct Pkce {
+    challenge: String,
+    method: &'static str,
+}
+
+impl Pkce {
+    fn from_body(body: &Value) -> AuthResult<Option<Pkce>> {
+        let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
+        match (text("code_challenge"), text("code_challenge_method")) {
+            (None, None) => Ok(None),
+            (Some(challenge), Some(method)) => {
+                let method = match method.to_ascii_lowercase().as_str() {
+                    "s256" => "s256",
+                    "plain" => "plain",
+                    _ => return Err(AuthError::validation("code challenge method not supported")),
+                };
+                if !(43..=128).contains(&challenge.len()) {
+                    return Err(AuthError::validation("code challenge has to be between 43 and 128 characters"));
+                }
+                Ok(Some(Pkce { challenge: challenge.to_string(), method }))
+            }
+            _ => Err(AuthError::validation("PKCE flow requires code_challenge_method and code_challenge")),
+        }
+    }
+}
+
+/// The flow a PKCE link belongs to, by its token kind (GoTrue's `authentication_method`).
+fn flow_method(kind: &str) -> &'static str {
+    match kind {
+        "confirmation" | "signup" => "email/signup",
+        "recovery" => "recovery",
+        "email_change" => "email_change",
+        "invite" => "invite",
+        _ => "magiclink",
+    }
+}
+
+fn flow_not_found() -> AuthError {
+    AuthError::new(404, "flow_state_not_found", "invalid flow state, no valid flow state found")
+}
+
+/// The `amr` method of a session a token of this kind opens.
+fn session_method(kind: &str) -> &'static str {
+    match kind {
+        "recovery" => "recovery",
+        "invite" => "invite",
+        "email_change" => "email_change",
+        _ => "otp",
+    }
 }
 
 fn link_type(kind: &str) -> &'static str {

@@ -134,7 +134,7 @@ async fn token(State(app): State<AppState>, ClientIp(ip): ClientIp, Query(p): Qu
     let session = match p.grant_type.as_deref() {
         Some("password") => app.auth.password_grant(&body, &c).await?,
         Some("refresh_token") => app.auth.refresh_grant(&body, &c).await?,
-        Some("pkce") => return Err(AuthError::new(400, "flow_state_not_found", "PKCE is not supported yet; use the implicit flow")),
+        Some("pkce") => app.auth.pkce_grant(&body, &c).await?,
         other => {
             let mut e = AuthError::new(400, "unsupported_grant_type", format!("unsupported_grant_type: {}", other.unwrap_or_default()));
             e.oauth_error = Some("unsupported_grant_type");
@@ -221,8 +221,17 @@ async fn verify(State(app): State<AppState>, ClientIp(ip): ClientIp, headers: He
 async fn verify_link(State(app): State<AppState>, ClientIp(ip): ClientIp, Query(p): Query<Params>, headers: HeaderMap) -> Response {
     let ip = ip.to_string();
     let target = app.auth.settings.redirect(p.redirect_to.as_deref());
-    let result =
-        app.auth.verify(p.kind.as_deref().unwrap_or_default(), None, p.token.as_deref().unwrap_or_default(), &client(&ip, &headers)).await;
+    let (kind, token) = (p.kind.as_deref().unwrap_or_default(), p.token.as_deref().unwrap_or_default());
+    // A PKCE link: the auth code goes in the query, for the app's server to exchange.
+    if token.starts_with("pkce_") {
+        let query = match app.auth.verify_pkce(kind, token, &client(&ip, &headers)).await {
+            Ok((code, _)) => format!("code={code}"),
+            Err(e) => format!("error=access_denied&error_code={}&error_description={}", e.code, urlencode(&e.message)),
+        };
+        let joiner = if target.contains('?') { '&' } else { '?' };
+        return Redirect::to(&format!("{target}{joiner}{query}")).into_response();
+    }
+    let result = app.auth.verify(kind, None, token, &client(&ip, &headers)).await;
     let fragment = match result {
         Ok((s, kind)) => format!(
             "access_token={}&expires_at={}&expires_in={}&refresh_token={}&token_type=bearer&type={kind}",

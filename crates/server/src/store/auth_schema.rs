@@ -74,6 +74,19 @@ CREATE TABLE IF NOT EXISTS auth_one_time_tokens (
   created_at TEXT NOT NULL DEFAULT (basalt_now())
 );
 CREATE INDEX IF NOT EXISTS auth_one_time_tokens_hash_idx ON auth_one_time_tokens (token_hash);
+CREATE TABLE IF NOT EXISTS auth_flow_state (
+  id TEXT PRIMARY KEY,
+  user_id TEXT REFERENCES auth_users (id) ON DELETE CASCADE,
+  auth_code TEXT NOT NULL,
+  code_challenge_method TEXT NOT NULL,
+  code_challenge TEXT NOT NULL,
+  provider_type TEXT NOT NULL,
+  authentication_method TEXT NOT NULL,
+  created_at TEXT NOT NULL DEFAULT (basalt_now()),
+  updated_at TEXT NOT NULL DEFAULT (basalt_now()),
+  auth_code_issued_at TEXT
+);
+CREATE INDEX IF NOT EXISTS auth_flow_state_code_idx ON auth_flow_state (auth_code);
 CREATE TABLE IF NOT EXISTS auth_rate_limits (key TEXT PRIMARY KEY, tat INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS auth_audit_log_entries (
   instance_id TEXT,
@@ -187,6 +200,19 @@ CREATE TABLE IF NOT EXISTS auth.one_time_tokens (
   created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS one_time_tokens_hash_idx ON auth.one_time_tokens (token_hash);
+CREATE TABLE IF NOT EXISTS auth.flow_state (
+  id uuid PRIMARY KEY,
+  user_id uuid REFERENCES auth.users (id) ON DELETE CASCADE,
+  auth_code text NOT NULL,
+  code_challenge_method text NOT NULL,
+  code_challenge text NOT NULL,
+  provider_type text NOT NULL,
+  authentication_method text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  auth_code_issued_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS flow_state_code_idx ON auth.flow_state (auth_code);
 CREATE TABLE IF NOT EXISTS auth.rate_limits (key text PRIMARY KEY, tat bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS auth.audit_log_entries (
   instance_id uuid,

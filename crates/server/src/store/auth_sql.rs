@@ -176,6 +176,46 @@ pub fn one_time_token(token_hash: &str) -> Stmt {
     )
 }
 
+/// A PKCE flow (`flowType: 'pkce'`): the client's code challenge, and the auth code its
+/// verifier will exchange once the mailed link is followed. Earlier flows of the same kind for
+/// the user go first ([`delete_flow_states`]).
+pub fn insert_flow_state(id: &str, user_id: &str, auth_code: &str, method: &str, challenge: &str, authentication_method: &str) -> Stmt {
+    Stmt::new(
+        "INSERT INTO auth.flow_state (id, user_id, auth_code, code_challenge_method, code_challenge, provider_type, authentication_method, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, 'email', ?, now(), now())",
+        vec![json!(id), json!(user_id), json!(auth_code), json!(method), json!(challenge), json!(authentication_method)],
+    )
+}
+
+pub fn delete_flow_states(user_id: &str, authentication_method: &str) -> Stmt {
+    Stmt::new(
+        "DELETE FROM auth.flow_state WHERE user_id = ? AND authentication_method = ?",
+        vec![json!(user_id), json!(authentication_method)],
+    )
+}
+
+pub fn flow_state_for(user_id: &str, authentication_method: &str) -> Stmt {
+    Stmt::new(
+        "SELECT id, auth_code FROM auth.flow_state WHERE user_id = ? AND authentication_method = ? ORDER BY created_at DESC LIMIT 1",
+        vec![json!(user_id), json!(authentication_method)],
+    )
+}
+
+pub fn issue_auth_code(id: &str) -> Stmt {
+    Stmt::new("UPDATE auth.flow_state SET auth_code_issued_at = now(), updated_at = now() WHERE id = ?", vec![json!(id)])
+}
+
+pub fn flow_state_by_code(auth_code: &str) -> Stmt {
+    Stmt::new(
+        "SELECT id, user_id, code_challenge_method, code_challenge, authentication_method, auth_code_issued_at FROM auth.flow_state WHERE auth_code = ?",
+        vec![json!(auth_code)],
+    )
+}
+
+pub fn delete_flow_state(id: &str) -> Stmt {
+    Stmt::new("DELETE FROM auth.flow_state WHERE id = ?", vec![json!(id)])
+}
+
 pub fn delete_one_time_tokens(user_id: &str, kind: &str) -> Stmt {
     Stmt::new("DELETE FROM auth.one_time_tokens WHERE user_id = ? AND token_type = ?", vec![json!(user_id), json!(kind)])
 }

@@ -432,6 +432,73 @@ async fn reauthentication(b: Backend) {
     assert_eq!((s, e["code"].as_str()), (400, Some("email_not_confirmed")), "{e}");
 }
 
+/// PKCE (supabase-js `flowType: 'pkce'`, @supabase/ssr's default): a mailed link yields an auth
+/// code in the redirect's query, which the verifier exchanges once for a session.
+async fn pkce(b: Backend) {
+    use base64::Engine;
+    use sha2::Digest;
+    let Some(app) = TestApp::spawn(b, crate::SCHEMA).await else { return };
+    let verifier = "a-code-verifier-of-forty-three-characters-or-more-0123456789";
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let follow = |link: String| {
+        let c = no_redirects.clone();
+        async move {
+            let res = c.get(link).send().await.expect("follow");
+            assert_eq!(res.status().as_u16(), 303);
+            res.headers()["location"].to_str().expect("location").to_string()
+        }
+    };
+    let exchange = |code: &str, verifier: &str| {
+        post(&app, "/auth/v1/token?grant_type=pkce", None, json!({"auth_code": code, "code_verifier": verifier}))
+    };
+    let (s, u) = post(
+        &app,
+        "/auth/v1/signup?redirect_to=http://localhost:3000/auth/callback",
+        None,
+        json!({"email": "pk@example.com", "password": "password-123", "code_challenge": challenge, "code_challenge_method": "s256"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{u}");
+    let link = app.last_mail("pk@example.com")["link"].as_str().expect("link").to_string();
+    assert!(link.contains("token=pkce_"), "{link}");
+    let location = follow(link.clone()).await;
+    let code = location.strip_prefix("http://localhost:3000/auth/callback?code=").unwrap_or_else(|| panic!("{location}")).to_string();
+    let (s, e) = exchange(&code, "not-the-verifier-not-the-verifier-not-the-verifier").await;
+    assert_eq!((s, e["code"].as_str()), (403, Some("bad_code_verifier")), "{e}");
+    let (s, session) = exchange(&code, verifier).await;
+    assert_eq!(s, 200, "{session}");
+    assert_eq!(session["user"]["email"], "pk@example.com");
+    assert!(session["user"]["email_confirmed_at"].is_string() && session["refresh_token"].is_string());
+    let (s, e) = exchange(&code, verifier).await;
+    assert_eq!((s, e["code"].as_str()), (404, Some("flow_state_not_found")), "a code serves once: {e}");
+    // The link itself is used up too.
+    assert!(follow(link).await.contains("error_code=otp_expired"));
+    // A magic link with the plain method.
+    let plain = "plain-verifier-plain-verifier-plain-verifier-0123";
+    let (s, _) =
+        post(&app, "/auth/v1/otp", None, json!({"email": "pk@example.com", "code_challenge": plain, "code_challenge_method": "plain"}))
+            .await;
+    assert_eq!(s, 200);
+    let location = follow(app.last_mail("pk@example.com")["link"].as_str().expect("link").to_string()).await;
+    let code = location.split("code=").nth(1).expect("code").to_string();
+    let (s, session) = exchange(&code, plain).await;
+    assert_eq!((s, session["user"]["email"].as_str()), (200, Some("pk@example.com")));
+    // Bad requests.
+    for (body, status, error) in [
+        (json!({"email": "pk@example.com", "code_challenge": challenge}), 400, "validation_failed"),
+        (json!({"email": "pk@example.com", "code_challenge": challenge, "code_challenge_method": "s512"}), 400, "validation_failed"),
+        (json!({"email": "pk@example.com", "code_challenge": "short", "code_challenge_method": "plain"}), 400, "validation_failed"),
+    ] {
+        let (s, e) = post(&app, "/auth/v1/otp", None, body.clone()).await;
+        assert_eq!((s, e["code"].as_str()), (status, Some(error)), "{body}: {e}");
+    }
+    let (s, e) = exchange("00000000-0000-4000-8000-000000000000", verifier).await;
+    assert_eq!((s, e["code"].as_str()), (404, Some("flow_state_not_found")));
+    let (s, e) = post(&app, "/auth/v1/token?grant_type=pkce", None, json!({"auth_code": code})).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("validation_failed")));
+}
+
 crate::both_backends!(
     sessions,
     user_updates_and_logout,
@@ -441,7 +508,8 @@ crate::both_backends!(
     account_states,
     token_refusals,
     resend,
-    reauthentication
+    reauthentication,
+    pkce
 );
 
 // ---- tiny JWT helpers for forging test tokens ----
