@@ -800,7 +800,7 @@ impl AuthService {
         let flow = self.one(q::flow_state_by_code(code)).await?.ok_or_else(flow_not_found)?;
         let flow_id = flow.str("id").unwrap_or_default();
         let five_minutes_ago = basalt_query::value::format_timestamptz(&(chrono::Utc::now() - chrono::Duration::minutes(5)));
-        if !flow.str("auth_code_issued_at").is_some_and(|at| at > five_minutes_ago) {
+        if flow.str("auth_code_issued_at").is_none_or(|at| at <= five_minutes_ago) {
             return Err(AuthError::new(422, "flow_state_expired", "invalid flow state, flow state has expired"));
         }
         let challenge = flow.str("code_challenge").unwrap_or_default();
