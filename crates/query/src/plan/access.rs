@@ -10,9 +10,9 @@ use super::{Cond, PExpr, PVal};
 use crate::request::CompareOp;
 use crate::value::{from_text, Param};
 
-/// How many tables' policies may nest through `exists (select ... from other ...)`. Policies that
-/// reach back to a table already being compiled would nest without end: PostgreSQL refuses such
-/// a query (42P17); here the innermost level lets no row through.
+/// How many tables' policies may nest through `exists (select ... from other ...)`, a bound
+/// beside the rule that a table reached again inside its own policies lets no row through there
+/// (PostgreSQL refuses such a query: 42P17, infinite recursion).
 const MAX_POLICY_DEPTH: usize = 8;
 
 /// Who is asking, and whether policies go into the plan.
@@ -46,23 +46,25 @@ impl<'a> Access<'a> {
         if self.bypass() {
             return None;
         }
-        Some(Cond::Expr(self.policy_expr(catalog, table, alias, command, check, 0)))
+        Some(Cond::Expr(self.policy_expr(catalog, table, alias, command, check, &[])))
     }
 
-    /// The permissive policies of `table` for the role and command, OR-ed; `depth` counts the
+    /// The permissive policies of `table` for the role and command, OR-ed; `around` names the
     /// tables whose policies are being compiled around this one (see [`MAX_POLICY_DEPTH`]).
-    fn policy_expr(&self, catalog: &Catalog, table: &Table, alias: &str, command: &str, check: bool, depth: usize) -> PExpr {
+    fn policy_expr(&self, catalog: &Catalog, table: &Table, alias: &str, command: &str, check: bool, around: &[&str]) -> PExpr {
         let exprs: Vec<&Expr> = table
             .policies
             .iter()
             .filter(|p| p.applies(self.role, command))
             .filter_map(|p| if check { p.with_check.as_ref().or(p.using.as_ref()) } else { p.using.as_ref() })
             .collect();
-        if exprs.is_empty() || depth > MAX_POLICY_DEPTH {
+        if exprs.is_empty() || around.len() > MAX_POLICY_DEPTH || around.contains(&table.name.as_str()) {
             return PExpr::Const(false);
         }
+        let mut inside = around.to_vec();
+        inside.push(&table.name);
         let mut counter = 0;
-        let items: Vec<PExpr> = exprs.iter().map(|e| self.compile(catalog, e, table, alias, None, &mut counter, depth)).collect();
+        let items: Vec<PExpr> = exprs.iter().map(|e| self.compile(catalog, e, table, alias, None, &mut counter, &inside)).collect();
         if items.len() == 1 {
             items.into_iter().next().unwrap_or(PExpr::Const(false))
         } else {
@@ -79,9 +81,9 @@ impl<'a> Access<'a> {
         outer_alias: &str,
         inner: Option<(&Table, &str)>,
         n: &mut usize,
-        depth: usize,
+        around: &[&str],
     ) -> PExpr {
-        let c = |x: &Expr, n: &mut usize| self.compile(catalog, x, outer, outer_alias, inner, n, depth);
+        let c = |x: &Expr, n: &mut usize| self.compile(catalog, x, outer, outer_alias, inner, n, around);
         match e {
             Expr::Or(v) => PExpr::Or(v.iter().map(|x| c(x, n)).collect()),
             Expr::And(v) => PExpr::And(v.iter().map(|x| c(x, n)).collect()),
@@ -110,10 +112,10 @@ impl<'a> Access<'a> {
                 Some(t) => {
                     *n += 1;
                     let alias = format!("{outer_alias}_p{n}");
-                    let inner_expr = self.compile(catalog, cond, outer, outer_alias, Some((t, &alias)), n, depth);
+                    let inner_expr = self.compile(catalog, cond, outer, outer_alias, Some((t, &alias)), n, around);
                     // The subquery reads the other table as the caller, as in PostgreSQL: only
                     // the rows its own SELECT policies let the caller see.
-                    let visible = self.policy_expr(catalog, t, &alias, "select", false, depth + 1);
+                    let visible = self.policy_expr(catalog, t, &alias, "select", false, around);
                     PExpr::Exists { table: t.name.clone(), alias, cond: Box::new(PExpr::And(vec![inner_expr, visible])) }
                 }
                 None => PExpr::Const(false),

@@ -113,7 +113,16 @@ pub fn plan_mutate<'c>(catalog: &'c Catalog, req: &ApiRequest, access: Access) -
         let conds = with_select(access, catalog, table, "_ex", "update");
         (
             (!conds.is_empty()).then(|| ("_ex".to_string(), super::Cond::And(conds))),
-            access.check(catalog, table, "_mrg", "update").map(|c| ("_mrg".to_string(), c)),
+            access.check(catalog, table, "_mrg", "update").map(|c| {
+                // PostgreSQL also holds the row an ON CONFLICT DO UPDATE leaves to the SELECT
+                // policies, whether or not it is returned.
+                let visible = access.using(catalog, table, "_mrg", "select");
+                let c = match visible {
+                    Some(v) if v != c => super::Cond::And(vec![c, v]),
+                    _ => c,
+                };
+                ("_mrg".to_string(), c)
+            }),
         )
     } else {
         (None, None)

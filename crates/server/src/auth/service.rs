@@ -495,6 +495,8 @@ impl AuthService {
     ) -> AuthResult<Value> {
         let id = &caller.user_id;
         let pkce = Pkce::from_body(body)?;
+        // As GoTrue's per-user limit on PUT /user; it also bounds guessing a reauthentication code.
+        self.rate_limit("user", client, user.str("email").as_deref()).await?;
         let mut stmts = Vec::new();
         if let Some(data) = body.get("data").and_then(Value::as_object) {
             let mut meta = obj(user.json("raw_user_meta_data"));
@@ -781,6 +783,11 @@ impl AuthService {
     /// GET /verify with a PKCE link (`pkce_` token): the token is used up as by [`Self::verify`],
     /// and the browser gets the flow's auth code to exchange (`grant_type=pkce`) instead of tokens.
     pub async fn verify_pkce(&self, kind: &str, token: &str, client: &Client<'_>) -> AuthResult<(String, &'static str)> {
+        // The flow first: a link whose flow is gone is not used up for nothing.
+        if let Some(t) = self.one(q::one_time_token(&tokens::sha256_hex(token))).await? {
+            let (user_id, kind) = (t.str("user_id").unwrap_or_default(), t.str("token_type").unwrap_or_default());
+            self.one(q::flow_state_for(&user_id, flow_method(&kind))).await?.ok_or_else(flow_not_found)?;
+        }
         let (user, stored) = self.use_token(kind, None, token, client).await?;
         let user_id = user.str("id").unwrap_or_default();
         let flow = self.one(q::flow_state_for(&user_id, flow_method(&stored))).await?.ok_or_else(flow_not_found)?;
@@ -815,7 +822,11 @@ impl AuthService {
         if !bool::from(subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), challenge.as_bytes())) {
             return Err(AuthError::new(403, "bad_code_verifier", "code challenge does not match previously saved code verifier"));
         }
-        self.store.batch(vec![q::delete_flow_state(&flow_id)]).await?;
+        // Taken by one exchange only: of two at once, one deletes the flow and the other finds it gone.
+        let taken = self.store.batch(vec![q::delete_flow_state(&flow_id)]).await?;
+        if taken.first().is_none_or(Vec::is_empty) {
+            return Err(flow_not_found());
+        }
         let user_id = flow.str("user_id").unwrap_or_default();
         let user = self.one(q::user_by_id(&user_id)).await?.ok_or_else(flow_not_found)?;
         self.check_can_sign_in(&user)?;

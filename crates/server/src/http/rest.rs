@@ -348,6 +348,10 @@ async fn run_as(
     let mut req =
         parse_request(method.as_str(), table, query, Headers { prefer: h("prefer"), accept: h("accept"), range: h("range") }, &bytes)?;
     timing.mark("parse");
+    // max-affected bounds PATCH and DELETE only, so only they say it was applied.
+    if !matches!(req.action, Action::Update | Action::Delete) && req.prefer.max_affected.take().is_some() {
+        req.prefer.applied.retain(|a| !a.starts_with("max-affected="));
+    }
     let rollback = tx_end(app, req.prefer.tx, &mut req.prefer.applied);
     let ctx = db_context(app, ident, &profile, method, &format!("/{table}"), headers, rollback, peer)?;
     let catalog = profile.catalog.as_ref();
@@ -381,10 +385,7 @@ async fn run_as(
                 .into());
             }
             // PostgREST bounds what PATCH and DELETE touch, not inserts.
-            let bound = crate::store::RowBound {
-                single: req.accept == MediaType::SingleObject,
-                max_affected: req.prefer.max_affected.filter(|_| matches!(req.action, Action::Update | Action::Delete)),
-            };
+            let bound = crate::store::RowBound { single: req.accept == MediaType::SingleObject, max_affected: req.prefer.max_affected };
             let sql = app.store.dialect().mutate(&plan);
             timing.mark("plan");
             let result = app.store.write(sql, bound, &ctx).await?;

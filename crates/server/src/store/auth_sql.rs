@@ -213,7 +213,7 @@ pub fn flow_state_by_code(auth_code: &str) -> Stmt {
 }
 
 pub fn delete_flow_state(id: &str) -> Stmt {
-    Stmt::new("DELETE FROM auth.flow_state WHERE id = ?", vec![json!(id)])
+    Stmt::new("DELETE FROM auth.flow_state WHERE id = ? RETURNING id", vec![json!(id)])
 }
 
 pub fn delete_one_time_tokens(user_id: &str, kind: &str) -> Stmt {

@@ -374,6 +374,29 @@ command = "update"
 roles = ["authenticated"]
 using = "user_id = auth.uid()"
 with_check = "points <= 5"
+
+[tables.badges]
+columns.id      = { type = "bigint", primary_key = true }
+columns.visible = { type = "boolean" }
+
+[[tables.badges.policies]]
+name = "visible badges"
+command = "select"
+roles = ["authenticated"]
+using = "visible = true"
+
+[[tables.badges.policies]]
+name = "anyone signed in adds badges"
+command = "insert"
+roles = ["authenticated"]
+with_check = "true"
+
+[[tables.badges.policies]]
+name = "anyone signed in changes badges"
+command = "update"
+roles = ["authenticated"]
+using = "true"
+with_check = "true"
 "#;
 
 /// An upsert that overwrites a row is held to the UPDATE policy's WITH CHECK as well as to the
@@ -396,6 +419,16 @@ async fn upserts_meet_the_update_check(b: Backend) {
     let (s, e) = send(upsert(4)).await;
     assert!(s == 200 || s == 201, "4 points meet both: {s} {e}");
     assert_eq!(app.get("/rest/v1/scores?select=points").await, (200, json!([{"points": 4}])));
+    // The row an upsert leaves must also stay visible (SELECT policies), returned or not.
+    let badge = |visible: bool| {
+        app.as_user(Method::POST, "/rest/v1/badges", Some(&token))
+            .header("prefer", "resolution=merge-duplicates,return=minimal")
+            .json(&json!({"id": 1, "visible": visible}))
+    };
+    assert_eq!(send(badge(true)).await.0, 201);
+    let (s, e) = send(badge(false)).await;
+    assert_eq!((s, e["code"].as_str()), (403, Some("42501")), "an upsert may not hide the row it overwrites: {e}");
+    assert_eq!(app.get("/rest/v1/badges?select=visible").await, (200, json!([{"visible": true}])));
 }
 
 crate::both_backends!(upserts_meet_the_update_check);
