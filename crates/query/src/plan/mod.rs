@@ -71,11 +71,27 @@ pub enum OutField {
     },
 }
 
-/// How a child node joins its parent: pairs of (parent column, child column).
+/// How a child node joins its parent: pairs of (parent column, child column), or, for a
+/// many-to-many relationship, the junction table between them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Join {
     pub parent_alias: String,
     pub pairs: Vec<(String, String)>,
+    pub through: Option<Through>,
+}
+
+/// A junction table (`posts` <- `post_tags` -> `tags`): a child row belongs to a parent when a
+/// junction row points at both, one the caller may see.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Through {
+    pub table: String,
+    pub alias: String,
+    /// (junction column, parent column) pairs.
+    pub parent: Vec<(String, String)>,
+    /// (junction column, child column) pairs.
+    pub child: Vec<(String, String)>,
+    /// The junction's SELECT policies, where the plan carries them (SQLite).
+    pub conds: Vec<Cond>,
 }
 
 /// A column, possibly followed by JSON path steps and a cast.

@@ -55,7 +55,7 @@ pub(super) fn build_node(
                 fields.push(OutField::Column { key: a.clone().unwrap_or_else(|| field.output_name()), expr });
             }
             SelectItem::Embed { alias: a, relation, hint, join, select } => {
-                let (target, join_on, to_one) = relate(catalog, table, &alias, relation, hint.as_deref())?;
+                let (target, join_on, to_one) = relate(catalog, table, &alias, relation, hint.as_deref(), access)?;
                 let child = build_node(catalog, target, select, Source::Table, counter, access)?;
                 fields.push(OutField::Embed {
                     key: a.clone().unwrap_or_else(|| relation.clone()),
@@ -67,7 +67,7 @@ pub(super) fn build_node(
                 });
             }
             SelectItem::Spread { relation, hint, select } => {
-                let (target, join_on, to_one) = relate(catalog, table, &alias, relation, hint.as_deref())?;
+                let (target, join_on, to_one) = relate(catalog, table, &alias, relation, hint.as_deref(), access)?;
                 if !to_one {
                     return Err(Error::new(400, "PGRST119", format!("A spread operation on '{relation}' is not possible"))
                         .details(format!("'{}' and '{relation}' do not form a many-to-one or one-to-one relationship", table.name)));
@@ -81,7 +81,7 @@ pub(super) fn build_node(
                 fields.push(OutField::Spread { join: join_on, plan: Box::new(child) });
             }
             SelectItem::Count { alias: a, relation } => {
-                let (target, join_on, _) = relate(catalog, table, &alias, relation, None)?;
+                let (target, join_on, _) = relate(catalog, table, &alias, relation, None, access)?;
                 let child_alias = format!("_t{counter}");
                 *counter += 1;
                 let conds = access.using(catalog, target, &child_alias, "select").into_iter().collect();
@@ -105,6 +105,7 @@ fn relate<'a>(
     parent_alias: &str,
     relation: &str,
     hint: Option<&str>,
+    access: Access,
 ) -> Result<(&'a Table, Join, bool)> {
     let not_found = || {
         Error::new(400, "PGRST200", format!("Could not find a relationship between '{}' and '{relation}' in the schema cache", parent.name))
@@ -127,7 +128,7 @@ fn relate<'a>(
         })
         .collect();
     let rel = match rels.as_slice() {
-        [] => return Err(not_found()),
+        [] => return through_junction(catalog, parent, parent_alias, target, relation, hint, access)?.ok_or_else(not_found),
         [one] => one,
         many => {
             let options: Vec<String> = many.iter().map(|r| format!("'{relation}!{}'", r.fk.name)).collect();
@@ -148,7 +149,59 @@ fn relate<'a>(
     } else {
         rel.fk.ref_columns.iter().cloned().zip(rel.fk.columns.iter().cloned()).collect()
     };
-    Ok((target, Join { parent_alias: parent_alias.to_string(), pairs }, rel.to_one))
+    Ok((target, Join { parent_alias: parent_alias.to_string(), pairs, through: None }, rel.to_one))
+}
+
+/// Many-to-many: a junction table with a foreign key to each side (`posts` <- `post_tags` ->
+/// `tags`), as PostgREST finds it; `hint` may name the junction. None when there is none.
+fn through_junction<'a>(
+    catalog: &'a Catalog,
+    parent: &'a Table,
+    parent_alias: &str,
+    target: &'a Table,
+    relation: &str,
+    hint: Option<&str>,
+    access: Access,
+) -> Result<Option<(&'a Table, Join, bool)>> {
+    let mut found = Vec::new();
+    for junction in catalog.tables.values().filter(|j| j.name != parent.name && j.name != target.name) {
+        if hint.is_some_and(|h| h != junction.name) {
+            continue;
+        }
+        let to_parent: Vec<_> = junction.foreign_keys.iter().filter(|fk| fk.ref_table == parent.name).collect();
+        let to_target: Vec<_> = junction.foreign_keys.iter().filter(|fk| fk.ref_table == target.name).collect();
+        for p in &to_parent {
+            for t in &to_target {
+                found.push((junction, *p, *t));
+            }
+        }
+    }
+    let (junction, to_parent, to_target) = match found.as_slice() {
+        [] => return Ok(None),
+        [one] => *one,
+        many => {
+            let options: Vec<String> = many.iter().map(|(j, _, _)| format!("'{relation}!{}'", j.name)).collect();
+            return Err(Error::new(
+                300,
+                "PGRST201",
+                format!("Could not embed because more than one relationship was found for '{}' and '{relation}'", parent.name),
+            )
+            .details(many.iter().map(|(j, _, _)| j.name.clone()).collect::<Vec<_>>().join(", "))
+            .hint(format!(
+                "Try changing '{relation}' to one of the following: {}. Find the desired relationship in the 'details' key.",
+                options.join(", ")
+            )));
+        }
+    };
+    let alias = format!("{parent_alias}_via");
+    let through = super::Through {
+        table: junction.name.clone(),
+        conds: access.using(catalog, junction, &alias, "select").into_iter().collect(),
+        alias,
+        parent: to_parent.columns.iter().cloned().zip(to_parent.ref_columns.iter().cloned()).collect(),
+        child: to_target.columns.iter().cloned().zip(to_target.ref_columns.iter().cloned()).collect(),
+    };
+    Ok(Some((target, Join { parent_alias: parent_alias.to_string(), pairs: Vec::new(), through: Some(through) }, false)))
 }
 
 /// Follows embed keys (alias or relation name) from the root.

@@ -202,7 +202,7 @@ impl Builder {
             Cond::Exists { negate, table, alias, join, conds } => {
                 self.push(if *negate { "NOT EXISTS (SELECT 1 FROM " } else { "EXISTS (SELECT 1 FROM " });
                 self.push(&format!("{} AS {alias} WHERE ", quote(table)));
-                self.join_on(join, alias);
+                self.join_on(d, join, alias);
                 if !conds.is_empty() {
                     self.push(" AND ");
                     self.conds(d, conds);
@@ -319,7 +319,7 @@ impl Builder {
         }
         self.push(" WHERE ");
         if let Some((j, alias)) = join {
-            self.join_on(j, alias);
+            self.join_on(d, j, alias);
             if !conds.is_empty() {
                 self.push(" AND ");
             }
@@ -327,7 +327,19 @@ impl Builder {
         self.conds(d, conds);
     }
 
-    pub fn join_on(&mut self, join: &crate::plan::Join, child_alias: &str) {
+    pub fn join_on(&mut self, d: &dyn Dialect, join: &crate::plan::Join, child_alias: &str) {
+        if let Some(t) = &join.through {
+            self.push(&format!("EXISTS (SELECT 1 FROM {} AS {} WHERE ", quote(&t.table), t.alias));
+            let pairs = t.child.iter().map(|(j, c)| format!("{}.{} = {child_alias}.{}", t.alias, quote(j), quote(c)));
+            let pairs = pairs.chain(t.parent.iter().map(|(j, p)| format!("{}.{} = {}.{}", t.alias, quote(j), join.parent_alias, quote(p))));
+            self.push(&pairs.collect::<Vec<_>>().join(" AND "));
+            if !t.conds.is_empty() {
+                self.push(" AND ");
+                self.conds(d, &t.conds);
+            }
+            self.push(")");
+            return;
+        }
         for (i, (p, c)) in join.pairs.iter().enumerate() {
             if i > 0 {
                 self.push(" AND ");

@@ -49,7 +49,7 @@ impl Postgres {
                         let e = b.expr(self, expr);
                         let a = &plan.alias;
                         b.push(&format!("(SELECT {e} FROM {} AS {a} WHERE ", quote(&plan.table)));
-                        b.join_on(join, a);
+                        b.join_on(self, join, a);
                         if !plan.conds.is_empty() {
                             b.push(" AND ");
                             b.conds(self, &plan.conds);
@@ -62,7 +62,7 @@ impl Postgres {
                         "json_build_array(json_build_object('count', (SELECT count(*) FROM {} AS {alias} WHERE ",
                         quote(table)
                     ));
-                    b.join_on(join, alias);
+                    b.join_on(self, join, alias);
                     if !conds.is_empty() {
                         b.push(" AND ");
                         b.conds(self, conds);

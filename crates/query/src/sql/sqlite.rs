@@ -59,7 +59,7 @@ impl Sqlite {
                 OutField::Count { key, join, table, alias, conds } => {
                     b.push_literal(key);
                     b.push(&format!(", json_array(json_object('count', (SELECT count(*) FROM {} AS {alias} WHERE ", quote(table)));
-                    b.join_on(join, alias);
+                    b.join_on(self, join, alias);
                     if !conds.is_empty() {
                         b.push(" AND ");
                         b.conds(self, conds);
@@ -88,7 +88,7 @@ impl Sqlite {
     fn one_row_from(&self, b: &mut Builder, node: &ReadPlan, join: &crate::plan::Join) {
         let a = &node.alias;
         b.push(&format!(" FROM {} AS {a} WHERE ", quote(&node.table)));
-        b.join_on(join, a);
+        b.join_on(self, join, a);
         if !node.conds.is_empty() {
             b.push(" AND ");
             b.conds(self, &node.conds);
