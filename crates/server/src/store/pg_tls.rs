@@ -63,6 +63,9 @@ enum Roots {
     File(PathBuf),
 }
 
+/// The URL options read here: TLS's own, and `channel_binding` (which stays in the URL too).
+const TLS_KEYS: [&str; 6] = ["sslmode", "sslrootcert", "sslcert", "sslkey", "sslnegotiation", "channel_binding"];
+
 /// The TLS options libpq reads, as found in the URL.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct TlsOptions {
@@ -234,7 +237,7 @@ fn split(url: &str) -> Result<(String, TlsOptions), PgUrlError> {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             // Only TLS's values are decoded here: the rest (a password, say) goes on untouched.
             let key = percent_decode(key).unwrap_or_default();
-            let ours = matches!(key.as_str(), "sslmode" | "sslrootcert" | "sslcert" | "sslkey" | "sslnegotiation" | "channel_binding");
+            let ours = TLS_KEYS.contains(&key.as_str());
             let value = if ours {
                 percent_decode(value).ok_or_else(|| PgUrlError::Invalid(format!("the value of {key} has a bad percent escape")))?
             } else {

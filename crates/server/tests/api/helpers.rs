@@ -43,19 +43,9 @@ pub fn with_db(url: &str, db: &str) -> String {
     format!("{}/{db}{query}", &base[..cut])
 }
 
+/// Runs SQL (several statements allowed) on the admin connection.
 pub fn admin_sql(admin: &str, sql: &str) {
-    let admin = admin.to_string();
-    let sql = sql.to_string();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("connect to BASALT_TEST_DATABASE_URL");
-            tokio::spawn(conn);
-            client.batch_execute(&sql).await.expect("admin sql");
-        });
-    })
-    .join()
-    .expect("admin thread");
+    admin_query(admin, sql);
 }
 
 /// The first column of each row a query returns, as text (NULL as an empty string).
