@@ -156,6 +156,7 @@ async fn serve(a: cli::ServeArgs) -> anyhow::Result<()> {
     out!("  REST API:         http://{addr}{mount}   Auth API: http://{addr}/auth/v1");
     out!("  anon key:         {}", state.anon_key);
     out!("  service_role key: {}", state.service_key);
+    out!("  publishable key:  {}   secret key: {}", state.jwt.opaque_key("anon"), state.jwt.opaque_key("service_role"));
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -277,10 +278,14 @@ async fn keys(a: cli::KeysArgs) -> anyhow::Result<()> {
     let is_base64 = config.rest.jwt_secret_is_base64 && config.jwt_secret.is_some();
     let jwt = auth::JwtKeys::new(&config::secret_bytes(&secret, is_base64)?, None);
     let (anon, service) = (jwt.project_key("anon"), jwt.project_key("service_role"));
+    let (publishable, secret_key) = (jwt.opaque_key("anon"), jwt.opaque_key("service_role"));
     if a.json {
-        out!("{}", serde_json::json!({"anon_key": anon, "service_role_key": service}));
+        out!(
+            "{}",
+            serde_json::json!({"anon_key": anon, "service_role_key": service, "publishable_key": publishable, "secret_key": secret_key})
+        );
     } else {
-        out!("anon key:         {anon}\nservice_role key: {service}");
+        out!("anon key:         {anon}\nservice_role key: {service}\npublishable key:  {publishable}\nsecret key:       {secret_key}");
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 // rate limits. Each describe starts its own server with the env it needs.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { useServer, makeClient, lastMail, uniq } from './helpers/server.js';
+import { useServer, makeClient, lastMail, uniq, mintOpaqueKey } from './helpers/server.js';
 
 const PASSWORD = 'password-123';
 const SCHEMA = 'schema_auth.toml';
@@ -336,6 +336,19 @@ describe('auth: e-mail flows through the outbox (no autoconfirm)', () => {
 
 describe('auth: admin API (service key)', () => {
   const ctx = useServer({ schema: SCHEMA, env: { BASALT_AUTH_AUTOCONFIRM: 'true' } });
+
+  test('opaque keys: sb_secret_ works as the service key, sb_publishable_ as the anon key', async () => {
+    const admin = makeClient(ctx.url, mintOpaqueKey('sb_secret_'));
+    const addr = email('opaque');
+    authOk(await admin.auth.admin.createUser({ email: addr, password: PASSWORD, email_confirm: true }));
+    const { users } = authOk(await admin.auth.admin.listUsers({ page: 1, perPage: 1000 }));
+    assert.ok(users.some((u) => u.email === addr));
+    const app = makeClient(ctx.url, mintOpaqueKey('sb_publishable_'));
+    const { session } = authOk(await app.auth.signInWithPassword({ email: addr, password: PASSWORD }));
+    assert.ok(session.access_token);
+    const { error } = await app.auth.admin.listUsers();
+    assert.ok(error, 'the publishable key is no admin');
+  });
 
   test('createUser, getUserById, duplicate e-mail → email_exists', async () => {
     const addr = email('admin');

@@ -73,6 +73,16 @@ pub enum JwtError {
     Audience,
 }
 
+/// An opaque key: `prefix` and 32 characters of HMAC-SHA256(secret, prefix), base64url.
+fn opaque_key(secret: &[u8], prefix: &str) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
+    mac.update(prefix.as_bytes());
+    let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    format!("{prefix}{}", &tag[..32])
+}
+
 pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
@@ -81,6 +91,9 @@ pub struct JwtKeys {
     audience: Option<String>,
     /// Keyed with foldhash: tokens are long, and SipHash over them showed in profiles of reads.
     cache: RwLock<foldhash::HashMap<String, Claims>>,
+    /// Supabase's newer opaque keys (`sb_publishable_…`, `sb_secret_…`), each with the project
+    /// key (JWT) it stands for; derived from the secret, so every instance has the same ones.
+    opaque: [(String, String); 2],
 }
 
 impl JwtKeys {
@@ -91,13 +104,35 @@ impl JwtKeys {
         validation.validate_exp = false;
         validation.validate_aud = false;
         validation.required_spec_claims = Default::default();
-        JwtKeys {
+        let mut keys = JwtKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
             audience,
             cache: RwLock::new(foldhash::HashMap::default()),
+            opaque: Default::default(),
+        };
+        keys.opaque = [
+            (opaque_key(secret, "sb_publishable_"), keys.project_key("anon")),
+            (opaque_key(secret, "sb_secret_"), keys.project_key("service_role")),
+        ];
+        keys
+    }
+
+    /// The opaque key for `role` ("anon": `sb_publishable_…`, "service_role": `sb_secret_…`),
+    /// which the API takes wherever it takes that role's project key.
+    pub fn opaque_key(&self, role: &str) -> &str {
+        &self.opaque[usize::from(role == "service_role")].0
+    }
+
+    /// The project key an opaque key stands for, compared in constant time; other tokens as they are.
+    fn resolve<'a>(&'a self, token: &'a str) -> &'a str {
+        for (opaque, jwt) in &self.opaque {
+            if opaque.len() == token.len() && bool::from(subtle::ConstantTimeEq::ct_eq(opaque.as_bytes(), token.as_bytes())) {
+                return jwt;
+            }
         }
+        token
     }
 
     /// The `aud` of the access tokens Basalt issues: `jwt_aud` when set, else Supabase's.
@@ -132,6 +167,7 @@ impl JwtKeys {
     /// The role of a token [`JwtKeys::verify`] accepts, without copying its claims: API keys
     /// come with every request, and mostly only their validity matters.
     pub fn role(&self, token: &str) -> Result<Role, JwtError> {
+        let token = self.resolve(token);
         match self.cached(token, |c| Role::parse(&c.role).ok_or_else(|| JwtError::UnknownRole(c.role.clone()))) {
             Some(role) => role,
             None => self.verify(token).map(|(role, _)| role),
@@ -147,6 +183,7 @@ impl JwtKeys {
     /// Checks a token: HS256 only (so `alg: none` and other algorithms fail), signature, expiry
     /// with 30 s leeway and the audience. Results are cached per token until they expire.
     pub fn claims(&self, token: &str) -> Result<Claims, JwtError> {
+        let token = self.resolve(token);
         if let Some(c) = self.cached(token, Claims::clone) {
             return Ok(c);
         }
@@ -189,6 +226,19 @@ mod tests {
     use super::*;
 
     const SECRET: &str = "a-test-secret-that-is-long-enough-0123456789";
+
+    #[test]
+    fn opaque_keys_stand_for_the_project_keys() {
+        let k = JwtKeys::new(SECRET.as_bytes(), None);
+        let (public, secret) = (k.opaque_key("anon").to_string(), k.opaque_key("service_role").to_string());
+        assert!(public.starts_with("sb_publishable_") && secret.starts_with("sb_secret_"), "{public} {secret}");
+        assert_eq!(public, JwtKeys::new(SECRET.as_bytes(), None).opaque_key("anon"), "stable across instances");
+        assert_eq!((k.role(&public).unwrap(), k.verify(&secret).unwrap().0), (Role::Anon, Role::ServiceRole));
+        let other = JwtKeys::new(b"another-secret-another-secret-another-secret", None);
+        assert_ne!(other.opaque_key("anon"), public);
+        assert!(k.verify(other.opaque_key("service_role")).is_err(), "another project's key");
+        assert!(k.verify(&format!("{}x", &secret[..secret.len() - 1])).is_err());
+    }
 
     #[test]
     fn project_keys_verify_and_are_stable() {

@@ -499,6 +499,34 @@ async fn pkce(b: Backend) {
     assert_eq!((s, e["code"].as_str()), (400, Some("validation_failed")));
 }
 
+/// Supabase's opaque keys stand for the project keys: `sb_publishable_…` as anon (RLS applies),
+/// `sb_secret_…` as service_role (admin API, every row), as supabase-js sends them (both as
+/// `apikey` and as the bearer token); a made-up one is refused.
+async fn opaque_keys(b: Backend) {
+    let Some(app) = TestApp::spawn_with(b, crate::SCHEMA, AUTO).await else { return };
+    let (public, secret) = app.opaque.clone();
+    assert!(public.starts_with("sb_publishable_") && secret.starts_with("sb_secret_"));
+    let with = |key: &str, method: Method, path: &str| {
+        app.client.request(method, format!("{}{path}", app.url)).header("apikey", key).header("authorization", format!("Bearer {key}"))
+    };
+    let (s, e) = send(with(&secret, Method::POST, "/rest/v1/lists").json(&json!({"name": "by the secret key"}))).await;
+    assert_eq!(s, 201, "{e}");
+    let (s, rows) = send(with(&secret, Method::GET, "/rest/v1/lists?select=name")).await;
+    assert_eq!((s, rows), (200, json!([{"name": "by the secret key"}])));
+    let (s, users) = send(with(&secret, Method::GET, "/auth/v1/admin/users")).await;
+    assert_eq!(s, 200, "{users}");
+    let (s, e) = send(with(&public, Method::GET, "/auth/v1/admin/users")).await;
+    assert_eq!((s, e["code"].as_str()), (403, Some("not_admin")), "{e}");
+    let (s, session) = send(
+        with(&public, Method::POST, "/auth/v1/token?grant_type=password")
+            .json(&json!({"email": "nobody@example.com", "password": "x-x-x-x"})),
+    )
+    .await;
+    assert_eq!(s, 400, "the publishable key reaches auth: {session}");
+    let (s, e) = send(with("sb_secret_madeupmadeupmadeupmadeupmadeup12", Method::GET, "/rest/v1/lists")).await;
+    assert_eq!(s, 401, "{e}");
+}
+
 crate::both_backends!(
     sessions,
     user_updates_and_logout,
@@ -509,7 +537,8 @@ crate::both_backends!(
     token_refusals,
     resend,
     reauthentication,
-    pkce
+    pkce,
+    opaque_keys
 );
 
 // ---- tiny JWT helpers for forging test tokens ----

@@ -20,6 +20,8 @@ pub struct TestApp {
     pub url: String,
     pub anon: String,
     pub service: String,
+    /// The opaque keys (`sb_publishable_…`, `sb_secret_…`) the server prints after the project keys.
+    pub opaque: (String, String),
     pub dir: tempfile::TempDir,
     pub database_url: Option<String>,
     pub client: reqwest::Client,
@@ -88,9 +90,10 @@ impl TestApp {
     pub async fn spawn_on(database_url: &str, schema: &str, env: &[(&str, &str)]) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("schema.toml"), schema).expect("write schema");
-        let (child, url, anon, service) =
+        let (child, url, anon, service, opaque) =
             start(dir.path(), Some(database_url), env).unwrap_or_else(|e| panic!("server did not start: {e}"));
         TestApp {
+            opaque,
             url,
             anon,
             service,
@@ -118,8 +121,8 @@ impl TestApp {
         };
         std::fs::write(dir.path().join("schema.toml"), schema).expect("write schema");
         let child = start(dir.path(), database_url.as_deref(), env).unwrap_or_else(|e| panic!("server did not start: {e}"));
-        let (child, url, anon, service) = child;
-        Some(TestApp { url, anon, service, dir, database_url, client: reqwest::Client::new(), child, admin_url, db_name })
+        let (child, url, anon, service, opaque) = child;
+        Some(TestApp { url, anon, service, opaque, dir, database_url, client: reqwest::Client::new(), child, admin_url, db_name })
     }
 
     /// `host:port`, for raw connections.
@@ -205,7 +208,11 @@ pub async fn send(rb: RequestBuilder) -> (u16, Value) {
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-fn start(dir: &std::path::Path, database_url: Option<&str>, env: &[(&str, &str)]) -> Result<(Child, String, String, String), String> {
+fn start(
+    dir: &std::path::Path,
+    database_url: Option<&str>,
+    env: &[(&str, &str)],
+) -> Result<(Child, String, String, String, (String, String)), String> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_basalt"));
     cmd.arg("serve")
         .arg("--schema")
@@ -233,7 +240,7 @@ fn start(dir: &std::path::Path, database_url: Option<&str>, env: &[(&str, &str)]
         let mut found = Vec::new();
         while let Some(Ok(line)) = lines.next() {
             found.push(line);
-            if found.len() == 4 {
+            if found.len() == 5 {
                 let _ = tx.send(found.clone());
             }
         }
@@ -242,7 +249,12 @@ fn start(dir: &std::path::Path, database_url: Option<&str>, env: &[(&str, &str)]
         Ok(lines) => {
             let url = lines[0].split_whitespace().find(|w| w.starts_with("http://")).ok_or("no url")?.to_string();
             let key = |i: usize| lines[i].split_whitespace().last().unwrap_or_default().to_string();
-            Ok((child, url, key(2), key(3)))
+            let opaque = lines[4].split_whitespace().filter(|w| w.starts_with("sb_")).map(str::to_string).collect::<Vec<_>>();
+            let opaque = match opaque.as_slice() {
+                [public, secret] => (public.clone(), secret.clone()),
+                _ => return Err(format!("no opaque keys in {:?}", lines[4])),
+            };
+            Ok((child, url, key(2), key(3), opaque))
         }
         Err(_) => {
             let _ = child.kill();

@@ -52,6 +52,14 @@ export function mintJwt(claims, secret = JWT_SECRET) {
 export const KEY_IAT = 1735689600; // 2025-01-01T00:00:00Z
 export const KEY_EXP = 2366841600; // 2045-01-01T00:00:00Z
 
+/**
+ * The opaque key Basalt derives for a prefix (`sb_publishable_`, `sb_secret_`): the prefix and
+ * 32 characters of base64url HMAC-SHA256(secret, prefix), as Basalt prints them at start.
+ */
+export function mintOpaqueKey(prefix, secret = JWT_SECRET) {
+  return prefix + crypto.createHmac('sha256', secret).update(prefix).digest('base64url').slice(0, 32);
+}
+
 /** Mint a project key (legacy JWT key) for a role. */
 export function mintKey(role, secret = JWT_SECRET) {
   return mintJwt({ role, iss: 'basalt', iat: KEY_IAT, exp: KEY_EXP }, secret);
