@@ -90,7 +90,7 @@ impl TestApp {
     pub async fn spawn_on(database_url: &str, schema: &str, env: &[(&str, &str)]) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("schema.toml"), schema).expect("write schema");
-        let (child, url, anon, service, opaque) =
+        let Started { child, url, anon, service, opaque } =
             start(dir.path(), Some(database_url), env).unwrap_or_else(|e| panic!("server did not start: {e}"));
         TestApp {
             opaque,
@@ -121,7 +121,7 @@ impl TestApp {
         };
         std::fs::write(dir.path().join("schema.toml"), schema).expect("write schema");
         let child = start(dir.path(), database_url.as_deref(), env).unwrap_or_else(|e| panic!("server did not start: {e}"));
-        let (child, url, anon, service, opaque) = child;
+        let Started { child, url, anon, service, opaque } = child;
         Some(TestApp { url, anon, service, opaque, dir, database_url, client: reqwest::Client::new(), child, admin_url, db_name })
     }
 
@@ -208,11 +208,16 @@ pub async fn send(rb: RequestBuilder) -> (u16, Value) {
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-fn start(
-    dir: &std::path::Path,
-    database_url: Option<&str>,
-    env: &[(&str, &str)],
-) -> Result<(Child, String, String, String, (String, String)), String> {
+/// A server that printed its address and keys.
+struct Started {
+    child: Child,
+    url: String,
+    anon: String,
+    service: String,
+    opaque: (String, String),
+}
+
+fn start(dir: &std::path::Path, database_url: Option<&str>, env: &[(&str, &str)]) -> Result<Started, String> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_basalt"));
     cmd.arg("serve")
         .arg("--schema")
@@ -254,7 +259,7 @@ fn start(
                 [public, secret] => (public.clone(), secret.clone()),
                 _ => return Err(format!("no opaque keys in {:?}", lines[4])),
             };
-            Ok((child, url, key(2), key(3), opaque))
+            Ok(Started { child, url, anon: key(2), service: key(3), opaque })
         }
         Err(_) => {
             let _ = child.kill();
