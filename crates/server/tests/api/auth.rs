@@ -527,6 +527,19 @@ async fn opaque_keys(b: Backend) {
     assert_eq!(s, 401, "{e}");
 }
 
+/// PUT /user is rate-limited per user, as GoTrue's: it also bounds guessing a reauthentication
+/// code.
+async fn user_updates_are_limited(b: Backend) {
+    let env = [("BASALT_AUTH_AUTOCONFIRM", "true"), ("BASALT_AUTH_RATE_LIMIT_EMAIL_PER_MINUTE", "4")];
+    let Some(app) = TestApp::spawn_with(b, crate::SCHEMA, &env).await else { return };
+    let (token, _, _) = app.signup("limited-updates@example.com", json!({})).await;
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        statuses.push(send(app.as_user(Method::PUT, "/auth/v1/user", Some(&token)).json(&json!({"data": {"n": i}}))).await.0);
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 429], "the fifth update in a minute is refused");
+}
+
 crate::both_backends!(
     sessions,
     user_updates_and_logout,
@@ -538,7 +551,8 @@ crate::both_backends!(
     resend,
     reauthentication,
     pkce,
-    opaque_keys
+    opaque_keys,
+    user_updates_are_limited
 );
 
 // ---- tiny JWT helpers for forging test tokens ----
