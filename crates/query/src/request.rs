@@ -126,6 +126,12 @@ pub enum Operation {
         pattern: String,
     },
     IsDistinct(String),
+    /// `fts`, `plfts`, `phfts`, `wfts`, with the configuration given in parentheses.
+    TextSearch {
+        kind: basalt_textsearch::Kind,
+        config: Option<String>,
+        query: String,
+    },
 }
 
 /// `(any)` / `(all)` modifiers: the value is a `{a,b}` list.

@@ -331,6 +331,27 @@ describe('filters', () => {
     assert.deepEqual(await titles(id, (q) => q.regexIMatch('title', '^abc')), ['ABC', 'abc123']);
   });
 
+  test('textSearch: to_tsquery, plain, phrase and websearch, with a config', async () => {
+    const id = await seed([
+      { title: 'The fat cat ate the rat' },
+      { title: 'A supernova is a powerful stellar explosion' },
+      { title: 'Running runners' },
+    ]);
+    const cat = 'The fat cat ate the rat';
+    const nova = 'A supernova is a powerful stellar explosion';
+    assert.deepEqual(await titles(id, (q) => q.textSearch('title', "'cats' & !dog")), [cat]);
+    assert.deepEqual(await titles(id, (q) => q.textSearch('title', 'super:* | run')), [nova, 'Running runners']);
+    assert.deepEqual(await titles(id, (q) => q.textSearch('title', 'fat rats', { type: 'plain', config: 'english' })), [cat]);
+    assert.deepEqual(await titles(id, (q) => q.textSearch('title', 'fat rats', { type: 'plain', config: 'simple' })), []);
+    assert.deepEqual(await titles(id, (q) => q.textSearch('title', 'stellar explosions', { type: 'phrase' })), [nova]);
+    assert.deepEqual(await titles(id, (q) => q.textSearch('title', 'explosion stellar', { type: 'phrase' })), []);
+    assert.deepEqual(await titles(id, (q) => q.textSearch('title', '"ate the rat" or runner -nova', { type: 'websearch' })), ['Running runners', cat]);
+    assert.deepEqual(await titles(id, (q) => q.not('title', 'wfts', 'cat')), [nova, 'Running runners']);
+    const { error } = await ctx.admin.from('todos').select('title').textSearch('title', 'cat &');
+    assert.equal(error?.code, '42601');
+    assert.equal(error?.message, 'no operand in tsquery: "cat &"');
+  });
+
   test('JSON path filters: -> compares jsonb, ->> compares text', async () => {
     const id = await seed([
       { title: 'n1', meta: { n: 1, s: 'a' } },

@@ -28,19 +28,28 @@ pub fn parse_filter(field: Field, value: &str) -> Result<Filter> {
         Some(r) => (true, r),
         None => (false, value),
     };
-    let (op_part, operand) = rest.split_once('.').ok_or_else(|| fail("unexpected end of input expecting operator".into()))?;
+    // The operator ends at the first `.` outside its modifier: `fts(pg_catalog.english).cat`.
+    let modifier_end = if rest.split('.').next().is_some_and(|op| op.contains('(')) { rest.find(')').unwrap_or(0) } else { 0 };
+    let (op_part, operand) = rest[modifier_end..]
+        .split_once('.')
+        .map(|(a, b)| (&rest[..modifier_end + a.len()], b))
+        .ok_or_else(|| fail("unexpected end of input expecting operator".into()))?;
     let (op_name, modifier) = match op_part.split_once('(') {
         Some((o, m)) => (o, Some(m.strip_suffix(')').ok_or_else(|| fail(format!("unexpected \"{m}\"")))?)),
         None => (op_part, None),
     };
+    if let Some(kind) = basalt_textsearch::Kind::from_operator(op_name) {
+        let config = match modifier {
+            Some(m) if is_config_name(m) => Some(m.to_string()),
+            Some(m) => return Err(fail(format!("\"{m}\" is not a text search configuration name"))),
+            None => None,
+        };
+        return Ok(Filter { field, negate, op: Operation::TextSearch { kind, config, query: operand.to_string() } });
+    }
     let quant = match modifier {
         None => None,
         Some("any") => Some(Quantifier::Any),
         Some("all") => Some(Quantifier::All),
-        Some(m) if op_name.ends_with("fts") => {
-            let _ = m;
-            return Err(Error::new(400, "PGRST127", "Feature not implemented").details("full-text search operators are not supported yet"));
-        }
         Some(m) => return Err(fail(format!("unknown modifier \"{m}\", expecting any or all"))),
     };
     let cmp = |op| Operation::Compare { op, quant, value: operand.to_string() };
@@ -66,7 +75,7 @@ pub fn parse_filter(field: Field, value: &str) -> Result<Filter> {
         "cs" => Operation::Contains(operand.to_string()),
         "cd" => Operation::ContainedBy(operand.to_string()),
         "ov" => Operation::Overlaps(operand.to_string()),
-        "fts" | "plfts" | "phfts" | "wfts" | "sl" | "sr" | "nxr" | "nxl" | "adj" => {
+        "sl" | "sr" | "nxr" | "nxl" | "adj" => {
             return Err(
                 Error::new(400, "PGRST127", "Feature not implemented").details(format!("the {op_name} operator is not supported yet"))
             )
@@ -77,6 +86,17 @@ pub fn parse_filter(field: Field, value: &str) -> Result<Filter> {
         return Err(fail(format!("the {op_name} operator takes no (any)/(all) modifier")));
     }
     Ok(Filter { field, negate, op })
+}
+
+/// A text search configuration as a filter may name it: `english`, `pg_catalog.english`. Only
+/// such names reach SQL, where PostgreSQL needs them as literals (an expression index on
+/// `to_tsvector('english', col)` is used only when the query names the same constant).
+pub fn is_config_name(s: &str) -> bool {
+    let ident = |p: &str| {
+        let mut c = p.chars();
+        c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_') && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+    };
+    s.len() <= 127 && !s.is_empty() && s.split('.').count() <= 2 && s.split('.').all(ident)
 }
 
 /// Splits `(a,"b,c",d)` (or `{...}`) into its items; double quotes protect `,` `(` `)`.
@@ -218,7 +238,17 @@ mod tests {
         assert_eq!(parse_filter(f("a"), "eqq.1").unwrap_err().code, "PGRST100");
         assert_eq!(parse_filter(f("a"), "1").unwrap_err().code, "PGRST100");
         assert_eq!(parse_filter(f("a"), "is.maybe").unwrap_err().code, "PGRST100");
-        assert_eq!(parse_filter(f("a"), "fts.cat").unwrap_err().code, "PGRST127");
+        assert_eq!(
+            parse_filter(f("a"), "not.plfts(pg_catalog.english).fat cats").unwrap().op,
+            Operation::TextSearch {
+                kind: basalt_textsearch::Kind::Plain,
+                config: Some("pg_catalog.english".into()),
+                query: "fat cats".into()
+            }
+        );
+        assert!(matches!(parse_filter(f("a"), "fts.cat").unwrap().op, Operation::TextSearch { config: None, .. }));
+        assert_eq!(parse_filter(f("a"), "wfts(eng'lish).cat").unwrap_err().code, "PGRST100");
+        assert_eq!(parse_filter(f("a"), "adj.cat").unwrap_err().code, "PGRST127");
     }
 
     #[test]

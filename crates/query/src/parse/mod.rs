@@ -6,7 +6,7 @@ mod filter;
 mod headers;
 mod select;
 
-pub use filter::{parse_field, parse_filter, parse_list, parse_logic, parse_order};
+pub use filter::{is_config_name, parse_field, parse_filter, parse_list, parse_logic, parse_order};
 pub use headers::{parse_accept, parse_prefer, parse_range_header};
 pub use select::parse_select;
 

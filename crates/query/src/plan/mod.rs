@@ -203,6 +203,13 @@ pub enum PlanOp {
     ContainedBy(Param),
     Overlaps(Param),
     IsDistinct(Param),
+    /// `to_tsvector(config, lhs) @@ <kind>(config, query)`; a `tsvector` column (PostgreSQL,
+    /// found by introspection) is matched as it is.
+    TextSearch {
+        kind: basalt_textsearch::Kind,
+        config: Option<String>,
+        query: Param,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,7 +27,8 @@ pub fn cast(name: &str) -> Result<ColumnType> {
 
 pub fn filter(table: &Table, alias: &str, f: &Filter) -> Result<Cond> {
     let mut lhs = column(table, alias, &f.field)?;
-    if lhs.column_type == ColumnType::Other && lhs.path.is_empty() {
+    let text_search = matches!(f.op, Operation::TextSearch { .. });
+    if lhs.column_type == ColumnType::Other && lhs.path.is_empty() && !text_search {
         lhs.cast = Some(ColumnType::Text);
     }
     let ty = lhs.value_type();
@@ -60,6 +61,13 @@ pub fn filter(table: &Table, alias: &str, f: &Filter) -> Result<Cond> {
                 return Err(Error::new(400, "42883", format!("operator does not exist: {} && unknown", lhs.column_type.pg_display())));
             }
             PlanOp::Overlaps(from_text(lhs.column_type, v)?)
+        }
+        Operation::TextSearch { kind, config, query } => {
+            if lhs.value_type() != ColumnType::Other {
+                text_only(&lhs, "@@")?;
+            }
+            basalt_textsearch::check_syntax(*kind, query).map_err(|e| Error::new(400, e.sqlstate(), e.to_string()))?;
+            PlanOp::TextSearch { kind: *kind, config: config.clone(), query: Param::Text(query.clone()) }
         }
     };
     Ok(Cond::Filter { lhs, negate: f.negate, op })

@@ -81,6 +81,8 @@ pub trait Dialect {
     fn overlaps(&self, b: &mut Builder, lhs: &str, p: Param, ty: ColumnType);
     fn in_list(&self, b: &mut Builder, lhs: &str, list: Param, ty: ColumnType);
     fn is_distinct(&self, b: &mut Builder, lhs: &str, p: Param, ty: ColumnType);
+    /// Full-text search; `config` has passed [`crate::parse::is_config_name`].
+    fn text_search(&self, b: &mut Builder, lhs: &str, ty: ColumnType, kind: basalt_textsearch::Kind, config: Option<&str>, query: Param);
     fn cast(&self, expr: String, ty: ColumnType) -> String;
     /// The LIMIT that means no limit.
     fn no_limit(&self) -> &'static str;
@@ -384,6 +386,7 @@ impl Builder {
             PlanOp::ContainedBy(p) => d.contains(self, Side::Param(p.clone()), Side::Expr(l), ty),
             PlanOp::Overlaps(p) => d.overlaps(self, l, p.clone(), ty),
             PlanOp::IsDistinct(p) => d.is_distinct(self, l, p.clone(), ty),
+            PlanOp::TextSearch { kind, config, query } => d.text_search(self, l, ty, *kind, config.as_deref(), query.clone()),
         }
     }
 

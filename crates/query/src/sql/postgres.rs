@@ -159,6 +159,25 @@ impl Dialect for Postgres {
         self.param(b, pattern, None);
     }
 
+    fn text_search(&self, b: &mut Builder, lhs: &str, ty: ColumnType, kind: basalt_textsearch::Kind, config: Option<&str>, query: Param) {
+        let config_arg = |b: &mut Builder| {
+            if let Some(c) = config {
+                b.push_literal(c).push("::regconfig, ");
+            }
+        };
+        if ty == ColumnType::Other {
+            b.push(lhs);
+        } else {
+            b.push("to_tsvector(");
+            config_arg(b);
+            b.push(lhs).push(")");
+        }
+        b.push(" @@ ").push(kind.function()).push("(");
+        config_arg(b);
+        self.param(b, query, None);
+        b.push(")");
+    }
+
     fn contains(&self, b: &mut Builder, container: Side, contained: Side, ty: ColumnType) {
         for (i, side) in [container, contained].into_iter().enumerate() {
             if i > 0 {

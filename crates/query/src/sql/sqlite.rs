@@ -345,6 +345,14 @@ impl Dialect for Sqlite {
         }
     }
 
+    fn text_search(&self, b: &mut Builder, lhs: &str, _ty: ColumnType, kind: basalt_textsearch::Kind, config: Option<&str>, query: Param) {
+        b.push("basalt_fts(").push(lhs).push(&format!(", '{}', ", kind.operator()));
+        self.param(b, config.map_or(Param::Null, |c| Param::Text(c.to_string())), None);
+        b.push(", ");
+        self.param(b, query, None);
+        b.push(")");
+    }
+
     fn contains(&self, b: &mut Builder, container: Side, contained: Side, _ty: ColumnType) {
         b.push("basalt_contains(");
         for (i, side) in [container, contained].into_iter().enumerate() {

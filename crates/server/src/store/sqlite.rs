@@ -535,6 +535,11 @@ pub fn map_sqlite_error(catalog: &Catalog, e: rusqlite::Error) -> ApiError {
         rusqlite::Error::SqliteFailure(_, Some(m)) if m.contains("invalid regular expression") => {
             return RestError::new(400, "2201B", m.clone()).into();
         }
+        // SQLite hands a function's error back as its message alone.
+        rusqlite::Error::SqliteFailure(_, Some(m)) if basalt_textsearch::Error::sqlstate_of_message(m).is_some() => {
+            let sqlstate = basalt_textsearch::Error::sqlstate_of_message(m).unwrap_or("42601");
+            return RestError::new(400, sqlstate, m.clone()).into();
+        }
         rusqlite::Error::SqliteFailure(f, Some(m)) => (f.extended_code, m.clone()),
         rusqlite::Error::SqliteFailure(f, None) => (f.extended_code, String::new()),
         rusqlite::Error::UserFunctionError(u) => {

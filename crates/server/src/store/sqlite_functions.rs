@@ -1,5 +1,5 @@
 //! SQL functions Basalt registers on every SQLite connection, standing in for what
-//! PostgreSQL has built in: `now()`, `gen_random_uuid()`, `uuidv7()`, `@>`, `&&` and `~`; and
+//! PostgreSQL has built in: `now()`, `gen_random_uuid()`, `uuidv7()`, `@>`, `&&`, `~` and `@@`; and
 //! `basalt_json(col)`, which hands a stored JSON column to `json_object` as JSON; and the
 //! audit triggers' `basalt_audit_context(i)` and `basalt_audit_hash(...)`.
 
@@ -25,6 +25,7 @@ pub fn register(conn: &Connection) -> Result<()> {
     conn.create_scalar_function("basalt_contains", 2, det, |ctx| json_pair(ctx).map(|p| p.map(|(a, b)| contains(&a, &b))))?;
     conn.create_scalar_function("basalt_overlaps", 2, det, |ctx| json_pair(ctx).map(|p| p.map(|(a, b)| overlaps(&a, &b))))?;
     conn.create_scalar_function("regexp", 2, det, regexp)?;
+    conn.create_scalar_function("basalt_fts", 4, det, text_search)?;
     conn.create_scalar_function("basalt_json", 1, det | FunctionFlags::SQLITE_RESULT_SUBTYPE, stored_json)?;
     Ok(())
 }
@@ -166,6 +167,36 @@ fn regexp(ctx: &Context) -> Result<Option<bool>> {
         }
         Ok(cache.get(&pattern).map(|re| re.is_match(&text)))
     })
+}
+
+/// `basalt_fts(document, operator, config, query)`: `to_tsvector(config, document) @@
+/// <operator's function>(config, query)`. The parsed query is kept for the next row.
+fn text_search(ctx: &Context) -> Result<Option<bool>> {
+    use basalt_textsearch::{Config, Kind, Query};
+    let ValueRef::Text(doc) = ctx.get_raw(0) else { return Ok(None) };
+    let doc = String::from_utf8_lossy(doc);
+    let op: String = ctx.get(1)?;
+    let config: Option<String> = ctx.get(2)?;
+    let text: String = ctx.get(3)?;
+    let kind = Kind::from_operator(&op).ok_or_else(|| rusqlite::Error::UserFunctionError(format!("unknown operator {op}").into()))?;
+    let fail = |e: basalt_textsearch::Error| rusqlite::Error::UserFunctionError(Box::new(e));
+    LAST_TEXT_QUERY.with(|last| {
+        let mut last = last.borrow_mut();
+        let key = (kind, config, text);
+        if last.as_ref().is_none_or(|(k, _, _)| *k != key) {
+            let cfg = Config::named(key.1.as_deref()).map_err(fail)?;
+            let query = Query::parse(kind, &key.2, &cfg).map_err(fail)?;
+            *last = Some((key, cfg, query));
+        }
+        let (_, cfg, query) = last.as_ref().expect("set above");
+        Ok(Some(query.matches(&cfg.document(&doc))))
+    })
+}
+
+type TextQueryKey = (basalt_textsearch::Kind, Option<String>, String);
+
+thread_local! {
+    static LAST_TEXT_QUERY: RefCell<Option<(TextQueryKey, basalt_textsearch::Config, basalt_textsearch::Query)>> = const { RefCell::new(None) };
 }
 
 #[cfg(test)]
