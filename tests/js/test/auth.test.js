@@ -217,7 +217,8 @@ describe('auth: anonymous sign-in disabled by default', () => {
 });
 
 describe('auth: e-mail flows through the outbox (no autoconfirm)', () => {
-  const ctx = useServer({ schema: SCHEMA });
+  // These tests send several mails of a kind to one user at once; the interval has its own test.
+  const ctx = useServer({ schema: SCHEMA, env: { BASALT_AUTH_MAIL_MAX_FREQUENCY: '0' } });
 
   test('signUp without autoconfirm: a user, no session, a confirmation mail; sign-in refused until confirmed', async () => {
     const client = userClient(ctx);
@@ -449,6 +450,19 @@ describe('auth: approval gate (BASALT_AUTH_REQUIRE_APPROVAL)', () => {
     authOk(await ctx.admin.auth.admin.updateUserById(user.id, { app_metadata: { approved: true } }));
     const { session: s } = authOk(await userClient(ctx).auth.signInWithPassword({ email: addr, password: PASSWORD }));
     assert.equal(s.user.app_metadata.approved, true);
+  });
+});
+
+describe('auth: minimum interval between mails to a user', () => {
+  const ctx = useServer({ schema: SCHEMA });
+
+  test('resend and resetPasswordForEmail within a minute → 429 with the seconds to wait', async () => {
+    const addr = email('interval');
+    authOk(await userClient(ctx).auth.signUp({ email: addr, password: PASSWORD }));
+    const e = authFails(await userClient(ctx).auth.resend({ type: 'signup', email: addr }), 429, 'over_email_send_rate_limit');
+    assert.match(e.message, /^For security purposes, you can only request this after (5[5-9]|60) seconds\.$/);
+    authOk(await userClient(ctx).auth.resetPasswordForEmail(addr));
+    authFails(await userClient(ctx).auth.resetPasswordForEmail(addr), 429, 'over_email_send_rate_limit');
   });
 });
 

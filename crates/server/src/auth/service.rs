@@ -584,6 +584,8 @@ impl AuthService {
         }
         self.rate_limit("reauthenticate", client, Some(&email)).await?;
         let user_id = user.str("id").unwrap_or_default();
+        let last = self.one(q::one_time_token_created(&user_id, "reauthentication")).await?;
+        self.check_mail_frequency(last.and_then(|r| r.str("created_at")).as_deref())?;
         let code = tokens::otp();
         let expires = basalt_query::value::format_timestamptz(&(chrono::Utc::now() + chrono::Duration::seconds(self.settings.otp_exp)));
         self.store
@@ -623,6 +625,23 @@ impl AuthService {
         Ok(())
     }
 
+    /// GoTrue's per-user mail interval: a mail of a kind already sent to this user within
+    /// `mail_max_frequency` seconds (`last`, when it was) is refused with 429.
+    fn check_mail_frequency(&self, last: Option<&str>) -> AuthResult<()> {
+        let wait = chrono::Duration::seconds(self.settings.mail_max_frequency);
+        let Some(last) = last.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) else { return Ok(()) };
+        let left = last.with_timezone(&chrono::Utc) + wait - chrono::Utc::now();
+        if left <= chrono::Duration::zero() {
+            return Ok(());
+        }
+        let seconds = (left.num_milliseconds() + 999) / 1000;
+        Err(AuthError::new(
+            429,
+            "over_email_send_rate_limit",
+            format!("For security purposes, you can only request this after {seconds} seconds."),
+        ))
+    }
+
     /// Creates a one-time link and code for `user` and returns (link token, code, action link).
     async fn issue_link(
         &self,
@@ -641,12 +660,7 @@ impl AuthService {
         };
         let code = tokens::otp();
         let expires = basalt_query::value::format_timestamptz(&(chrono::Utc::now() + chrono::Duration::seconds(self.settings.otp_exp)));
-        let sent_col = match kind {
-            "recovery" => "recovery_sent_at",
-            "email_change" => "email_change_sent_at",
-            "invite" => "invited_at",
-            _ => "confirmation_sent_at",
-        };
+        let sent_col = sent_column(kind);
         let mut stmts = vec![
             q::delete_one_time_tokens(&user_id, kind),
             q::insert_one_time_token(
@@ -691,6 +705,7 @@ impl AuthService {
         pkce: Option<&Pkce>,
     ) -> AuthResult<()> {
         let to = if kind == "email_change" { user.str("email_change") } else { user.str("email") }.unwrap_or_default();
+        self.check_mail_frequency(user.str(sent_column(kind)).as_deref())?;
         let (_, otp, link) = self.issue_link(user, kind, &to, redirect_to, LinkRequester::User { ip: client.ip }, pkce).await?;
         let subject = match mail_kind {
             "signup" => "Confirm your signup",
@@ -1250,6 +1265,17 @@ async fn verify_blocking(p: String, stored: String) -> bool {
     })
     .await
     .unwrap_or(false)
+}
+
+/// The user column that records when a link of `kind` was last sent (a magic link, as GoTrue's,
+/// counts as a recovery).
+fn sent_column(kind: &str) -> &'static str {
+    match kind {
+        "recovery" | "magiclink" => "recovery_sent_at",
+        "email_change" => "email_change_sent_at",
+        "invite" => "invited_at",
+        _ => "confirmation_sent_at",
+    }
 }
 
 #[cfg(test)]

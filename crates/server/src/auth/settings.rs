@@ -30,6 +30,9 @@ pub struct AuthSettings {
     pub rate_limit_ip_per_minute: u32,
     /// Requests per minute per e-mail address on the same endpoints.
     pub rate_limit_email_per_minute: u32,
+    /// Seconds before a user may be sent another mail of the same kind (GoTrue's
+    /// `SMTP_MAX_FREQUENCY`, Supabase's "minimum interval between emails"); 0 turns it off.
+    pub mail_max_frequency: i64,
     /// Outgoing mail; without it, mail goes to the outbox folder in the data folder.
     pub smtp: Option<SmtpSettings>,
 }
@@ -90,6 +93,7 @@ impl Default for AuthSettings {
             otp_exp: 3600,
             rate_limit_ip_per_minute: 120,
             rate_limit_email_per_minute: 30,
+            mail_max_frequency: 60,
             smtp: None,
         }
     }
@@ -129,6 +133,9 @@ impl AuthSettings {
         }
         if let Some(n) = num("BASALT_AUTH_RATE_LIMIT_EMAIL_PER_MINUTE") {
             self.rate_limit_email_per_minute = n.max(1) as u32;
+        }
+        if let Some(n) = num("BASALT_AUTH_MAIL_MAX_FREQUENCY") {
+            self.mail_max_frequency = n.max(0);
         }
         if let Ok(u) = std::env::var("BASALT_AUTH_SITE_URL") {
             self.site_url = u;

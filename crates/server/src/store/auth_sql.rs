@@ -169,6 +169,14 @@ pub fn insert_one_time_token(id: &str, user_id: &str, kind: &str, token_hash: &s
     )
 }
 
+/// When the user's current token of `kind` was made (no row: none).
+pub fn one_time_token_created(user_id: &str, kind: &str) -> Stmt {
+    Stmt::new(
+        "SELECT created_at FROM auth.one_time_tokens WHERE user_id = ? AND token_type = ? ORDER BY created_at DESC LIMIT 1",
+        vec![json!(user_id), json!(kind)],
+    )
+}
+
 pub fn one_time_token(token_hash: &str) -> Stmt {
     Stmt::new(
         "SELECT id, user_id, token_type, relates_to, expires_at FROM auth.one_time_tokens WHERE token_hash = ?",

@@ -339,10 +339,40 @@ fn mails_to(app: &TestApp, to: &str) -> Vec<Value> {
         .collect()
 }
 
+/// GoTrue's per-user mail interval: a second mail of the same kind within the interval is 429
+/// `over_email_send_rate_limit` with the seconds left, and sends nothing; other kinds and other
+/// users are not held back.
+async fn mail_frequency(b: Backend) {
+    let Some(app) = TestApp::spawn(b, crate::SCHEMA).await else { return };
+    let (s, _) = post(&app, "/auth/v1/signup", None, json!({"email": "freq@example.com", "password": "password-123"})).await;
+    assert_eq!(s, 200);
+    let too_soon = |(s, e): (u16, Value)| {
+        assert_eq!((s, e["error_code"].as_str()), (429, Some("over_email_send_rate_limit")), "{e}");
+        let msg = e["msg"].as_str().expect("msg");
+        let seconds: i64 = msg
+            .strip_prefix("For security purposes, you can only request this after ")
+            .and_then(|m| m.strip_suffix(" seconds."))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{msg}"));
+        assert!((55..=60).contains(&seconds), "{msg}");
+    };
+    too_soon(post(&app, "/auth/v1/resend", None, json!({"type": "signup", "email": "freq@example.com"})).await);
+    too_soon(post(&app, "/auth/v1/signup", None, json!({"email": "freq@example.com", "password": "password-123"})).await);
+    assert_eq!(mails_to(&app, "freq@example.com").len(), 1, "nothing more was sent");
+    // A recovery mail is another kind; the next one is held back.
+    let (s, _) = post(&app, "/auth/v1/recover", None, json!({"email": "freq@example.com"})).await;
+    assert_eq!(s, 200);
+    too_soon(post(&app, "/auth/v1/recover", None, json!({"email": "freq@example.com"})).await);
+    too_soon(post(&app, "/auth/v1/otp", None, json!({"email": "freq@example.com"})).await);
+    assert_eq!(mails_to(&app, "freq@example.com").len(), 2);
+    let (s, _) = post(&app, "/auth/v1/recover", None, json!({"email": "other@example.com"})).await;
+    assert_eq!(s, 200, "an unknown address is answered as before");
+}
+
 /// `POST /resend` (supabase-js `auth.resend`): the signup confirmation and the e-mail change
 /// confirmation once more, `{}` for unknown addresses and when nothing waits for confirmation.
 async fn resend(b: Backend) {
-    let Some(app) = TestApp::spawn(b, crate::SCHEMA).await else { return };
+    let Some(app) = TestApp::spawn_with(b, crate::SCHEMA, &[("BASALT_AUTH_MAIL_MAX_FREQUENCY", "0")]).await else { return };
     let (s, _) = post(&app, "/auth/v1/signup", None, json!({"email": "res@example.com", "password": "password-123"})).await;
     assert_eq!(s, 200);
     let (s, body) =
@@ -549,6 +579,7 @@ crate::both_backends!(
     account_states,
     token_refusals,
     resend,
+    mail_frequency,
     reauthentication,
     pkce,
     opaque_keys,
