@@ -86,3 +86,27 @@ impl<'a> Cursor<'a> {
         }
     }
 }
+
+/// The deepest nesting of parentheses in `s`, outside double quotes. The select and logic-tree
+/// parsers, the planner and the renderers recurse once per level, so a request's nesting is
+/// bounded before any of them runs: a few hundred levels would exhaust a worker's stack.
+pub fn paren_depth(s: &str) -> usize {
+    let (mut depth, mut max, mut quoted, mut escaped) = (0usize, 0usize, false, false);
+    for ch in s.chars() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match ch {
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '(' if !quoted => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            ')' if !quoted => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}

@@ -1,6 +1,6 @@
 //! Horizontal filters (`col=op.value`), logic trees (`or=(...)`) and `order=`.
 
-use super::cursor::Cursor;
+use super::cursor::{paren_depth, Cursor};
 use super::select::json_path;
 use crate::error::{Error, Result};
 use crate::request::{CompareOp, Field, Filter, IsValue, Logic, Operation, OrderTerm, Quantifier};
@@ -153,8 +153,14 @@ fn unquote(s: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// How deep `and(...)`/`or(...)` trees may nest, lists in their filters included.
+pub const MAX_LOGIC_DEPTH: usize = 32;
+
 /// Parses a logic tree value: `(a.eq.1,or(b.gt.2,not.and(c.is.null,d.lt.3)))`.
 pub fn parse_logic(is_or: bool, negate: bool, value: &str) -> Result<Logic> {
+    if paren_depth(value) > MAX_LOGIC_DEPTH {
+        return Err(Error::parse("logic tree", value, format!("logic trees nest more than {MAX_LOGIC_DEPTH} levels deep")));
+    }
     let items = logic_items(value).map_err(|d| Error::parse("logic tree", value, d))?;
     Ok(if is_or { Logic::Or { negate, items } } else { Logic::And { negate, items } })
 }

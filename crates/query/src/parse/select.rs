@@ -1,11 +1,18 @@
 //! `select=` grammar: fields with aliases, JSON paths and casts; embeds with hints and joins.
 
-use super::cursor::Cursor;
+use super::cursor::{paren_depth, Cursor};
 use crate::error::{Error, Result};
 use crate::request::{Field, JoinKind, PathKey, PathStep, SelectItem};
 
+/// How deep embeds may nest: SQLite refuses expression trees deeper than 1,000, which about
+/// twenty levels of embedding (each a correlated subquery with its join and policies) reach.
+pub const MAX_EMBED_DEPTH: usize = 16;
+
 /// Parses a `select` value (already URL-decoded).
 pub fn parse_select(input: &str) -> Result<Vec<SelectItem>> {
+    if paren_depth(input) > MAX_EMBED_DEPTH {
+        return Err(Error::parse("select parameter", input, format!("embeds nest more than {MAX_EMBED_DEPTH} levels deep")));
+    }
     let cleaned = strip_spaces(input);
     let mut c = Cursor::new(&cleaned);
     let items = select_list(&mut c).map_err(|d| Error::parse("select parameter", input, d))?;

@@ -535,6 +535,10 @@ pub fn map_sqlite_error(catalog: &Catalog, e: rusqlite::Error) -> ApiError {
         rusqlite::Error::SqliteFailure(_, Some(m)) if m.contains("invalid regular expression") => {
             return RestError::new(400, "2201B", m.clone()).into();
         }
+        // A request too complex for SQLite's parser (PostgreSQL: 54001, statement too complex).
+        rusqlite::Error::SqliteFailure(_, Some(m)) if m.starts_with("Expression tree is too large") => {
+            return RestError::new(400, "54001", "statement is too complex").details(m.clone()).into();
+        }
         // SQLite hands a function's error back as its message alone.
         rusqlite::Error::SqliteFailure(_, Some(m)) if basalt_textsearch::Error::sqlstate_of_message(m).is_some() => {
             let sqlstate = basalt_textsearch::Error::sqlstate_of_message(m).unwrap_or("42601");

@@ -189,6 +189,26 @@ async fn read_errors(b: Backend) {
     }
     let (_, e) = app.get("/rest/v1/todo").await;
     assert_eq!(e["hint"], "Perhaps you meant the table 'public.todos'");
+    // Nesting is bounded before anything recurses over it: hundreds of levels used to overflow a
+    // worker's stack and abort the server; twenty embeds were a 500 on SQLite.
+    let deep = |open: &str, inner: &str, n: usize| format!("{}{inner}{}", open.repeat(n), ")".repeat(n));
+    for path in [
+        format!("/rest/v1/todos?select={}", deep("lists(todos(", "id", 200).replace(")", "))")),
+        format!("/rest/v1/todos?select={}", deep("lists(todos(", "id", 9).replace(")", "))")),
+        format!("/rest/v1/todos?or=({})", deep("or(", "rank.eq.1", 300)),
+        format!("/rest/v1/todos?or=({})", deep("and(", "rank.eq.1", 40)),
+        format!("/rest/v1/lists?select=id,todos(id)&todos.or=({})", deep("or(", "rank.eq.1", 300)),
+    ] {
+        let (s, e) = app.get(&path).await;
+        assert_eq!((s, e["code"].as_str()), (400, Some("PGRST100")), "{e}");
+        assert!(e["details"].as_str().unwrap_or_default().contains("levels deep"), "{e}");
+    }
+    let (s, rows) = app.get(&format!("/rest/v1/todos?select=id,{}", deep("lists(todos(", "id", 8).replace(")", "))"))).await;
+    assert_eq!(s, 200, "sixteen levels of embeds are served: {rows}");
+    let (s, rows) = app.get(&format!("/rest/v1/todos?select=id&or=({})", deep("or(", "rank.eq.1", 30))).await;
+    assert_eq!(s, 200, "thirty levels of logic are served: {rows}");
+    let (s, _) = app.get("/health").await;
+    assert_eq!(s, 200, "the server is still up");
 }
 
 /// A table that references itself embeds both ways, told apart by the hint.
