@@ -151,6 +151,9 @@ $$;
 create table public.tags (id bigint primary key, label text default 'untitled');
 grant select, insert, update, delete on public.tags to service_role;
 create function public.pairs(n integer) returns table (i integer, sq integer) language sql immutable as $$ select g, g * g from generate_series(1, n) g $$;
+create table public.docs (id bigint primary key, body text, tsv tsvector generated always as (to_tsvector('english', body)) stored);
+grant select on public.docs to service_role;
+insert into public.docs (id, body) values (1, 'The fat cats ate the rats'), (2, 'A stellar explosion');
 "#;
 
 /// An existing Supabase-style database served as it is: introspected tables and types,
@@ -204,6 +207,17 @@ async fn serves_an_existing_database() {
     // Set results take select, filters, order, ranges and counts, as PostgREST's.
     let (s, v) = app.post("/rest/v1/rpc/moods?select=username&order=username.desc", json!({"m": "happy"}), "").await;
     assert_eq!((s, v), (200, json!([{"username": "other"}, {"username": "intro"}])));
+    // Full-text search on a tsvector column, as it is, and on a text column through to_tsvector.
+    for (q, want) in [
+        ("tsv=fts.cat %26 rat", json!([{"id": 1}])),
+        ("tsv=wfts(english).explosions -fat", json!([{"id": 2}])),
+        ("tsv=phfts.fat cat", json!([{"id": 1}])),
+        ("body=plfts(simple).stellar explosion", json!([{"id": 2}])),
+        ("tsv=not.fts.dog&order=id", json!([{"id": 1}, {"id": 2}])),
+    ] {
+        let (s, rows) = app.get(&format!("/rest/v1/docs?select=id&{q}")).await;
+        assert_eq!((s, rows), (200, want), "{q}");
+    }
     let (s, v) = app.get("/rest/v1/rpc/pairs?n=4&sq=gt.3&order=i.desc&select=i").await;
     assert_eq!((s, v), (200, json!([{"i": 4}, {"i": 3}, {"i": 2}])));
     let res = app.req(Method::GET, "/rest/v1/rpc/pairs?n=5&limit=2").header("prefer", "count=exact").send().await.expect("send");
