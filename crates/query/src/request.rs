@@ -169,6 +169,8 @@ pub enum Logic {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderTerm {
+    /// `rel(col)`: order by a column of an embedded to-one relation.
+    pub relation: Option<String>,
     pub field: Field,
     pub desc: bool,
     /// None: PostgreSQL's default (nulls last ascending, first descending).

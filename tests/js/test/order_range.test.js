@@ -33,6 +33,17 @@ describe('order and range', () => {
     assert.deepEqual(await ordered(id, (q) => q.order('rank', { ascending: true })), ['a', 'b', 'c', 'n']);
   });
 
+  test("order by a to-one embed's column: order('lists(name)')", async () => {
+    const tag = uniq('rel');
+    const [b, a] = ok(await ctx.admin.from('lists').insert([{ name: `${tag}-b` }, { name: `${tag}-a` }]).select('id'), 201);
+    ok(await ctx.admin.from('todos').insert([{ title: `${tag} in b`, list_id: b.id }, { title: `${tag} in a`, list_id: a.id }]), 201);
+    const q = () => ctx.admin.from('todos').select('title, lists(name)').like('title', `${tag}%`);
+    assert.deepEqual(titlesOf(ok(await q().order('lists(name)'), 200)), [`${tag} in a`, `${tag} in b`]);
+    assert.deepEqual(titlesOf(ok(await q().order('lists(name)', { ascending: false }), 200)), [`${tag} in b`, `${tag} in a`]);
+    const { error } = await ctx.admin.from('lists').select('name, todos(title)').order('todos(title)');
+    assert.equal(error?.code, 'PGRST118');
+  });
+
   test('order descending puts NULLs first', async () => {
     const id = await seed(RANKED);
     assert.deepEqual(await ordered(id, (q) => q.order('rank', { ascending: false })), ['n', 'c', 'b', 'a']);

@@ -205,7 +205,15 @@ pub fn parse_order(value: &str) -> Result<Vec<OrderTerm>> {
     let mut terms = Vec::new();
     for raw in split_top(value) {
         let mut c = Cursor::new(raw.trim());
-        let f = field(&mut c).map_err(fail)?;
+        let mut f = field(&mut c).map_err(fail)?;
+        let mut relation = None;
+        if f.path.is_empty() && c.eat('(') {
+            relation = Some(f.column);
+            f = field(&mut c).map_err(fail)?;
+            if !c.eat(')') {
+                return Err(fail(format!("unexpected \"{}\" expecting \")\"", c.rest())));
+            }
+        }
         let (mut desc, mut nulls_first) = (false, None);
         while c.eat('.') {
             match c.name().map_err(fail)?.as_str() {
@@ -219,7 +227,7 @@ pub fn parse_order(value: &str) -> Result<Vec<OrderTerm>> {
         if !c.at_end() {
             return Err(fail(format!("unexpected \"{}\"", c.rest())));
         }
-        terms.push(OrderTerm { field: f, desc, nulls_first });
+        terms.push(OrderTerm { relation, field: f, desc, nulls_first });
     }
     Ok(terms)
 }

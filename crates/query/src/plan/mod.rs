@@ -223,6 +223,17 @@ pub struct PlanOrder {
     pub expr: ColExpr,
     pub desc: bool,
     pub nulls_first: bool,
+    /// `order=rel(col)`: `expr` is a column of this embedded to-one row, read by a subquery.
+    pub related: Option<RelatedRow>,
+}
+
+/// The row of a to-one embed, as its node reads it: the same join, policies and filters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelatedRow {
+    pub table: String,
+    pub alias: String,
+    pub join: Join,
+    pub conds: Vec<Cond>,
 }
 
 /// A write, with the representation to return (shaped by `select=`) when asked for.

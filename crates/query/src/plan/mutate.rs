@@ -57,8 +57,12 @@ pub fn plan_mutate<'c>(catalog: &'c Catalog, req: &ApiRequest, access: Access) -
         let mut order = Vec::new();
         for (_, terms) in req.order.iter().filter(|(path, _)| path.is_empty()) {
             for t in terms {
+                if let Some(rel) = &t.relation {
+                    return Err(Error::new(400, "PGRST118", format!("A related order on '{rel}' is not possible"))
+                        .details("A write is ordered by its own table's columns"));
+                }
                 let expr = resolve::column(table, &alias, &t.field)?;
-                order.push(super::PlanOrder { expr, desc: t.desc, nulls_first: t.nulls_first.unwrap_or(t.desc) });
+                order.push(super::PlanOrder { expr, desc: t.desc, nulls_first: t.nulls_first.unwrap_or(t.desc), related: None });
             }
         }
         Ok(Some(super::WriteRange { conds: conds(&alias)?, alias, order, limit, offset }))

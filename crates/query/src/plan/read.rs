@@ -238,8 +238,11 @@ fn apply_modifiers(catalog: &Catalog, root: &mut ReadPlan, req: &ApiRequest) -> 
         let node = node_at(root, path)?;
         let table = lookup(catalog, &node.table)?;
         for t in terms {
-            let expr = resolve::column(table, &node.alias, &t.field)?;
-            node.order.push(PlanOrder { expr, desc: t.desc, nulls_first: t.nulls_first.unwrap_or(t.desc) });
+            let (expr, related) = match &t.relation {
+                None => (resolve::column(table, &node.alias, &t.field)?, None),
+                Some(rel) => related_order(catalog, node, rel, &t.field)?,
+            };
+            node.order.push(PlanOrder { expr, desc: t.desc, nulls_first: t.nulls_first.unwrap_or(t.desc), related });
         }
     }
     for (path, r) in &req.ranges {
@@ -254,6 +257,32 @@ fn apply_modifiers(catalog: &Catalog, root: &mut ReadPlan, req: &ApiRequest) -> 
         node.offset = r.offset.or(node.offset);
     }
     Ok(())
+}
+
+/// `order=rel(col)`: `rel` must be embedded in `select` and to-one, as in PostgREST.
+fn related_order(
+    catalog: &Catalog,
+    node: &ReadPlan,
+    rel: &str,
+    field: &crate::request::Field,
+) -> Result<(super::ColExpr, Option<super::RelatedRow>)> {
+    let embed = node.fields.iter().find_map(|f| match f {
+        OutField::Embed { key, join, to_one, plan, .. } if key == rel || plan.table == rel => Some((join, *to_one, plan)),
+        _ => None,
+    });
+    let Some((join, to_one, child)) = embed else {
+        return Err(Error::new(400, "PGRST108", format!("'{rel}' is not an embedded resource in this request"))
+            .hint(format!("Verify that '{rel}' is included in the 'select' query parameter of '{}'.", node.table)));
+    };
+    if !to_one {
+        return Err(Error::new(400, "PGRST118", format!("A related order on '{rel}' is not possible"))
+            .details(format!("'{}' and '{rel}' do not form a many-to-one or one-to-one relationship", node.table)));
+    }
+    let table = lookup(catalog, &child.table)?;
+    let expr = resolve::column(table, &child.alias, field)?;
+    let related =
+        super::RelatedRow { table: child.table.clone(), alias: child.alias.clone(), join: join.clone(), conds: child.conds.clone() };
+    Ok((expr, Some(related)))
 }
 
 /// `embed=is.null` / `embed=not.is.null`: filter parents by whether a child row exists.

@@ -410,7 +410,20 @@ impl Builder {
             } else {
                 self.expr(d, &o.expr)
             };
-            self.push(&e);
+            match &o.related {
+                None => {
+                    self.push(&e);
+                }
+                Some(r) => {
+                    self.push(&format!("(SELECT {e} FROM {} AS {} WHERE ", quote(&r.table), r.alias));
+                    self.join_on(d, &r.join, &r.alias);
+                    if !r.conds.is_empty() {
+                        self.push(" AND ");
+                        self.conds(d, &r.conds);
+                    }
+                    self.push(")");
+                }
+            }
             self.push(if o.desc { " DESC" } else { " ASC" });
             self.push(if o.nulls_first { " NULLS FIRST" } else { " NULLS LAST" });
         }

@@ -283,7 +283,40 @@ async fn text_search(b: Backend) {
     }
 }
 
-crate::both_backends!(reads, embeds, ranges_and_counts, read_errors, self_references, text_search);
+/// `order=rel(col)`: parents ordered by a column of an embedded to-one row, which its filters
+/// and policies shape as they shape the embed.
+async fn related_order(b: Backend) {
+    let Some(app) = TestApp::spawn(b, crate::SCHEMA).await else { return };
+    let (_, lists) = app.post("/rest/v1/lists?select=id", json!([{"name": "b-list"}, {"name": "a-list"}]), "return=representation").await;
+    let (b_list, a_list) = (lists[0]["id"].clone(), lists[1]["id"].clone());
+    let rows = json!([{"title": "in b", "list_id": b_list}, {"title": "in a", "list_id": a_list}, {"title": "no list", "list_id": null}]);
+    let (s, body) = app.post("/rest/v1/todos", rows, "").await;
+    assert_eq!(s, 201, "{body}");
+    for (q, want) in [
+        ("select=title,lists(name)&order=lists(name)", vec!["in a", "in b", "no list"]),
+        ("select=title,lists(name)&order=lists(name).desc", vec!["no list", "in b", "in a"]),
+        ("select=title,lists(name)&order=lists(name).desc.nullslast", vec!["in b", "in a", "no list"]),
+        ("select=title,l:lists(name)&order=l(name).asc,title", vec!["in a", "in b", "no list"]),
+        ("select=title,lists(name)&lists.name=eq.b-list&order=lists(name).nullsfirst,title", vec!["in a", "no list", "in b"]),
+    ] {
+        let (s, rows) = app.get(&format!("/rest/v1/todos?{q}")).await;
+        assert_eq!(s, 200, "{q}: {rows}");
+        assert_eq!(titles(&rows), want, "{q}");
+    }
+    for (q, code) in [
+        ("todos?select=title&order=lists(name)", "PGRST108"),
+        ("lists?select=name,todos(title)&order=todos(title)", "PGRST118"),
+        ("todos?select=title,lists(name)&order=lists(nope)", "42703"),
+        ("todos?select=title,lists(name)&order=lists(name", "PGRST100"),
+    ] {
+        let (s, e) = app.get(&format!("/rest/v1/{q}")).await;
+        assert_eq!((s, e["code"].as_str()), (400, Some(code)), "{q}: {e}");
+    }
+    let (s, e) = send(app.req(Method::DELETE, "/rest/v1/todos?title=eq.x&order=lists(name)&limit=1")).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("PGRST118")), "{e}");
+}
+
+crate::both_backends!(reads, embeds, ranges_and_counts, read_errors, self_references, text_search, related_order);
 
 /// SQLite readers keep their snapshot from one request to the next while nothing is committed.
 /// Every read still sees each write answered before it (through several readers at once), and
