@@ -232,7 +232,8 @@ fn apply_modifiers(catalog: &Catalog, root: &mut ReadPlan, req: &ApiRequest) -> 
     for (path, l) in &req.logic {
         let node = node_at(root, path)?;
         let table = lookup(catalog, &node.table)?;
-        node.conds.push(resolve::logic(table, &node.alias, l)?);
+        let cond = logic_with_embeds(table, node, l)?;
+        node.conds.push(cond);
     }
     for (path, terms) in &req.order {
         let node = node_at(root, path)?;
@@ -257,6 +258,27 @@ fn apply_modifiers(catalog: &Catalog, root: &mut ReadPlan, req: &ApiRequest) -> 
         node.offset = r.offset.or(node.offset);
     }
     Ok(())
+}
+
+/// A logic tree whose leaves may also test an embed's existence: `or=(rel.not.is.null,...)`.
+fn logic_with_embeds(table: &Table, node: &ReadPlan, l: &crate::request::Logic) -> Result<Cond> {
+    use crate::request::Logic;
+    Ok(match l {
+        Logic::Filter(f) if f.field.path.is_empty() => match embed_existence(node, &f.field.column, &f.op, f.negate)? {
+            Some(c) => c,
+            None => resolve::filter(table, &node.alias, f)?,
+        },
+        Logic::Filter(f) => resolve::filter(table, &node.alias, f)?,
+        Logic::And { negate, items } | Logic::Or { negate, items } => {
+            let conds = items.iter().map(|i| logic_with_embeds(table, node, i)).collect::<Result<Vec<_>>>()?;
+            let c = if matches!(l, Logic::And { .. }) { Cond::And(conds) } else { Cond::Or(conds) };
+            if *negate {
+                Cond::Not(Box::new(c))
+            } else {
+                c
+            }
+        }
+    })
 }
 
 /// `order=rel(col)`: `rel` must be embedded in `select` and to-one, as in PostgREST.

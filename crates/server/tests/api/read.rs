@@ -298,6 +298,10 @@ async fn related_order(b: Backend) {
         ("select=title,lists(name)&order=lists(name).desc.nullslast", vec!["in b", "in a", "no list"]),
         ("select=title,l:lists(name)&order=l(name).asc,title", vec!["in a", "in b", "no list"]),
         ("select=title,lists(name)&lists.name=eq.b-list&order=lists(name).nullsfirst,title", vec!["in a", "no list", "in b"]),
+        // An embed's existence inside a logic tree.
+        ("select=title,lists(name)&or=(lists.is.null,title.eq.in a)&order=title", vec!["in a", "no list"]),
+        ("select=title,lists()&lists.name=eq.b-list&or=(lists.not.is.null,title.eq.no list)&order=title", vec!["in b", "no list"]),
+        ("select=title,lists(name)&not.and=(lists.not.is.null,title.like.in*)&order=title", vec!["no list"]),
     ] {
         let (s, rows) = app.get(&format!("/rest/v1/todos?{q}")).await;
         assert_eq!(s, 200, "{q}: {rows}");
@@ -308,6 +312,7 @@ async fn related_order(b: Backend) {
         ("lists?select=name,todos(title)&order=todos(title)", "PGRST118"),
         ("todos?select=title,lists(name)&order=lists(nope)", "42703"),
         ("todos?select=title,lists(name)&order=lists(name", "PGRST100"),
+        ("todos?select=title,lists(name)&or=(lists.eq.1,title.eq.x)", "PGRST120"),
     ] {
         let (s, e) = app.get(&format!("/rest/v1/{q}")).await;
         assert_eq!((s, e["code"].as_str()), (400, Some(code)), "{q}: {e}");
