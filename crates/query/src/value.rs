@@ -2,7 +2,7 @@
 //! so both backends store and compare exactly what PostgreSQL would.
 
 use basalt_schema::ColumnType;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Utc};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -96,10 +96,24 @@ fn param_to_json(p: Param) -> Value {
     }
 }
 
+/// Whether a JSON value holds a NUL character in a string or key, which PostgreSQL's `text` and
+/// `jsonb` refuse; SQLite would store it, so both refuse it here.
+pub fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
 /// Coerces one JSON value of a write payload to the column type, as `json_populate_record` would.
 pub fn from_json(ty: ColumnType, v: &Value) -> Result<Value> {
     if v.is_null() {
         return Ok(Value::Null);
+    }
+    if has_nul(v) {
+        return Err(Error::new(400, "22P05", "unsupported Unicode escape sequence").details("\\u0000 cannot be converted to text."));
     }
     let text_of = |v: &Value| match v {
         Value::String(s) => s.clone(),
@@ -176,7 +190,13 @@ pub fn canonical_uuid(raw: &str) -> Option<String> {
 }
 
 pub fn canonical_date(raw: &str) -> Option<String> {
-    NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d").ok().map(|d| d.format("%Y-%m-%d").to_string())
+    NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d").ok().filter(|d| four_digit_year(d.year())).map(|d| d.format("%Y-%m-%d").to_string())
+}
+
+/// Years 1 to 9999: PostgreSQL has no year 0 (and writes BC years its own way), and four digits
+/// keep text order and time order the same on SQLite.
+fn four_digit_year(y: i32) -> bool {
+    (1..=9999).contains(&y)
 }
 
 /// Parses the usual timestamp spellings and prints them as PostgreSQL's JSON does in UTC:
@@ -196,7 +216,7 @@ pub fn canonical_timestamptz(raw: &str) -> Option<String> {
                 .or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
                 .map(|n| n.and_utc())
         });
-    parsed.map(|d| format_timestamptz(&d))
+    parsed.filter(|d| four_digit_year(d.year())).map(|d| format_timestamptz(&d))
 }
 
 /// PostgreSQL's JSON rendering of a timestamptz in UTC, with microsecond precision.

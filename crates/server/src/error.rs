@@ -43,7 +43,10 @@ pub fn status_for_sqlstate(code: &str, anon: bool) -> u16 {
         "57P01" => 503,
         c if c.starts_with("08") || c.starts_with("53") => 503,
         c if c.starts_with("0L") || c.starts_with("0P") || c.starts_with("28") => 403,
-        c if ["09", "25", "2D", "38", "39", "3B", "40", "54", "55", "57", "58", "F0", "HV", "XX"].iter().any(|p| c.starts_with(p)) => 500,
+        // A statement past a program limit is the request's size, not the server's fault: 413,
+        // as PostgREST answered before version 12 (it now says 500).
+        c if c.starts_with("54") => 413,
+        c if ["09", "25", "2D", "38", "39", "3B", "40", "55", "57", "58", "F0", "HV", "XX"].iter().any(|p| c.starts_with(p)) => 500,
         "P0001" => 400,
         // `RAISE SQLSTATE 'PT404'`: the function picks the status.
         c if c.len() == 5 && c.starts_with("PT") && c[2..].bytes().all(|b| b.is_ascii_digit()) => c[2..].parse().unwrap_or(500),

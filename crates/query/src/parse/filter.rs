@@ -24,6 +24,9 @@ fn field(c: &mut Cursor) -> Result<Field, String> {
 /// Parses the right side of a filter, `[not.]op[(any|all)].value`, for `field`.
 pub fn parse_filter(field: Field, value: &str) -> Result<Filter> {
     let fail = |d: String| Error::parse("filter", value, d);
+    if value.contains('\0') {
+        return Err(nul_error());
+    }
     let (negate, rest) = match value.strip_prefix("not.") {
         Some(r) => (true, r),
         None => (false, value),
@@ -99,6 +102,11 @@ pub fn is_config_name(s: &str) -> bool {
     s.len() <= 127 && !s.is_empty() && s.split('.').count() <= 2 && s.split('.').all(ident)
 }
 
+/// PostgreSQL's error for a NUL in text; SQLite would take it, so both refuse it here.
+fn nul_error() -> Error {
+    Error::new(400, "22021", "invalid byte sequence for encoding \"UTF8\": 0x00")
+}
+
 /// Splits `(a,"b,c",d)` (or `{...}`) into its items; double quotes protect `,` `(` `)`.
 pub fn parse_list(s: &str, open: char, close: char) -> Result<Vec<String>, String> {
     let inner = s
@@ -158,6 +166,9 @@ pub const MAX_LOGIC_DEPTH: usize = 32;
 
 /// Parses a logic tree value: `(a.eq.1,or(b.gt.2,not.and(c.is.null,d.lt.3)))`.
 pub fn parse_logic(is_or: bool, negate: bool, value: &str) -> Result<Logic> {
+    if value.contains('\0') {
+        return Err(nul_error());
+    }
     if paren_depth(value) > MAX_LOGIC_DEPTH {
         return Err(Error::parse("logic tree", value, format!("logic trees nest more than {MAX_LOGIC_DEPTH} levels deep")));
     }

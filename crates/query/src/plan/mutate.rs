@@ -158,7 +158,12 @@ fn insert<'c>(table: &'c Table, req: &ApiRequest, body: &Value) -> Result<Mutate
     };
     // Target columns: `columns=` if given, else every key in the payload (first-seen order).
     let names: Vec<String> = match &req.columns {
-        Some(cols) => cols.clone(),
+        Some(cols) => {
+            if let Some((_, c)) = cols.iter().enumerate().find(|(i, c)| cols[..*i].contains(c)) {
+                return Err(Error::new(400, "42701", format!("column \"{c}\" specified more than once")));
+            }
+            cols.clone()
+        }
         None => {
             let mut seen: Vec<String> = Vec::new();
             for r in &rows {
@@ -197,10 +202,29 @@ fn insert<'c>(table: &'c Table, req: &ApiRequest, body: &Value) -> Result<Mutate
                 Resolution::MergeDuplicates => columns.iter().map(|c| c.name.clone()).collect(),
             };
             let touch = res == Resolution::MergeDuplicates && table.maintains_updated_at && !names.iter().any(|n| n == "updated_at");
+            if !update.is_empty() {
+                no_repeated_keys(&rows, &target)?;
+            }
             Some(OnConflict { columns: target, update, touch_updated_at: touch })
         }
     };
     Ok(MutateKind::Insert { columns, rows, on_conflict, missing_default: req.prefer.missing_default })
+}
+
+/// An upsert that would update one row twice fails, as PostgreSQL's `ON CONFLICT DO UPDATE`
+/// does (SQLite would apply both). Rows without every key column get theirs from defaults.
+fn no_repeated_keys(rows: &[Map<String, Value>], target: &[String]) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for row in rows {
+        let key: Option<Vec<String>> = target.iter().map(|c| row.get(c).filter(|v| !v.is_null()).map(crate::value::json_text)).collect();
+        if let Some(k) = key {
+            if !seen.insert(k) {
+                return Err(Error::new(400, "21000", "ON CONFLICT DO UPDATE command cannot affect row a second time")
+                    .hint("Ensure that no rows proposed for insertion within the same command have duplicate constrained values."));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Canonicalises the keys of one payload object that are target `columns` (as `columns=`,

@@ -17,7 +17,7 @@ pub fn plan_read(catalog: &Catalog, req: &ApiRequest, access: Access) -> Result<
         let explicit = req.ranges.iter().any(|(p, _)| p.is_empty());
         if !explicit {
             root.offset = Some(from);
-            root.limit = to.map(|t| t - from + 1);
+            root.limit = to.map(|t| t.saturating_sub(from).saturating_add(1));
         }
     }
     finalize_inner(&mut root);

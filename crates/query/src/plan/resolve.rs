@@ -37,10 +37,14 @@ pub fn filter(table: &Table, alias: &str, f: &Filter) -> Result<Cond> {
         Operation::Compare { op, quant: Some(q), value } => quantified(QuantBase::Compare(*op), *q, ty, value)?,
         Operation::Like { insensitive, quant: None, pattern } => {
             text_only(&lhs, if *insensitive { "~~*" } else { "~~" })?;
+            like_check(pattern)?;
             PlanOp::Like { insensitive: *insensitive, pattern: Param::Text(pattern.clone()) }
         }
         Operation::Like { insensitive, quant: Some(q), pattern } => {
             text_only(&lhs, if *insensitive { "~~*" } else { "~~" })?;
+            for item in parse_list(pattern, '{', '}').unwrap_or_default() {
+                like_check(&item)?;
+            }
             quantified(QuantBase::Like { insensitive: *insensitive }, *q, ColumnType::Text, &pattern.replace('*', "%"))?
         }
         Operation::Match { insensitive, pattern } => {
@@ -79,6 +83,15 @@ fn text_only(lhs: &ColExpr, op: &str) -> Result<()> {
         t => Err(Error::new(400, "42883", format!("operator does not exist: {} {op} unknown", t.pg_display()))
             .hint("No operator matches the given name and argument types. You might need to add explicit type casts.")),
     }
+}
+
+/// A LIKE pattern may not end in its escape character, `\\` (PostgreSQL: 22025).
+fn like_check(p: &str) -> Result<()> {
+    let trailing = p.chars().rev().take_while(|c| *c == '\\').count();
+    if trailing % 2 == 1 {
+        return Err(Error::new(400, "22025", "LIKE pattern must not end with escape character"));
+    }
+    Ok(())
 }
 
 /// Rejects patterns SQLite's and PostgreSQL's regex engines would both refuse, before they run.

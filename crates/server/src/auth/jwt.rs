@@ -102,6 +102,9 @@ impl JwtKeys {
         let mut validation = Validation::new(Algorithm::HS256);
         // Expiry is checked by hand (with 30 s leeway) so tokens without `exp` pass, as in PostgREST.
         validation.validate_exp = false;
+        // `nbf` is checked, with the same leeway as `exp`.
+        validation.validate_nbf = true;
+        validation.leeway = 30;
         validation.validate_aud = false;
         validation.required_spec_claims = Default::default();
         let mut keys = JwtKeys {
@@ -218,7 +221,7 @@ impl JwtKeys {
 
 /// Not expired, with 30 s of leeway for clocks that differ.
 fn fresh(c: &Claims, now: i64) -> bool {
-    c.exp.is_none_or(|exp| exp + 30 >= now)
+    c.exp.is_none_or(|exp| exp.saturating_add(30) >= now)
 }
 
 #[cfg(test)]

@@ -82,8 +82,12 @@ fn now_ts() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// A plausible address of at most 255 characters (GoTrue's `auth.users.email` is varchar(255)).
 fn is_email(s: &str) -> bool {
     let s = s.trim();
+    if s.chars().count() > 255 {
+        return false;
+    }
     match s.split_once('@') {
         Some((local, domain)) => {
             !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !s.contains(' ')
@@ -118,7 +122,8 @@ pub fn parse_duration(s: &str) -> Option<chrono::Duration> {
         num.clear();
         seen = true;
     }
-    (seen && num.is_empty()).then(|| chrono::Duration::milliseconds((total * 1000.0) as i64))
+    // Past a million years a duration is no duration (and would overflow a timestamp).
+    (seen && num.is_empty() && total.is_finite() && total < 3.2e13).then(|| chrono::Duration::milliseconds((total * 1000.0) as i64))
 }
 
 impl AuthService {
@@ -471,7 +476,13 @@ impl AuthService {
             .verify(token)
             .map_err(|e| AuthError::new(403, "bad_jwt", format!("invalid JWT: unable to parse or verify signature, {e}")))?;
         let user_id = claims.sub.clone().ok_or_else(|| AuthError::new(403, "bad_jwt", "invalid claim: missing sub claim"))?;
+        if uuid::Uuid::parse_str(&user_id).is_err() {
+            return Err(AuthError::new(403, "bad_jwt", "invalid claim: sub claim must be a UUID"));
+        }
         let session_id = claims.extra.get("session_id").and_then(Value::as_str).map(str::to_string);
+        if session_id.as_deref().is_some_and(|s| uuid::Uuid::parse_str(s).is_err()) {
+            return Err(AuthError::new(403, "bad_jwt", "invalid claim: session_id claim must be a UUID"));
+        }
         if let Some(sid) = &session_id {
             if self.one(q::session(sid)).await?.is_none() {
                 return Err(AuthError::new(403, "session_not_found", "Session from session_id claim in JWT does not exist"));
@@ -899,7 +910,8 @@ impl AuthService {
     // ---- admin ----
 
     pub async fn admin_list(&self, page: i64, per_page: i64) -> AuthResult<(Vec<Value>, i64)> {
-        let out = self.store.batch(vec![q::count_users(), q::list_users(per_page, (page - 1) * per_page)]).await?;
+        let offset = page.saturating_sub(1).saturating_mul(per_page);
+        let out = self.store.batch(vec![q::count_users(), q::list_users(per_page, offset)]).await?;
         let total = out.first().and_then(|r| r.first()).and_then(|r| r.int("n")).unwrap_or(0);
         let mut users = Vec::new();
         for row in out.get(1).cloned().unwrap_or_default() {
@@ -944,6 +956,8 @@ impl AuthService {
             Some(i) => uuid::Uuid::parse_str(i).map_err(|_| AuthError::validation("id must be a UUID"))?.to_string(),
             None => uuid::Uuid::new_v4().to_string(),
         };
+        // A bad ban_duration is refused before the user exists.
+        let ban = body.get("ban_duration").and_then(Value::as_str).map(|d| self.ban_stmt(&id, d)).transpose()?;
         let mut app = Self::app_metadata("email");
         if let Some(extra) = body.get("app_metadata").and_then(Value::as_object) {
             for (k, v) in extra {
@@ -963,8 +977,8 @@ impl AuthService {
                 ip,
             })
             .await?;
-        if let Some(d) = body.get("ban_duration").and_then(Value::as_str) {
-            self.store.batch(vec![self.ban_stmt(&id, d)?]).await?;
+        if let Some(stmt) = ban {
+            self.store.batch(vec![stmt]).await?;
             return self.admin_get(&id).await;
         }
         self.user_json(&user).await
@@ -975,7 +989,12 @@ impl AuthService {
             return Ok(q::set_user_field(id, "banned_until", Value::Null));
         }
         let d = parse_duration(duration).ok_or_else(|| AuthError::validation(format!("invalid format for ban duration: {duration}")))?;
-        Ok(q::set_user_field(id, "banned_until", json!(basalt_query::value::format_timestamptz(&(chrono::Utc::now() + d)))))
+        // Within four-digit years, which both backends store and print alike.
+        let until = chrono::Utc::now()
+            .checked_add_signed(d)
+            .filter(|t| chrono::Datelike::year(t) <= 9999)
+            .ok_or_else(|| AuthError::validation(format!("ban duration is too long: {duration}")))?;
+        Ok(q::set_user_field(id, "banned_until", json!(basalt_query::value::format_timestamptz(&until))))
     }
 
     pub async fn admin_update(&self, id: &str, body: &Value, ip: &str) -> AuthResult<Value> {

@@ -91,6 +91,10 @@ fn body_json(b: &Bytes) -> AuthResult<Value> {
         return Ok(json!({}));
     }
     let v: Value = serde_json::from_slice(b).map_err(|_| AuthError::new(400, "bad_json", "Could not parse request body as JSON"))?;
+    // PostgreSQL refuses NUL in text; SQLite would keep it: refused here for both.
+    if basalt_query::value::has_nul(&v) {
+        return Err(AuthError::validation("Request body must not contain \\u0000"));
+    }
     if v.is_object() {
         Ok(v)
     } else {

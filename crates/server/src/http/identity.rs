@@ -39,7 +39,7 @@ impl IdentityCache {
     fn get(&self, token: &str) -> Option<Arc<Identity>> {
         let now = chrono::Utc::now().timestamp();
         let hit = self.0.read().ok()?.get(token).cloned()?;
-        hit.claims.exp.is_none_or(|exp| exp + 30 >= now).then_some(hit)
+        hit.claims.exp.is_none_or(|exp| exp.saturating_add(30) >= now).then_some(hit)
     }
 
     fn put(&self, token: &str, ident: Arc<Identity>) {
@@ -60,9 +60,7 @@ impl Identity {
             r if Some(r) == app.config.rest.anon_role.as_deref() => Role::Anon,
             "authenticated" => Role::Authenticated,
             // Only PostgreSQL has roles beyond Supabase's three (it checks they exist).
-            other if !app.store.native_rls() => {
-                return Err(RestError::new(401, "PGRST303", format!("role \"{other}\" does not exist")).into());
-            }
+            other if !app.store.native_rls() => return Err(unknown_role(other)),
             _ => Role::Authenticated,
         };
         claims.role = db_role.clone();
@@ -84,10 +82,19 @@ impl Identity {
 /// (PostgREST's layout) a request without a token is anonymous.
 pub async fn identify(app: &AppState, headers: &HeaderMap, query: &str) -> ApiResult<Arc<Identity>> {
     let ident = identify_token(app, headers, query)?;
-    if !matches!(ident.db_role.as_str(), "anon" | "authenticated" | "service_role") && !app.store.role_allowed(&ident.db_role).await? {
-        return Err(RestError::new(401, "PGRST303", format!("role \"{}\" does not exist", ident.db_role)).into());
+    let known = matches!(ident.db_role.as_str(), "anon" | "authenticated" | "service_role");
+    // PostgreSQL names are at most 63 bytes: a longer role cannot exist.
+    if !known && (ident.db_role.len() > 63 || !app.store.role_allowed(&ident.db_role).await?) {
+        return Err(unknown_role(&ident.db_role));
     }
     Ok(ident)
+}
+
+/// 401 for a role the database does not have. The role is the caller's text: it is echoed (in
+/// the body and `WWW-Authenticate`) no longer than a PostgreSQL name.
+fn unknown_role(role: &str) -> ApiError {
+    let shown: String = role.chars().take(63).collect();
+    RestError::new(401, "PGRST303", format!("role \"{shown}\" does not exist")).into()
 }
 
 fn identify_token(app: &AppState, headers: &HeaderMap, query: &str) -> ApiResult<Arc<Identity>> {
@@ -112,7 +119,11 @@ fn identify_token(app: &AppState, headers: &HeaderMap, query: &str) -> ApiResult
         }
         None => false,
     };
-    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+    // A header that is not visible ASCII cannot hold a token: refused, not read as no header.
+    let authorization = match headers.get("authorization") {
+        Some(v) => Some(v.to_str().map_err(|_| RestError::new(401, "PGRST301", "Invalid JWT: the Authorization header is not ASCII"))?),
+        None => None,
+    };
     let bearer = authorization.map(str::trim).and_then(|v| {
         if v.eq_ignore_ascii_case("bearer") {
             Some("")
@@ -137,10 +148,10 @@ fn identify_token(app: &AppState, headers: &HeaderMap, query: &str) -> ApiResult
                 return Ok(hit);
             }
             let claims = app.jwt.claims(token).map_err(|e| match e {
-                JwtError::Expired => RestError::new(401, "PGRST303", "JWT expired"),
-                JwtError::Audience => RestError::new(401, "PGRST303", "JWT not in audience"),
-                JwtError::UnknownRole(r) => RestError::new(401, "PGRST303", format!("role \"{r}\" does not exist")),
-                JwtError::Invalid(m) => RestError::new(401, "PGRST301", m),
+                JwtError::Expired => RestError::new(401, "PGRST303", "JWT expired").into(),
+                JwtError::Audience => RestError::new(401, "PGRST303", "JWT not in audience").into(),
+                JwtError::UnknownRole(r) => unknown_role(&r),
+                JwtError::Invalid(m) => ApiError::from(RestError::new(401, "PGRST301", m)),
             })?;
             let value = serde_json::to_value(&claims).map_err(ApiError::internal)?;
             // The role at the claim key; else the standard `role` claim (Basalt's own sessions and

@@ -324,6 +324,44 @@ async fn token_refusals(b: Backend) {
     assert_eq!(s, 401);
     let (s, e) = send(app.as_user(Method::GET, "/auth/v1/user", Some(&forged))).await;
     assert_eq!((s, e["code"].as_str()), (403, Some("bad_jwt")));
+    // Found by probing: each of these panicked (overflow) or gave 500 on one backend.
+    let forever = sign(&json!({"role": "service_role", "exp": i64::MAX}), SECRET);
+    let (s, _) = send(app.as_user(Method::GET, "/rest/v1/todos", Some(&forever))).await;
+    assert_eq!(s, 200, "an exp at the end of time is not an overflow");
+    let not_yet = sign(&json!({"role": "service_role", "nbf": 4_000_000_000u64, "exp": 4_000_000_001u64}), SECRET);
+    let (s, e) = send(app.as_user(Method::GET, "/rest/v1/todos", Some(&not_yet))).await;
+    assert_eq!((s, e["code"].as_str()), (401, Some("PGRST301")), "{e}");
+    for sub in ["not-a-uuid", "\u{0}"] {
+        let odd = sign(&json!({"role": "authenticated", "sub": sub, "exp": 4_000_000_000u64}), SECRET);
+        let (s, e) = send(app.as_user(Method::GET, "/auth/v1/user", Some(&odd))).await;
+        assert_eq!((s, e["error_code"].as_str()), (403, Some("bad_jwt")), "{e}");
+    }
+    let res = app.client.get(format!("{}/rest/v1/todos", app.url)).header("apikey", &app.anon);
+    let res = res.header("authorization", reqwest::header::HeaderValue::from_bytes(b"Bearer \xc3\xa9.x.y").expect("header"));
+    let (s, e) = send(res).await;
+    assert_eq!((s, e["code"].as_str()), (401, Some("PGRST301")), "a token that is not ASCII is refused, not ignored: {e}");
+    let long_role = sign(&json!({"role": "r".repeat(10_000), "exp": 4_000_000_000u64}), SECRET);
+    let res = app.as_user(Method::GET, "/rest/v1/todos", Some(&long_role)).send().await.expect("send");
+    assert_eq!(res.status(), 401);
+    let echoed = res.headers().get("www-authenticate").map(|h| h.len()).unwrap_or(0);
+    assert!(echoed < 400, "the role is not echoed at length: {echoed} bytes");
+    let (s, _) = send(app.req(Method::GET, "/auth/v1/admin/users?page=9223372036854775807&per_page=2")).await;
+    assert_eq!(s, 200);
+    let (s, e) =
+        post(&app, "/auth/v1/signup", None, json!({"email": format!("{}@example.com", "a".repeat(250)), "password": "password-123"})).await;
+    assert_eq!((s, e["error_code"].as_str()), (400, Some("email_address_invalid")), "{e}");
+    let (s, e) =
+        post(&app, "/auth/v1/signup", None, json!({"email": "nul@example.com", "password": "password-123", "data": {"a": "x\u{0}y"}}))
+            .await;
+    assert_eq!((s, e["error_code"].as_str()), (400, Some("validation_failed")), "{e}");
+    for duration in ["99999999999h", "9223372036854775807s", "87600000h"] {
+        let body = json!({"email": "banned@example.com", "password": "password-123", "ban_duration": duration});
+        let (s, e) = send(app.req(Method::POST, "/auth/v1/admin/users").json(&body)).await;
+        assert_eq!((s, e["error_code"].as_str()), (400, Some("validation_failed")), "{duration}: {e}");
+    }
+    let body = json!({"email": "banned@example.com", "password": "password-123", "ban_duration": "1h"});
+    let (s, e) = send(app.req(Method::POST, "/auth/v1/admin/users").json(&body)).await;
+    assert_eq!(s, 200, "no user was left behind by the refused ban: {e}");
 }
 
 /// The mails in the outbox to `to`, oldest first.

@@ -238,6 +238,11 @@ fn start(dir: &std::path::Path, database_url: Option<&str>, env: &[(&str, &str)]
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+    // The server's log is read and dropped: a pipe nobody reads fills up, and a server whose
+    // log write blocks stops answering.
+    if let Some(mut stderr) = child.stderr.take() {
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    }
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

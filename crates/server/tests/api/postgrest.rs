@@ -307,7 +307,7 @@ async fn postgrest_fixture_database() {
 
     // Errors the database raises keep their code, message and hint, with PostgREST's status,
     // but for those about the server itself.
-    for (code, status) in [("40001", 500), ("55P03", 500), ("P0002", 500), ("54001", 500), ("57P01", 503), ("22023", 400)] {
+    for (code, status) in [("40001", 500), ("55P03", 500), ("P0002", 500), ("54001", 413), ("57P01", 503), ("22023", 400)] {
         let (s, e) = send(c.post(url("/rpc/fail")).json(&json!({"code": code}))).await;
         let expected = format!("failed with {code}");
         assert_eq!(

@@ -209,6 +209,31 @@ async fn read_errors(b: Backend) {
     assert_eq!(s, 200, "thirty levels of logic are served: {rows}");
     let (s, _) = app.get("/health").await;
     assert_eq!(s, 200, "the server is still up");
+    // Found by probing: a panic (overflow), 500s, and answers that differed between backends.
+    let (s, _) = app.post("/rest/v1/todos", json!({"title": "not json"}), "").await;
+    assert_eq!(s, 201);
+    let res = app.req(Method::GET, "/rest/v1/todos?select=title").header("range", "0-9223372036854775807").send().await.expect("send");
+    assert_eq!(res.status(), 200);
+    for (path, status, code) in [
+        ("/rest/v1/todos?select=title::jsonb", 400, "22P02"),
+        ("/rest/v1/todos?title=eq.%00", 400, "22021"),
+        ("/rest/v1/todos?or=(title.eq.%00)", 400, "22021"),
+        ("/rest/v1/todos?title=like.abc%5C", 400, "22025"),
+        ("/rest/v1/todos?title=ilike(any).{a*,b%5C}", 400, "22025"),
+        ("/rest/v1/todos?due=gt.0000-01-01", 400, "22008"),
+        ("/rest/v1/todos?created_at=gt.-0001-01-01", 400, "22007"),
+    ] {
+        let (s, e) = app.get(path).await;
+        assert_eq!((s, e["code"].as_str()), (status, Some(code)), "{path}: {e}");
+    }
+    let (_, rows) = app.get("/rest/v1/todos?title=like.%5C%5C").await;
+    assert_eq!(rows, json!([]), "an escaped backslash is a pattern");
+    let wide = (0..5000).map(|i| format!("a{i}:title")).collect::<Vec<_>>().join(",");
+    let (s, e) = app.get(&format!("/rest/v1/todos?select={wide}")).await;
+    assert!(s == 413 && e["code"].as_str().is_some_and(|c| c.starts_with("54")), "a statement past the database's limits: {s} {e}");
+    let long_order = vec!["rank"; 5000].join(",");
+    let (s, e) = app.get(&format!("/rest/v1/todos?select=title&order={long_order}")).await;
+    assert!(s == 200 || s == 413, "{s} {e}");
 }
 
 /// A table that references itself embeds both ways, told apart by the hint.
