@@ -20,7 +20,13 @@ pub enum DdlDialect {
 /// Renders the plan as SQL statements, to run in one transaction.
 pub fn render(plan: &MigrationPlan, desired: &Catalog, db: &DbState, dialect: DdlDialect) -> Vec<String> {
     match dialect {
-        DdlDialect::Postgres => plan.steps.iter().flat_map(|s| pg_step(s, desired)).collect(),
+        DdlDialect::Postgres => {
+            // Policies come last: one may read a table (`exists (select ... from members ...)`)
+            // that a foreign key makes the migration create after the policy's own table.
+            let (policies, rest): (Vec<String>, Vec<String>) =
+                plan.steps.iter().flat_map(|s| pg_step(s, desired)).partition(|s| s.starts_with("CREATE POLICY "));
+            rest.into_iter().chain(policies).collect()
+        }
         DdlDialect::Sqlite => sqlite_plan(plan, desired, db),
     }
 }

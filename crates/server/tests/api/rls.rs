@@ -478,3 +478,41 @@ async fn policy_subqueries_see_what_the_caller_sees(b: Backend) {
 }
 
 crate::both_backends!(policy_subqueries_see_what_the_caller_sees);
+
+const TEAMS: &str = r#"
+[tables.projects]
+columns.id   = { type = "bigint", primary_key = true }
+columns.name = { type = "text" }
+
+[[tables.projects.policies]]
+name = "team members read their projects"
+command = "select"
+roles = ["authenticated"]
+using = "exists (select 1 from team where team.project_id = projects.id and team.user_id = auth.uid())"
+
+[tables.team]
+columns.project_id = { type = "bigint", primary_key = true, references = "projects.id" }
+columns.user_id    = { type = "uuid", primary_key = true }
+
+[[tables.team.policies]]
+name = "members see their own rows"
+command = "select"
+roles = ["authenticated"]
+using = "user_id = auth.uid()"
+"#;
+
+/// A policy may read a table that its own table's foreign keys make the migration create later
+/// (`projects` first, then `team`, which references it): PostgreSQL got `relation "team" does
+/// not exist` at start-up, so the membership pattern failed there while SQLite served it.
+async fn policies_may_read_tables_created_after_them(b: Backend) {
+    let Some(app) = TestApp::spawn_with(b, TEAMS, &[("BASALT_AUTH_AUTOCONFIRM", "true")]).await else { return };
+    let (token, _, uid) = app.signup("team@example.com", json!({})).await;
+    let (s, e) = app.post("/rest/v1/projects", json!([{"id": 1, "name": "mine"}, {"id": 2, "name": "theirs"}]), "").await;
+    assert_eq!(s, 201, "{e}");
+    let (s, e) = app.post("/rest/v1/team", json!({"project_id": 1, "user_id": uid}), "").await;
+    assert_eq!(s, 201, "{e}");
+    let (s, rows) = send(app.as_user(Method::GET, "/rest/v1/projects?select=name", Some(&token))).await;
+    assert_eq!((s, rows), (200, json!([{"name": "mine"}])));
+}
+
+crate::both_backends!(policies_may_read_tables_created_after_them);
