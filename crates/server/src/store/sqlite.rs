@@ -529,45 +529,38 @@ fn introspect(conn: &Connection) -> rusqlite::Result<DbState> {
     Ok(state)
 }
 
-/// PostgreSQL's "statement is too complex" (class 54) for a statement past SQLite's limits.
-fn limit_error(message: &str) -> ApiError {
-    RestError::new(crate::error::status_for_sqlstate("54001", false), "54001", "statement is too complex").details(message).into()
-}
-
-/// SQLite's messages for a statement beyond its compile-time limits.
-fn is_limit_message(m: &str) -> bool {
-    ["Expression tree is too large", "too many arguments on function", "too many terms in", "too many columns", "too many SQL variables"]
-        .iter()
-        .any(|p| m.starts_with(p))
+/// PostgreSQL's error for what SQLite says only in words: a bad regular expression (2201B); a
+/// statement past one of SQLite's compile-time limits (class 54, "statement is too complex");
+/// `::jsonb` of text that is not JSON (22P02); a full-text query or configuration (42601, 42704).
+fn error_of_message(m: &str) -> Option<ApiError> {
+    const LIMITS: [&str; 5] = [
+        "Expression tree is too large",
+        "too many arguments on function",
+        "too many terms in",
+        "too many columns",
+        "too many SQL variables",
+    ];
+    if m.contains("invalid regular expression") {
+        Some(RestError::new(400, "2201B", m).into())
+    } else if LIMITS.iter().any(|p| m.starts_with(p)) {
+        let status = crate::error::status_for_sqlstate("54001", false);
+        Some(RestError::new(status, "54001", "statement is too complex").details(m).into())
+    } else if m == "malformed JSON" {
+        Some(RestError::new(400, "22P02", "invalid input syntax for type json").into())
+    } else {
+        basalt_textsearch::Error::sqlstate_of_message(m).map(|sqlstate| RestError::new(400, sqlstate, m).into())
+    }
 }
 
 /// Turns SQLite's constraint messages into PostgreSQL's codes and wording.
 pub fn map_sqlite_error(catalog: &Catalog, e: rusqlite::Error) -> ApiError {
-    // A statement SQLite refused to compile: past one of its limits, or `::jsonb` of text that
-    // is not JSON found while folding constants.
-    if let rusqlite::Error::SqlInputError { msg, .. } = &e {
-        if is_limit_message(msg) {
-            return limit_error(msg);
-        }
-        if msg == "malformed JSON" {
-            return RestError::new(400, "22P02", "invalid input syntax for type json").into();
+    // Errors SQLite reports only as text: while compiling a statement, or from our functions.
+    if let rusqlite::Error::SqlInputError { msg: m, .. } | rusqlite::Error::SqliteFailure(_, Some(m)) = &e {
+        if let Some(err) = error_of_message(m) {
+            return err;
         }
     }
     let (code, msg) = match &e {
-        rusqlite::Error::SqliteFailure(_, Some(m)) if m.contains("invalid regular expression") => {
-            return RestError::new(400, "2201B", m.clone()).into();
-        }
-        // A request past one of SQLite's limits (PostgreSQL's class 54, "program limit exceeded").
-        rusqlite::Error::SqliteFailure(_, Some(m)) if is_limit_message(m) => return limit_error(m),
-        // `::jsonb` of text that is not JSON (PostgreSQL: 22P02).
-        rusqlite::Error::SqliteFailure(_, Some(m)) if m == "malformed JSON" => {
-            return RestError::new(400, "22P02", "invalid input syntax for type json").into();
-        }
-        // SQLite hands a function's error back as its message alone.
-        rusqlite::Error::SqliteFailure(_, Some(m)) if basalt_textsearch::Error::sqlstate_of_message(m).is_some() => {
-            let sqlstate = basalt_textsearch::Error::sqlstate_of_message(m).unwrap_or("42601");
-            return RestError::new(400, sqlstate, m.clone()).into();
-        }
         rusqlite::Error::SqliteFailure(f, Some(m)) => (f.extended_code, m.clone()),
         rusqlite::Error::SqliteFailure(f, None) => (f.extended_code, String::new()),
         rusqlite::Error::UserFunctionError(u) => {
