@@ -216,6 +216,7 @@ async fn read_errors(b: Backend) {
     assert_eq!(res.status(), 200);
     for (path, status, code) in [
         ("/rest/v1/todos?select=title::jsonb", 400, "22P02"),
+        ("/rest/v1/todos?title=match.((", 400, "2201B"),
         ("/rest/v1/todos?title=eq.%00", 400, "22021"),
         ("/rest/v1/todos?or=(title.eq.%00)", 400, "22021"),
         ("/rest/v1/todos?title=like.abc%5C", 400, "22025"),
