@@ -262,21 +262,14 @@ fn apply_modifiers(catalog: &Catalog, root: &mut ReadPlan, req: &ApiRequest) -> 
 
 /// A logic tree whose leaves may also test an embed's existence: `or=(rel.not.is.null,...)`.
 fn logic_with_embeds(table: &Table, node: &ReadPlan, l: &crate::request::Logic) -> Result<Cond> {
-    use crate::request::Logic;
-    Ok(match l {
-        Logic::Filter(f) if f.field.path.is_empty() => match embed_existence(node, &f.field.column, &f.op, f.negate)? {
-            Some(c) => c,
-            None => resolve::filter(table, &node.alias, f)?,
-        },
-        Logic::Filter(f) => resolve::filter(table, &node.alias, f)?,
-        Logic::And { negate, items } | Logic::Or { negate, items } => {
-            let conds = items.iter().map(|i| logic_with_embeds(table, node, i)).collect::<Result<Vec<_>>>()?;
-            let c = if matches!(l, Logic::And { .. }) { Cond::And(conds) } else { Cond::Or(conds) };
-            if *negate {
-                Cond::Not(Box::new(c))
-            } else {
-                c
-            }
+    resolve::logic_with(l, &|f| {
+        let embed = match f.field.path.is_empty() {
+            true => embed_existence(node, &f.field.column, &f.op, f.negate)?,
+            false => None,
+        };
+        match embed {
+            Some(c) => Ok(c),
+            None => resolve::filter(table, &node.alias, f),
         }
     })
 }

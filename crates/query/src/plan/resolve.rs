@@ -129,10 +129,15 @@ fn json_of(p: Param) -> serde_json::Value {
 }
 
 pub fn logic(table: &Table, alias: &str, l: &Logic) -> Result<Cond> {
+    logic_with(l, &|f| filter(table, alias, f))
+}
+
+/// A logic tree whose leaves `leaf` resolves (the read planner's also test embeds).
+pub fn logic_with(l: &Logic, leaf: &dyn Fn(&Filter) -> Result<Cond>) -> Result<Cond> {
     Ok(match l {
-        Logic::Filter(f) => filter(table, alias, f)?,
+        Logic::Filter(f) => leaf(f)?,
         Logic::And { negate, items } | Logic::Or { negate, items } => {
-            let conds = items.iter().map(|i| logic(table, alias, i)).collect::<Result<Vec<_>>>()?;
+            let conds = items.iter().map(|i| logic_with(i, leaf)).collect::<Result<Vec<_>>>()?;
             let c = if matches!(l, Logic::And { .. }) { Cond::And(conds) } else { Cond::Or(conds) };
             if *negate {
                 Cond::Not(Box::new(c))
