@@ -91,22 +91,34 @@ impl<'a> Cursor<'a> {
 /// parsers, the planner and the renderers recurse once per level, so a request's nesting is
 /// bounded before any of them runs: a few hundred levels would exhaust a worker's stack.
 pub fn paren_depth(s: &str) -> usize {
-    let (mut depth, mut max, mut quoted, mut escaped) = (0usize, 0usize, false, false);
-    for ch in s.chars() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
+    let (mut depth, mut max) = (0usize, 0usize);
+    for (_, ch) in unquoted(s) {
         match ch {
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '(' if !quoted => {
+            '(' => {
                 depth += 1;
                 max = max.max(depth);
             }
-            ')' if !quoted => depth = depth.saturating_sub(1),
+            ')' => depth = depth.saturating_sub(1),
             _ => {}
         }
     }
     max
+}
+
+/// The characters of `s` (with their byte offsets) outside double-quoted parts, where `\\`
+/// escapes the next character; the quotes themselves are left out.
+pub fn unquoted(s: &str) -> impl Iterator<Item = (usize, char)> + '_ {
+    let (mut quoted, mut escaped) = (false, false);
+    s.char_indices().filter(move |&(_, ch)| {
+        if escaped {
+            escaped = false;
+            return false;
+        }
+        match ch {
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            _ => return !quoted,
+        }
+        false
+    })
 }

@@ -1,6 +1,6 @@
 //! Horizontal filters (`col=op.value`), logic trees (`or=(...)`) and `order=`.
 
-use super::cursor::{paren_depth, Cursor};
+use super::cursor::{paren_depth, unquoted, Cursor};
 use super::select::json_path;
 use crate::error::{Error, Result};
 use crate::request::{CompareOp, Field, Filter, IsValue, Logic, Operation, OrderTerm, Quantifier};
@@ -121,19 +121,13 @@ pub fn parse_list(s: &str, open: char, close: char) -> Result<Vec<String>, Strin
 
 /// Splits at commas that are outside parentheses and double quotes.
 fn split_top(s: &str) -> Vec<&str> {
-    let (mut depth, mut quoted, mut escaped, mut start) = (0i32, false, false, 0);
+    let (mut depth, mut start) = (0i32, 0);
     let mut out = Vec::new();
-    for (i, ch) in s.char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
+    for (i, ch) in unquoted(s) {
         match ch {
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '(' if !quoted => depth += 1,
-            ')' if !quoted => depth -= 1,
-            ',' if !quoted && depth == 0 => {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
                 out.push(&s[start..i]);
                 start = i + 1;
             }
