@@ -26,10 +26,14 @@ pub struct ApiRequest {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    Read { head: bool },
+    Read {
+        head: bool,
+    },
     Insert,
     Update,
     Delete,
+    /// `PUT`: one row, named by every primary key column with `eq`, inserted or replaced.
+    Put,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -73,6 +73,11 @@ pub fn from_text(ty: ColumnType, raw: &str) -> Result<Param> {
     })
 }
 
+/// A filter value as the JSON value a payload would carry for the column, to compare the two.
+pub fn text_as_json(ty: ColumnType, raw: &str) -> Result<Value> {
+    from_text(ty, raw).map(param_to_json)
+}
+
 /// PostgreSQL's errors for dates: 22008 when the fields are out of range, 22007 otherwise.
 fn datetime_error(ty: ColumnType, raw: &str) -> Error {
     let t = raw.trim();

@@ -29,6 +29,7 @@ pub fn parse_request(method: &str, table: &str, query: &str, headers: Headers, b
         "POST" => Action::Insert,
         "PATCH" => Action::Update,
         "DELETE" => Action::Delete,
+        "PUT" => Action::Put,
         other => return Err(Error::new(405, "PGRST117", format!("Unsupported HTTP method: {other}"))),
     };
     let mut req = ApiRequest {
@@ -53,7 +54,7 @@ pub fn parse_request(method: &str, table: &str, query: &str, headers: Headers, b
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         apply_param(&mut req, &key, &value)?;
     }
-    if matches!(action, Action::Insert | Action::Update) {
+    if matches!(action, Action::Insert | Action::Update | Action::Put) {
         req.body = Some(parse_body(body, action)?);
     }
     Ok(req)
@@ -69,6 +70,11 @@ fn parse_body(body: &[u8], action: Action) -> Result<serde_json::Value> {
         (serde_json::Value::Object(_), _) => Ok(value),
         (serde_json::Value::Array(items), Action::Insert) if items.iter().all(|i| i.is_object()) => Ok(value),
         (serde_json::Value::Array(_), Action::Insert) => Err(Error::bad_body("All object keys must match")),
+        // PostgREST takes the first object of an array for PUT.
+        (serde_json::Value::Array(items), Action::Put) => match items.first() {
+            Some(first @ serde_json::Value::Object(_)) => Ok(first.clone()),
+            _ => Err(Error::bad_body("Empty or invalid json").details("PUT needs one JSON object")),
+        },
         _ => Err(Error::bad_body("Empty or invalid json").details("expected a JSON object")),
     }
 }

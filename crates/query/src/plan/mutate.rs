@@ -7,18 +7,31 @@ use serde_json::{Map, Value};
 use super::read::{build_node, lookup};
 use super::{resolve, Access, MutateKind, MutatePlan, OnConflict, Source};
 use crate::error::{Error, Result};
-use crate::request::{Action, ApiRequest, Resolution, ReturnPref};
-use crate::value::{from_json, Param};
+use crate::request::{Action, ApiRequest, CompareOp, Field, Operation, Resolution, ReturnPref, SelectItem};
+use crate::value::{from_json, text_as_json, Param};
 
 /// Plans a POST (insert/upsert), PATCH or DELETE.
 pub fn plan_mutate<'c>(catalog: &'c Catalog, req: &ApiRequest, access: Access) -> Result<MutatePlan<'c>> {
     let table = lookup(catalog, &req.table)?;
     let mut counter = 0;
-    let wants_body = req.prefer.return_ == Some(ReturnPref::Representation);
-    let returning = if wants_body { Some(build_node(catalog, table, &req.select, Source::Mutated, &mut counter, access)?) } else { None };
+    // `return=headers-only` on an insert returns the first row's primary key, for `Location`.
+    let location = req.prefer.return_ == Some(ReturnPref::HeadersOnly) && req.action == Action::Insert && !table.primary_key.is_empty();
+    let wants_body = req.prefer.return_ == Some(ReturnPref::Representation) || location;
+    let returning = if location {
+        let key: Vec<SelectItem> = table
+            .primary_key
+            .iter()
+            .map(|k| SelectItem::Field { alias: None, field: Field { column: k.clone(), path: Vec::new() }, cast: None })
+            .collect();
+        Some(build_node(catalog, table, &key, Source::Mutated, &mut counter, access)?)
+    } else if wants_body {
+        Some(build_node(catalog, table, &req.select, Source::Mutated, &mut counter, access)?)
+    } else {
+        None
+    };
     let alias = format!("_t{counter}");
     let command = match req.action {
-        Action::Insert => "insert",
+        Action::Insert | Action::Put => "insert",
         Action::Update => "update",
         _ => "delete",
     };
@@ -85,10 +98,11 @@ pub fn plan_mutate<'c>(catalog: &'c Catalog, req: &ApiRequest, access: Access) -
             }
         }
         Action::Delete => MutateKind::Delete { conds: conds(&alias)?, alias, range: range()? },
+        Action::Put => put(table, req, body.ok_or_else(|| Error::bad_body("Empty or invalid json"))?)?,
         Action::Read { .. } => return Err(Error::new(405, "PGRST117", "Unsupported HTTP method")),
     };
     let check = match req.action {
-        Action::Insert | Action::Update => access.check(catalog, table, "_chk", command).map(|c| {
+        Action::Insert | Action::Update | Action::Put => access.check(catalog, table, "_chk", command).map(|c| {
             // Returning the rows needs them to be visible, as RETURNING does in PostgreSQL.
             // An all-commands policy is both: it is checked once.
             let visible = if wants_body { access.using(catalog, table, "_chk", "select") } else { None };
@@ -109,7 +123,7 @@ pub fn plan_mutate<'c>(catalog: &'c Catalog, req: &ApiRequest, access: Access) -
         super::Cond::And(v) => v.iter().any(|x| matches!(x, super::Cond::Expr(super::PExpr::Const(false)))),
         _ => false,
     };
-    if req.action == Action::Insert && check.as_ref().is_some_and(|(_, c)| no_policy(c)) {
+    if matches!(req.action, Action::Insert | Action::Put) && check.as_ref().is_some_and(|(_, c)| no_policy(c)) {
         return Err(Error::new(403, "42501", format!("new row violates row-level security policy for table \"{}\"", table.name)));
     }
     let merges = matches!(&kind, MutateKind::Insert { on_conflict: Some(oc), .. } if !oc.update.is_empty());
@@ -209,6 +223,58 @@ fn insert<'c>(table: &'c Table, req: &ApiRequest, body: &Value) -> Result<Mutate
         }
     };
     Ok(MutateKind::Insert { columns, rows, on_conflict, missing_default: req.prefer.missing_default })
+}
+
+/// A `PUT` is an upsert of one row on the primary key, which the URL names: filters on every
+/// key column with `eq` and nothing else, and the same key in the payload, as PostgREST.
+fn put<'c>(table: &'c Table, req: &ApiRequest, body: &Value) -> Result<MutateKind<'c>> {
+    if req.ranges.iter().any(|(path, r)| path.is_empty() && (r.limit.is_some() || r.offset.is_some())) {
+        return Err(Error::new(400, "PGRST114", "limit/offset querystring parameters are not allowed for PUT"));
+    }
+    let not_key = || Error::new(405, "PGRST105", "Filters must include all and only primary key columns with 'eq' operators");
+    let key = &table.primary_key;
+    if key.is_empty() || req.filters.len() != key.len() || req.logic.iter().any(|(path, _)| path.is_empty()) {
+        return Err(not_key());
+    }
+    let obj = body.as_object().ok_or_else(|| Error::bad_body("Empty or invalid json"))?;
+    let mut named: Vec<&str> = Vec::new();
+    for (path, f) in &req.filters {
+        let value = match &f.op {
+            Operation::Compare { op: CompareOp::Eq, quant: None, value } if !f.negate && path.is_empty() && f.field.path.is_empty() => {
+                value
+            }
+            _ => return Err(not_key()),
+        };
+        let column = f.field.column.as_str();
+        if !key.iter().any(|k| k == column) || named.contains(&column) {
+            return Err(not_key());
+        }
+        named.push(column);
+        let col = table.column(column).ok_or_else(not_key)?;
+        let in_url = text_as_json(col.ty, value)?;
+        let in_payload = obj.get(column).map(|v| from_json(col.ty, v)).transpose()?;
+        let same = match (&in_payload, &in_url) {
+            (Some(Value::Number(a)), Value::Number(b)) => a.as_f64() == b.as_f64(),
+            (Some(a), b) => a == b && !b.is_null(),
+            (None, _) => false,
+        };
+        if !same {
+            return Err(Error::new(400, "PGRST115", "Payload values do not match URL in primary key column(s)"));
+        }
+    }
+    let columns = obj
+        .keys()
+        .map(|n| table.column(n).ok_or_else(|| Error::unknown_payload_column(&table.name, n)))
+        .collect::<Result<Vec<&Column>>>()?;
+    let row = payload_values(obj, &columns)?;
+    let touch = table.maintains_updated_at && !obj.contains_key("updated_at");
+    let update = columns.iter().map(|c| c.name.clone()).collect();
+    Ok(MutateKind::Insert {
+        columns,
+        rows: vec![row],
+        on_conflict: Some(OnConflict { columns: key.clone(), update, touch_updated_at: touch }),
+        missing_default: false,
+    })
 }
 
 /// An upsert that would update one row twice fails, as PostgreSQL's `ON CONFLICT DO UPDATE`

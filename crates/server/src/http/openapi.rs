@@ -56,6 +56,14 @@ pub fn build(catalog: &Catalog, host: &str, base_path: &str) -> Value {
             get_params.push(json!({"name": p, "in": "query", "required": false, "type": "string"}));
         }
         let body = json!({"name": "body", "in": "body", "required": true, "schema": reference});
+        // PUT names the row by its primary key, so it is offered only on tables that have one.
+        let put = (!t.primary_key.is_empty()).then(|| {
+            let key: Vec<_> = filters.iter().filter(|f| t.primary_key.iter().any(|k| f["name"] == k.as_str())).cloned().map(|mut f| {
+                f["required"] = json!(true);
+                f
+            }).collect();
+            json!({"tags": [t.name], "parameters": key.into_iter().chain([body.clone()]).collect::<Vec<_>>(), "responses": {"200": {"description": "OK"}, "201": {"description": "Created"}, "204": {"description": "No Content"}}})
+        });
         paths.insert(
             format!("/{}", t.name),
             json!({
@@ -65,6 +73,9 @@ pub fn build(catalog: &Catalog, host: &str, base_path: &str) -> Value {
                 "delete": {"tags": [t.name], "parameters": filters, "responses": {"204": {"description": "No Content"}}},
             }),
         );
+        if let (Some(put), Some(item)) = (put, paths.get_mut(&format!("/{}", t.name))) {
+            item["put"] = put;
+        }
     }
     json!({
         "swagger": "2.0",

@@ -173,6 +173,15 @@ pub fn write(req: &ApiRequest, plan: &MutatePlan<'_>, r: WriteResult, profile: O
             let upsert_without_insert = req.prefer.resolution.is_some() && r.inserted == 0 && r.affected > 0;
             (if upsert_without_insert { 200 } else { 201 }, format!("*/{count}"))
         }
+        // PUT: 201 when the row was new, 200 when it replaced one; 204 without a representation.
+        Action::Put => (
+            match (representation, r.inserted) {
+                (false, _) => 204,
+                (true, 0) => 200,
+                (true, _) => 201,
+            },
+            format!("*/{count}"),
+        ),
         Action::Update => {
             let range = if r.affected > 0 { format!("0-{}/{count}", r.affected - 1) } else { format!("*/{count}") };
             (if representation { 200 } else { 204 }, range)
@@ -184,6 +193,11 @@ pub fn write(req: &ApiRequest, plan: &MutatePlan<'_>, r: WriteResult, profile: O
         headers.push(("preference-applied", a));
     }
     let response = r.response;
+    if req.prefer.return_ == Some(ReturnPref::HeadersOnly) {
+        if let Some(location) = r.body.as_deref().and_then(|b| location(&plan.table, b)) {
+            headers.push(("location", location));
+        }
+    }
     let mut res = match (representation, r.body) {
         (true, Some(body)) => {
             let (ct, body) = match req.accept {
@@ -207,6 +221,25 @@ pub fn write(req: &ApiRequest, plan: &MutatePlan<'_>, r: WriteResult, profile: O
     };
     apply_settings(&mut res, &response)?;
     Ok(res)
+}
+
+/// `Location` for an insert: the first row's primary key as filters, `/t?id=eq.1`, as PostgREST
+/// (`is.null` for a null key column).
+fn location(table: &str, body: &str) -> Option<String> {
+    let rows: serde_json::Value = serde_json::from_str(body).ok()?;
+    let row = rows.as_array()?.first()?.as_object()?;
+    let filters: Vec<String> = row
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                serde_json::Value::Null => "is.null".to_string(),
+                serde_json::Value::String(s) => format!("eq.{}", form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()),
+                other => format!("eq.{}", form_urlencoded::byte_serialize(other.to_string().as_bytes()).collect::<String>()),
+            };
+            format!("{}={value}", form_urlencoded::byte_serialize(k.as_bytes()).collect::<String>())
+        })
+        .collect();
+    Some(format!("/{}?{}", form_urlencoded::byte_serialize(table.as_bytes()).collect::<String>(), filters.join("&")))
 }
 
 /// Drops null-valued keys at every depth (`nulls=stripped`).

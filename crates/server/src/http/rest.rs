@@ -30,16 +30,12 @@ use crate::store::{DbContext, Origin, ReadResult, RequestInfo};
 pub fn routes(router: Router<AppState>, mount: &str) -> Router<AppState> {
     router
         .route(&format!("{mount}/rpc/{{function}}"), get(rpc).head(rpc).post(rpc).put(rpc_method).patch(rpc_method).delete(rpc_method))
-        .route(&format!("{mount}/{{table}}"), get(handle).head(handle).post(handle).patch(handle).delete(handle).put(unsupported))
+        .route(&format!("{mount}/{{table}}"), get(handle).head(handle).post(handle).patch(handle).delete(handle).put(handle))
 }
 
 /// The root of the data API: the OpenAPI document (and 405 for writes, as PostgREST).
 pub fn root() -> axum::routing::MethodRouter<AppState> {
     get(openapi::document).head(openapi::document).post(root_method).patch(root_method).delete(root_method).put(root_method)
-}
-
-async fn unsupported() -> ApiError {
-    RestError::new(405, "PGRST117", "Unsupported HTTP method: PUT").into()
 }
 
 async fn root_method(method: Method) -> Response {
@@ -351,6 +347,14 @@ async fn run_as(
     // max-affected bounds PATCH and DELETE only, so only they say it was applied.
     if !matches!(req.action, Action::Update | Action::Delete) && req.prefer.max_affected.take().is_some() {
         req.prefer.applied.retain(|a| !a.starts_with("max-affected="));
+    }
+    // A PUT is always an upsert on the primary key: `resolution` does not apply to it.
+    if req.action == Action::Put && req.prefer.resolution.take().is_some() {
+        req.prefer.applied.retain(|a| !a.starts_with("resolution="));
+    }
+    // A PUT is always an upsert on the primary key: `resolution` does not apply to it.
+    if req.action == Action::Put && req.prefer.resolution.take().is_some() {
+        req.prefer.applied.retain(|a| !a.starts_with("resolution="));
     }
     let rollback = tx_end(app, req.prefer.tx, &mut req.prefer.applied);
     let ctx = db_context(app, ident, &profile, method, &format!("/{table}"), headers, rollback, peer)?;

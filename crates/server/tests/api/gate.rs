@@ -33,8 +33,9 @@ async fn gate(b: Backend) {
     let (s, doc) = app.get("/rest/v1/").await;
     assert_eq!((s, doc["swagger"].as_str()), (200, Some("2.0")));
     assert!(doc["definitions"]["todos"]["properties"]["tags"].is_object());
-    let (s, _) = send(app.req(Method::PUT, "/rest/v1/todos")).await;
-    assert_eq!(s, 405);
+    assert_eq!(doc["paths"]["/todos"]["put"]["parameters"][0]["name"], "id", "PUT names the primary key");
+    let (s, e) = send(app.req(Method::PUT, "/rest/v1/todos").json(&json!({"title": "x"}))).await;
+    assert_eq!((s, e["code"].as_str()), (405, Some("PGRST105")), "PUT without the key");
 }
 
 crate::both_backends!(gate);

@@ -1,7 +1,7 @@
 //! Writes: insert, bulk, upsert, update, delete, single-object writes, and what bad input leaves behind.
 
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::{send, Backend, TestApp};
 
@@ -83,6 +83,25 @@ async fn inserts(b: Backend) {
         .await
         .expect("send");
     assert_eq!(res.headers()["content-range"], "*/2");
+    // return=headers-only: no body, the new row's key in Location (the first row's, in bulk).
+    for (body, want) in [(json!({"id": 41, "body": "a b&c"}), "/notes?id=eq.41"), (json!([{"id": 42}, {"id": 43}]), "/notes?id=eq.42")] {
+        let res = app.req(Method::POST, "/rest/v1/notes").header("prefer", "return=headers-only").json(&body).send().await.expect("send");
+        assert_eq!(res.status().as_u16(), 201);
+        assert_eq!(res.headers()["location"], want);
+        assert_eq!(res.headers()["preference-applied"], "return=headers-only");
+        assert_eq!(res.text().await.expect("body"), "");
+    }
+    let res = app
+        .req(Method::POST, "/rest/v1/lists")
+        .header("prefer", "return=headers-only")
+        .json(&json!({"name": "l b"}))
+        .send()
+        .await
+        .expect("send");
+    let location = res.headers()["location"].to_str().expect("ascii").to_string();
+    assert!(location.starts_with("/lists?id=eq.") && location.len() == "/lists?id=eq.".len() + 36, "{location}");
+    let (_, rows) = app.get(&format!("/rest/v1{location}&select=name")).await;
+    assert_eq!(rows, json!([{"name": "l b"}]), "Location names the row");
 }
 
 async fn upserts(b: Backend) {
@@ -320,7 +339,108 @@ async fn limited_writes(b: Backend) {
     assert_eq!((s, e["code"].as_str()), (416, Some("PGRST103")), "as on reads: {e}");
 }
 
-crate::both_backends!(inserts, upserts, updates_and_deletes, write_errors_leave_nothing, time_ordered_ids, limited_writes);
+const PUT_SCHEMA: &str = r#"
+[tables.notes]
+owner = "user_id"
+columns.id      = { type = "bigint", primary_key = true }
+columns.user_id = { type = "uuid", not_null = true, default = "auth.uid()", references = "auth.users.id", on_delete = "cascade" }
+columns.body    = { type = "text" }
+
+[tables.seats]
+columns.room   = { type = "text", primary_key = true }
+columns.number = { type = "integer", primary_key = true }
+columns.holder = { type = "text" }
+"#;
+
+/// `PUT`: a single-row upsert on the primary key the URL names, as PostgREST.
+async fn puts(b: Backend) {
+    let Some(app) = TestApp::spawn_with(b, PUT_SCHEMA, &[("BASALT_AUTH_AUTOCONFIRM", "true")]).await else { return };
+    let (alice, _, _) = app.signup("put-alice@example.com", json!({})).await;
+    let (bob, _, bob_id) = app.signup("put-bob@example.com", json!({})).await;
+    let put = |path: &str, token: &str, prefer: &str, body: Value| {
+        app.as_user(Method::PUT, path, Some(token)).header("prefer", prefer.to_string()).json(&body)
+    };
+    // A new row: 201 with the representation; the same key again replaces it: 200.
+    let res = put("/rest/v1/notes?id=eq.1&select=id,body", &alice, "return=representation", json!({"id": 1, "body": "first"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status().as_u16(), 201);
+    assert_eq!(res.headers()["content-range"], "*/*");
+    assert_eq!(res.json::<Value>().await.expect("json"), json!([{"id": 1, "body": "first"}]));
+    let (s, rows) = send(put(
+        "/rest/v1/notes?id=eq.1&select=id,body",
+        &alice,
+        "return=representation",
+        json!([{"id": 1, "body": "second"}, {"id": 2}]),
+    ))
+    .await;
+    assert_eq!((s, rows), (200, json!([{"id": 1, "body": "second"}])), "an array: its first object, as PostgREST");
+    let res = put("/rest/v1/notes?id=eq.1", &alice, "resolution=ignore-duplicates", json!({"id": 1, "body": "third"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status().as_u16(), 204, "no representation: 204");
+    assert!(res.headers().get("preference-applied").is_none(), "resolution does not apply to PUT");
+    let (s, rows) = send(app.as_user(Method::GET, "/rest/v1/notes?select=id,body", Some(&alice))).await;
+    assert_eq!((s, rows), (200, json!([{"id": 1, "body": "third"}])), "the row was replaced, not duplicated");
+    let (s, row) = send(
+        put("/rest/v1/notes?id=eq.5&select=body", &alice, "return=representation", json!({"id": 5, "body": "one"}))
+            .header("accept", "application/vnd.pgrst.object+json"),
+    )
+    .await;
+    assert_eq!((s, row), (201, json!({"body": "one"})));
+
+    // Row-level security: bob cannot take over alice's row, and sees nothing of it.
+    let (s, e) = send(put("/rest/v1/notes?id=eq.1", &bob, "", json!({"id": 1, "body": "mine now"}))).await;
+    assert_eq!((s, e["code"].as_str()), (403, Some("42501")), "{e}");
+    let (_, rows) = send(app.as_user(Method::GET, "/rest/v1/notes?id=eq.1&select=body", Some(&alice))).await;
+    assert_eq!(rows, json!([{"body": "third"}]));
+    let (s, _) = send(app.req(Method::PUT, "/rest/v1/notes?id=eq.9").json(&json!({"id": 9, "user_id": bob_id}))).await;
+    assert_eq!(s, 204, "the service role may");
+    let (_, rows) = send(app.as_user(Method::GET, "/rest/v1/notes?select=id", Some(&bob))).await;
+    assert_eq!(rows, json!([{"id": 9}]));
+
+    // What PUT refuses.
+    let cases: [(&str, Value, u16, &str); 10] = [
+        ("/rest/v1/notes?body=eq.x", json!({"id": 1}), 405, "PGRST105"),
+        ("/rest/v1/notes?id=gt.1", json!({"id": 1}), 405, "PGRST105"),
+        ("/rest/v1/notes?id=not.eq.1", json!({"id": 1}), 405, "PGRST105"),
+        ("/rest/v1/notes?id=in.(1)", json!({"id": 1}), 405, "PGRST105"),
+        ("/rest/v1/notes?and=(id.eq.1)", json!({"id": 1}), 405, "PGRST105"),
+        ("/rest/v1/notes", json!({"id": 1}), 405, "PGRST105"),
+        ("/rest/v1/notes?id=eq.1&limit=1", json!({"id": 1}), 400, "PGRST114"),
+        ("/rest/v1/notes?id=eq.2", json!({"id": 1, "body": "x"}), 400, "PGRST115"),
+        ("/rest/v1/notes?id=eq.2", json!({"body": "x"}), 400, "PGRST115"),
+        ("/rest/v1/notes?id=eq.2", json!({"id": 2, "nope": 1}), 400, "PGRST204"),
+    ];
+    for (path, body, status, code) in cases {
+        let (s, e) = send(put(path, &alice, "", body)).await;
+        assert_eq!((s, e["code"].as_str()), (status, Some(code)), "{path}: {e}");
+    }
+    let (s, e) = send(put("/rest/v1/notes?id=eq.x", &alice, "", json!({"id": 1}))).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("22P02")));
+    let (s, e) = send(put("/rest/v1/notes?id=eq.3", &alice, "", json!([]))).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("PGRST102")));
+
+    // A composite key needs both columns; "1" in the URL matches 1 in the payload.
+    let (s, e) = send(app.req(Method::PUT, "/rest/v1/seats?room=eq.a").json(&json!({"room": "a", "number": 1}))).await;
+    assert_eq!((s, e["code"].as_str()), (405, Some("PGRST105")));
+    for holder in ["ann", "ben"] {
+        let (s, _) =
+            send(app.req(Method::PUT, "/rest/v1/seats?room=eq.a&number=eq.1").json(&json!({"room": "a", "number": 1, "holder": holder})))
+                .await;
+        assert_eq!(s, 204);
+    }
+    let (_, rows) = app.get("/rest/v1/seats?select=room,number,holder").await;
+    assert_eq!(rows, json!([{"room": "a", "number": 1, "holder": "ben"}]));
+    let (s, e) = send(app.req(Method::PUT, "/rest/v1/seats?room=eq.a&number=eq.2").json(&json!({"room": "a", "number": 1}))).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("PGRST115")));
+    let (_, rows) = app.get("/rest/v1/seats?select=holder").await;
+    assert_eq!(rows, json!([{"holder": "ben"}]), "a refused PUT changes nothing");
+}
+
+crate::both_backends!(inserts, upserts, puts, updates_and_deletes, write_errors_leave_nothing, time_ordered_ids, limited_writes);
 
 /// Declares an 11 MB body and reads the answer before sending it, as a client with
 /// `Expect: 100-continue` would; the server must refuse without reading the body.
