@@ -56,12 +56,68 @@ pub enum SelectItem {
         alias: Option<String>,
         relation: String,
     },
+    /// `col.sum()`, `count()`: an aggregate function; the other columns of its node group it.
+    Aggregate {
+        alias: Option<String>,
+        func: AggregateFunc,
+        /// None for `count()` (every row).
+        field: Option<Field>,
+        /// A cast of the column before the function (`col::int.sum()`).
+        cast: Option<String>,
+        /// A cast of the result (`col.sum()::text`).
+        result_cast: Option<String>,
+    },
     /// `...rel(cols)`: a to-one embed's columns flattened into the parent.
     Spread {
         relation: String,
         hint: Option<String>,
         select: Vec<SelectItem>,
     },
+}
+
+/// PostgREST's aggregate functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggregateFunc {
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+}
+
+impl AggregateFunc {
+    pub fn parse(name: &str) -> Option<AggregateFunc> {
+        Some(match name {
+            "count" => AggregateFunc::Count,
+            "sum" => AggregateFunc::Sum,
+            "avg" => AggregateFunc::Avg,
+            "min" => AggregateFunc::Min,
+            "max" => AggregateFunc::Max,
+            _ => return None,
+        })
+    }
+
+    /// The SQL function, also the output key when there is no alias.
+    pub fn name(self) -> &'static str {
+        match self {
+            AggregateFunc::Count => "count",
+            AggregateFunc::Sum => "sum",
+            AggregateFunc::Avg => "avg",
+            AggregateFunc::Min => "min",
+            AggregateFunc::Max => "max",
+        }
+    }
+}
+
+impl SelectItem {
+    /// Whether this item or one nested in it is an aggregate function.
+    pub fn has_aggregate(&self) -> bool {
+        match self {
+            SelectItem::Aggregate { .. } => true,
+            SelectItem::Embed { select, .. } | SelectItem::Spread { select, .. } => select.iter().any(SelectItem::has_aggregate),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -114,6 +114,9 @@ pub struct RestSettings {
     pub tx_end: TxEnd,
     /// `server-timing-enabled`: a `Server-Timing` header on data-API responses.
     pub server_timing: bool,
+    /// `db-aggregates-enabled`: `col.sum()`, `count()` and the others in `select`. Off by
+    /// default, as in PostgREST and Supabase: an aggregate reads every row it is given.
+    pub aggregates_enabled: bool,
     /// Where the data API is served: `/rest/v1` (Supabase) or `/` (PostgREST).
     pub mount: String,
     /// Whether the data API wants an `apikey` (Supabase's gateway); by default only under `/rest/v1`.
@@ -141,6 +144,7 @@ impl Default for RestSettings {
             extra_search_path: vec!["public".into(), "extensions".into()],
             tx_end: TxEnd::Commit,
             server_timing: false,
+            aggregates_enabled: false,
             mount: "/rest/v1".into(),
             require_apikey: None,
             app_settings: Default::default(),
@@ -194,6 +198,9 @@ impl RestSettings {
         }
         if let Some(v) = rest_env("SERVER_TIMING_ENABLED") {
             self.server_timing = truthy(&v);
+        }
+        if let Some(v) = rest_env("DB_AGGREGATES_ENABLED") {
+            self.aggregates_enabled = truthy(&v);
         }
         if let Ok(v) = std::env::var("BASALT_REST_MOUNT") {
             self.mount = v;

@@ -364,3 +364,42 @@ describe('select', () => {
     assert.deepEqual(one, { name: list.name });
   });
 });
+
+describe('aggregates (db-aggregates-enabled)', () => {
+  const ctx = useServer({ env: { BASALT_DB_AGGREGATES_ENABLED: 'true' } });
+
+  test('count(), sum() and max() grouped by the other columns, in embeds too', async () => {
+    const list = ok(await ctx.admin.from('lists').insert({ name: uniq('agg') }).select().single(), 201);
+    const rows = [
+      { list_id: list.id, title: 'a', rank: 1, status: 'open' },
+      { list_id: list.id, title: 'b', rank: 2, status: 'open' },
+      { list_id: list.id, title: 'c', rank: 7, status: 'closed' },
+    ];
+    ok(await ctx.admin.from('todos').insert(rows), 201);
+    const groups = ok(
+      await ctx.admin.from('todos').select('status, count(), total:rank.sum(), rank.max()').eq('list_id', list.id).order('status'),
+      200,
+    );
+    assert.deepEqual(groups, [
+      { status: 'closed', count: 1, total: 7, max: 7 },
+      { status: 'open', count: 2, total: 3, max: 2 },
+    ]);
+    const { data, count } = await ctx.admin.from('todos').select('status, count()', { count: 'exact' }).eq('list_id', list.id).limit(1);
+    assert.equal(data.length, 1);
+    assert.equal(count, 2, 'count=exact counts the groups');
+    const withTodos = ok(await ctx.admin.from('lists').select('name, todos(count())').eq('id', list.id).single(), 200);
+    assert.deepEqual(withTodos, { name: list.name, todos: [{ count: 3 }] });
+    const { error } = await ctx.admin.from('todos').select('title.sum()');
+    assert.equal(error.code, '42883');
+  });
+});
+
+describe('aggregates, off by default', () => {
+  const ctx = useServer();
+
+  test('PGRST123', async () => {
+    const { error, status } = await ctx.admin.from('todos').select('count()');
+    assert.equal(status, 400);
+    assert.equal(error.code, 'PGRST123');
+  });
+});

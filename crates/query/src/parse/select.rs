@@ -2,7 +2,7 @@
 
 use super::cursor::{paren_depth, Cursor};
 use crate::error::{Error, Result};
-use crate::request::{Field, JoinKind, PathKey, PathStep, SelectItem};
+use crate::request::{AggregateFunc, Field, JoinKind, PathKey, PathStep, SelectItem};
 
 /// How deep embeds may nest: SQLite refuses expression trees deeper than 1,000, which about
 /// twenty levels of embedding (each a correlated subquery with its join and policies) reach.
@@ -71,21 +71,41 @@ fn select_item(c: &mut Cursor) -> Result<SelectItem, String> {
     } else {
         (None, first)
     };
+    // `count()` counts rows; a relation named `count` embedded with no columns would read the same.
+    if name == "count" && c.rest().starts_with("()") {
+        c.bump();
+        c.bump();
+        let result_cast = cast(c)?;
+        return Ok(SelectItem::Aggregate { alias, func: AggregateFunc::Count, field: None, cast: None, result_cast });
+    }
     if matches!(c.peek(), Some('!') | Some('(')) {
         return embed(c, alias, name);
     }
     let path = json_path(c)?;
-    let cast = if c.rest().starts_with("::") {
+    let col_cast = cast(c)?;
+    let field = Field { column: name, path };
+    if c.eat('.') {
+        let fname = c.name()?;
+        let func = AggregateFunc::parse(&fname).ok_or_else(|| format!("unknown aggregate function \"{fname}\""))?;
+        if !c.rest().starts_with("()") {
+            return Err(format!("unexpected \"{}\" expecting \"()\"", c.rest()));
+        }
         c.bump();
         c.bump();
-        Some(c.name()?)
-    } else {
-        None
-    };
-    if c.rest().starts_with('.') {
-        return Err("aggregate functions are not enabled".into());
+        let result_cast = cast(c)?;
+        return Ok(SelectItem::Aggregate { alias, func, field: Some(field), cast: col_cast, result_cast });
     }
-    Ok(SelectItem::Field { alias, field: Field { column: name, path }, cast })
+    Ok(SelectItem::Field { alias, field, cast: col_cast })
+}
+
+/// An optional `::type`.
+fn cast(c: &mut Cursor) -> Result<Option<String>, String> {
+    if !c.rest().starts_with("::") {
+        return Ok(None);
+    }
+    c.bump();
+    c.bump();
+    c.name().map(Some)
 }
 
 fn embed(c: &mut Cursor, alias: Option<String>, relation: String) -> Result<SelectItem, String> {
@@ -148,6 +168,29 @@ mod tests {
         let SelectItem::Field { field, .. } = &s[3] else { panic!() };
         assert_eq!(field.output_name(), "b");
         assert!(field.path[1].as_text);
+    }
+
+    #[test]
+    fn aggregates() {
+        let s = parse_select("status, total:amount::int.sum()::text, count(), n:count(), meta->>k.max()").unwrap();
+        assert_eq!(s[0], SelectItem::Field { alias: None, field: field("status"), cast: None });
+        assert_eq!(
+            s[1],
+            SelectItem::Aggregate {
+                alias: Some("total".into()),
+                func: AggregateFunc::Sum,
+                field: Some(field("amount")),
+                cast: Some("int".into()),
+                result_cast: Some("text".into())
+            }
+        );
+        assert_eq!(s[2], SelectItem::Aggregate { alias: None, func: AggregateFunc::Count, field: None, cast: None, result_cast: None });
+        assert!(matches!(&s[3], SelectItem::Aggregate { alias: Some(a), field: None, .. } if a == "n"));
+        assert!(matches!(&s[4], SelectItem::Aggregate { func: AggregateFunc::Max, field: Some(f), .. } if f.path.len() == 1));
+        assert!(s.iter().skip(1).all(SelectItem::has_aggregate));
+        assert!(parse_select("amount.median()").is_err());
+        assert!(parse_select("amount.sum").is_err());
+        assert!(parse_select("rel(amount.sum())").unwrap()[0].has_aggregate());
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub use rpc::{plan_rpc, result_catalog, RpcPlan};
 
 use basalt_schema::{Column, ColumnType};
 
-use crate::request::{CompareOp, IsValue, PathStep, Quantifier};
+use crate::request::{AggregateFunc, CompareOp, IsValue, PathStep, Quantifier};
 use crate::value::Param;
 
 /// A read: one table node with its output fields, conditions, order and window; embeds nest.
@@ -31,6 +31,13 @@ pub struct ReadPlan {
     pub order: Vec<PlanOrder>,
     pub limit: Option<i64>,
     pub offset: Option<i64>,
+}
+
+impl ReadPlan {
+    /// Whether the node aggregates: one row per group of its plain columns.
+    pub fn grouped(&self) -> bool {
+        self.fields.iter().any(|f| matches!(f, OutField::Aggregate { .. }))
+    }
 }
 
 /// Where the root rows come from: the table, or the rows a mutation just touched.
@@ -59,6 +66,16 @@ pub enum OutField {
     Spread {
         join: Join,
         plan: Box<ReadPlan>,
+    },
+    /// An aggregate function over the node's rows, grouped by its `Column` fields.
+    Aggregate {
+        key: String,
+        func: AggregateFunc,
+        /// None for `count()`.
+        expr: Option<ColExpr>,
+        result_cast: Option<ColumnType>,
+        /// What the function yields (after `result_cast`), to shape the value on SQLite.
+        out_type: ColumnType,
     },
     /// Legacy `rel(count)`: `[{"count": n}]`.
     Count {

@@ -1,11 +1,11 @@
 //! Read planning: select items into a tree of nodes, then filters, logic, order and ranges
 //! onto the node their path names, then inner joins into existence conditions.
 
-use basalt_schema::{Catalog, Table};
+use basalt_schema::{Catalog, ColumnType, Table};
 
 use super::{resolve, Access, Cond, Join, OutField, PlanOrder, ReadPlan, Source};
 use crate::error::{Error, Result};
-use crate::request::{ApiRequest, IsValue, JoinKind, Operation, SelectItem};
+use crate::request::{AggregateFunc, ApiRequest, IsValue, JoinKind, Operation, SelectItem};
 
 /// Plans a GET/HEAD.
 pub fn plan_read(catalog: &Catalog, req: &ApiRequest, access: Access) -> Result<ReadPlan> {
@@ -80,6 +80,25 @@ pub(super) fn build_node(
                 }
                 fields.push(OutField::Spread { join: join_on, plan: Box::new(child) });
             }
+            SelectItem::Aggregate { alias: a, func, field, cast, result_cast } => {
+                let expr = match field {
+                    Some(f) => {
+                        let mut e = resolve::column(table, &alias, f)?;
+                        e.cast = cast.as_deref().map(resolve::cast).transpose()?;
+                        Some(e)
+                    }
+                    None => None,
+                };
+                let yields = aggregate_type(*func, expr.as_ref())?;
+                let result_cast = result_cast.as_deref().map(resolve::cast).transpose()?;
+                fields.push(OutField::Aggregate {
+                    key: a.clone().unwrap_or_else(|| func.name().to_string()),
+                    func: *func,
+                    expr,
+                    result_cast,
+                    out_type: result_cast.unwrap_or(yields),
+                });
+            }
             SelectItem::Count { alias: a, relation } => {
                 let (target, join_on, _) = relate(catalog, table, &alias, relation, None, access)?;
                 let child_alias = format!("_t{counter}");
@@ -95,7 +114,38 @@ pub(super) fn build_node(
             }
         }
     }
+    if fields.iter().any(|f| matches!(f, OutField::Aggregate { .. })) {
+        let not_yet = |what: &str| Error::new(400, "PGRST127", "Feature not implemented").details(format!("{what} are not supported yet"));
+        if source == Source::Mutated {
+            return Err(not_yet("aggregate functions in a write's representation"));
+        }
+        if fields.iter().any(|f| matches!(f, OutField::Embed { hidden: false, .. } | OutField::Spread { .. } | OutField::Count { .. })) {
+            return Err(not_yet("embedded resources beside aggregate functions"));
+        }
+    }
     Ok(ReadPlan { table: table.name.clone(), alias, source, call: None, fields, conds, order: Vec::new(), limit: None, offset: None })
+}
+
+/// What an aggregate function yields for its argument's type, as PostgreSQL types it; a
+/// function PostgreSQL lacks for the type is refused here, so SQLite refuses it too.
+fn aggregate_type(func: AggregateFunc, expr: Option<&super::ColExpr>) -> Result<ColumnType> {
+    let Some(expr) = expr else { return Ok(ColumnType::BigInt) };
+    let ty = expr.value_type();
+    let yields = match (func, ty) {
+        (AggregateFunc::Count, _) => Some(ColumnType::BigInt),
+        (AggregateFunc::Sum, ColumnType::SmallInt | ColumnType::Integer) => Some(ColumnType::BigInt),
+        (AggregateFunc::Sum, ColumnType::BigInt | ColumnType::Numeric) => Some(ColumnType::Numeric),
+        (AggregateFunc::Sum, ColumnType::Real | ColumnType::Double) => Some(ty),
+        (AggregateFunc::Avg, ColumnType::Real | ColumnType::Double) => Some(ColumnType::Double),
+        (AggregateFunc::Avg, t) if t.is_numeric() => Some(ColumnType::Numeric),
+        (AggregateFunc::Min | AggregateFunc::Max, t) if t.is_numeric() || t.is_textual() => Some(t),
+        (AggregateFunc::Min | AggregateFunc::Max, ColumnType::Date | ColumnType::Timestamptz) => Some(ty),
+        _ => None,
+    };
+    yields.ok_or_else(|| {
+        Error::new(404, "42883", format!("function {}({}) does not exist", func.name(), ty.pg_display()))
+            .hint("No function matches the given name and argument types. You might need to add explicit type casts.")
+    })
 }
 
 /// Finds the one foreign key between `parent` and `relation` (narrowed by `hint`).
@@ -243,6 +293,22 @@ fn apply_modifiers(catalog: &Catalog, root: &mut ReadPlan, req: &ApiRequest) -> 
                 None => (resolve::column(table, &node.alias, &t.field)?, None),
                 Some(rel) => related_order(catalog, node, rel, &t.field)?,
             };
+            // A grouped node is ordered by the columns it groups by, as PostgreSQL requires.
+            if node.grouped()
+                && !node
+                    .fields
+                    .iter()
+                    .any(|f| matches!(f, OutField::Column { expr: e, .. } if e.column == expr.column && e.path == expr.path))
+            {
+                return Err(Error::new(
+                    400,
+                    "42803",
+                    format!(
+                        "column \"{}.{}\" must appear in the GROUP BY clause or be used in an aggregate function",
+                        node.table, expr.column
+                    ),
+                ));
+            }
             node.order.push(PlanOrder { expr, desc: t.desc, nulls_first: t.nulls_first.unwrap_or(t.desc), related });
         }
     }

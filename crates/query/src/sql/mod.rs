@@ -11,7 +11,7 @@ pub use sqlite::Sqlite;
 use basalt_schema::ident::quote;
 use basalt_schema::ColumnType;
 
-use crate::plan::{ColExpr, Cond, ExprType, MutatePlan, PExpr, PVal, PlanOp, PlanOrder, QuantBase, ReadPlan, WriteRange};
+use crate::plan::{ColExpr, Cond, ExprType, MutatePlan, OutField, PExpr, PVal, PlanOp, PlanOrder, QuantBase, ReadPlan, WriteRange};
 use crate::request::{CompareOp, IsValue, PathKey, Quantifier};
 use crate::value::Param;
 
@@ -446,6 +446,80 @@ impl Builder {
         self.order(d, &r.order);
         self.limit_offset(d, r.limit, r.offset);
         self.push(")");
+    }
+
+    /// The rows of a node with aggregate functions, one per group of its plain columns, each
+    /// output named by its key: `SELECT a."s" AS "s", count(*) AS "count" FROM t AS a WHERE …
+    /// GROUP BY 1 ORDER BY "s" LIMIT …`. Groups are named by position and the order by output
+    /// name, so no expression (nor its parameters) is written twice.
+    pub fn grouped_rows(&mut self, d: &dyn Dialect, node: &ReadPlan, join: Option<&crate::plan::Join>) {
+        let a = &node.alias;
+        self.push("SELECT ");
+        let mut groups = Vec::new();
+        let mut n = 0;
+        for f in &node.fields {
+            let (key, e) = match f {
+                OutField::Column { key, expr } => {
+                    groups.push((n + 1).to_string());
+                    (key, self.expr(d, expr))
+                }
+                OutField::Aggregate { key, func, expr, result_cast, .. } => {
+                    let arg = match expr {
+                        Some(x) => self.expr(d, x),
+                        None => "*".to_string(),
+                    };
+                    let call = format!("{}({arg})", func.name());
+                    (key, result_cast.map_or(call.clone(), |t| d.cast(call, t)))
+                }
+                // Only hidden embeds (filters) reach here; the planner refuses the others.
+                _ => continue,
+            };
+            if n > 0 {
+                self.push(", ");
+            }
+            n += 1;
+            self.push(&e).push(" AS ").push(&quote(key));
+        }
+        self.push(&format!(" FROM {} AS {a}", quote(&node.table)));
+        self.where_clause(d, join.map(|j| (j, a.as_str())), &node.conds);
+        if !groups.is_empty() {
+            self.push(" GROUP BY ").push(&groups.join(", "));
+        }
+        let keyed: Vec<(String, &PlanOrder)> = node
+            .order
+            .iter()
+            .filter_map(|o| {
+                node.fields.iter().find_map(|f| match f {
+                    OutField::Column { key, expr } if expr.column == o.expr.column && expr.path == o.expr.path => Some((quote(key), o)),
+                    _ => None,
+                })
+            })
+            .collect();
+        for (i, (key, o)) in keyed.iter().enumerate() {
+            self.push(if i == 0 { " ORDER BY " } else { ", " }).push(key);
+            self.push(if o.desc { " DESC" } else { " ASC" });
+            self.push(if o.nulls_first { " NULLS FIRST" } else { " NULLS LAST" });
+        }
+        self.limit_offset(d, node.limit, node.offset);
+    }
+
+    /// How many groups a grouped node has before its range: one when it has no plain column.
+    pub fn grouped_count(&mut self, d: &dyn Dialect, node: &ReadPlan) {
+        self.push("SELECT count(*) FROM (SELECT count(*)");
+        let mut groups = Vec::new();
+        for f in &node.fields {
+            if let OutField::Column { expr, .. } = f {
+                let e = self.expr(d, expr);
+                self.push(", ").push(&e);
+                groups.push((groups.len() + 2).to_string());
+            }
+        }
+        self.push(&format!(" FROM {} AS {}", quote(&node.table), node.alias));
+        self.where_clause(d, None, &node.conds);
+        if !groups.is_empty() {
+            self.push(" GROUP BY ").push(&groups.join(", "));
+        }
+        self.push(") AS _g");
     }
 
     pub fn limit_offset(&mut self, d: &dyn Dialect, limit: Option<i64>, offset: Option<i64>) {

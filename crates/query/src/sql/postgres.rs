@@ -18,6 +18,9 @@ const RESPONSE_SETTINGS: &str = "current_setting('response.headers', true), curr
 impl Postgres {
     /// `SELECT <fields> FROM (<rows>) AS alias` for one node.
     fn row_select(&self, b: &mut Builder, node: &ReadPlan, join: Option<&Join>) {
+        if node.grouped() {
+            return b.grouped_rows(self, node, join);
+        }
         b.push("SELECT ");
         let visible: Vec<&OutField> = node.fields.iter().filter(|f| !matches!(f, OutField::Embed { hidden: true, .. })).collect();
         // An empty list is fine: `SELECT FROM ...` rows render as `{}`, as on SQLite.
@@ -57,6 +60,7 @@ impl Postgres {
                         b.push(&format!(" LIMIT 1) AS {}", quote(key)));
                     }
                 }
+                OutField::Aggregate { .. } => {}
                 OutField::Count { key, join, table, alias, conds } => {
                     b.push(&format!(
                         "json_build_array(json_build_object('count', (SELECT count(*) FROM {} AS {alias} WHERE ",
@@ -257,6 +261,15 @@ impl Dialect for Postgres {
             }
             c.finish()
         };
+        if plan.grouped() {
+            // Groups are counted exactly, whatever was asked: the estimate is of rows.
+            let exact = count.is_some().then(|| {
+                let mut c = Builder::default();
+                c.grouped_count(self, plan);
+                c.finish()
+            });
+            return ReadSql { body: b.finish(), count: exact, planned: None };
+        }
         let exact = matches!(count, Some(CountPref::Exact | CountPref::Estimated)).then(|| rows("SELECT count(*) FROM "));
         let planned =
             matches!(count, Some(CountPref::Planned | CountPref::Estimated)).then(|| rows("EXPLAIN (FORMAT JSON) SELECT 1 FROM "));

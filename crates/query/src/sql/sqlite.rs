@@ -15,6 +15,9 @@ pub struct Sqlite;
 impl Sqlite {
     /// `json_object('k', v, ...)` for a node's fields.
     fn object(&self, b: &mut Builder, node: &ReadPlan) {
+        if node.grouped() {
+            return self.grouped_object(b, node);
+        }
         b.push("json_object(");
         let visible = node.fields.iter().filter(|f| !matches!(f, OutField::Embed { hidden: true, .. }));
         for (i, f) in visible.enumerate() {
@@ -56,6 +59,7 @@ impl Sqlite {
                         b.push(if json_valued { "))" } else { ")" });
                     }
                 }
+                OutField::Aggregate { .. } => {}
                 OutField::Count { key, join, table, alias, conds } => {
                     b.push_literal(key);
                     b.push(&format!(", json_array(json_object('count', (SELECT count(*) FROM {} AS {alias} WHERE ", quote(table)));
@@ -67,6 +71,33 @@ impl Sqlite {
                     b.push(")))");
                 }
             }
+        }
+        b.push(")");
+    }
+
+    /// `json_object` over a grouped node's rows, whose columns are named by key.
+    fn grouped_object(&self, b: &mut Builder, node: &ReadPlan) {
+        b.push("json_object(");
+        let outputs = node.fields.iter().filter_map(|f| match f {
+            OutField::Column { key, expr } => Some((key, expr.expr_type())),
+            OutField::Aggregate { key, out_type, .. } => Some((key, ExprType::Column(*out_type))),
+            _ => None,
+        });
+        for (i, (key, ty)) in outputs.enumerate() {
+            if i > 0 {
+                b.push(", ");
+            }
+            b.push_literal(key).push(", ");
+            let (column_type, path) = match ty {
+                ExprType::Column(t) => (t, Vec::new()),
+                // A `->` value is JSON text in the row: shaped as a JSON column.
+                ExprType::Json => (ColumnType::Jsonb, Vec::new()),
+                ExprType::JsonText => (ColumnType::Text, Vec::new()),
+            };
+            let cast = (column_type.is_json_like()).then_some(column_type);
+            let expr = crate::plan::ColExpr { alias: node.alias.clone(), column: key.clone(), column_type, path, cast };
+            let v = self.value(b, &expr);
+            b.push(&v);
         }
         b.push(")");
     }
@@ -98,6 +129,9 @@ impl Sqlite {
 
     /// The rows of one node: filtered, ordered and windowed, before JSON is built from them.
     fn inner_select(&self, b: &mut Builder, node: &ReadPlan, join: Option<&crate::plan::Join>) {
+        if node.grouped() {
+            return b.grouped_rows(self, node, join);
+        }
         let a = &node.alias;
         match node.source {
             Source::Table => {
@@ -404,6 +438,10 @@ impl Dialect for Sqlite {
     fn read(&self, plan: &ReadPlan, count: Option<crate::request::CountPref>) -> ReadSql {
         let count = count.is_some().then(|| {
             let mut b = Builder::default();
+            if plan.grouped() {
+                b.grouped_count(self, plan);
+                return b.finish();
+            }
             b.push(&format!("SELECT count(*) FROM {} AS {}", quote(&plan.table), plan.alias));
             if !plan.conds.is_empty() {
                 b.push(" WHERE ");

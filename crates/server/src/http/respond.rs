@@ -275,7 +275,9 @@ fn to_csv(plan: &ReadPlan, json: &str) -> ApiResult<String> {
                 })
                 .collect::<Vec<_>>(),
             OutField::Embed { hidden: true, .. } => vec![],
-            OutField::Column { key, .. } | OutField::Embed { key, .. } | OutField::Count { key, .. } => vec![key.clone()],
+            OutField::Column { key, .. } | OutField::Embed { key, .. } | OutField::Count { key, .. } | OutField::Aggregate { key, .. } => {
+                vec![key.clone()]
+            }
         })
         .collect();
     let mut out = keys.iter().map(|k| csv_cell(k)).collect::<Vec<_>>().join(",");

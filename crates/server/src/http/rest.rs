@@ -263,6 +263,11 @@ async fn call_set(
         Headers { prefer: h("prefer"), accept: h("accept"), range: h("range") },
         b"",
     )?;
+    if req.select.iter().any(basalt_query::request::SelectItem::has_aggregate) {
+        return Err(RestError::new(400, "PGRST127", "Feature not implemented")
+            .details("aggregate functions over a function's results are not supported yet")
+            .into());
+    }
     let access = Access { role: ident.role.name(), claims: &ident.claims_value, enforce: !app.store.native_rls() };
     let mut plan = plan_read(catalog, &req, access)?;
     plan.call = Some(Box::new(call));
@@ -344,6 +349,9 @@ async fn run_as(
     let mut req =
         parse_request(method.as_str(), table, query, Headers { prefer: h("prefer"), accept: h("accept"), range: h("range") }, &bytes)?;
     timing.mark("parse");
+    if !app.config.rest.aggregates_enabled && req.select.iter().any(basalt_query::request::SelectItem::has_aggregate) {
+        return Err(RestError::new(400, "PGRST123", "Use of aggregate functions is not allowed").into());
+    }
     // max-affected bounds PATCH and DELETE only, so only they say it was applied.
     if !matches!(req.action, Action::Update | Action::Delete) && req.prefer.max_affected.take().is_some() {
         req.prefer.applied.retain(|a| !a.starts_with("max-affected="));

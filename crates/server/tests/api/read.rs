@@ -347,7 +347,93 @@ async fn related_order(b: Backend) {
     assert_eq!((s, e["code"].as_str()), (400, Some("PGRST118")), "{e}");
 }
 
-crate::both_backends!(reads, embeds, ranges_and_counts, read_errors, self_references, text_search, related_order);
+/// Aggregate functions (`db-aggregates-enabled`): grouped by the other selected columns, in
+/// embeds too, under row-level security; off by default.
+async fn aggregates(b: Backend) {
+    let Some(off) = TestApp::spawn(b, crate::SCHEMA).await else { return };
+    let (s, e) = off.get("/rest/v1/todos?select=count()").await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("PGRST123")), "off by default: {e}");
+    drop(off);
+    let Some(app) = TestApp::spawn_with(b, crate::SCHEMA, &[("BASALT_DB_AGGREGATES_ENABLED", "true")]).await else { return };
+    seed(&app).await;
+    let app = &app;
+    let get = |path: &'static str| async move {
+        let (s, body) = app.get(path).await;
+        assert_eq!(s, 200, "{path}: {body}");
+        body
+    };
+    assert_eq!(get("/rest/v1/todos?select=count()").await, json!([{"count": 4}]));
+    assert_eq!(get("/rest/v1/todos?select=n:count(),ranked:rank.count()&status=eq.open").await, json!([{"n": 3, "ranked": 2}]));
+    assert_eq!(
+        get("/rest/v1/todos?select=status,count(),total:rank.sum(),top:rank.max(),first:due.min(),last:title.max()&order=status").await,
+        json!([
+            {"status": "closed", "count": 1, "total": 3, "top": 3, "first": null, "last": "Gamma, the third"},
+            {"status": "open", "count": 3, "total": 3, "top": 2, "first": "2026-01-02", "last": "delta"}
+        ])
+    );
+    assert_eq!(
+        get("/rest/v1/todos?select=done,count()&order=done.desc").await,
+        json!([{"done": true, "count": 1}, {"done": false, "count": 3}])
+    );
+    assert_eq!(get("/rest/v1/todos?select=status,count()&order=status.desc&limit=1").await, json!([{"status": "open", "count": 3}]));
+    assert_eq!(get("/rest/v1/todos?select=rank.sum()::text").await, json!([{"sum": "6"}]));
+    assert_eq!(get("/rest/v1/todos?select=price.sum()").await[0]["sum"].as_f64(), Some(1.5));
+    let avg = get("/rest/v1/todos?select=rank.avg()").await;
+    assert_eq!(avg[0]["avg"].as_f64(), Some(2.0), "{avg}");
+    assert_eq!(get("/rest/v1/todos?select=meta->k->>n,count()&order=meta->k->>n.nullsfirst").await.as_array().map(Vec::len), Some(3));
+    assert_eq!(get("/rest/v1/todos?select=count()&title=eq.nothing").await, json!([{"count": 0}]));
+    for (path, range) in [("/rest/v1/todos?select=status,count()&limit=1", "0-0/2"), ("/rest/v1/todos?select=count()", "0-0/1")] {
+        let res = app.req(Method::GET, path).header("prefer", "count=exact").send().await.expect("send");
+        assert_eq!(res.headers()["content-range"], range, "{path}: groups are counted");
+    }
+    assert_eq!(get("/rest/v1/todos?select=rank.sum()&title=eq.nothing").await, json!([{"sum": null}]));
+    // In an embed: per parent.
+    assert_eq!(
+        get("/rest/v1/lists?select=name,todos(count(),rank.max())&order=name").await,
+        json!([{"name": "empty", "todos": [{"count": 0, "max": null}]}, {"name": "home", "todos": [{"count": 4, "max": 3}]}])
+    );
+    // What is refused, as PostgreSQL or PostgREST would.
+    for (path, status, code) in [
+        ("/rest/v1/todos?select=title.sum()", 404, "42883"),
+        ("/rest/v1/todos?select=done.max()", 404, "42883"),
+        ("/rest/v1/todos?select=meta.sum()", 404, "42883"),
+        ("/rest/v1/todos?select=status,count()&order=rank", 400, "42803"),
+        ("/rest/v1/todos?select=count(),lists(name)", 400, "PGRST127"),
+        ("/rest/v1/todos?select=rank.median()", 400, "PGRST100"),
+        ("/rest/v1/todos?select=nope.sum()", 400, "42703"),
+    ] {
+        let (s, e) = app.get(path).await;
+        assert_eq!((s, e["code"].as_str()), (status, Some(code)), "{path}: {e}");
+    }
+    let (s, e) = app.post("/rest/v1/lists?select=count()", json!({"name": "x"}), "return=representation").await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("PGRST127")), "{e}");
+    let (_, rows) = app.get("/rest/v1/lists?name=eq.x").await;
+    assert_eq!(rows, json!([]), "the refused write left nothing");
+
+    // Row-level security: a user's aggregate sees only the rows they may read.
+    let Some(owned) = TestApp::spawn_with(b, OWNED, &[("BASALT_DB_AGGREGATES_ENABLED", "true"), ("BASALT_AUTH_AUTOCONFIRM", "true")]).await
+    else {
+        return;
+    };
+    let (a, _, a_id) = owned.signup("agg-a@example.com", json!({})).await;
+    let (_, _, b_id) = owned.signup("agg-b@example.com", json!({})).await;
+    let rows = json!([{"owner": a_id, "cost": 2}, {"owner": a_id, "cost": 3}, {"owner": b_id, "cost": 100}]);
+    assert_eq!(owned.post("/rest/v1/usage", rows, "").await.0, 201);
+    let (s, mine) = send(owned.as_user(Method::GET, "/rest/v1/usage?select=count(),cost.sum()", Some(&a))).await;
+    assert_eq!((s, mine), (200, json!([{"count": 2, "sum": 5}])));
+    let (s, anon) = send(owned.as_user(Method::GET, "/rest/v1/usage?select=count()", None)).await;
+    assert_eq!((s, anon), (200, json!([{"count": 0}])));
+}
+
+const OWNED: &str = r#"
+[tables.usage]
+owner = "owner"
+columns.id    = { type = "uuid", primary_key = true, default = "gen_random_uuid()" }
+columns.owner = { type = "uuid", not_null = true, default = "auth.uid()", references = "auth.users.id", on_delete = "cascade" }
+columns.cost  = { type = "integer", not_null = true }
+"#;
+
+crate::both_backends!(reads, embeds, ranges_and_counts, read_errors, self_references, text_search, related_order, aggregates);
 
 /// SQLite readers keep their snapshot from one request to the next while nothing is committed.
 /// Every read still sees each write answered before it (through several readers at once), and
