@@ -14,7 +14,7 @@ pub fn column(table: &Table, alias: &str, field: &Field) -> Result<ColExpr> {
         .column(&field.column)
         .ok_or_else(|| Error::unknown_column(&table.name, &field.column, table.suggest_column(&field.column)))?;
     if !field.path.is_empty() && col.ty != ColumnType::Jsonb {
-        return Err(Error::new(400, "42883", format!("operator does not exist: {} -> unknown", col.ty.pg_display()))
+        return Err(Error::new(404, "42883", format!("operator does not exist: {} -> unknown", col.ty.pg_display()))
             .hint("JSON paths apply to jsonb columns."));
     }
     Ok(ColExpr { alias: alias.to_string(), column: col.name.clone(), column_type: col.ty, path: field.path.clone(), cast: None })
@@ -62,7 +62,7 @@ pub fn filter(table: &Table, alias: &str, f: &Filter) -> Result<Cond> {
         Operation::ContainedBy(v) => PlanOp::ContainedBy(container(&lhs, v)?),
         Operation::Overlaps(v) => {
             if !lhs.column_type.is_array() || !lhs.path.is_empty() {
-                return Err(Error::new(400, "42883", format!("operator does not exist: {} && unknown", lhs.column_type.pg_display())));
+                return Err(Error::new(404, "42883", format!("operator does not exist: {} && unknown", lhs.column_type.pg_display())));
             }
             PlanOp::Overlaps(from_text(lhs.column_type, v)?)
         }
@@ -80,7 +80,7 @@ pub fn filter(table: &Table, alias: &str, f: &Filter) -> Result<Cond> {
 fn text_only(lhs: &ColExpr, op: &str) -> Result<()> {
     match lhs.value_type() {
         t if t.is_textual() => Ok(()),
-        t => Err(Error::new(400, "42883", format!("operator does not exist: {} {op} unknown", t.pg_display()))
+        t => Err(Error::new(404, "42883", format!("operator does not exist: {} {op} unknown", t.pg_display()))
             .hint("No operator matches the given name and argument types. You might need to add explicit type casts.")),
     }
 }
@@ -106,7 +106,7 @@ fn regex_check(p: &str) -> Result<()> {
 fn container(lhs: &ColExpr, v: &str) -> Result<Param> {
     match lhs.value_type() {
         t if t.is_array() || t == ColumnType::Jsonb => from_text(t, v),
-        t => Err(Error::new(400, "42883", format!("operator does not exist: {} @> unknown", t.pg_display()))),
+        t => Err(Error::new(404, "42883", format!("operator does not exist: {} @> unknown", t.pg_display()))),
     }
 }
 

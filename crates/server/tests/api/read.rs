@@ -178,7 +178,7 @@ async fn read_errors(b: Backend) {
         ("/rest/v1/todos?due=eq.2026-02-30", 400, "22008"),
         ("/rest/v1/todos?select=*,nope(*)", 400, "PGRST200"),
         ("/rest/v1/todos?nope.rank=eq.1", 400, "PGRST108"),
-        ("/rest/v1/todos?rank=like.1*", 400, "42883"),
+        ("/rest/v1/todos?rank=like.1*", 404, "42883"),
         ("/rest/v1/todos?title=adj.cat", 400, "PGRST127"),
         ("/rest/v1/todos?limit=ten", 400, "PGRST100"),
     ];
@@ -297,7 +297,7 @@ async fn text_search(b: Backend) {
         ("title=fts.cat %26", 400, "42601", "no operand in tsquery: \"cat &\""),
         ("title=fts.%26 cat", 400, "42601", "syntax error in tsquery: \"& cat\""),
         ("title=fts(klingon).cat", 400, "42704", "text search configuration \"klingon\" does not exist"),
-        ("rank=fts.cat", 400, "42883", "operator does not exist: integer @@ unknown"),
+        ("rank=fts.cat", 404, "42883", "operator does not exist: integer @@ unknown"),
         ("title=fts(bad name).cat", 400, "PGRST100", ""),
     ];
     for (q, status, code, message) in errors {
