@@ -19,6 +19,8 @@ pub struct Headers<'a> {
     pub prefer: Option<&'a str>,
     pub accept: Option<&'a str>,
     pub range: Option<&'a str>,
+    /// The body's media type: JSON (also when absent), `text/csv` or a form.
+    pub content_type: Option<&'a str>,
 }
 
 /// Parses one request to `/rest/v1/{table}`.
@@ -55,9 +57,65 @@ pub fn parse_request(method: &str, table: &str, query: &str, headers: Headers, b
         apply_param(&mut req, &key, &value)?;
     }
     if matches!(action, Action::Insert | Action::Update | Action::Put) {
-        req.body = Some(parse_body(body, action)?);
+        let body = match body_kind(headers.content_type) {
+            BodyKind::Csv => csv_rows(body)?,
+            BodyKind::Form if !looks_like_json(body) => form_object(body),
+            _ => std::borrow::Cow::Borrowed(body),
+        };
+        req.body = Some(parse_body(&body, action)?);
     }
     Ok(req)
+}
+
+enum BodyKind {
+    Json,
+    Csv,
+    Form,
+}
+
+fn body_kind(content_type: Option<&str>) -> BodyKind {
+    let essence = content_type.and_then(|c| c.split(';').next()).map(|c| c.trim().to_ascii_lowercase());
+    match essence.as_deref() {
+        Some("text/csv") => BodyKind::Csv,
+        Some("application/x-www-form-urlencoded") => BodyKind::Form,
+        _ => BodyKind::Json,
+    }
+}
+
+/// A form body that is really JSON: `curl -d '{...}'` sends JSON as a form unless told
+/// otherwise, and no column is named `{"a":1}`, so such a body is read as the JSON it is.
+fn looks_like_json(body: &[u8]) -> bool {
+    matches!(body.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'['))
+        && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
+}
+
+/// A form body as one JSON object of strings, as PostgREST reads it.
+fn form_object(body: &[u8]) -> std::borrow::Cow<'static, [u8]> {
+    let obj: serde_json::Map<String, serde_json::Value> =
+        form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned()))).collect();
+    std::borrow::Cow::Owned(serde_json::to_vec(&obj).unwrap_or_default())
+}
+
+/// CSV with a header row as a JSON array of objects of strings, as PostgREST reads it: the
+/// unquoted or quoted text `NULL` is null, an empty field the empty string.
+fn csv_rows(body: &[u8]) -> Result<std::borrow::Cow<'static, [u8]>> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(body);
+    let bad = |e: csv::Error| Error::bad_body(format!("Error parsing CSV: {e}"));
+    let headers = reader.headers().map_err(bad)?.clone();
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| match e.kind() {
+            csv::ErrorKind::UnequalLengths { .. } => Error::bad_body("All lines must have same number of fields"),
+            _ => bad(e),
+        })?;
+        let row: serde_json::Map<String, serde_json::Value> = headers
+            .iter()
+            .zip(record.iter())
+            .map(|(k, v)| (k.to_string(), if v == "NULL" { serde_json::Value::Null } else { serde_json::Value::String(v.to_string()) }))
+            .collect();
+        rows.push(serde_json::Value::Object(row));
+    }
+    Ok(std::borrow::Cow::Owned(serde_json::to_vec(&rows).unwrap_or_default()))
 }
 
 fn parse_body(body: &[u8], action: Action) -> Result<serde_json::Value> {

@@ -260,7 +260,7 @@ async fn call_set(
         if head { "HEAD" } else { "GET" },
         function,
         &read_query,
-        Headers { prefer: h("prefer"), accept: h("accept"), range: h("range") },
+        Headers { prefer: h("prefer"), accept: h("accept"), range: h("range"), content_type: None },
         b"",
     )?;
     if req.select.iter().any(basalt_query::request::SelectItem::has_aggregate) {
@@ -346,8 +346,13 @@ async fn run_as(
     }
     let bytes = to_bytes(body, app.config.max_body_bytes).await.map_err(|_| too_large())?;
     let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let mut req =
-        parse_request(method.as_str(), table, query, Headers { prefer: h("prefer"), accept: h("accept"), range: h("range") }, &bytes)?;
+    let mut req = parse_request(
+        method.as_str(),
+        table,
+        query,
+        Headers { prefer: h("prefer"), accept: h("accept"), range: h("range"), content_type: h("content-type") },
+        &bytes,
+    )?;
     timing.mark("parse");
     if !app.config.rest.aggregates_enabled && req.select.iter().any(basalt_query::request::SelectItem::has_aggregate) {
         return Err(RestError::new(400, "PGRST123", "Use of aggregate functions is not allowed").into());

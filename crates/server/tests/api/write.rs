@@ -440,7 +440,60 @@ async fn puts(b: Backend) {
     assert_eq!(rows, json!([{"holder": "ben"}]), "a refused PUT changes nothing");
 }
 
-crate::both_backends!(inserts, upserts, puts, updates_and_deletes, write_errors_leave_nothing, time_ordered_ids, limited_writes);
+/// `text/csv` and form bodies, as PostgREST reads them: strings, `NULL` for null.
+async fn csv_and_form_bodies(b: Backend) {
+    let Some(app) = TestApp::spawn(b, crate::SCHEMA).await else { return };
+    let csv = "title,rank,done,tags,price\nfirst,1,true,\"{x,y}\",1.50\n\"second, quoted\",NULL,false,{},NULL\n";
+    let res = app
+        .req(Method::POST, "/rest/v1/todos?select=title,rank,done,tags,price")
+        .header("content-type", "text/csv")
+        .header("prefer", "return=representation")
+        .body(csv)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status().as_u16(), 201);
+    let rows: Value = res.json().await.expect("json");
+    assert_eq!(
+        rows,
+        json!([
+            {"title": "first", "rank": 1, "done": true, "tags": ["x", "y"], "price": 1.5},
+            {"title": "second, quoted", "rank": null, "done": false, "tags": [], "price": null}
+        ])
+    );
+    let form =
+        |m: Method, path: &str, body: &'static str| app.req(m, path).header("content-type", "application/x-www-form-urlencoded").body(body);
+    let (s, rows) =
+        send(form(Method::POST, "/rest/v1/lists?select=name", "name=from+a%20form").header("prefer", "return=representation")).await;
+    assert_eq!((s, rows), (201, json!([{"name": "from a form"}])));
+    let (s, rows) =
+        send(form(Method::PATCH, "/rest/v1/todos?title=eq.first&select=rank", "rank=5").header("prefer", "return=representation")).await;
+    assert_eq!((s, rows), (200, json!([{"rank": 5}])));
+    // curl -d '{...}' without a content type sends JSON as a form: it is read as JSON.
+    let (s, rows) =
+        send(form(Method::POST, "/rest/v1/lists?select=name", r#"{"name": "curl"}"#).header("prefer", "return=representation")).await;
+    assert_eq!((s, rows), (201, json!([{"name": "curl"}])));
+    let bad = |body: &'static str| app.req(Method::POST, "/rest/v1/todos").header("content-type", "text/csv; charset=utf-8").body(body);
+    let (s, e) = send(bad("title,rank\nx,1,2\n")).await;
+    assert_eq!((s, e["code"].as_str(), e["message"].as_str()), (400, Some("PGRST102"), Some("All lines must have same number of fields")));
+    let (s, e) = send(bad("title,nope\nx,1\n")).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("PGRST204")));
+    let (s, e) = send(bad("title,rank\nx,one\n")).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("22P02")));
+    let (_, rows) = app.get("/rest/v1/todos?select=title&order=title").await;
+    assert_eq!(rows, json!([{"title": "first"}, {"title": "second, quoted"}]), "refused bodies left nothing");
+}
+
+crate::both_backends!(
+    inserts,
+    upserts,
+    puts,
+    csv_and_form_bodies,
+    updates_and_deletes,
+    write_errors_leave_nothing,
+    time_ordered_ids,
+    limited_writes
+);
 
 /// Declares an 11 MB body and reads the answer before sending it, as a client with
 /// `Expect: 100-continue` would; the server must refuse without reading the body.
