@@ -190,6 +190,9 @@ impl JwtKeys {
         if let Some(c) = self.cached(token, Claims::clone) {
             return Ok(c);
         }
+        if has_critical_header(token) {
+            return Err(JwtError::Invalid("Invalid JWT: unsupported critical header parameters (crit)".into()));
+        }
         let now = chrono::Utc::now().timestamp();
         let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::InvalidSignature => JwtError::Invalid("No suitable key or wrong key type".into()),
@@ -217,6 +220,15 @@ impl JwtKeys {
         }
         Ok(data.claims)
     }
+}
+
+/// Whether the header lists extensions the token's reader must understand (`crit`, RFC 7515
+/// 4.1.11). Basalt understands none, so such a token is refused rather than read without them.
+fn has_critical_header(token: &str) -> bool {
+    use base64::Engine;
+    let Some(header) = token.split('.').next() else { return false };
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header.trim_end_matches('=')) else { return false };
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes).is_ok_and(|h| h.contains_key("crit"))
 }
 
 /// Not expired, with 30 s of leeway for clocks that differ.
@@ -265,6 +277,19 @@ mod tests {
         let none = format!("{}.{}.", b64("{\"alg\":\"none\",\"typ\":\"JWT\"}"), b64("{\"role\":\"service_role\",\"exp\":2366841600}"));
         assert!(k.verify(&none).is_err());
         assert!(k.verify("garbage").is_err());
+        // A critical extension Basalt does not know, with a valid signature.
+        use hmac::Mac;
+        let signing = format!("{}.{}", b64(r#"{"alg":"HS256","typ":"JWT","crit":["exp-ext"],"exp-ext":1}"#), b64(r#"{"role":"anon"}"#));
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(signing.as_bytes());
+        let sig = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, mac.finalize().into_bytes());
+        let crit = format!("{signing}.{sig}");
+        assert!(matches!(k.verify(&crit), Err(JwtError::Invalid(m)) if m.contains("crit")), "crit refused");
+        let plain = format!("{}.{}", b64(r#"{"alg":"HS256","typ":"JWT"}"#), b64(r#"{"role":"anon"}"#));
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(plain.as_bytes());
+        let sig = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, mac.finalize().into_bytes());
+        assert_eq!(k.verify(&format!("{plain}.{sig}")).unwrap().0, Role::Anon, "the same token without crit passes");
     }
 
     #[test]
