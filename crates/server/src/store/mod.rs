@@ -6,6 +6,7 @@ mod audit_schema;
 mod auth_schema;
 pub mod auth_sql;
 mod pg_introspect;
+mod pg_mux;
 mod pg_pipeline;
 pub mod pg_session;
 mod pg_tls;

@@ -24,11 +24,11 @@ use tokio::net::{TcpStream, UnixStream};
 use super::pg_tls::PgTls;
 
 /// Every parameter is sent as `text` and cast in SQL, as on the tokio-postgres connections.
-const TEXT_OID: u32 = 25;
+pub(super) const TEXT_OID: u32 = 25;
 
 /// A connection that has prepared more statements than this is closed rather than reused, so
 /// requests of ever new shapes cannot grow a connection's memory (on either side) without end.
-const MAX_PREPARED: usize = 2000;
+pub(super) const MAX_PREPARED: usize = 2000;
 
 /// What went wrong: PostgreSQL's own error, or the connection.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +51,7 @@ pub struct DbError {
 }
 
 impl DbError {
-    fn parse(mut fields: ErrorFields<'_>) -> Result<DbError, PipeError> {
+    pub(super) fn parse(mut fields: ErrorFields<'_>) -> Result<DbError, PipeError> {
         let mut e = DbError::default();
         while let Some(f) = fields.next().map_err(|e| PipeError::Protocol(e.to_string()))? {
             let value = String::from_utf8_lossy(f.value_bytes()).into_owned();
@@ -161,7 +161,7 @@ fn keepalive(cfg: &tokio_postgres::Config) -> socket2::TcpKeepalive {
     k
 }
 
-enum Stream {
+pub(super) enum Stream {
     Tcp(TcpStream),
     Tls(Box<tokio_native_tls::TlsStream<TcpStream>>),
     Unix(UnixStream),
@@ -264,6 +264,52 @@ impl Stream {
     }
 }
 
+/// The stream as tokio's traits, so a multiplexed connection can split it into a reading and a
+/// writing half ([`super::pg_mux`]).
+impl tokio::io::AsyncRead for Stream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Unix(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Stream::Closed => std::task::Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Stream {
+    fn poll_write(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Unix(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Stream::Closed => std::task::Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Unix(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Stream::Closed => std::task::Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Unix(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Stream::Closed => std::task::Poll::Ready(Ok(())),
+        }
+    }
+}
+
 /// One statement of a pipeline: its SQL and its parameters as text.
 #[derive(Clone, Copy)]
 pub struct Step<'a> {
@@ -279,7 +325,7 @@ pub struct Answer {
 }
 
 /// A statement's first row, its columns as text.
-pub struct Row(DataRowBody);
+pub struct Row(pub(super) DataRowBody);
 
 impl Row {
     pub fn text(&self, column: usize) -> Result<Option<&str>, PipeError> {
@@ -350,6 +396,13 @@ impl PipeConn {
                 _ => return Err(PipeError::Protocol("unexpected message at start-up".into())),
             }
         }
+    }
+
+    /// The connection's stream, for a multiplexed connection to take over once connected (and
+    /// idle: nothing is left to read).
+    pub(super) fn into_stream(mut self) -> Stream {
+        self.broken = true;
+        std::mem::replace(&mut self.stream, Stream::Closed)
     }
 
     /// Trust, cleartext, MD5 and SCRAM-SHA-256 (bound to the TLS channel where the server offers

@@ -1,6 +1,7 @@
 //! PostgreSQL: a bounded pool, statements prepared once per connection (all parameters typed
 //! text and cast in SQL), sessions in UTC so timestamps print as PostgREST's do.
 
+use super::pg_mux::MuxPool;
 use super::pg_pipeline::{Answer, Lease, PipeError, PipeManager, PipePool, Step, Target};
 use super::pg_session::{SessionSql, RESPONSE_SETTINGS};
 use super::pg_tls::{self, PgConnect};
@@ -33,6 +34,8 @@ pub struct PgStore {
 struct SchemaPool {
     /// Connections of Basalt's own ([`super::pg_pipeline`]).
     pipes: PipePool,
+    /// Connections plain reads share ([`super::pg_mux`]).
+    mux: Option<MuxPool>,
     search_path: String,
 }
 
@@ -58,6 +61,12 @@ fn build_pipe_pool(url: &str, pool_size: usize, timeouts: (u64, u64), search_pat
         .runtime(deadpool::Runtime::Tokio1)
         .wait_timeout(Some(std::time::Duration::from_secs(timeouts.1)))
         .build()?)
+}
+
+/// The connections plain reads share ([`super::pg_mux`]), configured as the request pool's.
+fn build_mux_pool(url: &str, size: usize, statement_timeout_ms: u64, search_path: &str) -> anyhow::Result<MuxPool> {
+    let PgConnect { config, tls } = pool_config(url, statement_timeout_ms, search_path, true)?;
+    Ok(MuxPool::new(Target::new(&config, tls)?, size))
 }
 
 /// Connections start in UTC, with the statement timeout and `search_path`. Request pools
@@ -113,8 +122,15 @@ impl PgStore {
         let mut schemas = std::collections::HashMap::new();
         for schema in &rest.schemas {
             let search_path = super::pg_session::search_path(schema, &rest.extra_search_path);
-            let pipes = build_pipe_pool(url, pool_size, timeouts, &search_path)?;
-            schemas.insert(schema.clone(), SchemaPool { pipes, search_path });
+            // Shared connections for plain reads come out of the pool's size: one per core, at
+            // most a quarter of it (none below four). Through a transaction-mode pooler
+            // consecutive `Sync`s may reach different server connections, which prepared
+            // statements cannot survive: no sharing there.
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+            let shared = if rest.transaction_pooler { 0 } else { cores.min(pool_size / 4) };
+            let pipes = build_pipe_pool(url, pool_size - shared, timeouts, &search_path)?;
+            let mux = (shared > 0).then(|| build_mux_pool(url, shared, timeouts.0, &search_path)).transpose()?;
+            schemas.insert(schema.clone(), SchemaPool { pipes, mux, search_path });
         }
         let client = pool.get().await.map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {}", with_causes(&e)))?;
         client
@@ -228,16 +244,21 @@ impl PgStore {
     /// transaction in one round trip (should the context fail, PostgreSQL skips the statement).
     /// Other reads run in a transaction with their counts.
     async fn read_pipelined(&self, sql: &ReadSql, ctx: &DbContext, read_only: bool) -> ApiResult<ReadResult> {
-        let mut conn = self.lease(ctx).await?;
         let body_params = texts(&sql.body.params);
         let body_params = strs(&body_params);
         let body = Step { sql: &sql.body.sql, params: &body_params };
         if read_only && self.plain_read(sql, ctx) {
             let context = self.context(ctx)?;
             let steps = [Step { sql: &self.session.set_read, params: &context }, body];
-            let mut answers = conn.run(&steps).await.map_err(map_pipe_error)?;
+            let shared = self.schema_pool(ctx)?.mux.as_ref().and_then(MuxPool::pick);
+            let mut answers = match shared {
+                Some(conn) => conn.run(&steps).await,
+                None => self.lease(ctx).await?.run(&steps).await,
+            }
+            .map_err(map_pipe_error)?;
             return read_result(answers.pop(), None, None);
         }
+        let mut conn = self.lease(ctx).await?;
         let count_params = sql.count.as_ref().map(|c| texts(&c.params)).unwrap_or_default();
         let count_params = strs(&count_params);
         let planned_params = sql.planned.as_ref().map(|c| texts(&c.params)).unwrap_or_default();
