@@ -182,10 +182,10 @@ impl PgStore {
         self.read_pipelined(sql, ctx, true).await
     }
 
-    /// Whether `read` runs `sql` as one statement after the context, without a transaction of
-    /// its own.
-    fn plain_read(&self, sql: &ReadSql, ctx: &DbContext) -> bool {
-        !self.transaction_pooler && !ctx.rollback && self.session.pre_request.is_none() && sql.count.is_none() && sql.planned.is_none()
+    /// Whether `read` runs its statements right after the context, without a transaction of
+    /// their own.
+    fn plain_read(&self, ctx: &DbContext) -> bool {
+        !self.transaction_pooler && !ctx.rollback && self.session.pre_request.is_none()
     }
 
     /// A read in a transaction with the caller's role and claims (set-returning `/rpc` calls).
@@ -240,37 +240,40 @@ impl PgStore {
         Ok(answers.into_iter().skip(first).take(statements.len()).collect())
     }
 
-    /// A plain read sends the context and its statement under one `Sync`: one implicit read-only
-    /// transaction in one round trip (should the context fail, PostgreSQL skips the statement).
-    /// Other reads run in a transaction with their counts.
+    /// A plain read sends the context, its statement and its counts under one `Sync`: one
+    /// implicit read-only transaction in one round trip (should the context fail, PostgreSQL
+    /// skips the rest), on a shared connection when one is free ([`super::pg_mux`]). Other
+    /// reads run in a transaction of their own.
     async fn read_pipelined(&self, sql: &ReadSql, ctx: &DbContext, read_only: bool) -> ApiResult<ReadResult> {
         let body_params = texts(&sql.body.params);
         let body_params = strs(&body_params);
-        let body = Step { sql: &sql.body.sql, params: &body_params };
-        if read_only && self.plain_read(sql, ctx) {
-            let context = self.context(ctx)?;
-            let steps = [Step { sql: &self.session.set_read, params: &context }, body];
-            let shared = self.schema_pool(ctx)?.mux.as_ref().and_then(MuxPool::pick);
-            let mut answers = match shared {
-                Some(conn) => conn.run(&steps).await,
-                None => self.lease(ctx).await?.run(&steps).await,
-            }
-            .map_err(map_pipe_error)?;
-            return read_result(answers.pop(), None, None);
-        }
-        let mut conn = self.lease(ctx).await?;
         let count_params = sql.count.as_ref().map(|c| texts(&c.params)).unwrap_or_default();
         let count_params = strs(&count_params);
         let planned_params = sql.planned.as_ref().map(|c| texts(&c.params)).unwrap_or_default();
         let planned_params = strs(&planned_params);
-        let mut statements = vec![body];
+        let mut statements = vec![Step { sql: &sql.body.sql, params: &body_params }];
         if let Some(c) = &sql.count {
             statements.push(Step { sql: &c.sql, params: &count_params });
         }
         if let Some(c) = &sql.planned {
             statements.push(Step { sql: &c.sql, params: &planned_params });
         }
-        let mut answers = self.transaction(&mut conn, ctx, read_only, true, &statements).await?.into_iter();
+        let answers = if read_only && self.plain_read(ctx) {
+            let context = self.context(ctx)?;
+            let mut steps = vec![Step { sql: &self.session.set_read, params: &context }];
+            steps.extend_from_slice(&statements);
+            let shared = self.schema_pool(ctx)?.mux.as_ref().and_then(MuxPool::pick);
+            let answers = match shared {
+                Some(conn) => conn.run(&steps).await,
+                None => self.lease(ctx).await?.run(&steps).await,
+            }
+            .map_err(map_pipe_error)?;
+            answers.into_iter().skip(1).collect()
+        } else {
+            let mut conn = self.lease(ctx).await?;
+            self.transaction(&mut conn, ctx, read_only, true, &statements).await?
+        };
+        let mut answers = answers.into_iter();
         let body = answers.next();
         let total = match sql.count {
             Some(_) => Some(int(&row(answers.next())?, 0)?),
