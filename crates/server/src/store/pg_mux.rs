@@ -408,6 +408,29 @@ mod tests {
         Some(Arc::new(MuxConn::connect(&target).await.expect("connect")))
     }
 
+    /// A shared connection held up by a slow read is passed over, then taken again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_connection_is_passed_over() {
+        let Ok(url) = std::env::var("BASALT_TEST_DATABASE_URL") else { return };
+        let connect = super::super::pg_tls::parse(&url).expect("url");
+        let pool = MuxPool::new(Target::new(&connect.config, connect.tls).expect("target"), 1);
+        let started = Instant::now();
+        let conn = loop {
+            match pool.pick() {
+                Some(c) => break c,
+                None if started.elapsed() < std::time::Duration::from_secs(10) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await
+                }
+                None => panic!("no connection within 10 s"),
+            }
+        };
+        let slow = tokio::spawn(async move { conn.run(&[Step { sql: "SELECT pg_sleep(0.3)", params: &[] }]).await.map(|_| ()) });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(pool.pick().is_none(), "busy for 100 ms with nothing answered: passed over");
+        slow.await.expect("join").expect("the slow read");
+        assert!(pool.pick().is_some(), "answered: taken again");
+    }
+
     fn first(answers: &[Answer]) -> Option<String> {
         answers.last()?.row.as_ref()?.text(0).expect("column").map(str::to_string)
     }
