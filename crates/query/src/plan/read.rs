@@ -119,8 +119,12 @@ pub(super) fn build_node(
         if source == Source::Mutated {
             return Err(not_yet("aggregate functions in a write's representation"));
         }
-        if fields.iter().any(|f| matches!(f, OutField::Embed { hidden: false, .. } | OutField::Spread { .. } | OutField::Count { .. })) {
-            return Err(not_yet("embedded resources beside aggregate functions"));
+        // A to-one embed groups with the columns; a to-many one would need aggregating itself.
+        if fields
+            .iter()
+            .any(|f| matches!(f, OutField::Embed { hidden: false, to_one: false, .. } | OutField::Spread { .. } | OutField::Count { .. }))
+        {
+            return Err(not_yet("to-many embeds, spreads and counts beside aggregate functions"));
         }
     }
     Ok(ReadPlan { table: table.name.clone(), alias, source, call: None, fields, conds, order: Vec::new(), limit: None, offset: None })

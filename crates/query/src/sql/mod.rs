@@ -95,6 +95,8 @@ pub trait Dialect {
         None
     }
     fn mutate(&self, plan: &MutatePlan<'_>) -> MutateSql;
+    /// An embedded node as one JSON value (an object for a to-one relation, else an array).
+    fn embedded(&self, b: &mut Builder, plan: &ReadPlan, join: &crate::plan::Join, to_one: bool);
 }
 
 /// One side of a containment test: the column expression or a parameter.
@@ -456,6 +458,8 @@ impl Builder {
         let a = &node.alias;
         self.push("SELECT ");
         let mut groups = Vec::new();
+        // The parent columns to-one embeds join on, grouped by without being output.
+        let mut keys: Vec<String> = Vec::new();
         let mut n = 0;
         for f in &node.fields {
             let (key, e) = match f {
@@ -471,6 +475,16 @@ impl Builder {
                     let call = format!("{}({arg})", func.name());
                     (key, result_cast.map_or(call.clone(), |t| d.cast(call, t)))
                 }
+                // A to-one row is a function of the parent's key columns, which join the groups.
+                OutField::Embed { key, join, to_one: true, plan, hidden: false, .. } => {
+                    let mut sub = Builder { sql: String::new(), params: std::mem::take(&mut self.params) };
+                    d.embedded(&mut sub, plan, join, true);
+                    self.params = sub.params;
+                    for (parent, _) in &join.pairs {
+                        keys.push(column_ref(a, parent));
+                    }
+                    (key, sub.sql)
+                }
                 // Only hidden embeds (filters) reach here; the planner refuses the others.
                 _ => continue,
             };
@@ -482,6 +496,8 @@ impl Builder {
         }
         self.push(&format!(" FROM {} AS {a}", quote(&node.table)));
         self.where_clause(d, join.map(|j| (j, a.as_str())), &node.conds);
+        keys.dedup();
+        groups.extend(keys);
         if !groups.is_empty() {
             self.push(" GROUP BY ").push(&groups.join(", "));
         }

@@ -34,14 +34,8 @@ impl Postgres {
                     b.push(&e).push(" AS ").push(&quote(key));
                 }
                 OutField::Embed { key, join, to_one, plan, .. } => {
-                    let r = format!("_r{}", &plan.alias[2..]);
-                    if *to_one {
-                        b.push(&format!("(SELECT row_to_json({r}) FROM ("));
-                    } else {
-                        b.push(&format!("(SELECT coalesce(json_agg({r}), '[]') FROM ("));
-                    }
-                    self.row_select(b, plan, Some(join));
-                    b.push(&format!(") AS {r}) AS {}", quote(key)));
+                    self.embedded(b, plan, join, *to_one);
+                    b.push(" AS ").push(&quote(key));
                 }
                 OutField::Spread { join, plan } => {
                     for (j, f) in plan.fields.iter().enumerate() {
@@ -274,6 +268,17 @@ impl Dialect for Postgres {
         let planned =
             matches!(count, Some(CountPref::Planned | CountPref::Estimated)).then(|| rows("EXPLAIN (FORMAT JSON) SELECT 1 FROM "));
         ReadSql { body: b.finish(), count: exact, planned }
+    }
+
+    fn embedded(&self, b: &mut Builder, plan: &ReadPlan, join: &Join, to_one: bool) {
+        let r = format!("_r{}", &plan.alias[2..]);
+        if to_one {
+            b.push(&format!("(SELECT row_to_json({r}) FROM ("));
+        } else {
+            b.push(&format!("(SELECT coalesce(json_agg({r}), '[]') FROM ("));
+        }
+        self.row_select(b, plan, Some(join));
+        b.push(&format!(") AS {r})"));
     }
 
     fn mutate(&self, plan: &MutatePlan<'_>) -> MutateSql {

@@ -31,17 +31,8 @@ impl Sqlite {
                     b.push(&v);
                 }
                 OutField::Embed { key, join, to_one, plan, .. } => {
-                    b.push_literal(key).push(", json((SELECT ");
-                    if *to_one {
-                        self.object(b, plan);
-                    } else {
-                        b.push("coalesce(json_group_array(");
-                        self.object(b, plan);
-                        b.push("), '[]')");
-                    }
-                    b.push(" FROM (");
-                    self.inner_select(b, plan, Some(join));
-                    b.push(&format!(") AS {}))", plan.alias));
+                    b.push_literal(key).push(", ");
+                    self.embedded(b, plan, join, *to_one);
                 }
                 OutField::Spread { join, plan } => {
                     for (j, f) in plan.fields.iter().enumerate() {
@@ -81,6 +72,7 @@ impl Sqlite {
         let outputs = node.fields.iter().filter_map(|f| match f {
             OutField::Column { key, expr } => Some((key, expr.expr_type())),
             OutField::Aggregate { key, out_type, .. } => Some((key, ExprType::Column(*out_type))),
+            OutField::Embed { key, to_one: true, hidden: false, .. } => Some((key, ExprType::Json)),
             _ => None,
         });
         for (i, (key, ty)) in outputs.enumerate() {
@@ -450,6 +442,20 @@ impl Dialect for Sqlite {
             b.finish()
         });
         ReadSql { body: self.body(plan, false), count, planned: None }
+    }
+
+    fn embedded(&self, b: &mut Builder, plan: &ReadPlan, join: &crate::plan::Join, to_one: bool) {
+        b.push("json((SELECT ");
+        if to_one {
+            self.object(b, plan);
+        } else {
+            b.push("coalesce(json_group_array(");
+            self.object(b, plan);
+            b.push("), '[]')");
+        }
+        b.push(" FROM (");
+        self.inner_select(b, plan, Some(join));
+        b.push(&format!(") AS {}))", plan.alias));
     }
 
     fn mutate(&self, plan: &MutatePlan<'_>) -> MutateSql {

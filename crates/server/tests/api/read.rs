@@ -392,13 +392,20 @@ async fn aggregates(b: Backend) {
         get("/rest/v1/lists?select=name,todos(count(),rank.max())&order=name").await,
         json!([{"name": "empty", "todos": [{"count": 0, "max": null}]}, {"name": "home", "todos": [{"count": 4, "max": 3}]}])
     );
+    // Beside a to-one embed: grouped by the related row.
+    let (s, _) = app.post("/rest/v1/todos", json!({"title": "loose", "rank": 10}), "").await;
+    assert_eq!(s, 201);
+    let mut groups = get("/rest/v1/todos?select=n:count(),rank.sum(),lists(name)").await;
+    groups.as_array_mut().expect("array").sort_by_key(|g| g["n"].as_i64());
+    assert_eq!(groups, json!([{"n": 1, "sum": 10, "lists": null}, {"n": 4, "sum": 6, "lists": {"name": "home"}}]));
+    assert_eq!(app.delete("/rest/v1/todos?title=eq.loose", "").await.0, 204);
     // What is refused, as PostgreSQL or PostgREST would.
     for (path, status, code) in [
         ("/rest/v1/todos?select=title.sum()", 404, "42883"),
         ("/rest/v1/todos?select=done.max()", 404, "42883"),
         ("/rest/v1/todos?select=meta.sum()", 404, "42883"),
         ("/rest/v1/todos?select=status,count()&order=rank", 400, "42803"),
-        ("/rest/v1/todos?select=count(),lists(name)", 400, "PGRST127"),
+        ("/rest/v1/lists?select=name.max(),todos(title)", 400, "PGRST127"),
         ("/rest/v1/todos?select=rank.median()", 400, "PGRST100"),
         ("/rest/v1/todos?select=nope.sum()", 400, "42703"),
     ] {
