@@ -65,6 +65,9 @@ struct Shared {
     /// not yet confirmed parses its own, so no request depends on another's `Parse`.
     prepared: Mutex<HashMap<Box<str>, Box<str>>>,
     broken: AtomicBool,
+    /// Takes no new requests but serves those already queued (it has prepared too many
+    /// statements); the pool opens another in its place.
+    retiring: AtomicBool,
     in_flight: AtomicUsize,
     /// When the connection last answered a request, or last went from idle to busy (ms since
     /// `epoch`).
@@ -104,6 +107,7 @@ impl MuxConn {
             pending: Mutex::new(VecDeque::new()),
             prepared: Mutex::new(HashMap::new()),
             broken: AtomicBool::new(false),
+            retiring: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             progress: AtomicU64::new(0),
             epoch,
@@ -114,7 +118,7 @@ impl MuxConn {
     }
 
     fn usable(&self) -> bool {
-        !self.shared.broken.load(Ordering::Acquire)
+        !self.shared.broken.load(Ordering::Acquire) && !self.shared.retiring.load(Ordering::Acquire)
     }
 
     /// Runs the steps under one `Sync`, as [`PipeConn::run`], pipelined with other callers'.
@@ -167,7 +171,7 @@ async fn write_loop(mut write: WriteHalf<Stream>, mut queue: mpsc::UnboundedRece
             // A connection that has prepared this many statements takes no more requests; the
             // pool opens a new one.
             if statements as usize > MAX_PREPARED {
-                shared.broken.store(true, Ordering::Release);
+                shared.retiring.store(true, Ordering::Release);
             }
         }
         if out.is_empty() {
@@ -307,7 +311,7 @@ async fn read_loop(mut read: ReadHalf<Stream>, shared: Arc<Shared>) {
                                 // A statement gone from the server, or one whose result changed
                                 // shape, stays so on this connection: it takes no more requests.
                                 if e.code == "26000" || e.code == "0A000" {
-                                    shared.broken.store(true, Ordering::Release);
+                                    shared.retiring.store(true, Ordering::Release);
                                 }
                                 Err(PipeError::Db(e))
                             }
