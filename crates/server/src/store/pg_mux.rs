@@ -12,7 +12,8 @@
 //! connection stays usable. A request waits behind those written before it on the same
 //! connection, so a connection that has made no progress for a while, or has many requests in
 //! flight, is passed over; when every connection is, the caller uses a pooled connection of its
-//! own instead.
+//! own instead. Function calls (`/rpc`) never come here: a function may change its session,
+//! which on a shared connection would reach other callers at once.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -59,8 +60,18 @@ enum Pending {
     },
 }
 
+/// The entries the reader has still to answer; `closed` once it has stopped, so the writer
+/// never queues an entry nobody will answer.
+#[derive(Default)]
+struct Queue {
+    entries: VecDeque<Pending>,
+    closed: bool,
+}
+
 struct Shared {
-    pending: Mutex<VecDeque<Pending>>,
+    pending: Mutex<Queue>,
+    /// Wakes the writer when the reader stops, so it does not wait on a socket nobody reads.
+    reader_gone: tokio::sync::Notify,
     /// Statement SQL to name, for statements PostgreSQL has parsed. A request that needs one
     /// not yet confirmed parses its own, so no request depends on another's `Parse`.
     prepared: Mutex<HashMap<Box<str>, Box<str>>>,
@@ -68,6 +79,8 @@ struct Shared {
     /// Takes no new requests but serves those already queued (it has prepared too many
     /// statements); the pool opens another in its place.
     retiring: AtomicBool,
+    /// Requests handed to the connection and not yet answered, whether or not their callers
+    /// still wait: a read whose caller gave up still holds up those behind it.
     in_flight: AtomicUsize,
     /// When the connection last answered a request, or last went from idle to busy (ms since
     /// `epoch`).
@@ -79,21 +92,17 @@ impl Shared {
     fn now(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
+
+    /// A request answered (or refused before it was sent).
+    fn answered(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// One multiplexed connection.
 pub struct MuxConn {
     jobs: mpsc::UnboundedSender<Job>,
     shared: Arc<Shared>,
-}
-
-/// Counts a request in flight until its caller is done with it, answered or gone.
-struct InFlight<'a>(&'a Shared);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 impl MuxConn {
@@ -104,7 +113,8 @@ impl MuxConn {
         let (jobs, queue) = mpsc::unbounded_channel();
         let epoch = Instant::now();
         let shared = Arc::new(Shared {
-            pending: Mutex::new(VecDeque::new()),
+            pending: Mutex::new(Queue::default()),
+            reader_gone: tokio::sync::Notify::new(),
             prepared: Mutex::new(HashMap::new()),
             broken: AtomicBool::new(false),
             retiring: AtomicBool::new(false),
@@ -128,8 +138,10 @@ impl MuxConn {
         if self.shared.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
             self.shared.progress.store(self.shared.now(), Ordering::Release);
         }
-        let _counted = InFlight(&self.shared);
-        self.jobs.send(Job { steps: owned, reply }).map_err(|_| closed())?;
+        if self.jobs.send(Job { steps: owned, reply }).is_err() {
+            self.shared.answered();
+            return Err(closed());
+        }
         answer.await.map_err(|_| closed())?
     }
 }
@@ -144,26 +156,27 @@ async fn write_loop(mut write: WriteHalf<Stream>, mut queue: mpsc::UnboundedRece
     let mut statements = 0u64;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        if shared.broken.load(Ordering::Acquire) {
-            for job in batch.drain(..) {
-                let _ = job.reply.send(Err(closed()));
-            }
-            continue;
-        }
         {
             let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
             let prepared = shared.prepared.lock().unwrap_or_else(|e| e.into_inner());
             for job in batch.drain(..) {
+                // The reader has stopped: nobody would answer.
+                if pending.closed || shared.broken.load(Ordering::Acquire) {
+                    shared.answered();
+                    let _ = job.reply.send(Err(closed()));
+                    continue;
+                }
                 let start = out.len();
                 match encode(&job, &mut out, &prepared, &mut statements) {
                     Ok(parsed) => {
                         if !parsed.is_empty() {
-                            pending.push_back(Pending::Prepare(parsed));
+                            pending.entries.push_back(Pending::Prepare(parsed));
                         }
-                        pending.push_back(Pending::Request { reply: job.reply, steps: job.steps.len() });
+                        pending.entries.push_back(Pending::Request { reply: job.reply, steps: job.steps.len() });
                     }
                     Err(e) => {
                         out.truncate(start);
+                        shared.answered();
                         let _ = job.reply.send(Err(e));
                     }
                 }
@@ -181,17 +194,27 @@ async fn write_loop(mut write: WriteHalf<Stream>, mut queue: mpsc::UnboundedRece
             write.write_all(&out).await?;
             write.flush().await
         };
-        if written.await.is_err() {
+        // A reader that stopped reads no more, and a server that cannot send stops reading:
+        // the write would wait for good.
+        let ok = tokio::select! {
+            r = written => r.is_ok(),
+            _ = shared.reader_gone.notified() => false,
+        };
+        out.clear();
+        if !ok {
             shared.broken.store(true, Ordering::Release);
             break;
         }
-        out.clear();
     }
     // No more requests will come (the pool dropped the connection, or it broke): say goodbye,
-    // which ends the reader once the answers still due are read.
+    // which ends the reader once the answers still due are read. Within a second: the other end
+    // may have stopped reading.
     frontend::terminate(&mut out);
-    let _ = write.write_all(&out).await;
-    let _ = write.shutdown().await;
+    let goodbye = async {
+        write.write_all(&out).await?;
+        write.shutdown().await
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), goodbye).await;
 }
 
 /// One request's messages: `Parse`s (and their `Sync`) for statements new to the connection,
@@ -271,7 +294,7 @@ async fn read_loop(mut read: ReadHalf<Stream>, shared: Arc<Shared>) {
             Message::NoticeResponse(_) | Message::ParameterStatus(_) | Message::NotificationResponse(_) => {}
             Message::ParseComplete => {
                 if parsing.is_empty() {
-                    if let Some(Pending::Prepare(list)) = shared.pending.lock().unwrap_or_else(|e| e.into_inner()).front_mut() {
+                    if let Some(Pending::Prepare(list)) = shared.pending.lock().unwrap_or_else(|e| e.into_inner()).entries.front_mut() {
                         parsing.extend(list.drain(..));
                     }
                 }
@@ -296,8 +319,12 @@ async fn read_loop(mut read: ReadHalf<Stream>, shared: Arc<Shared>) {
                 Ok(e) => error = Some(e),
                 Err(_) => break,
             },
-            Message::ReadyForQuery(_) => {
-                let next = shared.pending.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+            Message::ReadyForQuery(body) => {
+                // A transaction left open would carry over into the next caller's statements.
+                if body.status() != b'I' {
+                    shared.broken.store(true, Ordering::Release);
+                }
+                let next = shared.pending.lock().unwrap_or_else(|e| e.into_inner()).entries.pop_front();
                 let done = std::mem::replace(&mut answers, vec![Answer { row: None, affected: 0 }]);
                 match next {
                     Some(Pending::Prepare(_)) => {
@@ -306,6 +333,7 @@ async fn read_loop(mut read: ReadHalf<Stream>, shared: Arc<Shared>) {
                     }
                     Some(Pending::Request { reply, steps }) => {
                         shared.progress.store(shared.now(), Ordering::Release);
+                        shared.answered();
                         let result = match carried.take().or(error.take()) {
                             Some(e) => {
                                 // A statement gone from the server, or one whose result changed
@@ -330,12 +358,18 @@ async fn read_loop(mut read: ReadHalf<Stream>, shared: Arc<Shared>) {
         }
     }
     shared.broken.store(true, Ordering::Release);
-    let rest: Vec<Pending> = shared.pending.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect();
+    let rest: Vec<Pending> = {
+        let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.closed = true;
+        pending.entries.drain(..).collect()
+    };
     for p in rest {
         if let Pending::Request { reply, .. } = p {
+            shared.answered();
             let _ = reply.send(Err(closed()));
         }
     }
+    shared.reader_gone.notify_one();
 }
 
 /// A few multiplexed connections of one schema's requests, opened as they are first needed and

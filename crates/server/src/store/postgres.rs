@@ -179,7 +179,7 @@ impl PgStore {
     /// `request.jwt.claims` and the rest whoever the caller is: in a transaction, or for plain
     /// reads with the statement as one implicit transaction ([`super::pg_pipeline`]).
     pub async fn read(&self, sql: &ReadSql, ctx: &DbContext) -> ApiResult<ReadResult> {
-        self.read_pipelined(sql, ctx, true).await
+        self.read_pipelined(sql, ctx, true, true).await
     }
 
     /// Whether `read` runs its statements right after the context, without a transaction of
@@ -189,8 +189,10 @@ impl PgStore {
     }
 
     /// A read in a transaction with the caller's role and claims (set-returning `/rpc` calls).
+    /// Never on a shared connection: a function may change its session (`set_config(…,
+    /// false)`), which on a shared connection would reach other callers' requests at once.
     pub async fn read_in_tx(&self, sql: &ReadSql, ctx: &DbContext, read_only: bool) -> ApiResult<ReadResult> {
-        self.read_pipelined(sql, ctx, read_only).await
+        self.read_pipelined(sql, ctx, read_only, false).await
     }
 
     /// The request context's parameters, in the order of [`SessionSql::set`]'s placeholders.
@@ -244,7 +246,7 @@ impl PgStore {
     /// implicit read-only transaction in one round trip (should the context fail, PostgreSQL
     /// skips the rest), on a shared connection when one is free ([`super::pg_mux`]). Other
     /// reads run in a transaction of their own.
-    async fn read_pipelined(&self, sql: &ReadSql, ctx: &DbContext, read_only: bool) -> ApiResult<ReadResult> {
+    async fn read_pipelined(&self, sql: &ReadSql, ctx: &DbContext, read_only: bool, may_share: bool) -> ApiResult<ReadResult> {
         let body_params = texts(&sql.body.params);
         let body_params = strs(&body_params);
         let count_params = sql.count.as_ref().map(|c| texts(&c.params)).unwrap_or_default();
@@ -262,9 +264,13 @@ impl PgStore {
             let context = self.context(ctx)?;
             let mut steps = vec![Step { sql: &self.session.set_read, params: &context }];
             steps.extend_from_slice(&statements);
-            let shared = self.schema_pool(ctx)?.mux.as_ref().and_then(MuxPool::pick);
+            let shared = self.schema_pool(ctx)?.mux.as_ref().filter(|_| may_share).and_then(MuxPool::pick);
             let answers = match shared {
-                Some(conn) => conn.run(&steps).await,
+                // A shared connection lost before it answered: a read is safe to send again.
+                Some(conn) => match conn.run(&steps).await {
+                    Err(PipeError::Io(_)) => self.lease(ctx).await?.run(&steps).await,
+                    other => other,
+                },
                 None => self.lease(ctx).await?.run(&steps).await,
             }
             .map_err(map_pipe_error)?;
