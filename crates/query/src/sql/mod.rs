@@ -40,14 +40,15 @@ pub enum MutateSql {
     /// One statement without RETURNING; the command tag gives the rows affected (PostgreSQL).
     Counted(Fragment),
     /// Statements run in order in one transaction (SQLite, which has no writable CTEs):
-    /// `max_rowid` returns the highest rowid before the write (to tell inserts from updates);
+    /// `existing` counts the payload rows a merging upsert will update (to tell inserts from
+    /// updates);
     /// `collect` returns the rowids of affected rows; `read` and `finish` take that rowid list
     /// as JSON in their first parameter, which the store fills in.
     /// `check` runs first and counts rows about to be written that fail row-level security.
     /// With `collect_body`, `collect` also returns each row's JSON object (its second column)
     /// and there is no `read`: the representation comes from the write itself.
     Steps {
-        max_rowid: Option<Fragment>,
+        existing: Option<Fragment>,
         collect: Fragment,
         collect_body: bool,
         check: Option<Fragment>,

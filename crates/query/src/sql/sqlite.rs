@@ -557,9 +557,20 @@ impl Dialect for Sqlite {
                     b.push(", ");
                     self.object(&mut b, &relabel(node, &t));
                 }
-                let max_rowid =
-                    on_conflict.as_ref().map(|_| Fragment { sql: format!("SELECT coalesce(max(rowid), 0) FROM {t}"), params: vec![] });
-                MutateSql::Steps { max_rowid, collect: b.finish(), collect_body: fold, check, read, finish: None }
+                // A merging upsert updates the payload rows whose keys exist: counted before.
+                let existing = on_conflict.as_ref().filter(|oc| !oc.update.is_empty()).map(|oc| {
+                    let on: Vec<String> = oc
+                        .columns
+                        .iter()
+                        .filter_map(|c| plan.table_columns.iter().find(|t| t.name == *c))
+                        .map(|c| format!("_ex.{} = {}", quote(&c.name), self.extract("_j.value", c)))
+                        .collect();
+                    Fragment {
+                        sql: format!("SELECT count(*) FROM jsonb_each(?1) AS _j JOIN {t} AS _ex ON {}", on.join(" AND ")),
+                        params: vec![super::rows_json(rows)],
+                    }
+                });
+                MutateSql::Steps { existing, collect: b.finish(), collect_body: fold, check, read, finish: None }
             }
             MutateKind::Update { alias, columns, values, conds, touch_updated_at, range, .. } => {
                 let mut b = Builder::default();
@@ -574,7 +585,7 @@ impl Dialect for Sqlite {
                 b.push(&format!("UPDATE {t} AS {alias} SET {}", sets.join(", ")));
                 b.write_where(self, &t, alias, "rowid", conds, range.as_ref());
                 b.push(" RETURNING rowid");
-                MutateSql::Steps { max_rowid: None, collect: b.finish(), collect_body: false, check, read, finish: None }
+                MutateSql::Steps { existing: None, collect: b.finish(), collect_body: false, check, read, finish: None }
             }
             MutateKind::Delete { alias, conds, range } => {
                 let mut b = Builder::default();
@@ -592,7 +603,7 @@ impl Dialect for Sqlite {
                     sql: format!("DELETE FROM {t} WHERE rowid IN (SELECT value FROM json_each(?1))"),
                     params: vec![Param::Json("[]".into())],
                 });
-                MutateSql::Steps { max_rowid: None, collect: b.finish(), collect_body: false, check, read, finish }
+                MutateSql::Steps { existing: None, collect: b.finish(), collect_body: false, check, read, finish }
             }
         }
     }

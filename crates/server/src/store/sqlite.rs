@@ -355,11 +355,15 @@ impl SqliteStore {
     }
 
     fn write_on(&self, conn: &Connection, sql: &MutateSql, bound: super::RowBound) -> ApiResult<WriteResult> {
-        let MutateSql::Steps { max_rowid, collect, collect_body, check, read, finish } = sql else {
+        let MutateSql::Steps { existing, collect, collect_body, check, read, finish } = sql else {
             return Err(ApiError::internal("SQLite got a PostgreSQL plan"));
         };
-        let before: Option<i64> = match max_rowid {
-            Some(f) => Some(conn.prepare_cached(&f.sql).and_then(|mut st| st.query_row([], |r| r.get(0))).map_err(|e| self.map_error(e))?),
+        let existing: Option<i64> = match existing {
+            Some(f) => Some(
+                conn.prepare_cached(&f.sql)
+                    .and_then(|mut st| st.query_row(params_from_iter(f.params.iter().map(to_sql)), |r| r.get(0)))
+                    .map_err(|e| self.map_error(e))?,
+            ),
             None => None,
         };
         if let Some(f) = check {
@@ -376,7 +380,7 @@ impl SqliteStore {
         let (ids, objects) = query_ids(conn, collect, *collect_body).map_err(|e| self.map_error(e))?;
         let affected = ids.len() as i64;
         bound.check(affected)?;
-        let inserted = before.map(|b| ids.iter().filter(|id| **id > b).count() as i64).unwrap_or(affected);
+        let inserted = existing.map(|e| (affected - e).max(0)).unwrap_or(affected);
         let ids_json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
         let body = match read {
             // The objects are JSON that SQLite wrote: the array is what json_group_array makes.

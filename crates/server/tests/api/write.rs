@@ -134,6 +134,10 @@ async fn upserts(b: Backend) {
         )
         .await;
     assert_eq!(rows, json!([{"id": 4, "body": "vier"}]));
+    let (s, _) =
+        app.post("/rest/v1/notes?select=id", json!({"id": -7, "body": "below"}), "resolution=merge-duplicates,return=representation").await;
+    assert_eq!(s, 201, "a new key below the highest is an insert");
+    assert_eq!(app.delete("/rest/v1/notes?id=eq.-7", "").await.0, 204);
     let (_, rows) = app.get("/rest/v1/notes?select=body&order=id").await;
     assert_eq!(rows, json!([{"body": "uno"}, {"body": "dos"}, {"body": "tres"}, {"body": "vier"}]));
     // on_conflict on a unique column.
@@ -391,6 +395,9 @@ async fn puts(b: Backend) {
     .await;
     assert_eq!((s, row), (201, json!({"body": "one"})));
 
+    // A new key below the highest one is still an insert (SQLite's integer keys are its rowids).
+    let (s, _) = send(put("/rest/v1/notes?id=eq.3&select=id", &alice, "return=representation", json!({"id": 3}))).await;
+    assert_eq!(s, 201, "a new row");
     // Row-level security: bob cannot take over alice's row, and sees nothing of it.
     let (s, e) = send(put("/rest/v1/notes?id=eq.1", &bob, "", json!({"id": 1, "body": "mine now"}))).await;
     assert_eq!((s, e["code"].as_str()), (403, Some("42501")), "{e}");
