@@ -413,6 +413,11 @@ impl Dialect for Sqlite {
     }
 
     fn cast(&self, expr: String, ty: ColumnType) -> String {
+        // PostgreSQL rounds a fraction to the nearest integer where SQLite's CAST truncates;
+        // integers are left alone, as `round` would turn large ones into floats.
+        if matches!(ty, ColumnType::SmallInt | ColumnType::Integer | ColumnType::BigInt) {
+            return format!("CAST(CASE WHEN typeof({expr}) = 'real' THEN round({expr}) ELSE {expr} END AS INTEGER)");
+        }
         let t = match ty {
             ColumnType::Boolean | ColumnType::SmallInt | ColumnType::Integer | ColumnType::BigInt => "INTEGER",
             ColumnType::Numeric => "NUMERIC",
