@@ -58,7 +58,7 @@ pub fn parse_request(method: &str, table: &str, query: &str, headers: Headers, b
     }
     if matches!(action, Action::Insert | Action::Update | Action::Put) {
         let body = match body_kind(headers.content_type) {
-            BodyKind::Csv => csv_rows(body)?,
+            BodyKind::Csv => csv_rows(body, action == Action::Update)?,
             BodyKind::Form if !looks_like_json(body) => form_object(body),
             _ => std::borrow::Cow::Borrowed(body),
         };
@@ -97,8 +97,9 @@ fn form_object(body: &[u8]) -> std::borrow::Cow<'static, [u8]> {
 }
 
 /// CSV with a header row as a JSON array of objects of strings, as PostgREST reads it: the
-/// unquoted or quoted text `NULL` is null, an empty field the empty string.
-fn csv_rows(body: &[u8]) -> Result<std::borrow::Cow<'static, [u8]>> {
+/// unquoted or quoted text `NULL` is null, an empty field the empty string. For a `PATCH`
+/// (`single`), the one row's object.
+fn csv_rows(body: &[u8], single: bool) -> Result<std::borrow::Cow<'static, [u8]>> {
     let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(body);
     let bad = |e: csv::Error| Error::bad_body(format!("Error parsing CSV: {e}"));
     let headers = reader.headers().map_err(bad)?.clone();
@@ -114,6 +115,10 @@ fn csv_rows(body: &[u8]) -> Result<std::borrow::Cow<'static, [u8]>> {
             .map(|(k, v)| (k.to_string(), if v == "NULL" { serde_json::Value::Null } else { serde_json::Value::String(v.to_string()) }))
             .collect();
         rows.push(serde_json::Value::Object(row));
+    }
+    if single {
+        let [row] = rows.as_slice() else { return Err(Error::bad_body("A CSV body for PATCH must have exactly one row")) };
+        return Ok(std::borrow::Cow::Owned(serde_json::to_vec(row).unwrap_or_default()));
     }
     Ok(std::borrow::Cow::Owned(serde_json::to_vec(&rows).unwrap_or_default()))
 }

@@ -386,7 +386,11 @@ async fn aggregates(b: Backend) {
     assert_eq!(app.post("/rest/v1/todos", json!({"title": "s", "meta": {"s": 90}}), "").await.0, 201);
     assert_eq!(get("/rest/v1/todos?select=meta->>s.max()").await, json!([{"max": "90"}]), "->> is text");
     assert_eq!(app.delete("/rest/v1/todos?title=eq.s", "").await.0, 204);
-    assert_eq!(get("/rest/v1/todos?select=price::int,price.max()::int&price=not.is.null").await, json!([{"price": 2, "max": 2}]), "rounded, as PostgreSQL");
+    assert_eq!(
+        get("/rest/v1/todos?select=price::int,price.max()::int&price=not.is.null").await,
+        json!([{"price": 2, "max": 2}]),
+        "rounded, as PostgreSQL"
+    );
     for (path, range) in [("/rest/v1/todos?select=status,count()&limit=1", "0-0/2"), ("/rest/v1/todos?select=count()", "0-0/1")] {
         let res = app.req(Method::GET, path).header("prefer", "count=exact").send().await.expect("send");
         assert_eq!(res.headers()["content-range"], range, "{path}: groups are counted");

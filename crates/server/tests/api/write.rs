@@ -476,6 +476,16 @@ async fn csv_and_form_bodies(b: Backend) {
     let (s, rows) =
         send(form(Method::PATCH, "/rest/v1/todos?title=eq.first&select=rank", "rank=5").header("prefer", "return=representation")).await;
     assert_eq!((s, rows), (200, json!([{"rank": 5}])));
+    let csv_patch = |body: &'static str| {
+        app.req(Method::PATCH, "/rest/v1/todos?title=eq.first&select=rank")
+            .header("content-type", "text/csv")
+            .header("prefer", "return=representation")
+            .body(body)
+    };
+    let (s, rows) = send(csv_patch("rank\n6\n")).await;
+    assert_eq!((s, rows), (200, json!([{"rank": 6}])), "a one-row CSV body patches");
+    let (s, e) = send(csv_patch("rank\n6\n7\n")).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("PGRST102")));
     // curl -d '{...}' without a content type sends JSON as a form: it is read as JSON.
     let (s, rows) =
         send(form(Method::POST, "/rest/v1/lists?select=name", r#"{"name": "curl"}"#).header("prefer", "return=representation")).await;
