@@ -150,6 +150,8 @@ pub fn from_json(ty: ColumnType, v: &Value) -> Result<Value> {
         },
         ColumnType::SmallInt | ColumnType::Integer | ColumnType::BigInt => match v {
             Value::Number(n) if n.is_i64() => Ok(Value::from(check_int_range(ty, n.as_i64().unwrap_or_default(), &n.to_string())?)),
+            // JSON's `-0`, which serde_json reads as a float; PostgreSQL takes it as 0.
+            Value::Number(n) if n.as_f64() == Some(0.0) => Ok(Value::from(0)),
             other => from_text(ty, &text_of(other)).map(param_to_json),
         },
         ColumnType::Numeric | ColumnType::Real | ColumnType::Double => match v {
