@@ -21,14 +21,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
-use postgres_protocol::IsNull;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
 
-use super::pg_pipeline::{Answer, DbError, PipeConn, PipeError, Row, Step, Stream, Target, MAX_PREPARED, TEXT_OID};
+use super::pg_pipeline::{bind_execute, Answer, Answers, DbError, PipeConn, PipeError, Step, Stream, Target, MAX_PREPARED, TEXT_OID};
 
 /// Requests in flight on one connection beyond which it is passed over.
 const MAX_DEPTH: usize = 32;
@@ -244,26 +243,7 @@ fn encode(job: &Job, out: &mut BytesMut, prepared: &HashMap<Box<str>, Box<str>>,
         frontend::sync(out);
     }
     for ((_, params), name) in job.steps.iter().zip(&names) {
-        let bound = frontend::bind(
-            "",
-            name,
-            [],
-            params.iter(),
-            |p, buf| {
-                Ok(match p {
-                    Some(text) => {
-                        buf.put_slice(text.as_bytes());
-                        IsNull::No
-                    }
-                    None => IsNull::Yes,
-                })
-            },
-            [],
-            out,
-        );
-        if bound.is_err() || frontend::execute("", 0, out).is_err() {
-            return Err(PipeError::Protocol("too many parameters for one statement".into()));
-        }
+        bind_execute(name, params.iter().map(Option::as_deref), out)?;
     }
     frontend::sync(out);
     Ok(parsed)
@@ -272,7 +252,7 @@ fn encode(job: &Job, out: &mut BytesMut, prepared: &HashMap<Box<str>, Box<str>>,
 /// Reads the answers and hands each request its own, in the order they were written.
 async fn read_loop(mut read: ReadHalf<Stream>, shared: Arc<Shared>) {
     let mut input = BytesMut::with_capacity(16384);
-    let mut answers = vec![Answer { row: None, affected: 0 }];
+    let mut answers = Answers::default();
     let mut error: Option<DbError> = None;
     // A failed `Parse` fails the request it was sent for.
     let mut carried: Option<DbError> = None;
@@ -303,18 +283,13 @@ async fn read_loop(mut read: ReadHalf<Stream>, shared: Arc<Shared>) {
                 }
             }
             Message::BindComplete | Message::NoData => {}
-            Message::DataRow(body) => {
-                if let Some(a @ Answer { row: None, .. }) = answers.last_mut() {
-                    a.row = Some(Row(body));
-                }
-            }
+            Message::DataRow(body) => answers.row(body),
             Message::CommandComplete(body) => {
-                if let Some(a) = answers.last_mut() {
-                    a.affected = body.tag().ok().and_then(|t| t.rsplit(' ').next().and_then(|n| n.parse().ok())).unwrap_or(0);
+                if answers.complete(&body).is_err() {
+                    break;
                 }
-                answers.push(Answer { row: None, affected: 0 });
             }
-            Message::EmptyQueryResponse => answers.push(Answer { row: None, affected: 0 }),
+            Message::EmptyQueryResponse => answers.empty(),
             Message::ErrorResponse(body) => match DbError::parse(body.fields()) {
                 Ok(e) => error = Some(e),
                 Err(_) => break,
@@ -325,7 +300,7 @@ async fn read_loop(mut read: ReadHalf<Stream>, shared: Arc<Shared>) {
                     shared.broken.store(true, Ordering::Release);
                 }
                 let next = shared.pending.lock().unwrap_or_else(|e| e.into_inner()).entries.pop_front();
-                let done = std::mem::replace(&mut answers, vec![Answer { row: None, affected: 0 }]);
+                let done = std::mem::take(&mut answers);
                 match next {
                     Some(Pending::Prepare(_)) => {
                         parsing.clear();
@@ -343,11 +318,7 @@ async fn read_loop(mut read: ReadHalf<Stream>, shared: Arc<Shared>) {
                                 }
                                 Err(PipeError::Db(e))
                             }
-                            None => {
-                                let mut done = done;
-                                done.truncate(steps);
-                                Ok(done)
-                            }
+                            None => Ok(done.finish(steps)),
                         };
                         let _ = reply.send(result);
                     }

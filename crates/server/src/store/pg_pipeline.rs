@@ -324,6 +324,71 @@ pub struct Answer {
     pub affected: u64,
 }
 
+/// `Bind` and `Execute` of a prepared statement with its parameters as text. Fails only with
+/// more parameters than the protocol counts (65,535).
+pub(super) fn bind_execute<'a>(name: &str, params: impl IntoIterator<Item = Option<&'a str>>, out: &mut BytesMut) -> Result<(), PipeError> {
+    let bound = frontend::bind(
+        "",
+        name,
+        [],
+        params,
+        |p, buf| {
+            Ok(match p {
+                Some(text) => {
+                    buf.put_slice(text.as_bytes());
+                    IsNull::No
+                }
+                None => IsNull::Yes,
+            })
+        },
+        [],
+        out,
+    );
+    if bound.is_err() || frontend::execute("", 0, out).is_err() {
+        return Err(PipeError::Protocol("too many parameters for one statement".into()));
+    }
+    Ok(())
+}
+
+/// The answers to one `Sync`'s statements as they arrive: each statement's first row and the
+/// rows its command tag counts.
+pub(super) struct Answers(Vec<Answer>);
+
+impl Default for Answers {
+    fn default() -> Answers {
+        Answers(vec![Answer { row: None, affected: 0 }])
+    }
+}
+
+impl Answers {
+    pub(super) fn row(&mut self, body: DataRowBody) {
+        if let Some(a @ Answer { row: None, .. }) = self.0.last_mut() {
+            a.row = Some(Row(body));
+        }
+    }
+
+    /// A statement done: "INSERT 0 3", "UPDATE 3", "SELECT 3" (the count comes last).
+    pub(super) fn complete(&mut self, body: &postgres_protocol::message::backend::CommandCompleteBody) -> Result<(), PipeError> {
+        let tag = body.tag().map_err(|e| PipeError::Protocol(e.to_string()))?;
+        if let Some(a) = self.0.last_mut() {
+            a.affected = tag.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        }
+        self.empty();
+        Ok(())
+    }
+
+    /// A statement done without a count (an empty query).
+    pub(super) fn empty(&mut self) {
+        self.0.push(Answer { row: None, affected: 0 });
+    }
+
+    /// One answer per statement.
+    pub(super) fn finish(mut self, statements: usize) -> Vec<Answer> {
+        self.0.truncate(statements);
+        self.0
+    }
+}
+
 /// A statement's first row, its columns as text.
 pub struct Row(pub(super) DataRowBody);
 
@@ -545,58 +610,23 @@ impl PipeConn {
         }
         let names = self.prepare(steps).await?;
         for (step, name) in steps.iter().zip(&names) {
-            let bound = frontend::bind(
-                "",
-                name,
-                [],
-                step.params.iter(),
-                |p, buf| {
-                    Ok(match p {
-                        Some(text) => {
-                            buf.put_slice(text.as_bytes());
-                            IsNull::No
-                        }
-                        None => IsNull::Yes,
-                    })
-                },
-                [],
-                &mut self.output,
-            );
-            // Only more parameters than the protocol counts (65,535) fail here.
-            if bound.is_err() || frontend::execute("", 0, &mut self.output).is_err() {
+            if let Err(e) = bind_execute(name, step.params.iter().copied(), &mut self.output) {
                 self.output.clear();
-                return Err(PipeError::Protocol("too many parameters for one statement".into()));
+                return Err(e);
             }
         }
         frontend::sync(&mut self.output);
         self.in_flight = true;
         self.send().await?;
 
-        let mut answers: Vec<Answer> = Vec::with_capacity(steps.len() + 1);
-        answers.push(Answer { row: None, affected: 0 });
+        let mut answers = Answers::default();
         let mut error = None;
         loop {
             match self.answer().await? {
                 Message::BindComplete | Message::NoData => {}
-                Message::DataRow(body) => {
-                    if let Some(a @ Answer { row: None, .. }) = answers.last_mut() {
-                        a.row = Some(Row(body));
-                    }
-                }
-                Message::CommandComplete(body) => {
-                    if let Some(a) = answers.last_mut() {
-                        // "INSERT 0 3", "UPDATE 3", "SELECT 3": the count comes last.
-                        a.affected = body
-                            .tag()
-                            .map_err(|e| PipeError::Protocol(e.to_string()))?
-                            .rsplit(' ')
-                            .next()
-                            .and_then(|n| n.parse().ok())
-                            .unwrap_or(0);
-                    }
-                    answers.push(Answer { row: None, affected: 0 });
-                }
-                Message::EmptyQueryResponse => answers.push(Answer { row: None, affected: 0 }),
+                Message::DataRow(body) => answers.row(body),
+                Message::CommandComplete(body) => answers.complete(&body)?,
+                Message::EmptyQueryResponse => answers.empty(),
                 Message::ErrorResponse(body) => error = Some(DbError::parse(body.fields())?),
                 Message::ReadyForQuery(body) => {
                     self.ready(&body);
@@ -618,8 +648,7 @@ impl PipeConn {
             return Err(PipeError::Db(e));
         }
         self.in_flight = false;
-        answers.truncate(steps.len());
-        Ok(answers)
+        Ok(answers.finish(steps.len()))
     }
 
     /// The steps' statement names, preparing those new to the connection first, in a round trip
