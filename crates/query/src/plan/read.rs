@@ -147,8 +147,16 @@ fn aggregate_type(func: AggregateFunc, expr: Option<&super::ColExpr>) -> Result<
         _ => None,
     };
     yields.ok_or_else(|| {
-        Error::new(404, "42883", format!("function {}({}) does not exist", func.name(), ty.pg_display()))
-            .hint("No function matches the given name and argument types. You might need to add explicit type casts.")
+        Error::new(
+            404,
+            "42883",
+            format!(
+                "function {}({}) does not exist",
+                func.name(),
+                if ty == ColumnType::Jsonb { "jsonb".to_string() } else { ty.pg_display() }
+            ),
+        )
+        .hint("No function matches the given name and argument types. You might need to add explicit type casts.")
     })
 }
 

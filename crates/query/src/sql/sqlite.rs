@@ -177,6 +177,17 @@ impl Sqlite {
         format!("CASE WHEN json_type(_j.value, {path}) IS NULL THEN {default} ELSE {v} END")
     }
 
+    /// The payload rows (the JSON array in `?1`) joined to the rows of `table` (as `ex`) whose
+    /// conflict-target columns they match: the rows an upsert would update.
+    fn conflicting(&self, plan: &MutatePlan<'_>, target: &[String], table: &str, ex: &str) -> String {
+        let on: Vec<String> = target
+            .iter()
+            .filter_map(|c| plan.table_columns.iter().find(|t| t.name == *c))
+            .map(|c| format!("{ex}.{} = {}", quote(&c.name), self.extract("_j.value", c)))
+            .collect();
+        format!("jsonb_each(?1) AS _j JOIN {table} AS {ex} ON {}", on.join(" AND "))
+    }
+
     fn pre_check(&self, plan: &MutatePlan<'_>, alias: &str, cond: &crate::plan::Cond) -> Fragment {
         let mut b = Builder::default();
         let read = policy_columns(cond, alias);
@@ -479,15 +490,7 @@ impl Dialect for Sqlite {
                 // Rows an upsert would overwrite must pass the UPDATE policy too: as they are
                 // (USING), and as the upsert leaves them (WITH CHECK).
                 let mut b = Builder { sql: String::new(), params: std::mem::take(&mut f.params) };
-                let conflicting = |ex: &str| {
-                    let on: Vec<String> = oc
-                        .columns
-                        .iter()
-                        .filter_map(|c| plan.table_columns.iter().find(|t| t.name == *c))
-                        .map(|c| format!("{ex}.{} = {}", quote(&c.name), self.extract("_j.value", c)))
-                        .collect();
-                    format!("jsonb_each(?1) AS _j JOIN {t} AS {ex} ON {}", on.join(" AND "))
-                };
+                let conflicting = |ex: &str| self.conflicting(plan, &oc.columns, &t, ex);
                 b.push(&format!("SELECT ({})", f.sql));
                 if let Some((ex, guard)) = &plan.conflict_check {
                     b.push(&format!(" + (SELECT count(*) FROM {} WHERE NOT coalesce((", conflicting(ex)));
@@ -563,17 +566,9 @@ impl Dialect for Sqlite {
                     self.object(&mut b, &relabel(node, &t));
                 }
                 // A merging upsert updates the payload rows whose keys exist: counted before.
-                let existing = on_conflict.as_ref().filter(|oc| !oc.update.is_empty()).map(|oc| {
-                    let on: Vec<String> = oc
-                        .columns
-                        .iter()
-                        .filter_map(|c| plan.table_columns.iter().find(|t| t.name == *c))
-                        .map(|c| format!("_ex.{} = {}", quote(&c.name), self.extract("_j.value", c)))
-                        .collect();
-                    Fragment {
-                        sql: format!("SELECT count(*) FROM jsonb_each(?1) AS _j JOIN {t} AS _ex ON {}", on.join(" AND ")),
-                        params: vec![super::rows_json(rows)],
-                    }
+                let existing = on_conflict.as_ref().filter(|oc| !oc.update.is_empty()).map(|oc| Fragment {
+                    sql: format!("SELECT count(*) FROM {}", self.conflicting(plan, &oc.columns, &t, "_ex")),
+                    params: vec![super::rows_json(rows)],
                 });
                 MutateSql::Steps { existing, collect: b.finish(), collect_body: fold, check, read, finish: None }
             }

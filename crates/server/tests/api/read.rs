@@ -421,6 +421,8 @@ async fn aggregates(b: Backend) {
         let (s, e) = app.get(path).await;
         assert_eq!((s, e["code"].as_str()), (status, Some(code)), "{path}: {e}");
     }
+    let (_, e) = app.get("/rest/v1/todos?select=meta.max()").await;
+    assert_eq!(e["message"], "function max(jsonb) does not exist");
     let (s, e) = app.post("/rest/v1/lists?select=count()", json!({"name": "x"}), "return=representation").await;
     assert_eq!((s, e["code"].as_str()), (400, Some("PGRST127")), "{e}");
     let (_, rows) = app.get("/rest/v1/lists?name=eq.x").await;
