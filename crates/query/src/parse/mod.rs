@@ -74,11 +74,13 @@ enum BodyKind {
 }
 
 fn body_kind(content_type: Option<&str>) -> BodyKind {
-    let essence = content_type.and_then(|c| c.split(';').next()).map(|c| c.trim().to_ascii_lowercase());
-    match essence.as_deref() {
-        Some("text/csv") => BodyKind::Csv,
-        Some("application/x-www-form-urlencoded") => BodyKind::Form,
-        _ => BodyKind::Json,
+    let essence = content_type.and_then(|c| c.split(';').next()).map(str::trim).unwrap_or_default();
+    if essence.eq_ignore_ascii_case("text/csv") {
+        BodyKind::Csv
+    } else if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        BodyKind::Form
+    } else {
+        BodyKind::Json
     }
 }
 

@@ -38,6 +38,15 @@ impl ReadPlan {
     pub fn grouped(&self) -> bool {
         self.fields.iter().any(|f| matches!(f, OutField::Aggregate { .. }))
     }
+
+    /// The output key of the plain column a grouped node groups `expr` by, if it does: its
+    /// rows can be ordered only by those.
+    pub fn group_key(&self, expr: &ColExpr) -> Option<&str> {
+        self.fields.iter().find_map(|f| match f {
+            OutField::Column { key, expr: e } if e.column == expr.column && e.path == expr.path => Some(key.as_str()),
+            _ => None,
+        })
+    }
 }
 
 /// Where the root rows come from: the table, or the rows a mutation just touched.

@@ -306,12 +306,7 @@ fn apply_modifiers(catalog: &Catalog, root: &mut ReadPlan, req: &ApiRequest) -> 
                 Some(rel) => related_order(catalog, node, rel, &t.field)?,
             };
             // A grouped node is ordered by the columns it groups by, as PostgreSQL requires.
-            if node.grouped()
-                && !node
-                    .fields
-                    .iter()
-                    .any(|f| matches!(f, OutField::Column { expr: e, .. } if e.column == expr.column && e.path == expr.path))
-            {
+            if node.grouped() && node.group_key(&expr).is_none() {
                 return Err(Error::new(
                     400,
                     "42803",

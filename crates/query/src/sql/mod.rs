@@ -502,16 +502,7 @@ impl Builder {
         if !groups.is_empty() {
             self.push(" GROUP BY ").push(&groups.join(", "));
         }
-        let keyed: Vec<(String, &PlanOrder)> = node
-            .order
-            .iter()
-            .filter_map(|o| {
-                node.fields.iter().find_map(|f| match f {
-                    OutField::Column { key, expr } if expr.column == o.expr.column && expr.path == o.expr.path => Some((quote(key), o)),
-                    _ => None,
-                })
-            })
-            .collect();
+        let keyed: Vec<(String, &PlanOrder)> = node.order.iter().filter_map(|o| Some((quote(node.group_key(&o.expr)?), o))).collect();
         for (i, (key, o)) in keyed.iter().enumerate() {
             self.push(if i == 0 { " ORDER BY " } else { ", " }).push(key);
             self.push(if o.desc { " DESC" } else { " ASC" });
