@@ -155,6 +155,18 @@ async fn write_loop(mut write: WriteHalf<Stream>, mut queue: mpsc::UnboundedRece
     let mut statements = 0u64;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // The writer is woken by the first request queued, usually before the other requests
+        // that are ready to run have been parsed: let them run first and queue theirs, so that
+        // one write (and one wake-up of PostgreSQL) carries them all.
+        if batch.len() < MAX_BATCH {
+            behind_the_ready_tasks().await;
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
         {
             let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
             let prepared = shared.prepared.lock().unwrap_or_else(|e| e.into_inner());
@@ -214,6 +226,21 @@ async fn write_loop(mut write: WriteHalf<Stream>, mut queue: mpsc::UnboundedRece
         write.shutdown().await
     };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), goodbye).await;
+}
+
+/// Comes back after the tasks already queued on this worker have run. Not tokio's `yield_now`,
+/// which under load waits for the worker's next look at the I/O driver, dozens of tasks later;
+/// a task that wakes itself goes to the back of the worker's queue.
+async fn behind_the_ready_tasks() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| match std::mem::replace(&mut yielded, true) {
+        true => std::task::Poll::Ready(()),
+        false => {
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }
 
 /// One request's messages: `Parse`s (and their `Sync`) for statements new to the connection,

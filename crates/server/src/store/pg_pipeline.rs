@@ -161,9 +161,14 @@ fn keepalive(cfg: &tokio_postgres::Config) -> socket2::TcpKeepalive {
     k
 }
 
+/// How much a TLS connection reads from its socket at a time.
+const READ_AHEAD: usize = 16 * 1024;
+
 pub(super) enum Stream {
     Tcp(TcpStream),
-    Tls(Box<tokio_native_tls::TlsStream<TcpStream>>),
+    /// Over a read-ahead buffer: TLS asks for each record's 5-byte header and then its body,
+    /// which without it are two `recv`s for every answer, and a third that finds nothing.
+    Tls(Box<tokio_native_tls::TlsStream<tokio::io::BufReader<TcpStream>>>),
     Unix(UnixStream),
     /// Handed to a task that says goodbye over TLS ([`PipeConn`]'s `Drop`).
     Closed,
@@ -204,6 +209,7 @@ impl Stream {
         match s.read_u8().await? {
             b'S' => {
                 let connector = tokio_native_tls::TlsConnector::from(tls.connector().clone());
+                let s = tokio::io::BufReader::with_capacity(READ_AHEAD, s);
                 let stream = connector.connect(host, s).await.map_err(|e| io::Error::other(format!("TLS handshake with {host}: {e}")))?;
                 Ok(Stream::Tls(Box::new(stream)))
             }
@@ -249,7 +255,13 @@ impl Stream {
     fn try_read(&self, probe: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.try_read(probe),
-            Stream::Tls(s) => s.get_ref().get_ref().get_ref().try_read(probe),
+            Stream::Tls(s) => {
+                let socket = s.get_ref().get_ref().get_ref();
+                match socket.buffer().is_empty() {
+                    true => socket.get_ref().try_read(probe),
+                    false => Ok(socket.buffer().len()),
+                }
+            }
             Stream::Unix(s) => s.try_read(probe),
             Stream::Closed => Ok(0),
         }
