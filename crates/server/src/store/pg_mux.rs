@@ -15,7 +15,7 @@
 //! own instead. Function calls (`/rpc`) never come here: a function may change its session,
 //! which on a shared connection would reach other callers at once.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -73,7 +73,8 @@ struct Shared {
     reader_gone: tokio::sync::Notify,
     /// Statement SQL to name, for statements PostgreSQL has parsed. A request that needs one
     /// not yet confirmed parses its own, so no request depends on another's `Parse`.
-    prepared: Mutex<HashMap<Box<str>, Box<str>>>,
+    /// Keyed with foldhash: the key is the statement's whole text, hashed for every request.
+    prepared: Mutex<foldhash::HashMap<Box<str>, Box<str>>>,
     broken: AtomicBool,
     /// Takes no new requests but serves those already queued (it has prepared too many
     /// statements); the pool opens another in its place.
@@ -114,7 +115,7 @@ impl MuxConn {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Queue::default()),
             reader_gone: tokio::sync::Notify::new(),
-            prepared: Mutex::new(HashMap::new()),
+            prepared: Mutex::new(foldhash::HashMap::default()),
             broken: AtomicBool::new(false),
             retiring: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
@@ -246,7 +247,7 @@ async fn behind_the_ready_tasks() {
 /// One request's messages: `Parse`s (and their `Sync`) for statements new to the connection,
 /// then `Bind`/`Execute` for each step and a `Sync`. Returns the statements it parsed, whose
 /// names later requests take once PostgreSQL confirms them.
-fn encode(job: &Job, out: &mut BytesMut, prepared: &HashMap<Box<str>, Box<str>>, statements: &mut u64) -> Result<Parsed, PipeError> {
+fn encode(job: &Job, out: &mut BytesMut, prepared: &foldhash::HashMap<Box<str>, Box<str>>, statements: &mut u64) -> Result<Parsed, PipeError> {
     let mut parsed: Parsed = Vec::new();
     let mut names = Vec::with_capacity(job.steps.len());
     for (sql, params) in &job.steps {
@@ -279,6 +280,9 @@ fn encode(job: &Job, out: &mut BytesMut, prepared: &HashMap<Box<str>, Box<str>>,
 /// Reads the answers and hands each request its own, in the order they were written.
 async fn read_loop(mut read: ReadHalf<Stream>, shared: Arc<Shared>) {
     let mut input = BytesMut::with_capacity(16384);
+    // TLS reads only into initialized memory: reading straight into `input`'s spare capacity
+    // would zero all of it before every read.
+    let mut scratch = vec![0u8; 16384];
     let mut answers = Answers::default();
     let mut error: Option<DbError> = None;
     // A failed `Parse` fails the request it was sent for.
@@ -289,10 +293,12 @@ async fn read_loop(mut read: ReadHalf<Stream>, shared: Arc<Shared>) {
         let message = match Message::parse(&mut input) {
             Ok(Some(m)) => m,
             Ok(None) => {
-                input.reserve(16384);
-                match read.read_buf(&mut input).await {
+                match read.read(&mut scratch).await {
                     Ok(0) | Err(_) => break,
-                    Ok(_) => continue,
+                    Ok(n) => {
+                        input.extend_from_slice(&scratch[..n]);
+                        continue;
+                    }
                 }
             }
             Err(_) => break,

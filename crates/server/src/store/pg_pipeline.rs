@@ -6,7 +6,6 @@
 //! under one. Messages are built and parsed by postgres-protocol, tokio-postgres's own message
 //! layer; TLS is the URL's, as on the tokio-postgres pools ([`super::pg_tls`]).
 
-use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -417,7 +416,7 @@ pub struct PipeConn {
     input: BytesMut,
     output: BytesMut,
     /// Statements prepared on this connection: SQL to statement name.
-    prepared: HashMap<Box<str>, Box<str>>,
+    prepared: foldhash::HashMap<Box<str>, Box<str>>,
     /// Numbers the statements' names.
     statements: u64,
     /// Set while a `Sync`'s answers are still to be read (there is never more than one).
@@ -455,7 +454,7 @@ impl PipeConn {
             stream,
             input: BytesMut::with_capacity(8192),
             output: BytesMut::with_capacity(1024),
-            prepared: HashMap::new(),
+            prepared: foldhash::HashMap::default(),
             statements: 0,
             in_flight: false,
             writing: false,
