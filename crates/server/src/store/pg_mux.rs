@@ -247,7 +247,12 @@ async fn behind_the_ready_tasks() {
 /// One request's messages: `Parse`s (and their `Sync`) for statements new to the connection,
 /// then `Bind`/`Execute` for each step and a `Sync`. Returns the statements it parsed, whose
 /// names later requests take once PostgreSQL confirms them.
-fn encode(job: &Job, out: &mut BytesMut, prepared: &foldhash::HashMap<Box<str>, Box<str>>, statements: &mut u64) -> Result<Parsed, PipeError> {
+fn encode(
+    job: &Job,
+    out: &mut BytesMut,
+    prepared: &foldhash::HashMap<Box<str>, Box<str>>,
+    statements: &mut u64,
+) -> Result<Parsed, PipeError> {
     let mut parsed: Parsed = Vec::new();
     let mut names = Vec::with_capacity(job.steps.len());
     for (sql, params) in &job.steps {
@@ -292,15 +297,13 @@ async fn read_loop(mut read: ReadHalf<Stream>, shared: Arc<Shared>) {
     loop {
         let message = match Message::parse(&mut input) {
             Ok(Some(m)) => m,
-            Ok(None) => {
-                match read.read(&mut scratch).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        input.extend_from_slice(&scratch[..n]);
-                        continue;
-                    }
+            Ok(None) => match read.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    input.extend_from_slice(&scratch[..n]);
+                    continue;
                 }
-            }
+            },
             Err(_) => break,
         };
         match message {
