@@ -45,8 +45,7 @@ pub(super) fn build_node(
         match item {
             SelectItem::Star => {
                 for c in table.columns.values() {
-                    let f = crate::request::Field { column: c.name.clone(), path: vec![] };
-                    fields.push(OutField::Column { key: c.name.clone(), expr: resolve::column(table, &alias, &f)? });
+                    fields.push(OutField::Column { key: c.name.clone(), expr: resolve::column_of(&alias, c) });
                 }
             }
             SelectItem::Field { alias: a, field, cast } => {

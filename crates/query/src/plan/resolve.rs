@@ -1,6 +1,6 @@
 //! Name and value resolution shared by the read and write planners.
 
-use basalt_schema::{ColumnType, Table};
+use basalt_schema::{Column, ColumnType, Table};
 
 use super::{ColExpr, Cond, PlanOp, QuantBase};
 use crate::error::{Error, Result};
@@ -17,7 +17,12 @@ pub fn column(table: &Table, alias: &str, field: &Field) -> Result<ColExpr> {
         return Err(Error::new(404, "42883", format!("operator does not exist: {} -> unknown", col.ty.pg_display()))
             .hint("JSON paths apply to jsonb columns."));
     }
-    Ok(ColExpr { alias: alias.to_string(), column: col.name.clone(), column_type: col.ty, path: field.path.clone(), cast: None })
+    Ok(ColExpr { path: field.path.clone(), ..column_of(alias, col) })
+}
+
+/// A column of a table aliased `alias`, as it is stored (no path, no cast).
+pub fn column_of(alias: &str, col: &Column) -> ColExpr {
+    ColExpr { alias: alias.to_string(), column: col.name.clone(), column_type: col.ty, path: Vec::new(), cast: None }
 }
 
 /// Casts allowed in `select=col::type`.

@@ -133,6 +133,23 @@ impl Builder {
         self
     }
 
+    /// Appends a name as a quoted identifier.
+    pub fn push_ident(&mut self, name: &str) -> &mut Self {
+        basalt_schema::ident::push_quoted(&mut self.sql, name);
+        self
+    }
+
+    /// Appends [`Builder::expr`]; a plain column is written in place, without a string of its own.
+    pub fn push_expr(&mut self, d: &dyn Dialect, e: &ColExpr) -> &mut Self {
+        if e.path.is_empty() && e.cast.is_none() {
+            self.sql.push_str(&e.alias);
+            self.sql.push('.');
+            return self.push_ident(&e.column);
+        }
+        let sql = self.expr(d, e);
+        self.push(&sql)
+    }
+
     /// Appends a name as a string literal (a JSON key).
     pub fn push_literal(&mut self, name: &str) -> &mut Self {
         basalt_schema::ident::push_literal(&mut self.sql, name);

@@ -30,8 +30,7 @@ impl Postgres {
             }
             match f {
                 OutField::Column { key, expr } => {
-                    let e = b.expr(self, expr);
-                    b.push(&e).push(" AS ").push(&quote(key));
+                    b.push_expr(self, expr).push(" AS ").push_ident(key);
                 }
                 OutField::Embed { key, join, to_one, plan, .. } => {
                     self.embedded(b, plan, join, *to_one);

@@ -27,8 +27,7 @@ impl Sqlite {
             match f {
                 OutField::Column { key, expr } => {
                     b.push_literal(key).push(", ");
-                    let v = self.value(b, expr);
-                    b.push(&v);
+                    self.push_value(b, expr);
                 }
                 OutField::Embed { key, join, to_one, plan, .. } => {
                     b.push_literal(key).push(", ");
@@ -44,8 +43,7 @@ impl Sqlite {
                         let json_valued = matches!(expr.expr_type(), ExprType::Column(ColumnType::Boolean) | ExprType::Json)
                             || matches!(expr.expr_type(), ExprType::Column(t) if t.is_json_like());
                         b.push(if json_valued { "json((SELECT " } else { "(SELECT " });
-                        let v = self.value(b, expr);
-                        b.push(&v);
+                        self.push_value(b, expr);
                         self.one_row_from(b, plan, join);
                         b.push(if json_valued { "))" } else { ")" });
                     }
@@ -88,22 +86,31 @@ impl Sqlite {
             };
             let cast = (column_type.is_json_like()).then_some(column_type);
             let expr = crate::plan::ColExpr { alias: node.alias.clone(), column: key.clone(), column_type, path, cast };
-            let v = self.value(b, &expr);
-            b.push(&v);
+            self.push_value(b, &expr);
         }
         b.push(")");
     }
 
-    /// A column's value as json_object wants it (booleans and JSON as JSON).
-    fn value(&self, b: &mut Builder, expr: &crate::plan::ColExpr) -> String {
-        let e = b.expr(self, expr);
+    /// Appends a column's value as json_object wants it (booleans and JSON as JSON).
+    fn push_value(&self, b: &mut Builder, expr: &crate::plan::ColExpr) {
         match expr.expr_type() {
-            ExprType::Column(ColumnType::Boolean) => format!("json(CASE WHEN {e} THEN 'true' WHEN NOT {e} THEN 'false' END)"),
+            ExprType::Column(ColumnType::Boolean) => {
+                let e = b.expr(self, expr);
+                b.push(&format!("json(CASE WHEN {e} THEN 'true' WHEN NOT {e} THEN 'false' END)"));
+            }
             // A stored column (no path): `basalt_json` marks the text as JSON without reprinting it.
-            ExprType::Column(t) if t.is_json_like() && expr.path.is_empty() && expr.cast.is_none() => format!("basalt_json({e})"),
-            ExprType::Column(t) if t.is_json_like() => format!("json({e})"),
-            ExprType::Json => format!("json({e})"),
-            _ => e,
+            ExprType::Column(t) if t.is_json_like() && expr.path.is_empty() && expr.cast.is_none() => {
+                b.push("basalt_json(").push_expr(self, expr).push(")");
+            }
+            ExprType::Column(t) if t.is_json_like() => {
+                b.push("json(").push_expr(self, expr).push(")");
+            }
+            ExprType::Json => {
+                b.push("json(").push_expr(self, expr).push(")");
+            }
+            _ => {
+                b.push_expr(self, expr);
+            }
         }
     }
 
