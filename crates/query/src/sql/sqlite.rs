@@ -102,10 +102,7 @@ impl Sqlite {
             ExprType::Column(t) if t.is_json_like() && expr.path.is_empty() && expr.cast.is_none() => {
                 b.push("basalt_json(").push_expr(self, expr).push(")");
             }
-            ExprType::Column(t) if t.is_json_like() => {
-                b.push("json(").push_expr(self, expr).push(")");
-            }
-            ExprType::Json => {
+            ty if ty == ExprType::Json || matches!(ty, ExprType::Column(t) if t.is_json_like()) => {
                 b.push("json(").push_expr(self, expr).push(")");
             }
             _ => {
