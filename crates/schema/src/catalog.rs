@@ -34,10 +34,22 @@ pub struct Function {
     /// `select`, filters and `order` apply to set results: (name, PostgreSQL type).
     #[serde(default)]
     pub result_columns: Vec<(String, String)>,
+    /// The table (or view) of the same schema whose rows it returns (`SETOF todos`, `RETURNS
+    /// todos`): its results embed what the table embeds, as PostgREST's do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub returns_table: Option<String>,
+}
+
+impl Function {
+    /// A single unnamed `json` or `jsonb` argument: the call passes the request body as it is.
+    pub fn takes_whole_body(&self) -> bool {
+        matches!(self.args.as_slice(), [a] if a.name.is_empty() && matches!(a.pg_type.as_str(), "json" | "jsonb"))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FunctionArg {
+    /// Empty for a single unnamed `json`/`jsonb` argument ([`Function::takes_whole_body`]).
     pub name: String,
     /// The PostgreSQL type as `format_type` prints it.
     pub pg_type: String,
@@ -184,9 +196,15 @@ impl Catalog {
 
     /// The function `name` whose arguments can take exactly `given` (by name), as PostgREST picks overloads.
     pub fn function(&self, name: &str, given: &[String]) -> Option<&Function> {
-        self.functions.iter().filter(|f| f.name == name).find(|f| {
+        self.functions.iter().filter(|f| f.name == name && !f.takes_whole_body()).find(|f| {
             given.iter().all(|g| f.args.iter().any(|a| a.name == *g)) && f.args.iter().all(|a| a.has_default || given.contains(&a.name))
         })
+    }
+
+    /// The overload of `name` with a single unnamed `json`/`jsonb` argument, which PostgREST
+    /// calls with the whole request body when no overload takes the body's keys by name.
+    pub fn whole_body_function(&self, name: &str) -> Option<&Function> {
+        self.functions.iter().find(|f| f.name == name && f.takes_whole_body())
     }
 
     pub fn table(&self, name: &str) -> Option<&Table> {

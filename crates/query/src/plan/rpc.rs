@@ -14,9 +14,26 @@ pub struct RpcPlan {
     pub args: Vec<(String, String, Param)>,
 }
 
-pub fn plan_rpc(catalog: &Catalog, name: &str, given: &Map<String, Value>) -> Result<RpcPlan> {
+/// `body` is the JSON body (POST) or the object of query arguments (GET). An overload that
+/// takes its keys by name wins; else one with a single unnamed `json`/`jsonb` argument gets
+/// the body whole, as PostgREST calls it.
+pub fn plan_rpc(catalog: &Catalog, name: &str, body: &Value) -> Result<RpcPlan> {
+    let empty = Map::new();
+    let given = body.as_object().unwrap_or(&empty);
     let names: Vec<String> = given.keys().cloned().collect();
-    let Some(f) = catalog.function(name, &names) else {
+    let named = body.is_object().then(|| catalog.function(name, &names)).flatten();
+    if named.is_none() {
+        if let Some(f) = catalog.whole_body_function(name) {
+            let arg = &f.args[0];
+            let args = vec![(String::new(), arg.pg_type.clone(), Param::Json(crate::value::json_text(body)))];
+            return Ok(RpcPlan { function: f.clone(), args });
+        }
+        if !body.is_object() {
+            return Err(Error::new(400, "PGRST102", "Empty or invalid json")
+                .details(format!("the function {}.{name} takes its arguments by name, from a JSON object", catalog.schema_name())));
+        }
+    }
+    let Some(f) = named else {
         let schema = catalog.schema_name();
         let hint = catalog.functions.iter().find(|f| f.name == name).map(|f| {
             let args: Vec<&str> = f.args.iter().map(|a| a.name.as_str()).collect();
@@ -62,6 +79,7 @@ pub fn result_catalog(catalog: &Catalog, f: &Function) -> Option<Catalog> {
     if !f.returns_set || f.result_columns.is_empty() {
         return None;
     }
+    let mut out = catalog.clone();
     let columns = f
         .result_columns
         .iter()
@@ -70,7 +88,20 @@ pub fn result_catalog(catalog: &Catalog, f: &Function) -> Option<Catalog> {
             (n.clone(), basalt_schema::Column { name: n.clone(), ty, not_null: false, default: None, description: None })
         })
         .collect();
-    let mut out = catalog.clone();
-    out.tables.insert(f.name.clone(), basalt_schema::Table { columns, ..basalt_schema::Table::empty(&f.name) });
+    let mut result = basalt_schema::Table { columns, ..basalt_schema::Table::empty(&f.name) };
+    // Rows of a table embed what the table embeds: its keys, its foreign keys, and the
+    // foreign keys that point at it, pointed at the result too.
+    // (Not when the function is named as a table, whose relationships would double.)
+    let source = f.returns_table.as_deref().filter(|_| catalog.table(&f.name).is_none()).and_then(|t| catalog.table(t));
+    if let Some(source) = source {
+        result.primary_key = source.primary_key.clone();
+        result.uniques = source.uniques.clone();
+        result.foreign_keys = source.foreign_keys.clone();
+        for t in out.tables.values_mut() {
+            let pointing: Vec<_> = t.foreign_keys.iter().filter(|fk| fk.ref_table == source.name).cloned().collect();
+            t.foreign_keys.extend(pointing.into_iter().map(|fk| basalt_schema::ForeignKey { ref_table: f.name.clone(), ..fk }));
+        }
+    }
+    out.tables.insert(f.name.clone(), result);
     Some(out)
 }

@@ -106,7 +106,11 @@ impl Postgres {
             }
             b.params.push(p.clone());
             let n = b.params.len();
-            b.push(&format!("{} => ${n}::{ty}", quote(name)));
+            match name.is_empty() {
+                // The single unnamed json argument: by position.
+                true => b.push(&format!("${n}::{ty}")),
+                false => b.push(&format!("{} => ${n}::{ty}", quote(name))),
+            };
         }
         b.push(")");
     }

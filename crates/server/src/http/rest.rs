@@ -180,19 +180,20 @@ async fn call(
     let profile = profile(app, method, headers)?;
     let bytes = to_bytes(body, app.config.max_body_bytes).await.map_err(|_| RestError::new(413, "PGRST413", "Payload Too Large"))?;
     let current = profile.catalog.clone();
-    let args: serde_json::Map<String, serde_json::Value> = if *method == Method::POST {
+    let args: serde_json::Value = if *method == Method::POST {
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            serde_json::Map::new()
+            serde_json::Value::Object(serde_json::Map::new())
         } else {
             serde_json::from_slice(&bytes).map_err(|e| RestError::bad_body("Empty or invalid json").details(e.to_string()))?
         }
     } else {
         // GET: arguments are the query keys the function takes; the rest shape the result.
-        let takes = |k: &str| current.functions.iter().any(|f| f.name == function && f.args.iter().any(|a| a.name == k));
+        let takes = |k: &str| !k.is_empty() && current.functions.iter().any(|f| f.name == function && f.args.iter().any(|a| a.name == k));
         form_urlencoded::parse(query.as_bytes())
             .filter(|(k, _)| takes(k))
             .map(|(k, v)| (k.into_owned(), serde_json::Value::from(v.into_owned())))
-            .collect()
+            .collect::<serde_json::Map<_, _>>()
+            .into()
     };
     let mut prefer = basalt_query::parse::parse_prefer(headers.get("prefer").and_then(|v| v.to_str().ok()))?;
     timing.mark("parse");

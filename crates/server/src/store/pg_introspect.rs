@@ -30,7 +30,9 @@ const FUNCTIONS: &str = "SELECT p.proname::text, p.proretset, p.provolatile::tex
     ARRAY(SELECT format_type(x, NULL) FROM unnest(p.proargtypes) WITH ORDINALITY u(x, o) ORDER BY o), p.pronargdefaults, \
     ARRAY(SELECT format_type(x, NULL) FROM unnest(coalesce(p.proallargtypes, p.proargtypes::oid[])) WITH ORDINALITY u(x, o) ORDER BY o), \
     ARRAY(SELECT a.attname::text || ' ' || format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
-          WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum) \
+          WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum), \
+    (SELECT c.relname::text FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+          AND c.relnamespace = p.pronamespace) \
     FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_type t ON t.oid = p.prorettype \
     WHERE n.nspname = $1 AND p.prokind = 'f' ORDER BY p.proname";
 
@@ -98,8 +100,12 @@ pub async fn functions(client: &impl GenericClient, schema: &str) -> Result<Vec<
         } else {
             names.iter().zip(modes.iter()).filter(|(_, m)| matches!(m.as_str(), "i" | "b" | "v")).map(|(n, _)| n.clone()).collect()
         };
-        if input_names.len() != types.len() || input_names.iter().any(String::is_empty) {
-            continue; // unnamed arguments cannot be passed by name
+        // One unnamed json/jsonb argument takes the whole body; other unnamed arguments
+        // cannot be passed by name.
+        let whole_body = types.len() == 1 && input_names.iter().all(String::is_empty) && matches!(types[0].as_str(), "json" | "jsonb");
+        let input_names = if whole_body { vec![String::new()] } else { input_names };
+        if !whole_body && (input_names.len() != types.len() || input_names.iter().any(String::is_empty)) {
+            continue;
         }
         let first_default = types.len().saturating_sub(n_defaults.max(0) as usize);
         let args = input_names
@@ -123,6 +129,7 @@ pub async fn functions(client: &impl GenericClient, schema: &str) -> Result<Vec<
             returns,
             volatile: volatility == "v",
             result_columns,
+            returns_table: r.get(11),
         });
     }
     Ok(out)

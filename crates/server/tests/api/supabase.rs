@@ -143,6 +143,12 @@ create function public.add(a integer, b integer default 10) returns integer lang
 create function public.whoami() returns uuid language sql stable as $$ select auth.uid() $$;
 create function public.claim_sub() returns text language sql stable as $$ select current_setting('request.jwt.claim.sub', true) $$;
 create function public.moods(m mood) returns setof public.profiles language sql stable as $$ select * from public.profiles where mood = m $$;
+create table public.posts (id bigint primary key, author uuid references public.profiles (id) on delete cascade, title text);
+alter table public.posts enable row level security;
+create policy "posts are public" on public.posts for select using (true);
+grant select on public.posts to anon, authenticated, service_role;
+create function public.posts_by(who uuid) returns setof public.posts language sql stable as $$ select * from public.posts where author = who $$;
+create function public.echo(json) returns json language sql immutable as $$ select $1 $$;
 create function public.touch(note text) returns void language plpgsql as $$ begin perform 1; end $$;
 create function public.hdr() returns json language sql stable as $$
   select json_build_object('method', current_setting('request.method', true), 'path', current_setting('request.path', true),
@@ -218,6 +224,32 @@ async fn serves_an_existing_database() {
         let (s, rows) = app.get(&format!("/rest/v1/docs?select=id&{q}")).await;
         assert_eq!((s, rows), (200, want), "{q}");
     }
+    // A function returning a table's rows embeds what the table embeds (to-many and to-one),
+    // through the embedded table's own policies.
+    admin_sql(&url, &format!("insert into public.posts values (1, '{id}', 'first'), (2, '{id}', 'second')"));
+    let (s, v) =
+        app.post("/rest/v1/rpc/moods?select=username,posts(title)&order=username&posts.order=id.desc", json!({"m": "happy"}), "").await;
+    let want = json!([{"username": "intro", "posts": [{"title": "second"}, {"title": "first"}]}, {"username": "other", "posts": []}]);
+    assert_eq!((s, v), (200, want));
+    let (s, v) =
+        send(app.as_user(Method::GET, &format!("/rest/v1/rpc/posts_by?who={id}&select=title,profiles(username)&order=id"), Some(&token)))
+            .await;
+    assert_eq!(
+        (s, v),
+        (200, json!([{"title": "first", "profiles": {"username": "intro"}}, {"title": "second", "profiles": {"username": "intro"}}]))
+    );
+    let (s, v) =
+        send(app.as_user(Method::GET, &format!("/rest/v1/rpc/posts_by?who={id}&select=title,profiles(username)&id=eq.1"), None)).await;
+    assert_eq!((s, v), (200, json!([{"title": "first", "profiles": null}])), "anon sees the post, not the profile");
+    let (s, e) = app.get("/rest/v1/rpc/pairs?n=2&select=i,posts(title)").await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("PGRST200")), "a RETURNS TABLE result has no relationships: {e}");
+    // A single unnamed json argument takes the body whole, as PostgREST passes it.
+    let (s, v) = app.post("/rest/v1/rpc/echo", json!([1, {"a": "b"}]), "").await;
+    assert_eq!((s, v), (200, json!([1, {"a": "b"}])));
+    let (s, v) = app.post("/rest/v1/rpc/echo", json!({"any": "keys"}), "").await;
+    assert_eq!((s, v), (200, json!({"any": "keys"})));
+    let (s, e) = app.post("/rest/v1/rpc/add", json!([1, 2]), "").await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("PGRST102")), "{e}");
     let (s, v) = app.get("/rest/v1/rpc/pairs?n=4&sq=gt.3&order=i.desc&select=i").await;
     assert_eq!((s, v), (200, json!([{"i": 4}, {"i": 3}, {"i": 2}])));
     let res = app.req(Method::GET, "/rest/v1/rpc/pairs?n=5&limit=2").header("prefer", "count=exact").send().await.expect("send");
