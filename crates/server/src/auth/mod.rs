@@ -4,6 +4,7 @@ pub mod claim_path;
 pub mod error;
 pub mod jwt;
 pub mod mailer;
+pub mod mfa;
 #[allow(unsafe_code)] // libsodium's argon2id, behind a safe API of three functions
 pub mod password;
 pub mod ratelimit;

@@ -48,6 +48,8 @@ pub struct SignupHook {
 pub struct Caller {
     pub user_id: String,
     pub session_id: Option<String>,
+    /// The token's `aal` claim: `aal2` after a second factor.
+    pub aal: String,
 }
 
 /// Where a request came from, for sessions and rate limits.
@@ -127,14 +129,15 @@ pub fn parse_duration(s: &str) -> Option<chrono::Duration> {
 }
 
 impl AuthService {
-    async fn one(&self, stmt: Stmt) -> AuthResult<Option<Row>> {
+    pub(super) async fn one(&self, stmt: Stmt) -> AuthResult<Option<Row>> {
         Ok(self.store.batch(vec![stmt]).await?.pop().and_then(|mut rows| if rows.is_empty() { None } else { Some(rows.remove(0)) }))
     }
 
     /// GoTrue's User object.
     pub async fn user_json(&self, row: &Row) -> AuthResult<Value> {
         let id = row.str("id").unwrap_or_default();
-        let identities = self.store.batch(vec![q::identities_of(&id)]).await?.pop().unwrap_or_default();
+        let mut found = self.store.batch(vec![q::identities_of(&id), crate::store::mfa_sql::factors_of(&id)]).await?.into_iter();
+        let (identities, factors) = (found.next().unwrap_or_default(), found.next().unwrap_or_default());
         let identities: Vec<Value> = identities
             .iter()
             .map(|i| {
@@ -179,6 +182,10 @@ impl AuthService {
                 u[key] = json!(v);
             }
         }
+        // GoTrue lists factors only when there are some.
+        if !factors.is_empty() {
+            u["factors"] = factors.iter().map(super::mfa::factor_json).collect();
+        }
         Ok(u)
     }
 
@@ -191,7 +198,7 @@ impl AuthService {
         extra.insert("phone".into(), json!(user.str("phone").unwrap_or_default()));
         extra.insert("app_metadata".into(), obj(user.json("raw_app_meta_data")));
         extra.insert("user_metadata".into(), obj(user.json("raw_user_meta_data")));
-        extra.insert("aal".into(), json!("aal1"));
+        extra.insert("aal".into(), json!(super::mfa::aal_of(amr)));
         extra.insert("amr".into(), amr.clone());
         extra.insert("session_id".into(), json!(session_id));
         extra.insert("is_anonymous".into(), json!(user.flag("is_anonymous")));
@@ -224,7 +231,7 @@ impl AuthService {
         self.session_for(&fresh, &session_id, refresh, &amr).await
     }
 
-    async fn session_for(&self, user: &Row, session_id: &str, refresh: String, amr: &Value) -> AuthResult<Session> {
+    pub(super) async fn session_for(&self, user: &Row, session_id: &str, refresh: String, amr: &Value) -> AuthResult<Session> {
         let (access_token, expires_at) = self.access_token(user, session_id, amr);
         Ok(Session {
             access_token,
@@ -492,7 +499,8 @@ impl AuthService {
             .one(q::user_by_id(&user_id))
             .await?
             .ok_or_else(|| AuthError::new(403, "user_not_found", "User from sub claim in JWT does not exist"))?;
-        Ok((Caller { user_id, session_id }, user))
+        let aal = claims.extra.get("aal").and_then(Value::as_str).unwrap_or("aal1").to_string();
+        Ok((Caller { user_id, session_id, aal }, user))
     }
 
     /// PUT /user: e-mail, password and metadata (merged key by key, as GoTrue does).

@@ -38,6 +38,12 @@ pub fn router() -> Router<AppState> {
         .route("/admin/users", get(admin_list).post(admin_create))
         .route("/admin/users/{id}", get(admin_get).put(admin_update).delete(admin_delete))
         .route("/admin/generate_link", post(generate_link))
+        .route("/factors", post(enroll))
+        .route("/factors/{id}", axum::routing::delete(unenroll))
+        .route("/factors/{id}/challenge", post(challenge))
+        .route("/factors/{id}/verify", post(verify_factor))
+        .route("/admin/users/{id}/factors", get(admin_factors))
+        .route("/admin/users/{id}/factors/{factor_id}", axum::routing::delete(admin_delete_factor))
         .layer(axum::middleware::map_response(|mut res: Response| async move {
             res.headers_mut().insert("x-supabase-api-version", HeaderValue::from_static("2024-01-01"));
             res
@@ -319,4 +325,41 @@ async fn generate_link(State(app): State<AppState>, ClientIp(ip): ClientIp, Quer
     require_admin(&app, &headers)?;
     let ip = ip.to_string();
     Ok(Json(app.auth.generate_link(&body_json(&body)?, p.redirect_to.as_deref(), &ip).await?).into_response())
+}
+
+async fn enroll(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> R {
+    require_apikey(&app, &headers)?;
+    let (caller, user) = app.auth.caller(bearer(&headers)).await?;
+    Ok(Json(app.auth.enroll(&caller, &user, &body_json(&body)?).await?).into_response())
+}
+
+async fn challenge(State(app): State<AppState>, ClientIp(ip): ClientIp, Path(id): Path<String>, headers: HeaderMap) -> R {
+    require_apikey(&app, &headers)?;
+    let (caller, _) = app.auth.caller(bearer(&headers)).await?;
+    let ip = ip.to_string();
+    Ok(Json(app.auth.challenge(&caller, &id, &client(&ip, &headers)).await?).into_response())
+}
+
+async fn verify_factor(State(app): State<AppState>, ClientIp(ip): ClientIp, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> R {
+    require_apikey(&app, &headers)?;
+    let (caller, user) = app.auth.caller(bearer(&headers)).await?;
+    let ip = ip.to_string();
+    let session = app.auth.verify_factor(&caller, &user, &id, &body_json(&body)?, &client(&ip, &headers)).await?;
+    Ok(Json(session.to_json()).into_response())
+}
+
+async fn unenroll(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> R {
+    require_apikey(&app, &headers)?;
+    let (caller, _) = app.auth.caller(bearer(&headers)).await?;
+    Ok(Json(app.auth.unenroll(&caller, &id).await?).into_response())
+}
+
+async fn admin_factors(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> R {
+    require_admin(&app, &headers)?;
+    Ok(Json(app.auth.admin_factors(&id).await?).into_response())
+}
+
+async fn admin_delete_factor(State(app): State<AppState>, Path((id, factor_id)): Path<(String, String)>, headers: HeaderMap) -> R {
+    require_admin(&app, &headers)?;
+    Ok(Json(app.auth.admin_delete_factor(&id, &factor_id).await?).into_response())
 }

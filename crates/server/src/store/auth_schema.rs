@@ -88,6 +88,27 @@ CREATE TABLE IF NOT EXISTS auth_flow_state (
 );
 CREATE INDEX IF NOT EXISTS auth_flow_state_code_idx ON auth_flow_state (auth_code);
 CREATE TABLE IF NOT EXISTS auth_rate_limits (key TEXT PRIMARY KEY, tat INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS auth_mfa_factors (
+  id TEXT PRIMARY KEY,
+  user_id TEXT NOT NULL REFERENCES auth_users (id) ON DELETE CASCADE,
+  friendly_name TEXT,
+  factor_type TEXT NOT NULL,
+  status TEXT NOT NULL,
+  secret TEXT,
+  last_challenged_at TEXT,
+  last_used_step INTEGER,
+  created_at TEXT NOT NULL DEFAULT (basalt_now()),
+  updated_at TEXT NOT NULL DEFAULT (basalt_now())
+);
+CREATE UNIQUE INDEX IF NOT EXISTS auth_mfa_factors_user_friendly_name_unique ON auth_mfa_factors (friendly_name, user_id) WHERE trim(friendly_name) <> '';
+CREATE INDEX IF NOT EXISTS auth_mfa_factors_user_id_idx ON auth_mfa_factors (user_id);
+CREATE TABLE IF NOT EXISTS auth_mfa_challenges (
+  id TEXT PRIMARY KEY,
+  factor_id TEXT NOT NULL REFERENCES auth_mfa_factors (id) ON DELETE CASCADE,
+  created_at TEXT NOT NULL DEFAULT (basalt_now()),
+  verified_at TEXT,
+  ip_address TEXT
+);
 CREATE TABLE IF NOT EXISTS auth_audit_log_entries (
   instance_id TEXT,
   id TEXT PRIMARY KEY,
@@ -214,6 +235,29 @@ CREATE TABLE IF NOT EXISTS auth.flow_state (
 );
 CREATE INDEX IF NOT EXISTS flow_state_code_idx ON auth.flow_state (auth_code);
 CREATE TABLE IF NOT EXISTS auth.rate_limits (key text PRIMARY KEY, tat bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS auth.mfa_factors (
+  id uuid PRIMARY KEY,
+  user_id uuid NOT NULL REFERENCES auth.users (id) ON DELETE CASCADE,
+  friendly_name text,
+  factor_type text NOT NULL,
+  status text NOT NULL,
+  secret text,
+  last_challenged_at timestamptz,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+-- Columns older GoTrue schemas lack, and Basalt's own (`last_used_step`: codes are spent once).
+ALTER TABLE auth.mfa_factors ADD COLUMN IF NOT EXISTS last_challenged_at timestamptz;
+ALTER TABLE auth.mfa_factors ADD COLUMN IF NOT EXISTS last_used_step bigint;
+CREATE UNIQUE INDEX IF NOT EXISTS mfa_factors_user_friendly_name_unique ON auth.mfa_factors (friendly_name, user_id) WHERE trim(friendly_name) <> '';
+CREATE INDEX IF NOT EXISTS mfa_factors_user_id_idx ON auth.mfa_factors (user_id);
+CREATE TABLE IF NOT EXISTS auth.mfa_challenges (
+  id uuid PRIMARY KEY,
+  factor_id uuid NOT NULL REFERENCES auth.mfa_factors (id) ON DELETE CASCADE,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  verified_at timestamptz,
+  ip_address inet
+);
 CREATE TABLE IF NOT EXISTS auth.audit_log_entries (
   instance_id uuid,
   id uuid PRIMARY KEY,

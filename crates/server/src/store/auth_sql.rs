@@ -154,6 +154,11 @@ pub fn active_refresh_token(session_id: &str) -> Stmt {
     )
 }
 
+/// Drops every refresh token of a session (it continues under a new one).
+pub fn delete_session_tokens(session_id: &str) -> Stmt {
+    Stmt::new("DELETE FROM auth.refresh_tokens WHERE session_id = ?", vec![json!(session_id)])
+}
+
 /// Revokes a token if still valid; returns its id when this call revoked it.
 pub fn revoke_refresh_token(id: i64) -> Stmt {
     Stmt::new(

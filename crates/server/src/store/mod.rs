@@ -5,6 +5,7 @@ pub mod audit_log;
 mod audit_schema;
 mod auth_schema;
 pub mod auth_sql;
+pub mod mfa_sql;
 mod pg_introspect;
 mod pg_mux;
 mod pg_pipeline;

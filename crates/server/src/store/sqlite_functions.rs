@@ -25,6 +25,9 @@ pub fn register(conn: &Connection) -> Result<()> {
     conn.create_scalar_function("basalt_contains", 2, det, |ctx| json_pair(ctx).map(|p| p.map(|(a, b)| contains(&a, &b))))?;
     conn.create_scalar_function("basalt_overlaps", 2, det, |ctx| json_pair(ctx).map(|p| p.map(|(a, b)| overlaps(&a, &b))))?;
     conn.create_scalar_function("regexp", 2, det, regexp)?;
+    // PostgreSQL's `inet(text)` cast, for the auth tables' addresses: SQLite keeps the text
+    // (its own `CAST(… AS inet)` would read `127.0.0.1` as the number 127).
+    conn.create_scalar_function("inet", 1, det, |ctx| ctx.get::<Option<String>>(0))?;
     conn.create_scalar_function("basalt_fts", 4, det, text_search)?;
     conn.create_scalar_function("basalt_json", 1, det | FunctionFlags::SQLITE_RESULT_SUBTYPE, stored_json)?;
     Ok(())

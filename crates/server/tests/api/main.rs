@@ -8,6 +8,7 @@ mod cli;
 mod examples;
 mod gate;
 mod mail;
+mod mfa;
 mod migrations;
 mod pg_auth;
 mod postgrest;
