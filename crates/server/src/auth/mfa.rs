@@ -122,18 +122,14 @@ impl AuthService {
             super::service::urlencode(&issuer),
         );
         let id = uuid::Uuid::new_v4().to_string();
-        self.store.batch(vec![q::insert_factor(&id, &user_id, &name, &secret)]).await.map_err(|e| {
+        self.store.batch(vec![q::insert_factor(&id, &user_id, &name, &secret)]).await.map_err(|e| match e {
             // Two enrolments with one name at once: the unique index decides.
-            let text = e.to_string();
-            if text.contains("unique") || text.contains("UNIQUE") || text.contains("duplicate") {
-                AuthError::new(
-                    422,
-                    "mfa_factor_name_conflict",
-                    format!("A factor with the friendly name \"{name}\" for this user already exists"),
-                )
-            } else {
-                AuthError::from(e)
-            }
+            crate::error::ApiError::Rest(r) if r.code == "23505" => AuthError::new(
+                422,
+                "mfa_factor_name_conflict",
+                format!("A factor with the friendly name \"{name}\" for this user already exists"),
+            ),
+            other => AuthError::from(other),
         })?;
         Ok(json!({
             "id": id,
@@ -163,7 +159,8 @@ impl AuthService {
         body: &Value,
         client: &Client<'_>,
     ) -> AuthResult<Session> {
-        self.rate_limit("mfa", client, None).await?;
+        // Per address and per user (the e-mail rate), so many addresses do not buy more guesses.
+        self.rate_limit("mfa", client, Some(&caller.user_id)).await?;
         let factor = self.own_factor(&caller.user_id, factor_id).await?;
         let challenge_id = body.get("challenge_id").and_then(Value::as_str).unwrap_or_default();
         let code = body.get("code").and_then(Value::as_str).unwrap_or_default().trim().to_string();
