@@ -143,3 +143,45 @@ async fn totp_factors(b: Backend) {
 }
 
 crate::both_backends!(totp_factors);
+
+const VAULT_SCHEMA: &str = r#"
+[tables.secrets]
+columns.id    = { type = "uuid", primary_key = true, default = "gen_random_uuid()" }
+columns.owner = { type = "uuid", not_null = true, default = "auth.uid()", references = "auth.users", on_delete = "cascade" }
+columns.body  = { type = "text" }
+
+[[tables.secrets.policies]]
+name = "own secrets, behind a second factor"
+command = "all"
+roles = ["authenticated"]
+using = "owner = auth.uid() and auth.jwt() ->> 'aal' = 'aal2'"
+with_check = "owner = auth.uid() and auth.jwt() ->> 'aal' = 'aal2'"
+"#;
+
+/// A policy can ask for the second factor: `auth.jwt() ->> 'aal' = 'aal2'`, on both backends.
+async fn policies_see_the_second_factor(b: Backend) {
+    let Some(app) = TestApp::spawn_with(b, VAULT_SCHEMA, SETTINGS).await else { return };
+    let (aal1, _, _) = app.signup("vault@example.com", json!({})).await;
+    let (s, e) = send(app.as_user(Method::POST, "/rest/v1/secrets", Some(&aal1)).json(&json!({"body": "x"}))).await;
+    assert_eq!((s, e["code"].as_str()), (403, Some("42501")), "aal1 cannot write: {e}");
+    let (_, f) = call(&app, Method::POST, "/auth/v1/factors", &aal1, json!({"factor_type": "totp"})).await;
+    let factor = f["id"].as_str().expect("id");
+    let (_, c) = call(&app, Method::POST, &format!("/auth/v1/factors/{factor}/challenge"), &aal1, json!({})).await;
+    let body = json!({"challenge_id": c["id"], "code": code(f["totp"]["secret"].as_str().expect("secret"))});
+    let (s, session) = call(&app, Method::POST, &format!("/auth/v1/factors/{factor}/verify"), &aal1, body).await;
+    assert_eq!(s, 200, "{session}");
+    let aal2 = session["access_token"].as_str().expect("token");
+    let (s, rows) = send(
+        app.as_user(Method::POST, "/rest/v1/secrets?select=body", Some(aal2))
+            .header("prefer", "return=representation")
+            .json(&json!({"body": "x"})),
+    )
+    .await;
+    assert_eq!((s, rows), (201, json!([{"body": "x"}])));
+    let (s, rows) = send(app.as_user(Method::GET, "/rest/v1/secrets?select=body", Some(&aal1))).await;
+    assert_eq!((s, rows), (200, json!([])), "the aal1 token still sees nothing");
+    let (s, rows) = send(app.as_user(Method::GET, "/rest/v1/secrets?select=body", Some(aal2))).await;
+    assert_eq!((s, rows), (200, json!([{"body": "x"}])));
+}
+
+crate::both_backends!(policies_see_the_second_factor);
