@@ -309,6 +309,9 @@ impl Config {
         };
         let file_secret = auth_table.remove("jwt_secret").and_then(|v| v.as_str().map(str::to_string));
         let auth: AuthSettings = auth_table.try_into().map_err(|e| anyhow::anyhow!("[auth]: {e}"))?;
+        if let Some(name) = auth.external.keys().find(|n| !crate::auth::settings::PROVIDERS.contains(&n.as_str())) {
+            anyhow::bail!("[auth.external.{name}]: unknown provider (known: {})", crate::auth::settings::PROVIDERS.join(", "));
+        }
         let env_secret = std::env::var("BASALT_JWT_SECRET").ok().filter(|s| !s.is_empty());
         let jwt_secret = env_secret.or_else(|| std::env::var("PGRST_JWT_SECRET").ok().filter(|s| !s.is_empty())).or(file_secret);
         let rest = fc.rest.clone().with_env()?;

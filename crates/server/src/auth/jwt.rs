@@ -94,6 +94,9 @@ pub struct JwtKeys {
     /// Supabase's newer opaque keys (`sb_publishable_…`, `sb_secret_…`), each with the project
     /// key (JWT) it stands for; derived from the secret, so every instance has the same ones.
     opaque: [(String, String); 2],
+    /// Signs values the server hands out and must get back unchanged (the OAuth `state`):
+    /// derived from the secret, apart from the JWT key so neither stands in for the other.
+    seal_key: [u8; 32],
 }
 
 impl JwtKeys {
@@ -114,6 +117,12 @@ impl JwtKeys {
             audience,
             cache: RwLock::new(foldhash::HashMap::default()),
             opaque: Default::default(),
+            seal_key: {
+                use hmac::Mac;
+                let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
+                mac.update(b"basalt seal key");
+                mac.finalize().into_bytes().into()
+            },
         };
         keys.opaque = [
             (opaque_key(secret, "sb_publishable_"), keys.project_key("anon")),
@@ -141,6 +150,29 @@ impl JwtKeys {
     /// The `aud` of the access tokens Basalt issues: `jwt_aud` when set, else Supabase's.
     pub fn issued_audience(&self) -> &str {
         self.audience.as_deref().unwrap_or("authenticated")
+    }
+
+    /// `payload` with an HMAC-SHA256 tag, both base64url: `payload.tag`.
+    pub fn seal(&self, payload: &[u8]) -> String {
+        use base64::Engine;
+        use hmac::Mac;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.seal_key).expect("HMAC takes a key of any length");
+        mac.update(payload);
+        format!("{}.{}", b64.encode(payload), b64.encode(mac.finalize().into_bytes()))
+    }
+
+    /// The payload of a [`seal`](Self::seal)ed value, if its tag is right (compared in constant time).
+    pub fn unseal(&self, sealed: &str) -> Option<Vec<u8>> {
+        use base64::Engine;
+        use hmac::Mac;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (payload, tag) = sealed.split_once('.')?;
+        let (payload, tag) = (b64.decode(payload).ok()?, b64.decode(tag).ok()?);
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.seal_key).expect("HMAC takes a key of any length");
+        mac.update(&payload);
+        mac.verify_slice(&tag).ok()?;
+        Some(payload)
     }
 
     /// Signs claims with the project secret.

@@ -5,6 +5,7 @@ pub mod error;
 pub mod jwt;
 pub mod mailer;
 pub mod mfa;
+pub mod oauth;
 #[allow(unsafe_code)] // libsodium's argon2id, behind a safe API of three functions
 pub mod password;
 pub mod ratelimit;

@@ -214,7 +214,7 @@ impl AuthService {
     }
 
     /// Opens a session: a session row, a refresh token, and an access token for it.
-    async fn start_session(&self, user: &Row, method: &str, client: &Client<'_>) -> AuthResult<Session> {
+    pub(super) async fn start_session(&self, user: &Row, method: &str, client: &Client<'_>) -> AuthResult<Session> {
         let user_id = user.str("id").unwrap_or_default();
         let session_id = uuid::Uuid::new_v4().to_string();
         let refresh = tokens::random(40);
@@ -267,14 +267,30 @@ impl AuthService {
 
     /// Creates a user row (and identity, and hook rows) in one transaction.
     async fn create_user(&self, nu: NewUser<'_>) -> AuthResult<Row> {
-        let provider = if nu.is_anonymous { "anonymous" } else { "email" };
+        self.create_user_with(nu, None).await
+    }
+
+    /// [`create_user`](Self::create_user) with the identity it gets: an OAuth provider's
+    /// `(provider, provider_id, identity_data)`, else the `email` identity when there is an address.
+    pub(super) async fn create_user_with(&self, nu: NewUser<'_>, identity: Option<(&str, &str, Value)>) -> AuthResult<Row> {
+        let provider = match &identity {
+            Some((p, _, _)) => *p,
+            None if nu.is_anonymous => "anonymous",
+            None => "email",
+        };
         let mut stmts = vec![
             q::insert_user(&nu),
             q::auth_event("user_signedup", "team", nu.id, nu.email.unwrap_or_default(), Some(json!({"provider": provider})), nu.ip),
         ];
-        if let Some(email) = nu.email {
-            let data = json!({"sub": nu.id, "email": email, "email_verified": nu.confirmed, "phone_verified": false});
-            stmts.push(q::insert_identity(&uuid::Uuid::new_v4().to_string(), nu.id, "email", nu.id, Some(email), data));
+        match (identity, nu.email) {
+            (Some((provider, provider_id, data)), email) => {
+                stmts.push(q::insert_identity(&uuid::Uuid::new_v4().to_string(), nu.id, provider, provider_id, email, data));
+            }
+            (None, Some(email)) => {
+                let data = json!({"sub": nu.id, "email": email, "email_verified": nu.confirmed, "phone_verified": false});
+                stmts.push(q::insert_identity(&uuid::Uuid::new_v4().to_string(), nu.id, "email", nu.id, Some(email), data));
+            }
+            (None, None) => {}
         }
         let user_view = json!({
             "id": nu.id, "email": nu.email, "user_metadata": nu.user_metadata, "app_metadata": nu.app_metadata,
@@ -306,7 +322,7 @@ impl AuthService {
         .await
     }
 
-    fn app_metadata(provider: &str) -> Value {
+    pub(super) fn app_metadata(provider: &str) -> Value {
         json!({"provider": provider, "providers": [provider]})
     }
 
@@ -382,7 +398,7 @@ impl AuthService {
     }
 
     /// Refuses users who are banned, unconfirmed, or awaiting approval.
-    fn check_can_sign_in(&self, user: &Row) -> AuthResult<()> {
+    pub(super) fn check_can_sign_in(&self, user: &Row) -> AuthResult<()> {
         if let Some(until) = user.str("banned_until") {
             if until.as_str() > basalt_query::value::format_timestamptz(&chrono::Utc::now()).as_str() {
                 return Err(AuthError::new(400, "user_banned", "User is banned"));
@@ -868,6 +884,7 @@ impl AuthService {
             Some("recovery") => "recovery",
             Some("email_change") => "email_change",
             Some("invite") => "invite",
+            Some("oauth") => "oauth",
             _ => "otp",
         };
         self.start_session(&user, method, client).await
@@ -1138,12 +1155,12 @@ fn link_event(kind: &str, user: &Row, requester: LinkRequester<'_>) -> Option<St
 /// The client's PKCE challenge (`code_challenge`, `code_challenge_method`), sent with a request
 /// that mails a link when supabase-js runs with `flowType: 'pkce'` (@supabase/ssr's default).
 pub struct Pkce {
-    challenge: String,
-    method: &'static str,
+    pub(super) challenge: String,
+    pub(super) method: &'static str,
 }
 
 impl Pkce {
-    fn from_body(body: &Value) -> AuthResult<Option<Pkce>> {
+    pub(super) fn from_body(body: &Value) -> AuthResult<Option<Pkce>> {
         let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
         match (text("code_challenge"), text("code_challenge_method")) {
             (None, None) => Ok(None),

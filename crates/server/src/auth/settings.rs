@@ -35,6 +35,51 @@ pub struct AuthSettings {
     pub mail_max_frequency: i64,
     /// Outgoing mail; without it, mail goes to the outbox folder in the data folder.
     pub smtp: Option<SmtpSettings>,
+    /// OAuth providers by name (`github`, `google`): `[auth.external.github]`.
+    pub external: std::collections::BTreeMap<String, ExternalProvider>,
+}
+
+/// The providers Basalt knows how to talk to.
+pub const PROVIDERS: &[&str] = &["github", "google"];
+
+/// An OAuth provider's app: GoTrue's `GOTRUE_EXTERNAL_<NAME>_*`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalProvider {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub client_id: String,
+    pub secret: String,
+    /// The callback URL registered with the provider; default `<public URL>/auth/v1/callback`.
+    #[serde(default)]
+    pub redirect_uri: Option<String>,
+    /// The provider's endpoints, for an enterprise install (GitHub Enterprise) or a stand-in;
+    /// default the public ones.
+    #[serde(default)]
+    pub authorize_url: Option<String>,
+    #[serde(default)]
+    pub token_url: Option<String>,
+    #[serde(default)]
+    pub userinfo_url: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The client secret never reaches logs.
+impl std::fmt::Debug for ExternalProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExternalProvider")
+            .field("enabled", &self.enabled)
+            .field("client_id", &self.client_id)
+            .field("secret", &"<redacted>")
+            .field("redirect_uri", &self.redirect_uri)
+            .field("authorize_url", &self.authorize_url)
+            .field("token_url", &self.token_url)
+            .field("userinfo_url", &self.userinfo_url)
+            .finish()
+    }
 }
 
 /// An SMTP relay for auth e-mail.
@@ -95,6 +140,7 @@ impl Default for AuthSettings {
             rate_limit_email_per_minute: 30,
             mail_max_frequency: 60,
             smtp: None,
+            external: Default::default(),
         }
     }
 }
@@ -139,6 +185,38 @@ impl AuthSettings {
         }
         if let Ok(u) = std::env::var("BASALT_AUTH_SITE_URL") {
             self.site_url = u;
+        }
+        for name in PROVIDERS {
+            let var = |key: &str| std::env::var(format!("BASALT_AUTH_EXTERNAL_{}_{key}", name.to_ascii_uppercase())).ok();
+            let (id, secret) = (var("CLIENT_ID"), var("SECRET"));
+            if let (Some(client_id), Some(secret)) = (id.clone(), secret.clone()) {
+                let entry = self.external.entry(name.to_string()).or_insert(ExternalProvider {
+                    enabled: true,
+                    client_id: String::new(),
+                    secret: String::new(),
+                    redirect_uri: None,
+                    authorize_url: None,
+                    token_url: None,
+                    userinfo_url: None,
+                });
+                entry.client_id = client_id;
+                entry.secret = secret;
+            }
+            if let Some(p) = self.external.get_mut(*name) {
+                if let Some(b) = flag(&format!("BASALT_AUTH_EXTERNAL_{}_ENABLED", name.to_ascii_uppercase())) {
+                    p.enabled = b;
+                }
+                for (key, field) in [
+                    ("REDIRECT_URI", &mut p.redirect_uri),
+                    ("AUTHORIZE_URL", &mut p.authorize_url),
+                    ("TOKEN_URL", &mut p.token_url),
+                    ("USERINFO_URL", &mut p.userinfo_url),
+                ] {
+                    if let Some(v) = var(key) {
+                        *field = Some(v);
+                    }
+                }
+            }
         }
         if let Ok(host) = std::env::var("BASALT_SMTP_HOST") {
             let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());

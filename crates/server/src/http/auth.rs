@@ -3,7 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -38,6 +38,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/users", get(admin_list).post(admin_create))
         .route("/admin/users/{id}", get(admin_get).put(admin_update).delete(admin_delete))
         .route("/admin/generate_link", post(generate_link))
+        .route("/authorize", get(authorize))
+        .route("/callback", get(callback))
         .route("/factors", post(enroll))
         .route("/factors/{id}", axum::routing::delete(unenroll))
         .route("/factors/{id}/challenge", post(challenge))
@@ -52,6 +54,14 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Deserialize, Default)]
 struct Params {
+    provider: Option<String>,
+    scopes: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
     grant_type: Option<String>,
     redirect_to: Option<String>,
     scope: Option<String>,
@@ -118,7 +128,14 @@ async fn settings(State(app): State<AppState>, headers: HeaderMap) -> R {
     require_apikey(&app, &headers)?;
     let s = &app.auth.settings;
     Ok(Json(json!({
-        "external": {"email": true, "phone": false, "anonymous_users": s.anonymous_enabled, "google": false, "github": false, "apple": false},
+        "external": {
+            "email": true,
+            "phone": false,
+            "anonymous_users": s.anonymous_enabled,
+            "google": s.external.get("google").is_some_and(|p| p.enabled),
+            "github": s.external.get("github").is_some_and(|p| p.enabled),
+            "apple": false,
+        },
         "disable_signup": s.disable_signup,
         "mailer_autoconfirm": s.autoconfirm,
         "phone_autoconfirm": false,
@@ -239,7 +256,7 @@ async fn verify_link(State(app): State<AppState>, ClientIp(ip): ClientIp, Query(
             Err(e) => format!("error=access_denied&error_code={}&error_description={}", e.code, urlencode(&e.message)),
         };
         let joiner = if target.contains('?') { '&' } else { '?' };
-        return Redirect::to(&format!("{target}{joiner}{query}")).into_response();
+        return redirect(StatusCode::SEE_OTHER, &format!("{target}{joiner}{query}"));
     }
     let result = app.auth.verify(kind, None, token, &client(&ip, &headers)).await;
     let fragment = match result {
@@ -249,7 +266,7 @@ async fn verify_link(State(app): State<AppState>, ClientIp(ip): ClientIp, Query(
         ),
         Err(e) => format!("error=access_denied&error_code={}&error_description={}", e.code, urlencode(&e.message)),
     };
-    Redirect::to(&format!("{target}#{fragment}")).into_response()
+    redirect(StatusCode::SEE_OTHER, &format!("{target}#{fragment}"))
 }
 
 async fn invite(State(app): State<AppState>, ClientIp(ip): ClientIp, Query(p): Query<Params>, headers: HeaderMap, body: Bytes) -> R {
@@ -362,4 +379,29 @@ async fn admin_factors(State(app): State<AppState>, Path(id): Path<String>, head
 async fn admin_delete_factor(State(app): State<AppState>, Path((id, factor_id)): Path<(String, String)>, headers: HeaderMap) -> R {
     require_admin(&app, &headers)?;
     Ok(Json(app.auth.admin_delete_factor(&id, &factor_id).await?).into_response())
+}
+
+/// GET /authorize?provider=…: off to the provider (a browser navigation: no API key, as on Supabase).
+async fn authorize(State(app): State<AppState>, Query(p): Query<Params>) -> R {
+    let pkce = json!({"code_challenge": p.code_challenge, "code_challenge_method": p.code_challenge_method});
+    let provider = p.provider.as_deref().unwrap_or_default();
+    let to = app.auth.authorize(provider, p.redirect_to.as_deref(), p.scopes.as_deref(), &pkce).await?;
+    Ok(redirect(StatusCode::FOUND, &to))
+}
+
+/// GET /callback: back from the provider, on to the app with a session or a code.
+async fn callback(State(app): State<AppState>, ClientIp(ip): ClientIp, Query(p): Query<Params>, headers: HeaderMap) -> Response {
+    let ip = ip.to_string();
+    let error = p.error.as_deref().map(|e| (e, p.error_description.as_deref().unwrap_or_default()));
+    let landing = app.auth.callback(p.code.as_deref(), p.state.as_deref(), error, &client(&ip, &headers)).await;
+    redirect(StatusCode::FOUND, &landing.location())
+}
+
+/// A redirect whose target came partly from the request: a target that is no valid header
+/// value (a control character in `redirect_to`) is a 400, never a panic.
+fn redirect(status: StatusCode, to: &str) -> Response {
+    match HeaderValue::from_str(to) {
+        Ok(v) => (status, [(axum::http::header::LOCATION, v)]).into_response(),
+        Err(_) => AuthError::validation("redirect_to is not a valid URL").into_response(),
+    }
 }

@@ -200,6 +200,36 @@ pub fn insert_flow_state(id: &str, user_id: &str, auth_code: &str, method: &str,
     )
 }
 
+/// An OAuth PKCE flow, opened by `/authorize` before anyone is signed in: the user and the
+/// moment the code is issued are filled in by the callback ([`finish_oauth_flow`]).
+pub fn insert_oauth_flow_state(id: &str, auth_code: &str, method: &str, challenge: &str, provider: &str) -> Stmt {
+    Stmt::new(
+        "INSERT INTO auth.flow_state (id, user_id, auth_code, code_challenge_method, code_challenge, provider_type, authentication_method, created_at, updated_at) \
+         VALUES (?, NULL, ?, ?, ?, ?, 'oauth', now(), now())",
+        vec![json!(id), json!(auth_code), json!(method), json!(challenge), json!(provider)],
+    )
+}
+
+/// Once only: a flow already finished returns no row.
+pub fn finish_oauth_flow(id: &str, user_id: &str) -> Stmt {
+    Stmt::new(
+        "UPDATE auth.flow_state SET user_id = ?, auth_code_issued_at = now(), updated_at = now() \
+         WHERE id = ? AND user_id IS NULL AND authentication_method = 'oauth' RETURNING auth_code",
+        vec![json!(user_id), json!(id)],
+    )
+}
+
+pub fn identity_by_provider(provider: &str, provider_id: &str) -> Stmt {
+    Stmt::new("SELECT id, user_id FROM auth.identities WHERE provider = ? AND provider_id = ?", vec![json!(provider), json!(provider_id)])
+}
+
+pub fn refresh_identity(id: &str, data: Value, email: Option<&str>) -> Stmt {
+    Stmt::new(
+        "UPDATE auth.identities SET identity_data = ?, email = ?, last_sign_in_at = now(), updated_at = now() WHERE id = ?",
+        vec![data, json!(email), json!(id)],
+    )
+}
+
 pub fn delete_flow_states(user_id: &str, authentication_method: &str) -> Stmt {
     Stmt::new(
         "DELETE FROM auth.flow_state WHERE user_id = ? AND authentication_method = ?",

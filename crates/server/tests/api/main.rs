@@ -10,6 +10,7 @@ mod gate;
 mod mail;
 mod mfa;
 mod migrations;
+mod oauth;
 mod pg_auth;
 mod postgrest;
 mod read;
