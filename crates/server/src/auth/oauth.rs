@@ -54,7 +54,7 @@ struct External {
 /// Where `/callback` sends the browser, and what it carries there.
 pub enum Landing {
     /// Implicit flow: the session in the fragment, with the provider's token.
-    Session { to: String, session: Session, provider_token: String },
+    Session { to: String, session: Session, provider_token: String, provider_refresh_token: Option<String> },
     /// PKCE flow: the code for `grant_type=pkce` in the query.
     Code { to: String, code: String },
     /// An error, in the fragment (implicit) or the query (PKCE), as GoTrue sends it.
@@ -65,14 +65,18 @@ impl Landing {
     pub fn location(&self) -> String {
         let join = |to: &str| if to.contains('?') { '&' } else { '?' };
         match self {
-            Landing::Session { to, session, provider_token } => format!(
-                "{to}#access_token={}&expires_at={}&expires_in={}&provider_token={}&refresh_token={}&token_type=bearer",
-                session.access_token,
-                session.expires_at,
-                session.expires_in,
-                urlencode(provider_token),
-                session.refresh_token
-            ),
+            Landing::Session { to, session, provider_token, provider_refresh_token } => {
+                let provider_refresh =
+                    provider_refresh_token.as_deref().map(|t| format!("&provider_refresh_token={}", urlencode(t))).unwrap_or_default();
+                format!(
+                    "{to}#access_token={}&expires_at={}&expires_in={}&provider_token={}{provider_refresh}&refresh_token={}&token_type=bearer",
+                    session.access_token,
+                    session.expires_at,
+                    session.expires_in,
+                    urlencode(provider_token),
+                    session.refresh_token
+                )
+            }
             Landing::Code { to, code } => format!("{to}{}code={code}", join(to)),
             Landing::Error { to, in_query, error } => {
                 let kind = if error.status >= 500 { "server_error" } else { "access_denied" };
@@ -117,7 +121,14 @@ impl AuthService {
     }
 
     /// GET /authorize: where to send the browser (the provider's consent page).
-    pub async fn authorize(&self, provider: &str, redirect_to: Option<&str>, scopes: Option<&str>, pkce: &Value) -> AuthResult<String> {
+    pub async fn authorize(
+        &self,
+        provider: &str,
+        redirect_to: Option<&str>,
+        scopes: Option<&str>,
+        pkce: &Value,
+        extra: &[(String, String)],
+    ) -> AuthResult<String> {
         let p = self.provider(provider)?;
         let ends = endpoints(provider);
         let target = self.settings.redirect(redirect_to);
@@ -142,14 +153,19 @@ impl AuthService {
                 scope.push_str(extra);
             }
         }
-        Ok(format!(
+        let mut url = format!(
             "{}?client_id={}&redirect_uri={}&response_type=code&scope={}&state={}",
             p.authorize_url.as_deref().unwrap_or(ends.authorize),
             urlencode(&p.client_id),
             urlencode(&self.callback_url(p)),
             urlencode(&scope),
             urlencode(&state),
-        ))
+        );
+        const FIXED: &[&str] = &["client_id", "redirect_uri", "response_type", "scope", "state"];
+        for (k, v) in extra.iter().filter(|(k, _)| !FIXED.contains(&k.as_str())) {
+            url.push_str(&format!("&{}={}", urlencode(k), urlencode(v)));
+        }
+        Ok(url)
     }
 
     /// GET /callback: the provider sent the browser back with a code (or an error).
@@ -186,7 +202,9 @@ impl AuthService {
         }
         .await;
         match outcome {
-            Ok((Some(session), _, provider_token)) => Landing::Session { to, session, provider_token },
+            Ok((Some(session), _, (provider_token, provider_refresh_token))) => {
+                Landing::Session { to, session, provider_token, provider_refresh_token }
+            }
             Ok((None, Some(code), _)) => Landing::Code { to, code },
             Ok(_) => Landing::Error { to, in_query: flow.is_some(), error: AuthError::internal("no session and no code") },
             Err(error) => Landing::Error { to, in_query: flow.is_some(), error },
@@ -194,7 +212,7 @@ impl AuthService {
     }
 
     /// The code for the provider's token, the token for the account.
-    async fn fetch_profile(&self, provider: &str, code: &str) -> AuthResult<(External, String)> {
+    async fn fetch_profile(&self, provider: &str, code: &str) -> AuthResult<(External, (String, Option<String>))> {
         let p = self.provider(provider)?;
         let ends = endpoints(provider);
         let form = [
@@ -275,7 +293,8 @@ impl AuthService {
                 External { id, email, email_verified: verified, data }
             }
         };
-        Ok((ext, access.to_string()))
+        let refresh = token["refresh_token"].as_str().filter(|t| !t.is_empty()).map(str::to_string);
+        Ok((ext, (access.to_string(), refresh)))
     }
 
     /// The user of this provider account: by identity, else by verified e-mail (linked), else new.

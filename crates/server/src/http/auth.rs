@@ -382,10 +382,16 @@ async fn admin_delete_factor(State(app): State<AppState>, Path((id, factor_id)):
 }
 
 /// GET /authorize?provider=…: off to the provider (a browser navigation: no API key, as on Supabase).
-async fn authorize(State(app): State<AppState>, Query(p): Query<Params>) -> R {
+async fn authorize(State(app): State<AppState>, Query(p): Query<Params>, axum::extract::RawQuery(raw): axum::extract::RawQuery) -> R {
     let pkce = json!({"code_challenge": p.code_challenge, "code_challenge_method": p.code_challenge_method});
     let provider = p.provider.as_deref().unwrap_or_default();
-    let to = app.auth.authorize(provider, p.redirect_to.as_deref(), p.scopes.as_deref(), &pkce).await?;
+    // supabase-js' `queryParams` (`access_type`, `prompt`, `login_hint`, …) go on to the provider.
+    const OWN: &[&str] = &["provider", "redirect_to", "scopes", "code_challenge", "code_challenge_method", "flow_type"];
+    let extra: Vec<(String, String)> = form_urlencoded::parse(raw.as_deref().unwrap_or_default().as_bytes())
+        .filter(|(k, _)| !OWN.contains(&k.as_ref()))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let to = app.auth.authorize(provider, p.redirect_to.as_deref(), p.scopes.as_deref(), &pkce, &extra).await?;
     Ok(redirect(StatusCode::FOUND, &to))
 }
 

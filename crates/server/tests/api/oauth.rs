@@ -27,7 +27,11 @@ async fn fake_token(Form(f): Form<std::collections::HashMap<String, String>>) ->
     let ok = matches!(f.get("client_secret").map(String::as_str), Some("gh-secret" | "g-secret"))
         && f.get("code").map(String::as_str) == Some("good-code")
         && f.get("grant_type").map(String::as_str) == Some("authorization_code");
-    Json(if ok { json!({"access_token": "gh-token", "token_type": "bearer"}) } else { json!({"error": "bad_verification_code"}) })
+    Json(if ok {
+        json!({"access_token": "gh-token", "refresh_token": "gh-refresh", "token_type": "bearer"})
+    } else {
+        json!({"error": "bad_verification_code"})
+    })
 }
 
 async fn fake_user(State(a): State<Account>, headers: axum::http::HeaderMap) -> impl IntoResponse {
@@ -121,6 +125,7 @@ async fn github_sign_in(b: Backend) {
     assert!(landed.starts_with("http://app.example.com/welcome#access_token="), "{landed}");
     let params = query_of(&landed);
     assert_eq!((params["token_type"].as_str(), params["provider_token"].as_str()), ("bearer", "gh-token"));
+    assert_eq!(params["provider_refresh_token"], "gh-refresh");
     let token = params["access_token"].clone();
     let (s, user) = send(app.as_user(Method::GET, "/auth/v1/user", Some(&token))).await;
     assert_eq!(s, 200, "{user}");
@@ -179,6 +184,14 @@ async fn github_sign_in(b: Backend) {
         .await
         .expect("authorize");
     let state = query_of(start.headers()["location"].to_str().expect("location"))["state"].clone();
+    // supabase-js' `queryParams` go on to the provider; Basalt's own parameters are not replaced.
+    let start = browser
+        .get(format!("{}/auth/v1/authorize?provider=github&prompt=consent&client_id=evil&scopes=repo", app.url))
+        .send()
+        .await
+        .expect("authorize");
+    let to = query_of(start.headers()["location"].to_str().expect("location"));
+    assert_eq!((to["prompt"].as_str(), to["client_id"].as_str(), to["scope"].as_str()), ("consent", "gh-client", "user:email repo"));
     let refused = browser
         .get(format!("{}/auth/v1/callback?error=access_denied&error_description=The+user+said+no&state={}", app.url, urlencode(&state)))
         .send()
