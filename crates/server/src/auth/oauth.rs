@@ -128,6 +128,7 @@ impl AuthService {
         scopes: Option<&str>,
         pkce: &Value,
         extra: &[(String, String)],
+        link: Option<&str>,
     ) -> AuthResult<String> {
         let p = self.provider(provider)?;
         let ends = endpoints(provider);
@@ -142,7 +143,7 @@ impl AuthService {
             None => None,
         };
         let state = self.jwt.seal(
-            json!({"provider": provider, "redirect_to": target, "flow": flow, "exp": chrono::Utc::now().timestamp() + STATE_SECONDS})
+            json!({"provider": provider, "redirect_to": target, "flow": flow, "link": link, "exp": chrono::Utc::now().timestamp() + STATE_SECONDS})
                 .to_string()
                 .as_bytes(),
         );
@@ -181,6 +182,7 @@ impl AuthService {
         let to = state["redirect_to"].as_str().map_or_else(|| self.settings.site_url.clone(), str::to_string);
         let flow = state["flow"].as_str().map(str::to_string);
         let provider = state["provider"].as_str().unwrap_or_default().to_string();
+        let link = state["link"].as_str().map(str::to_string);
         let outcome = async {
             if let Some((error, description)) = error {
                 return Err(AuthError::new(403, "bad_oauth_callback", format!("{error}: {description}")));
@@ -189,7 +191,10 @@ impl AuthService {
                 .filter(|c| !c.is_empty())
                 .ok_or_else(|| AuthError::new(400, "bad_oauth_callback", "OAuth callback with missing authorization code"))?;
             let (ext, token) = self.fetch_profile(&provider, code).await?;
-            let user = self.sign_in_external(&provider, ext, client.ip).await?;
+            let user = match &link {
+                Some(user_id) => self.link_external(user_id, &provider, ext, client.ip).await?,
+                None => self.sign_in_external(&provider, ext, client.ip).await?,
+            };
             match &flow {
                 Some(flow) => {
                     let rows = self.store.batch(vec![q::finish_oauth_flow(flow, &user.str("id").unwrap_or_default())]).await?;
@@ -297,6 +302,87 @@ impl AuthService {
         Ok((ext, (access.to_string(), refresh)))
     }
 
+    /// `linkIdentity`: the provider account joins the signed-in user who started the flow. An
+    /// anonymous user becomes a permanent one, with the provider's verified address if free.
+    async fn link_external(&self, user_id: &str, provider: &str, ext: External, ip: &str) -> AuthResult<Row> {
+        let user = self.one(q::user_by_id(user_id)).await?.ok_or_else(|| AuthError::new(404, "user_not_found", "User not found"))?;
+        self.check_can_sign_in(&user)?;
+        let email = ext.email.as_deref().filter(|_| ext.email_verified);
+        let mut stmts = Vec::new();
+        match self.one(q::identity_by_provider(provider, &ext.id)).await? {
+            Some(owner) if owner.str("user_id").as_deref() != Some(user_id) => {
+                return Err(AuthError::new(422, "identity_already_exists", "Identity is already linked to another user"));
+            }
+            Some(owner) => stmts.push(q::refresh_identity(&owner.str("id").unwrap_or_default(), ext.data.clone(), ext.email.as_deref())),
+            None => {
+                stmts.push(q::insert_identity(
+                    &uuid::Uuid::new_v4().to_string(),
+                    user_id,
+                    provider,
+                    &ext.id,
+                    ext.email.as_deref(),
+                    ext.data.clone(),
+                ));
+                stmts.push(q::set_user_field(user_id, "raw_app_meta_data", with_provider(user.json("raw_app_meta_data"), provider)));
+            }
+        }
+        if user.flag("is_anonymous") {
+            stmts.push(q::set_user_field(user_id, "is_anonymous", json!(false)));
+            if let Some(e) = email.filter(|_| user.str("email").is_none_or(|s| s.is_empty())) {
+                if self.one(q::user_by_email(e)).await?.is_some() {
+                    return Err(AuthError::new(422, "email_exists", "A user with this email address has already been registered"));
+                }
+                stmts.push(q::set_user_field(user_id, "email", json!(e)));
+                stmts.push(q::confirm_email(user_id));
+            }
+        }
+        stmts.push(q::auth_event(
+            "identity_linked",
+            "user",
+            user_id,
+            &user.str("email").unwrap_or_default(),
+            Some(json!({"provider": provider})),
+            ip,
+        ));
+        self.store.batch(stmts).await?;
+        self.one(q::user_by_id(user_id)).await?.ok_or_else(|| AuthError::internal("user vanished"))
+    }
+
+    /// `unlinkIdentity`: never the user's last identity.
+    pub async fn unlink_identity(&self, user: &Row, identity_id: &str) -> AuthResult<()> {
+        let user_id = user.str("id").unwrap_or_default();
+        let identities = self.store.batch(vec![q::identities_of(&user_id)]).await?.pop().unwrap_or_default();
+        let Some(gone) = identities.iter().find(|i| i.str("id").as_deref() == Some(identity_id)) else {
+            return Err(AuthError::new(404, "identity_not_found", "Identity doesn't exist"));
+        };
+        if identities.len() <= 1 {
+            return Err(AuthError::new(422, "single_identity_not_deletable", "User must have at least 1 identity after unlinking"));
+        }
+        let provider = gone.str("provider").unwrap_or_default();
+        let mut stmts = vec![q::delete_identity(identity_id, &user_id)];
+        if identities.iter().filter(|i| i.str("provider").as_deref() == Some(provider.as_str())).count() == 1 {
+            let mut meta = user.json("raw_app_meta_data");
+            if let Some(list) = meta.get_mut("providers").and_then(Value::as_array_mut) {
+                list.retain(|p| p.as_str() != Some(provider.as_str()));
+            }
+            if meta.get("provider").and_then(Value::as_str) == Some(provider.as_str()) {
+                let next = identities.iter().find(|i| i.str("id").as_deref() != Some(identity_id)).and_then(|i| i.str("provider"));
+                meta["provider"] = json!(next);
+            }
+            stmts.push(q::set_user_field(&user_id, "raw_app_meta_data", meta));
+        }
+        stmts.push(q::auth_event(
+            "identity_unlinked",
+            "user",
+            &user_id,
+            &user.str("email").unwrap_or_default(),
+            Some(json!({"provider": provider})),
+            "",
+        ));
+        self.store.batch(stmts).await?;
+        Ok(())
+    }
+
     /// The user of this provider account: by identity, else by verified e-mail (linked), else new.
     async fn sign_in_external(&self, provider: &str, ext: External, ip: &str) -> AuthResult<Row> {
         let email = ext.email.as_deref().filter(|_| ext.email_verified);
@@ -319,15 +405,7 @@ impl AuthService {
             // The provider vouches for the address: link. An unconfirmed account's password goes,
             // so whoever registered the address without owning it cannot sign in with it.
             let user_id = existing.str("id").unwrap_or_default();
-            let mut app_meta = existing.json("raw_app_meta_data");
-            if !app_meta.is_object() {
-                app_meta = json!({});
-            }
-            let mut providers: Vec<Value> = app_meta["providers"].as_array().cloned().unwrap_or_default();
-            if !providers.iter().any(|p| p.as_str() == Some(provider)) {
-                providers.push(json!(provider));
-            }
-            app_meta["providers"] = Value::Array(providers);
+            let app_meta = with_provider(existing.json("raw_app_meta_data"), provider);
             let mut stmts = vec![
                 q::insert_identity(&uuid::Uuid::new_v4().to_string(), &user_id, provider, &ext.id, email, ext.data.clone()),
                 q::set_user_field(&user_id, "raw_app_meta_data", app_meta),
@@ -368,4 +446,17 @@ impl AuthService {
         self.check_can_sign_in(&user)?;
         Ok(user)
     }
+}
+
+/// `app_metadata` with `provider` in its `providers`.
+fn with_provider(mut meta: Value, provider: &str) -> Value {
+    if !meta.is_object() {
+        meta = json!({});
+    }
+    let mut providers: Vec<Value> = meta["providers"].as_array().cloned().unwrap_or_default();
+    if !providers.iter().any(|p| p.as_str() == Some(provider)) {
+        providers.push(json!(provider));
+    }
+    meta["providers"] = Value::Array(providers);
+    meta
 }

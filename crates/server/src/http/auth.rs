@@ -40,6 +40,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/generate_link", post(generate_link))
         .route("/authorize", get(authorize))
         .route("/callback", get(callback))
+        .route("/user/identities/authorize", get(link_identity))
+        .route("/user/identities/{id}", axum::routing::delete(unlink_identity))
         .route("/factors", post(enroll))
         .route("/factors/{id}", axum::routing::delete(unenroll))
         .route("/factors/{id}/challenge", post(challenge))
@@ -62,6 +64,7 @@ struct Params {
     state: Option<String>,
     error: Option<String>,
     error_description: Option<String>,
+    skip_http_redirect: Option<String>,
     grant_type: Option<String>,
     redirect_to: Option<String>,
     scope: Option<String>,
@@ -385,13 +388,7 @@ async fn admin_delete_factor(State(app): State<AppState>, Path((id, factor_id)):
 async fn authorize(State(app): State<AppState>, Query(p): Query<Params>, axum::extract::RawQuery(raw): axum::extract::RawQuery) -> R {
     let pkce = json!({"code_challenge": p.code_challenge, "code_challenge_method": p.code_challenge_method});
     let provider = p.provider.as_deref().unwrap_or_default();
-    // supabase-js' `queryParams` (`access_type`, `prompt`, `login_hint`, …) go on to the provider.
-    const OWN: &[&str] = &["provider", "redirect_to", "scopes", "code_challenge", "code_challenge_method", "flow_type"];
-    let extra: Vec<(String, String)> = form_urlencoded::parse(raw.as_deref().unwrap_or_default().as_bytes())
-        .filter(|(k, _)| !OWN.contains(&k.as_ref()))
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    let to = app.auth.authorize(provider, p.redirect_to.as_deref(), p.scopes.as_deref(), &pkce, &extra).await?;
+    let to = app.auth.authorize(provider, p.redirect_to.as_deref(), p.scopes.as_deref(), &pkce, &passed_on(raw.as_deref()), None).await?;
     Ok(redirect(StatusCode::FOUND, &to))
 }
 
@@ -410,4 +407,45 @@ fn redirect(status: StatusCode, to: &str) -> Response {
         Ok(v) => (status, [(axum::http::header::LOCATION, v)]).into_response(),
         Err(_) => AuthError::validation("redirect_to is not a valid URL").into_response(),
     }
+}
+
+/// supabase-js' `queryParams` (`access_type`, `prompt`, `login_hint`, …): the query parameters
+/// `/authorize` does not read itself go on to the provider.
+fn passed_on(raw: Option<&str>) -> Vec<(String, String)> {
+    const OWN: &[&str] =
+        &["provider", "redirect_to", "scopes", "code_challenge", "code_challenge_method", "flow_type", "skip_http_redirect"];
+    form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .filter(|(k, _)| !OWN.contains(&k.as_ref()))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// GET /user/identities/authorize (`linkIdentity`): as `/authorize`, for the signed-in user; with
+/// `skip_http_redirect=true` (what supabase-js sends) the provider's URL comes back as `{url}`.
+async fn link_identity(
+    State(app): State<AppState>,
+    Query(p): Query<Params>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+    headers: HeaderMap,
+) -> R {
+    require_apikey(&app, &headers)?;
+    let (caller, _) = app.auth.caller(bearer(&headers)).await?;
+    let pkce = json!({"code_challenge": p.code_challenge, "code_challenge_method": p.code_challenge_method});
+    let provider = p.provider.as_deref().unwrap_or_default();
+    let to = app
+        .auth
+        .authorize(provider, p.redirect_to.as_deref(), p.scopes.as_deref(), &pkce, &passed_on(raw.as_deref()), Some(&caller.user_id))
+        .await?;
+    if p.skip_http_redirect.as_deref() == Some("true") {
+        return Ok(Json(json!({"url": to})).into_response());
+    }
+    Ok(redirect(StatusCode::FOUND, &to))
+}
+
+/// DELETE /user/identities/{id} (`unlinkIdentity`)
+async fn unlink_identity(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> R {
+    require_apikey(&app, &headers)?;
+    let (_, user) = app.auth.caller(bearer(&headers)).await?;
+    app.auth.unlink_identity(&user, &id).await?;
+    Ok(Json(json!({})).into_response())
 }

@@ -219,6 +219,10 @@ pub fn finish_oauth_flow(id: &str, user_id: &str) -> Stmt {
     )
 }
 
+pub fn delete_identity(id: &str, user_id: &str) -> Stmt {
+    Stmt::new("DELETE FROM auth.identities WHERE id = ? AND user_id = ?", vec![json!(id), json!(user_id)])
+}
+
 pub fn identity_by_provider(provider: &str, provider_id: &str) -> Stmt {
     Stmt::new("SELECT id, user_id FROM auth.identities WHERE provider = ? AND provider_id = ?", vec![json!(provider), json!(provider_id)])
 }

@@ -74,8 +74,12 @@ fn query_of(url: &str) -> std::collections::HashMap<String, String> {
 /// Follows the browser's hops: Basalt's /authorize, the provider, Basalt's /callback; returns
 /// where the app is sent.
 async fn sign_in(app: &TestApp, authorize: &str) -> String {
+    follow(format!("{}{authorize}", app.url)).await
+}
+
+async fn follow(start: String) -> String {
     let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    let mut url = format!("{}{authorize}", app.url);
+    let mut url = start;
     for _ in 0..3 {
         let res = browser.get(&url).send().await.expect("hop");
         assert!(res.status().is_redirection(), "{url}: {}", res.status());
@@ -92,6 +96,7 @@ async fn github_sign_in(b: Backend) {
     let gh = fake_github(account.clone()).await;
     let env = [
         ("BASALT_AUTH_AUTOCONFIRM", "true"),
+        ("BASALT_AUTH_ANONYMOUS_ENABLED", "true"),
         ("BASALT_AUTH_SITE_URL", "http://app.example.com"),
         ("BASALT_AUTH_EXTERNAL_GITHUB_CLIENT_ID", "gh-client"),
         ("BASALT_AUTH_EXTERNAL_GITHUB_SECRET", "gh-secret"),
@@ -145,7 +150,8 @@ async fn github_sign_in(b: Backend) {
     *account.lock().expect("lock") =
         (json!({"id": 7, "login": "ann"}), json!([{"email": "ann@example.com", "primary": true, "verified": true}]));
     let landed = sign_in(&app, "/auth/v1/authorize?provider=github").await;
-    let (_, user) = send(app.as_user(Method::GET, "/auth/v1/user", Some(&query_of(&landed)["access_token"]))).await;
+    let ann_token = query_of(&landed)["access_token"].clone();
+    let (_, user) = send(app.as_user(Method::GET, "/auth/v1/user", Some(&ann_token))).await;
     assert_eq!(user["id"].as_str(), Some(ann.as_str()), "linked: {user}");
     let providers: Vec<&str> = user["identities"].as_array().expect("identities").iter().filter_map(|i| i["provider"].as_str()).collect();
     assert_eq!(providers, ["email", "github"]);
@@ -205,6 +211,49 @@ async fn github_sign_in(b: Backend) {
     let tampered = format!("{}x", &state[..state.len() - 1]);
     let res = browser.get(format!("{}/auth/v1/callback?code=good-code&state={}", app.url, urlencode(&tampered))).send().await.expect("cb");
     assert!(res.headers()["location"].to_str().expect("location").contains("bad_oauth_state"));
+
+    // linkIdentity: an anonymous user takes on a GitHub account and becomes permanent.
+    let (s, anon) = send(app.as_user(Method::POST, "/auth/v1/signup", None).json(&json!({}))).await;
+    assert_eq!(s, 200, "{anon}");
+    let anon_token = anon["access_token"].as_str().expect("token").to_string();
+    *account.lock().expect("lock") =
+        (json!({"id": 555, "login": "newbie"}), json!([{"email": "newbie@example.com", "primary": true, "verified": true}]));
+    let (s, link) =
+        send(app.as_user(Method::GET, "/auth/v1/user/identities/authorize?provider=github&skip_http_redirect=true", Some(&anon_token)))
+            .await;
+    assert_eq!(s, 200, "{link}");
+    let landed = follow(link["url"].as_str().expect("url").to_string()).await;
+    let linked_token = query_of(&landed)["access_token"].clone();
+    let (_, user) = send(app.as_user(Method::GET, "/auth/v1/user", Some(&linked_token))).await;
+    assert_eq!((user["id"].as_str(), user["is_anonymous"].as_bool()), (anon["user"]["id"].as_str(), Some(false)), "{user}");
+    assert_eq!(user["email"], "newbie@example.com");
+    // unlinkIdentity: never the last one.
+    let github_identity = user["identities"][0]["identity_id"].as_str().expect("identity id").to_string();
+    let (s, e) = send(app.as_user(Method::DELETE, &format!("/auth/v1/user/identities/{github_identity}"), Some(&linked_token))).await;
+    assert_eq!((s, e["code"].as_str()), (422, Some("single_identity_not_deletable")));
+    // An account already linked to someone else (Google's belongs to Gina) stays theirs.
+    let (_, link) =
+        send(app.as_user(Method::GET, "/auth/v1/user/identities/authorize?provider=google&skip_http_redirect=true", Some(&linked_token)))
+            .await;
+    let landed = follow(link["url"].as_str().expect("url").to_string()).await;
+    assert!(landed.contains("error_code=identity_already_exists"), "{landed}");
+    // Ann, with her e-mail and GitHub identities, may let GitHub go.
+    let (_, user) = send(app.as_user(Method::GET, "/auth/v1/user", Some(&ann_token))).await;
+    let ann_github = user["identities"].as_array().expect("identities").iter().find(|i| i["provider"] == "github").expect("github")
+        ["identity_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (s, e) = send(app.as_user(Method::DELETE, &format!("/auth/v1/user/identities/{ann_github}"), Some(&ann_token))).await;
+    assert_eq!(s, 200, "{e}");
+    let (_, user) = send(app.as_user(Method::GET, "/auth/v1/user", Some(&ann_token))).await;
+    assert_eq!(
+        (user["app_metadata"]["providers"].clone(), user["identities"].as_array().map(Vec::len)),
+        (json!(["email"]), Some(1)),
+        "{user}"
+    );
+    let (s, e) = send(app.as_user(Method::DELETE, &format!("/auth/v1/user/identities/{ann_github}"), Some(&ann_token))).await;
+    assert_eq!((s, e["code"].as_str()), (404, Some("identity_not_found")));
 }
 
 crate::both_backends!(github_sign_in);
