@@ -2,6 +2,7 @@
 
 pub mod claim_path;
 pub mod error;
+pub mod id_token;
 pub mod jwt;
 pub mod mailer;
 pub mod mfa;

@@ -44,11 +44,11 @@ fn endpoints(provider: &str) -> Endpoints {
 }
 
 /// The provider's account, as Basalt keeps it in `identity_data` and `user_metadata`.
-struct External {
-    id: String,
-    email: Option<String>,
-    email_verified: bool,
-    data: Value,
+pub(super) struct External {
+    pub(super) id: String,
+    pub(super) email: Option<String>,
+    pub(super) email_verified: bool,
+    pub(super) data: Value,
 }
 
 /// Where `/callback` sends the browser, and what it carries there.
@@ -91,7 +91,7 @@ impl Landing {
     }
 }
 
-fn http() -> &'static reqwest::Client {
+pub(super) fn http() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
         reqwest::Client::builder()
@@ -108,7 +108,7 @@ fn provider_failed(what: &str, e: impl std::fmt::Display) -> AuthError {
 }
 
 impl AuthService {
-    fn provider(&self, name: &str) -> AuthResult<&ExternalProvider> {
+    pub(super) fn provider(&self, name: &str) -> AuthResult<&ExternalProvider> {
         self.settings
             .external
             .get(name)
@@ -131,6 +131,9 @@ impl AuthService {
         link: Option<&str>,
     ) -> AuthResult<String> {
         let p = self.provider(provider)?;
+        if provider == "apple" {
+            return Err(AuthError::validation("Apple sign-in takes an ID token: use signInWithIdToken"));
+        }
         let ends = endpoints(provider);
         let target = self.settings.redirect(redirect_to);
         let flow = match Pkce::from_body(pkce)? {
@@ -384,7 +387,7 @@ impl AuthService {
     }
 
     /// The user of this provider account: by identity, else by verified e-mail (linked), else new.
-    async fn sign_in_external(&self, provider: &str, ext: External, ip: &str) -> AuthResult<Row> {
+    pub(super) async fn sign_in_external(&self, provider: &str, ext: External, ip: &str) -> AuthResult<Row> {
         let email = ext.email.as_deref().filter(|_| ext.email_verified);
         if let Some(identity) = self.one(q::identity_by_provider(provider, &ext.id)).await? {
             let user_id = identity.str("user_id").unwrap_or_default();

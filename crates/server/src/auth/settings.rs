@@ -40,7 +40,7 @@ pub struct AuthSettings {
 }
 
 /// The providers Basalt knows how to talk to.
-pub const PROVIDERS: &[&str] = &["github", "google"];
+pub const PROVIDERS: &[&str] = &["apple", "github", "google"];
 
 /// An OAuth provider's app: GoTrue's `GOTRUE_EXTERNAL_<NAME>_*`.
 #[derive(Clone, Deserialize)]
@@ -48,7 +48,10 @@ pub const PROVIDERS: &[&str] = &["github", "google"];
 pub struct ExternalProvider {
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// For ID tokens (`signInWithIdToken`), the audience they must name.
     pub client_id: String,
+    /// Not needed by providers used only through ID tokens (Apple).
+    #[serde(default)]
     pub secret: String,
     /// The callback URL registered with the provider; default `<public URL>/auth/v1/callback`.
     #[serde(default)]
@@ -61,6 +64,11 @@ pub struct ExternalProvider {
     pub token_url: Option<String>,
     #[serde(default)]
     pub userinfo_url: Option<String>,
+    /// Where the provider publishes the keys of its ID tokens, and the issuer they name.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    #[serde(default)]
+    pub issuer: Option<String>,
 }
 
 fn yes() -> bool {
@@ -78,6 +86,8 @@ impl std::fmt::Debug for ExternalProvider {
             .field("authorize_url", &self.authorize_url)
             .field("token_url", &self.token_url)
             .field("userinfo_url", &self.userinfo_url)
+            .field("jwks_url", &self.jwks_url)
+            .field("issuer", &self.issuer)
             .finish()
     }
 }
@@ -188,8 +198,7 @@ impl AuthSettings {
         }
         for name in PROVIDERS {
             let var = |key: &str| std::env::var(format!("BASALT_AUTH_EXTERNAL_{}_{key}", name.to_ascii_uppercase())).ok();
-            let (id, secret) = (var("CLIENT_ID"), var("SECRET"));
-            if let (Some(client_id), Some(secret)) = (id.clone(), secret.clone()) {
+            if let Some(client_id) = var("CLIENT_ID") {
                 let entry = self.external.entry(name.to_string()).or_insert(ExternalProvider {
                     enabled: true,
                     client_id: String::new(),
@@ -198,9 +207,13 @@ impl AuthSettings {
                     authorize_url: None,
                     token_url: None,
                     userinfo_url: None,
+                    jwks_url: None,
+                    issuer: None,
                 });
                 entry.client_id = client_id;
-                entry.secret = secret;
+            }
+            if let (Some(p), Some(secret)) = (self.external.get_mut(*name), var("SECRET")) {
+                p.secret = secret;
             }
             if let Some(p) = self.external.get_mut(*name) {
                 if let Some(b) = flag(&format!("BASALT_AUTH_EXTERNAL_{}_ENABLED", name.to_ascii_uppercase())) {
@@ -211,6 +224,8 @@ impl AuthSettings {
                     ("AUTHORIZE_URL", &mut p.authorize_url),
                     ("TOKEN_URL", &mut p.token_url),
                     ("USERINFO_URL", &mut p.userinfo_url),
+                    ("JWKS_URL", &mut p.jwks_url),
+                    ("ISSUER", &mut p.issuer),
                 ] {
                     if let Some(v) = var(key) {
                         *field = Some(v);

@@ -137,7 +137,7 @@ async fn settings(State(app): State<AppState>, headers: HeaderMap) -> R {
             "anonymous_users": s.anonymous_enabled,
             "google": s.external.get("google").is_some_and(|p| p.enabled),
             "github": s.external.get("github").is_some_and(|p| p.enabled),
-            "apple": false,
+            "apple": s.external.get("apple").is_some_and(|p| p.enabled),
         },
         "disable_signup": s.disable_signup,
         "mailer_autoconfirm": s.autoconfirm,
@@ -165,6 +165,7 @@ async fn token(State(app): State<AppState>, ClientIp(ip): ClientIp, Query(p): Qu
         Some("password") => app.auth.password_grant(&body, &c).await?,
         Some("refresh_token") => app.auth.refresh_grant(&body, &c).await?,
         Some("pkce") => app.auth.pkce_grant(&body, &c).await?,
+        Some("id_token") => app.auth.id_token_grant(&body, &c).await?,
         other => {
             let mut e = AuthError::new(400, "unsupported_grant_type", format!("unsupported_grant_type: {}", other.unwrap_or_default()));
             e.oauth_error = Some("unsupported_grant_type");

@@ -7,6 +7,7 @@ mod auth;
 mod cli;
 mod examples;
 mod gate;
+mod id_token;
 mod mail;
 mod mfa;
 mod migrations;
