@@ -38,6 +38,10 @@ pub struct Function {
     /// todos`): its results embed what the table embeds, as PostgREST's do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub returns_table: Option<String>,
+    /// The result type's name as PostgreSQL's catalog has it (`int8`, `_text`, `todos`), for
+    /// generated types.
+    #[serde(default)]
+    pub return_type: String,
 }
 
 impl Function {

@@ -74,7 +74,8 @@ pub fn create_policy(table: &str, p: &Policy) -> String {
     s
 }
 
-fn policy_sql(e: &Expr) -> String {
+/// A policy expression as PostgreSQL SQL (for `CREATE POLICY`, and the generated docs).
+pub fn policy_sql(e: &Expr) -> String {
     let join = |v: &[Expr], sep: &str| v.iter().map(|x| format!("({})", policy_sql(x))).collect::<Vec<_>>().join(sep);
     match e {
         Expr::Or(v) => join(v, " OR "),

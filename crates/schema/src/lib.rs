@@ -13,8 +13,10 @@ pub mod diff;
 mod error;
 mod file;
 pub mod ident;
+pub mod markdown;
 pub mod policy;
 mod types;
+pub mod typescript;
 
 pub use catalog::{
     Audit, Catalog, CheckConstraint, Column, ForeignKey, Function, FunctionArg, FunctionReturn, Index, OnDelete, Policy, Table,

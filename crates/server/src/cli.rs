@@ -86,6 +86,25 @@ pub enum SchemaCommand {
         #[arg(long, env = "BASALT_SCHEMA")]
         schema: PathBuf,
     },
+    /// Print TypeScript types for supabase-js (`createClient<Database>(…)`), as
+    /// `supabase gen types typescript` does: from the schema file, or from a PostgreSQL
+    /// database as it is (with its functions) when --database-url is given.
+    Types {
+        #[arg(long, env = "BASALT_SCHEMA")]
+        schema: Option<PathBuf>,
+        /// A PostgreSQL database to read the tables and functions from (read only).
+        #[arg(long, env = "BASALT_DATABASE_URL")]
+        database_url: Option<String>,
+        /// The database schema to type, with --database-url.
+        #[arg(long, default_value = "public")]
+        db_schema: String,
+    },
+    /// Print the schema file as human documentation (Markdown): purpose, structure, relations,
+    /// access rules and indexes of each table.
+    Docs {
+        #[arg(long, env = "BASALT_SCHEMA")]
+        schema: PathBuf,
+    },
 }
 
 /// Where the data lives; shared by every command that touches it.

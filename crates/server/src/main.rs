@@ -61,6 +61,12 @@ async fn run() -> ExitCode {
         Command::Keys(a) => keys(a).await,
         Command::Import { command: ImportCommand::Users { file, store } } => import_users(&file, &store).await,
         Command::Schema { command: SchemaCommand::Check { schema } } => check(&schema),
+        Command::Schema { command: SchemaCommand::Types { schema, database_url, db_schema } } => {
+            types(schema.as_deref(), database_url.as_deref(), &db_schema).await
+        }
+        Command::Schema { command: SchemaCommand::Docs { schema } } => {
+            load_schema(&schema).map(|catalog| out!("{}", basalt_schema::markdown::markdown(&catalog).trim_end()))
+        }
         Command::Audit { command } => audit_command(command).await,
     };
     match result {
@@ -322,6 +328,25 @@ async fn audit_command(command: cli::AuditCommand) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// `schema types`: the database's own tables and functions when a URL is given (the schema file's
+/// tables stand in for `public` when both are), else the schema file's.
+async fn types(schema: Option<&Path>, database_url: Option<&str>, db_schema: &str) -> anyhow::Result<()> {
+    let file = schema.map(load_schema).transpose()?;
+    let catalog = match (database_url, file) {
+        (Some(url), file) => {
+            let mut found = store::PgStore::introspect(url, db_schema).await?;
+            if let Some(f) = file.filter(|_| db_schema == "public") {
+                found = basalt_schema::Catalog { functions: found.functions, ..f };
+            }
+            found
+        }
+        (None, Some(f)) => f,
+        (None, None) => anyhow::bail!("pass --schema PATH or --database-url URL"),
+    };
+    out!("{}", basalt_schema::typescript::typescript(&catalog).trim_end());
     Ok(())
 }
 

@@ -130,6 +130,7 @@ pub async fn functions(client: &impl GenericClient, schema: &str) -> Result<Vec<
             volatile: volatility == "v",
             result_columns,
             returns_table: r.get(11),
+            return_type: typname.clone(),
         });
     }
     Ok(out)

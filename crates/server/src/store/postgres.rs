@@ -155,6 +155,13 @@ impl PgStore {
         })
     }
 
+    /// One schema of a database as it is, for `basalt schema types`: read only, nothing created.
+    pub async fn introspect(url: &str, schema: &str) -> anyhow::Result<Catalog> {
+        let pool = build_pool(url, 1, (30_000, 10), "public")?;
+        let client = pool.get().await.map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {}", with_causes(&e)))?;
+        Ok(super::pg_introspect::catalog(&**client, schema).await?)
+    }
+
     async fn client(&self) -> ApiResult<deadpool_postgres::Object> {
         self.pool.get().await.map_err(pool_error)
     }
