@@ -85,7 +85,14 @@ pub fn markdown(catalog: &Catalog) -> String {
         let parents: Vec<String> = t
             .foreign_keys
             .iter()
-            .map(|fk| format!("`{}`", if fk.ref_table == AUTH_USERS { "auth.users" } else { &fk.ref_table }))
+            .map(|fk| {
+                let name = if fk.ref_table == AUTH_USERS { "auth.users" } else { &fk.ref_table };
+                if t.is_unique_set(&fk.columns) {
+                    format!("`{name}` (1:1)")
+                } else {
+                    format!("`{name}`")
+                }
+            })
             .collect();
         let mut relations = Vec::new();
         if !parents.is_empty() {

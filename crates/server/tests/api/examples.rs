@@ -51,3 +51,28 @@ fn basalt_tables(schema: &str) -> Vec<String> {
 }
 
 crate::both_backends!(examples_boot, parakeet_audits_signup_rows);
+
+/// Each example's SCHEMA.md and database.types.ts are what `basalt schema docs` and
+/// `basalt schema types` print for its schema: the docs cannot drift from the schema.
+#[test]
+fn example_docs_and_types_match_their_schemas() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    for dir in std::fs::read_dir(&root).expect("examples").flatten().map(|e| e.path()).filter(|p| p.join("basalt.toml").exists()) {
+        let schema = std::fs::read_to_string(dir.join("basalt.toml")).expect("schema");
+        let catalog = basalt_schema::parse_schema(&schema).expect("valid schema");
+        for (file, want, command) in [
+            ("SCHEMA.md", basalt_schema::markdown::markdown(&catalog), "docs"),
+            ("database.types.ts", basalt_schema::typescript::typescript(&catalog), "types"),
+        ] {
+            let have = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+            assert_eq!(
+                have.trim_end(),
+                want.trim_end(),
+                "{} is stale: run `basalt schema {command} --schema {}/basalt.toml > {}/{file}`",
+                dir.join(file).display(),
+                dir.display(),
+                dir.display()
+            );
+        }
+    }
+}
