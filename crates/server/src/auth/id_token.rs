@@ -83,15 +83,21 @@ impl AuthService {
             Some(i) => validation.set_issuer(&[i]),
             None => validation.set_issuer(issuers),
         }
-        validation.set_audience(&[&p.client_id]);
+        let audiences: Vec<&str> = p.client_ids().collect();
+        validation.set_audience(&audiences);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 30;
         let claims = jsonwebtoken::decode::<Value>(token, &decoding, &validation).map_err(bad_token)?.claims;
-        // A nonce in the token must be the request's, or its SHA-256 in hex (Apple's native flow).
+        // The token carries the SHA-256 (hex) of the nonce the request brings raw: a leaked
+        // token is no use without the raw nonce.
         match (claims.get("nonce").and_then(Value::as_str), text("nonce")) {
             (None, None) => {}
-            (Some(want), Some(given)) if want == given || want == super::tokens::sha256_hex(given) => {}
-            (Some(_), None) => return Err(bad_token("the token has a nonce; pass the nonce it was issued for")),
-            _ => return Err(bad_token("nonces do not match")),
+            (Some(want), Some(given)) => {
+                if !bool::from(subtle::ConstantTimeEq::ct_eq(want.as_bytes(), super::tokens::sha256_hex(given).as_bytes())) {
+                    return Err(bad_token("nonces mismatch"));
+                }
+            }
+            _ => return Err(bad_token("passed nonce and nonce in id_token should either both exist or not")),
         }
         let sub = claims.get("sub").and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| bad_token("no sub"))?.to_string();
         let email = claims.get("email").and_then(Value::as_str).map(str::to_string);
@@ -105,7 +111,7 @@ impl AuthService {
             "email": email, "email_verified": verified, "phone_verified": false,
             "name": name, "full_name": name, "picture": picture, "avatar_url": picture,
         });
-        let user = self.sign_in_external(provider, External { id: sub, email, email_verified: verified, data }, client.ip).await?;
+        let user = self.sign_in_external(provider, External { id: sub, email, email_verified: verified, data }, client, None).await?;
         self.start_session(&user, "oauth", client).await
     }
 }

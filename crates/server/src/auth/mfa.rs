@@ -106,7 +106,8 @@ impl AuthService {
                 "Maximum number of verified factors reached, unenroll to continue",
             ));
         }
-        if existing.iter().any(|f| f.str("friendly_name").unwrap_or_default() == name) {
+        // Blank names may repeat (an abandoned enrolment retried), as GoTrue's index allows.
+        if !name.trim().is_empty() && existing.iter().any(|f| f.str("friendly_name").unwrap_or_default() == name) {
             return Err(AuthError::new(
                 422,
                 "mfa_factor_name_conflict",
@@ -174,11 +175,14 @@ impl AuthService {
         let fid = factor.str("id").unwrap_or_default();
         let challenge = self
             .store
-            .batch(vec![q::challenge(&fid, challenge_id)])
+            .batch(vec![q::challenge(&fid, challenge_id, client.ip)])
             .await?
             .pop()
             .and_then(|mut r| r.pop())
             .ok_or_else(challenge_not_found)?;
+        if challenge.str("verified_at").is_none() && !challenge.flag("same_ip") {
+            return Err(AuthError::new(422, "mfa_ip_address_mismatch", "Challenge and verify IP addresses mismatch."));
+        }
         let created = challenge.str("created_at").and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.timestamp());
         if challenge.str("verified_at").is_some() || created.is_none_or(|c| now_ts() - c > CHALLENGE_SECONDS) {
             return Err(AuthError::new(
@@ -217,8 +221,13 @@ impl AuthService {
         let amr = Value::Array(amr);
         let refresh = super::tokens::random(40);
         let user_id = caller.user_id.clone();
-        let mut stmts = q::spend(&fid, challenge_id, step);
-        stmts.extend([
+        // The challenge and the code's step are spent first, on their own: a second verify of
+        // either (a double submit, a replay) changes nothing of the session.
+        let spent = self.store.batch(q::spend(&fid, challenge_id, step)).await?;
+        if spent.iter().any(Vec::is_empty) {
+            return Err(AuthError::new(422, "mfa_verification_failed", "Invalid TOTP code entered"));
+        }
+        let stmts = vec![
             q::raise_session(&session_id, amr.clone()),
             q::delete_weaker_sessions(&user_id, &session_id),
             q::delete_other_unverified(&user_id, &fid),
@@ -233,11 +242,8 @@ impl AuthService {
                 Some(json!({"factor_id": fid, "factor_type": "totp"})),
                 client.ip,
             ),
-        ]);
-        let results = self.store.batch(stmts).await?;
-        if results.iter().take(2).any(Vec::is_empty) {
-            return Err(AuthError::new(422, "mfa_verification_failed", "Invalid TOTP code entered"));
-        }
+        ];
+        self.store.batch(stmts).await?;
         self.session_for(user, &session_id, refresh, &amr).await
     }
 

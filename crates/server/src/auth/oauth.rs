@@ -129,8 +129,10 @@ impl AuthService {
         pkce: &Value,
         extra: &[(String, String)],
         link: Option<&str>,
+        client: &Client<'_>,
     ) -> AuthResult<String> {
         let p = self.provider(provider)?;
+        self.rate_limit("authorize", client, None).await?;
         if provider == "apple" {
             return Err(AuthError::validation("Apple sign-in takes an ID token: use signInWithIdToken"));
         }
@@ -140,7 +142,13 @@ impl AuthService {
             Some(pkce) => {
                 let id = uuid::Uuid::new_v4().to_string();
                 let code = uuid::Uuid::new_v4().to_string();
-                self.store.batch(vec![q::insert_oauth_flow_state(&id, &code, pkce.method, &pkce.challenge, provider)]).await?;
+                let lapsed = (chrono::Utc::now() - chrono::Duration::seconds(STATE_SECONDS)).to_rfc3339();
+                self.store
+                    .batch(vec![
+                        q::delete_lapsed_oauth_flows(&lapsed),
+                        q::insert_oauth_flow_state(&id, &code, pkce.method, &pkce.challenge, provider),
+                    ])
+                    .await?;
                 Some(id)
             }
             None => None,
@@ -160,7 +168,7 @@ impl AuthService {
         let mut url = format!(
             "{}?client_id={}&redirect_uri={}&response_type=code&scope={}&state={}",
             p.authorize_url.as_deref().unwrap_or(ends.authorize),
-            urlencode(&p.client_id),
+            urlencode(p.client_ids().next().unwrap_or_default()),
             urlencode(&self.callback_url(p)),
             urlencode(&scope),
             urlencode(&state),
@@ -196,7 +204,7 @@ impl AuthService {
             let (ext, token) = self.fetch_profile(&provider, code).await?;
             let user = match &link {
                 Some(user_id) => self.link_external(user_id, &provider, ext, client.ip).await?,
-                None => self.sign_in_external(&provider, ext, client.ip).await?,
+                None => self.sign_in_external(&provider, ext, client, Some(&to)).await?,
             };
             match &flow {
                 Some(flow) => {
@@ -227,7 +235,7 @@ impl AuthService {
             ("grant_type", "authorization_code"),
             ("code", code),
             ("redirect_uri", &self.callback_url(p)),
-            ("client_id", &p.client_id),
+            ("client_id", p.client_ids().next().unwrap_or_default()),
             ("client_secret", &p.secret),
         ];
         let token: Value = http()
@@ -387,8 +395,22 @@ impl AuthService {
     }
 
     /// The user of this provider account: by identity, else by verified e-mail (linked), else new.
-    pub(super) async fn sign_in_external(&self, provider: &str, ext: External, ip: &str) -> AuthResult<Row> {
+    pub(super) async fn sign_in_external(
+        &self,
+        provider: &str,
+        ext: External,
+        client: &Client<'_>,
+        redirect_to: Option<&str>,
+    ) -> AuthResult<Row> {
+        let ip = client.ip;
         let email = ext.email.as_deref().filter(|_| ext.email_verified);
+        let needs_verification = || {
+            AuthError::new(
+                422,
+                "provider_email_needs_verification",
+                format!("Unverified email with {provider}. A confirmation email has been sent to your {provider} email"),
+            )
+        };
         if let Some(identity) = self.one(q::identity_by_provider(provider, &ext.id)).await? {
             let user_id = identity.str("user_id").unwrap_or_default();
             self.store
@@ -397,8 +419,16 @@ impl AuthService {
                     q::touch_user_now(&user_id, "last_sign_in_at"),
                 ])
                 .await?;
-            let user = self.one(q::user_by_id(&user_id)).await?.ok_or_else(|| AuthError::internal("identity without user"))?;
+            let mut user = self.one(q::user_by_id(&user_id)).await?.ok_or_else(|| AuthError::internal("identity without user"))?;
             self.check_can_sign_in(&user)?;
+            if user.str("email").is_some_and(|e| !e.is_empty()) && user.str("email_confirmed_at").is_none() {
+                // The address is confirmed now if the provider vouches for it; else not yet.
+                if email.is_none() && !self.settings.autoconfirm {
+                    return Err(needs_verification());
+                }
+                self.store.batch(vec![q::confirm_email(&user_id)]).await?;
+                user = self.one(q::user_by_id(&user_id)).await?.unwrap_or(user);
+            }
             return Ok(user);
         }
         if let Some(existing) = match email {
@@ -408,17 +438,25 @@ impl AuthService {
             // The provider vouches for the address: link. An unconfirmed account's password goes,
             // so whoever registered the address without owning it cannot sign in with it.
             let user_id = existing.str("id").unwrap_or_default();
-            let app_meta = with_provider(existing.json("raw_app_meta_data"), provider);
-            let mut stmts = vec![
-                q::insert_identity(&uuid::Uuid::new_v4().to_string(), &user_id, provider, &ext.id, email, ext.data.clone()),
-                q::set_user_field(&user_id, "raw_app_meta_data", app_meta),
-                q::touch_user_now(&user_id, "last_sign_in_at"),
-                q::auth_event("identity_linked", "user", &user_id, email.unwrap_or_default(), Some(json!({"provider": provider})), ip),
-            ];
-            if existing.str("email_confirmed_at").is_none() {
+            let unconfirmed = existing.str("email_confirmed_at").is_none();
+            let mut stmts = Vec::new();
+            let mut app_meta = existing.json("raw_app_meta_data");
+            if unconfirmed {
+                // Whoever registered the address without confirming it may not own it: their
+                // password, identities and sessions go before the owner's identity comes in.
+                stmts.push(q::delete_identities_of(&user_id));
+                stmts.push(q::delete_sessions_of(&user_id, None));
                 stmts.push(q::set_user_field(&user_id, "encrypted_password", Value::Null));
                 stmts.push(q::confirm_email(&user_id));
+                app_meta["providers"] = json!([]);
+                app_meta["provider"] = json!(provider);
             }
+            stmts.extend([
+                q::insert_identity(&uuid::Uuid::new_v4().to_string(), &user_id, provider, &ext.id, email, ext.data.clone()),
+                q::set_user_field(&user_id, "raw_app_meta_data", with_provider(app_meta, provider)),
+                q::touch_user_now(&user_id, "last_sign_in_at"),
+                q::auth_event("identity_linked", "user", &user_id, email.unwrap_or_default(), Some(json!({"provider": provider})), ip),
+            ]);
             self.store.batch(stmts).await?;
             let user = self.one(q::user_by_id(&user_id)).await?.ok_or_else(|| AuthError::internal("user vanished"))?;
             self.check_can_sign_in(&user)?;
@@ -434,7 +472,7 @@ impl AuthService {
                     id: &id,
                     email: ext.email.as_deref(),
                     password_hash: None,
-                    confirmed: ext.email_verified,
+                    confirmed: ext.email_verified || self.settings.autoconfirm,
                     app_metadata: Self::app_metadata(provider),
                     user_metadata: ext.data.clone(),
                     is_anonymous: false,
@@ -447,6 +485,12 @@ impl AuthService {
         self.store.batch(vec![q::touch_user_now(&id, "last_sign_in_at")]).await?;
         let user = self.one(q::user_by_id(&id)).await?.unwrap_or(user);
         self.check_can_sign_in(&user)?;
+        // An address the provider does not vouch for is confirmed by mail before any session,
+        // so no one signs in holding someone else's address.
+        if ext.email.is_some() && !ext.email_verified && !self.settings.autoconfirm {
+            self.send_link(&user, "signup", "confirmation", redirect_to, client, None).await?;
+            return Err(needs_verification());
+        }
         Ok(user)
     }
 }

@@ -730,7 +730,7 @@ impl AuthService {
         Ok((link_token, code, link))
     }
 
-    async fn send_link(
+    pub(super) async fn send_link(
         &self,
         user: &Row,
         mail_kind: &'static str,

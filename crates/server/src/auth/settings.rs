@@ -35,6 +35,9 @@ pub struct AuthSettings {
     pub mail_max_frequency: i64,
     /// Outgoing mail; without it, mail goes to the outbox folder in the data folder.
     pub smtp: Option<SmtpSettings>,
+    /// `linkIdentity` (GoTrue's `SECURITY_MANUAL_LINKING_ENABLED`): off by default, since a link
+    /// URL sent to someone else would attach their provider account to the sender's user.
+    pub manual_linking_enabled: bool,
     /// OAuth providers by name (`github`, `google`): `[auth.external.github]`.
     pub external: std::collections::BTreeMap<String, ExternalProvider>,
 }
@@ -73,6 +76,14 @@ pub struct ExternalProvider {
 
 fn yes() -> bool {
     true
+}
+
+impl ExternalProvider {
+    /// `client_id` may list several, comma-separated (a web app and its iOS and Android apps):
+    /// ID tokens may name any as audience; the browser flow uses the first.
+    pub fn client_ids(&self) -> impl Iterator<Item = &str> {
+        self.client_id.split(',').map(str::trim).filter(|c| !c.is_empty())
+    }
 }
 
 /// The client secret never reaches logs.
@@ -150,6 +161,7 @@ impl Default for AuthSettings {
             rate_limit_email_per_minute: 30,
             mail_max_frequency: 60,
             smtp: None,
+            manual_linking_enabled: false,
             external: Default::default(),
         }
     }
@@ -171,6 +183,9 @@ impl AuthSettings {
         }
         if let Some(b) = flag("BASALT_AUTH_REQUIRE_APPROVAL") {
             self.require_approval = b;
+        }
+        if let Some(b) = flag("BASALT_AUTH_MANUAL_LINKING_ENABLED") {
+            self.manual_linking_enabled = b;
         }
         if let Some(b) = flag("BASALT_AUTH_SECURE_PASSWORD_CHANGE") {
             self.secure_password_change = b;

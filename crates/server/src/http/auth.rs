@@ -386,10 +386,20 @@ async fn admin_delete_factor(State(app): State<AppState>, Path((id, factor_id)):
 }
 
 /// GET /authorize?provider=…: off to the provider (a browser navigation: no API key, as on Supabase).
-async fn authorize(State(app): State<AppState>, Query(p): Query<Params>, axum::extract::RawQuery(raw): axum::extract::RawQuery) -> R {
+async fn authorize(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Query(p): Query<Params>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+    headers: HeaderMap,
+) -> R {
+    let ip = ip.to_string();
     let pkce = json!({"code_challenge": p.code_challenge, "code_challenge_method": p.code_challenge_method});
     let provider = p.provider.as_deref().unwrap_or_default();
-    let to = app.auth.authorize(provider, p.redirect_to.as_deref(), p.scopes.as_deref(), &pkce, &passed_on(raw.as_deref()), None).await?;
+    let to = app
+        .auth
+        .authorize(provider, p.redirect_to.as_deref(), p.scopes.as_deref(), &pkce, &passed_on(raw.as_deref()), None, &client(&ip, &headers))
+        .await?;
     Ok(redirect(StatusCode::FOUND, &to))
 }
 
@@ -425,17 +435,30 @@ fn passed_on(raw: Option<&str>) -> Vec<(String, String)> {
 /// `skip_http_redirect=true` (what supabase-js sends) the provider's URL comes back as `{url}`.
 async fn link_identity(
     State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
     Query(p): Query<Params>,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
     headers: HeaderMap,
 ) -> R {
     require_apikey(&app, &headers)?;
+    if !app.auth.settings.manual_linking_enabled {
+        return Err(AuthError::new(404, "manual_linking_disabled", "Manual linking is disabled"));
+    }
+    let ip = ip.to_string();
     let (caller, _) = app.auth.caller(bearer(&headers)).await?;
     let pkce = json!({"code_challenge": p.code_challenge, "code_challenge_method": p.code_challenge_method});
     let provider = p.provider.as_deref().unwrap_or_default();
     let to = app
         .auth
-        .authorize(provider, p.redirect_to.as_deref(), p.scopes.as_deref(), &pkce, &passed_on(raw.as_deref()), Some(&caller.user_id))
+        .authorize(
+            provider,
+            p.redirect_to.as_deref(),
+            p.scopes.as_deref(),
+            &pkce,
+            &passed_on(raw.as_deref()),
+            Some(&caller.user_id),
+            &client(&ip, &headers),
+        )
         .await?;
     if p.skip_http_redirect.as_deref() == Some("true") {
         return Ok(Json(json!({"url": to})).into_response());

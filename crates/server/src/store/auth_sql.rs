@@ -219,6 +219,18 @@ pub fn finish_oauth_flow(id: &str, user_id: &str) -> Stmt {
     )
 }
 
+pub fn delete_identities_of(user_id: &str) -> Stmt {
+    Stmt::new("DELETE FROM auth.identities WHERE user_id = ?", vec![json!(user_id)])
+}
+
+/// OAuth flows whose browser never came back (their `state` has lapsed).
+pub fn delete_lapsed_oauth_flows(before: &str) -> Stmt {
+    Stmt::new(
+        "DELETE FROM auth.flow_state WHERE authentication_method = 'oauth' AND user_id IS NULL AND created_at < ?",
+        vec![json!(before)],
+    )
+}
+
 pub fn delete_identity(id: &str, user_id: &str) -> Stmt {
     Stmt::new("DELETE FROM auth.identities WHERE id = ? AND user_id = ?", vec![json!(id), json!(user_id)])
 }

@@ -48,10 +48,12 @@ pub fn touch_factor_challenged(factor_id: &str) -> Stmt {
     Stmt::new("UPDATE auth.mfa_factors SET last_challenged_at = now() WHERE id = ?", vec![json!(factor_id)])
 }
 
-pub fn challenge(factor_id: &str, id: &str) -> Stmt {
+/// The challenge, and whether `ip` is the address that asked for it.
+pub fn challenge(factor_id: &str, id: &str, ip: &str) -> Stmt {
     Stmt::new(
-        "SELECT id, factor_id, created_at, verified_at FROM auth.mfa_challenges WHERE id = ? AND factor_id = ?",
-        vec![json!(id), json!(factor_id)],
+        "SELECT id, factor_id, created_at, verified_at, coalesce(ip_address = inet(CAST(? AS text)), false) AS same_ip \
+         FROM auth.mfa_challenges WHERE id = ? AND factor_id = ?",
+        vec![json!(ip), json!(id), json!(factor_id)],
     )
 }
 

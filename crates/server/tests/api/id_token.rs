@@ -87,6 +87,11 @@ async fn id_tokens(b: Backend) {
     assert_eq!((s, e["code"].as_str()), (400, Some("bad_jwt")), "the nonce is required: {e}");
     let (s, e) = grant(&app, json!({"provider": "apple", "id_token": apple, "nonce": "another"})).await;
     assert_eq!(s, 400, "{e}");
+    let (s, e) = grant(&app, json!({"provider": "apple", "id_token": apple, "nonce": hashed})).await;
+    assert_eq!(s, 400, "the hash the token carries is not the nonce: {e}");
+    let no_iss = sign(&json!({"aud": "web-client.apps.googleusercontent.com", "sub": "g-9", "exp": now + 600}), "k1");
+    let (s, e) = grant(&app, json!({"provider": "google", "id_token": no_iss})).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("bad_jwt")), "iss is required: {e}");
     let (s, session) = grant(&app, json!({"provider": "apple", "id_token": apple, "nonce": raw_nonce})).await;
     assert_eq!(s, 200, "{session}");
     assert_eq!(

@@ -58,6 +58,10 @@ async fn totp_factors(b: Backend) {
     assert!(f["totp"]["qr_code"].as_str().expect("qr").contains("<svg"), "an SVG QR code");
     let (s, e) = call(&app, Method::POST, "/auth/v1/factors", &aal1, json!({"factor_type": "totp", "friendly_name": "phone app"})).await;
     assert_eq!((s, e["code"].as_str()), (422, Some("mfa_factor_name_conflict")));
+    for _ in 0..2 {
+        let (s, e) = call(&app, Method::POST, "/auth/v1/factors", &aal1, json!({"factor_type": "totp"})).await;
+        assert_eq!(s, 200, "blank names may repeat: {e}");
+    }
     let (_, user) = call(&app, Method::GET, "/auth/v1/user", &aal1, json!({})).await;
     assert_eq!((user["factors"][0]["status"].as_str(), user["factors"][0].get("secret")), (Some("unverified"), None));
 

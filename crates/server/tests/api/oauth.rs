@@ -97,6 +97,7 @@ async fn github_sign_in(b: Backend) {
     let env = [
         ("BASALT_AUTH_AUTOCONFIRM", "true"),
         ("BASALT_AUTH_ANONYMOUS_ENABLED", "true"),
+        ("BASALT_AUTH_MANUAL_LINKING_ENABLED", "true"),
         ("BASALT_AUTH_SITE_URL", "http://app.example.com"),
         ("BASALT_AUTH_EXTERNAL_GITHUB_CLIENT_ID", "gh-client"),
         ("BASALT_AUTH_EXTERNAL_GITHUB_SECRET", "gh-secret"),
@@ -256,4 +257,54 @@ async fn github_sign_in(b: Backend) {
     assert_eq!((s, e["code"].as_str()), (404, Some("identity_not_found")));
 }
 
-crate::both_backends!(github_sign_in);
+/// Without autoconfirm: an address GitHub does not vouch for is confirmed by mail before any
+/// session, and an unconfirmed account that GitHub's verified address links into loses what its
+/// registrant left on it.
+async fn unverified_addresses(b: Backend) {
+    let account: Account = Arc::new(Mutex::new((json!({}), json!([]))));
+    let gh = fake_github(account.clone()).await;
+    let env = [
+        ("BASALT_AUTH_SITE_URL", "http://app.example.com"),
+        ("BASALT_AUTH_EXTERNAL_GITHUB_CLIENT_ID", "gh-client"),
+        ("BASALT_AUTH_EXTERNAL_GITHUB_SECRET", "gh-secret"),
+        ("BASALT_AUTH_EXTERNAL_GITHUB_AUTHORIZE_URL", &format!("{gh}/login/oauth/authorize")),
+        ("BASALT_AUTH_EXTERNAL_GITHUB_TOKEN_URL", &format!("{gh}/login/oauth/access_token")),
+        ("BASALT_AUTH_EXTERNAL_GITHUB_USERINFO_URL", &format!("{gh}/user")),
+    ];
+    let Some(app) = TestApp::spawn_with(b, crate::SCHEMA, &env).await else { return };
+    *account.lock().expect("lock") = (
+        json!({"id": 1, "login": "unsure", "email": "unsure@example.com"}),
+        json!([{"email": "unsure@example.com", "primary": true, "verified": false}]),
+    );
+    let landed = sign_in(&app, "/auth/v1/authorize?provider=github").await;
+    assert!(landed.contains("error_code=provider_email_needs_verification") && !landed.contains("access_token"), "{landed}");
+    assert!(app.last_mail("unsure@example.com")["subject"].is_string(), "a confirmation mail went out");
+
+    // Someone registers victim@ with a password and never confirms; the owner signs in with GitHub.
+    let (s, _) =
+        send(app.as_user(Method::POST, "/auth/v1/signup", None).json(&json!({"email": "victim@example.com", "password": "squatter-pass"})))
+            .await;
+    assert_eq!(s, 200);
+    *account.lock().expect("lock") =
+        (json!({"id": 2, "login": "victim"}), json!([{"email": "victim@example.com", "primary": true, "verified": true}]));
+    let landed = sign_in(&app, "/auth/v1/authorize?provider=github").await;
+    let (_, user) = send(app.as_user(Method::GET, "/auth/v1/user", Some(&query_of(&landed)["access_token"]))).await;
+    let providers: Vec<&str> = user["identities"].as_array().expect("identities").iter().filter_map(|i| i["provider"].as_str()).collect();
+    assert_eq!((providers, user["email_confirmed_at"].is_string()), (vec!["github"], true), "{user}");
+    let (s, _) = send(
+        app.as_user(Method::POST, "/auth/v1/token?grant_type=password", None)
+            .json(&json!({"email": "victim@example.com", "password": "squatter-pass"})),
+    )
+    .await;
+    assert_eq!(s, 400, "the registrant's password is gone");
+    // linkIdentity is off unless switched on.
+    let (s, e) = send(app.as_user(
+        Method::GET,
+        "/auth/v1/user/identities/authorize?provider=github&skip_http_redirect=true",
+        Some(&query_of(&landed)["access_token"]),
+    ))
+    .await;
+    assert_eq!((s, e["code"].as_str()), (404, Some("manual_linking_disabled")));
+}
+
+crate::both_backends!(github_sign_in, unverified_addresses);
