@@ -51,6 +51,21 @@ pub(super) struct External {
     pub(super) data: Value,
 }
 
+/// What `/authorize` (and `linkIdentity`) asks for.
+#[derive(Clone, Copy)]
+pub struct AuthorizeRequest<'a> {
+    pub provider: &'a str,
+    pub redirect_to: Option<&'a str>,
+    /// Scopes beyond the provider's default ones.
+    pub scopes: Option<&'a str>,
+    /// `{code_challenge, code_challenge_method}` for the PKCE flow.
+    pub pkce: &'a Value,
+    /// Query parameters passed on to the provider (supabase-js' `queryParams`).
+    pub extra: &'a [(String, String)],
+    /// The signed-in user an identity is linked to.
+    pub link: Option<&'a str>,
+}
+
 /// Where `/callback` sends the browser, and what it carries there.
 pub enum Landing {
     /// Implicit flow: the session in the fragment, with the provider's token.
@@ -121,16 +136,8 @@ impl AuthService {
     }
 
     /// GET /authorize: where to send the browser (the provider's consent page).
-    pub async fn authorize(
-        &self,
-        provider: &str,
-        redirect_to: Option<&str>,
-        scopes: Option<&str>,
-        pkce: &Value,
-        extra: &[(String, String)],
-        link: Option<&str>,
-        client: &Client<'_>,
-    ) -> AuthResult<String> {
+    pub async fn authorize(&self, r: &AuthorizeRequest<'_>, client: &Client<'_>) -> AuthResult<String> {
+        let AuthorizeRequest { provider, redirect_to, scopes, pkce, extra, link } = *r;
         let p = self.provider(provider)?;
         self.rate_limit("authorize", client, None).await?;
         if provider == "apple" {

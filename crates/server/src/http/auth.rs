@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use super::client_ip::ClientIp;
 use crate::app::AppState;
 use crate::auth::error::{AuthError, AuthResult};
+use crate::auth::oauth::AuthorizeRequest;
 use crate::auth::service::{urlencode, Client};
 use crate::auth::Role;
 
@@ -396,10 +397,16 @@ async fn authorize(
     let ip = ip.to_string();
     let pkce = json!({"code_challenge": p.code_challenge, "code_challenge_method": p.code_challenge_method});
     let provider = p.provider.as_deref().unwrap_or_default();
-    let to = app
-        .auth
-        .authorize(provider, p.redirect_to.as_deref(), p.scopes.as_deref(), &pkce, &passed_on(raw.as_deref()), None, &client(&ip, &headers))
-        .await?;
+    let extra = passed_on(raw.as_deref());
+    let r = AuthorizeRequest {
+        provider,
+        redirect_to: p.redirect_to.as_deref(),
+        scopes: p.scopes.as_deref(),
+        pkce: &pkce,
+        extra: &extra,
+        link: None,
+    };
+    let to = app.auth.authorize(&r, &client(&ip, &headers)).await?;
     Ok(redirect(StatusCode::FOUND, &to))
 }
 
@@ -448,18 +455,16 @@ async fn link_identity(
     let (caller, _) = app.auth.caller(bearer(&headers)).await?;
     let pkce = json!({"code_challenge": p.code_challenge, "code_challenge_method": p.code_challenge_method});
     let provider = p.provider.as_deref().unwrap_or_default();
-    let to = app
-        .auth
-        .authorize(
-            provider,
-            p.redirect_to.as_deref(),
-            p.scopes.as_deref(),
-            &pkce,
-            &passed_on(raw.as_deref()),
-            Some(&caller.user_id),
-            &client(&ip, &headers),
-        )
-        .await?;
+    let extra = passed_on(raw.as_deref());
+    let r = AuthorizeRequest {
+        provider,
+        redirect_to: p.redirect_to.as_deref(),
+        scopes: p.scopes.as_deref(),
+        pkce: &pkce,
+        extra: &extra,
+        link: Some(&caller.user_id),
+    };
+    let to = app.auth.authorize(&r, &client(&ip, &headers)).await?;
     if p.skip_http_redirect.as_deref() == Some("true") {
         return Ok(Json(json!({"url": to})).into_response());
     }
