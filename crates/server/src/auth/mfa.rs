@@ -18,6 +18,11 @@ const SKEW: u16 = 1;
 const CHALLENGE_SECONDS: i64 = 300;
 /// At most this many factors per user (GoTrue's `MFA_MAX_ENROLLED_FACTORS`).
 const MAX_FACTORS: usize = 10;
+/// After this many wrong codes within [`LOCKOUT_MINUTES`], a factor takes no more until the
+/// window has passed since the last one: with the per-user rate limit alone, an attacker who
+/// holds the password could try 43,000 codes a day.
+const MAX_FAILURES: i64 = 5;
+const LOCKOUT_MINUTES: i64 = 15;
 /// Unverified factors older than this lapse at the next enrolment.
 const UNVERIFIED_SECONDS: i64 = 300;
 
@@ -93,7 +98,7 @@ impl AuthService {
             Some(i) => i.to_string(),
             None => url_host(&self.settings.site_url).unwrap_or_else(|| "basalt".to_string()),
         };
-        let before = (chrono::Utc::now() - chrono::Duration::seconds(UNVERIFIED_SECONDS)).to_rfc3339();
+        let before = basalt_query::value::format_timestamptz(&(chrono::Utc::now() - chrono::Duration::seconds(UNVERIFIED_SECONDS)));
         self.store.batch(vec![q::delete_stale_unverified(&user_id, &before)]).await?;
         let existing = self.factors(&user_id).await?;
         if existing.iter().any(|f| f.str("status").as_deref() == Some("verified")) && caller.aal != "aal2" {
@@ -191,16 +196,30 @@ impl AuthService {
                 format!("MFA challenge {challenge_id} has expired, verify against another challenge or create a new challenge."),
             ));
         }
+        let window = basalt_query::value::format_timestamptz(&(chrono::Utc::now() - chrono::Duration::minutes(LOCKOUT_MINUTES)));
+        let locked =
+            factor.int("failed_attempts").unwrap_or(0) >= MAX_FAILURES && factor.str("last_failed_at").is_some_and(|at| at >= window);
+        if locked {
+            return Err(AuthError::new(
+                429,
+                "over_request_rate_limit",
+                format!("Too many wrong codes for this factor; try again in {LOCKOUT_MINUTES} minutes"),
+            ));
+        }
+        let wrong = || async {
+            self.store.batch(vec![q::count_failure(&fid, &window)]).await?;
+            AuthResult::Ok(AuthError::new(422, "mfa_verification_failed", "Invalid TOTP code entered"))
+        };
         let secret = factor
             .str("secret")
             .and_then(|s| Secret::try_from_base32(s).ok())
             .ok_or_else(|| AuthError::internal("unreadable TOTP secret"))?;
         let Some(step) = totp(secret.as_ref().to_vec()).check_current(&code) else {
-            return Err(AuthError::new(422, "mfa_verification_failed", "Invalid TOTP code entered"));
+            return Err(wrong().await?);
         };
         let step = step as i64;
         if factor.int("last_used_step").is_some_and(|last| last >= step) {
-            return Err(AuthError::new(422, "mfa_verification_failed", "Invalid TOTP code entered"));
+            return Err(wrong().await?);
         }
         let session_id =
             caller.session_id.clone().ok_or_else(|| AuthError::new(403, "session_not_found", "The access token has no session"))?;

@@ -97,6 +97,8 @@ CREATE TABLE IF NOT EXISTS auth_mfa_factors (
   secret TEXT,
   last_challenged_at TEXT,
   last_used_step INTEGER,
+  failed_attempts INTEGER NOT NULL DEFAULT 0,
+  last_failed_at TEXT,
   created_at TEXT NOT NULL DEFAULT (basalt_now()),
   updated_at TEXT NOT NULL DEFAULT (basalt_now())
 );
@@ -249,6 +251,8 @@ CREATE TABLE IF NOT EXISTS auth.mfa_factors (
 -- Columns older GoTrue schemas lack, and Basalt's own (`last_used_step`: codes are spent once).
 ALTER TABLE auth.mfa_factors ADD COLUMN IF NOT EXISTS last_challenged_at timestamptz;
 ALTER TABLE auth.mfa_factors ADD COLUMN IF NOT EXISTS last_used_step bigint;
+ALTER TABLE auth.mfa_factors ADD COLUMN IF NOT EXISTS failed_attempts integer NOT NULL DEFAULT 0;
+ALTER TABLE auth.mfa_factors ADD COLUMN IF NOT EXISTS last_failed_at timestamptz;
 CREATE UNIQUE INDEX IF NOT EXISTS mfa_factors_user_friendly_name_unique ON auth.mfa_factors (friendly_name, user_id) WHERE trim(friendly_name) <> '';
 CREATE INDEX IF NOT EXISTS mfa_factors_user_id_idx ON auth.mfa_factors (user_id);
 CREATE TABLE IF NOT EXISTS auth.mfa_challenges (

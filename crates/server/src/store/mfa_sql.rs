@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use super::portable::Stmt;
 
 const FACTOR_COLUMNS: &str =
-    "id, user_id, friendly_name, factor_type, status, secret, last_used_step, last_challenged_at, created_at, updated_at";
+    "id, user_id, friendly_name, factor_type, status, secret, last_used_step, failed_attempts, last_failed_at, last_challenged_at, created_at, updated_at";
 
 pub fn factors_of(user_id: &str) -> Stmt {
     Stmt::new(format!("SELECT {FACTOR_COLUMNS} FROM auth.mfa_factors WHERE user_id = ? ORDER BY created_at, id"), vec![json!(user_id)])
@@ -66,7 +66,7 @@ pub fn spend(factor_id: &str, challenge_id: &str, step: i64) -> Vec<Stmt> {
             vec![json!(challenge_id), json!(factor_id)],
         ),
         Stmt::new(
-            "UPDATE auth.mfa_factors SET status = 'verified', last_used_step = ?, updated_at = now() \
+            "UPDATE auth.mfa_factors SET status = 'verified', last_used_step = ?, failed_attempts = 0, updated_at = now() \
              WHERE id = ? AND (last_used_step IS NULL OR last_used_step < ?) RETURNING id",
             vec![json!(step), json!(factor_id), json!(step)],
         ),
@@ -94,4 +94,13 @@ pub fn raised_sessions(user_id: &str) -> Stmt {
 
 pub fn lower_session(session_id: &str, amr: Value) -> Stmt {
     Stmt::new("UPDATE auth.sessions SET aal = 'aal1', amr = ?, updated_at = now() WHERE id = ?", vec![amr, json!(session_id)])
+}
+
+/// A wrong code: counted, the count starting over when the last failure is older than `since`.
+pub fn count_failure(factor_id: &str, since: &str) -> Stmt {
+    Stmt::new(
+        "UPDATE auth.mfa_factors SET failed_attempts = CASE WHEN last_failed_at IS NULL OR last_failed_at < ? THEN 1 ELSE failed_attempts + 1 END, \
+         last_failed_at = now() WHERE id = ?",
+        vec![json!(since), json!(factor_id)],
+    )
 }

@@ -189,3 +189,23 @@ async fn policies_see_the_second_factor(b: Backend) {
 }
 
 crate::both_backends!(policies_see_the_second_factor);
+
+/// Five wrong codes lock the factor for a while, even against the right one.
+async fn wrong_codes_lock_the_factor(b: Backend) {
+    let Some(app) = TestApp::spawn_with(b, crate::SCHEMA, SETTINGS).await else { return };
+    let (token, _, _) = app.signup("guess@example.com", json!({})).await;
+    let (_, f) = call(&app, Method::POST, "/auth/v1/factors", &token, json!({"factor_type": "totp"})).await;
+    let (factor, secret) = (f["id"].as_str().expect("id"), f["totp"]["secret"].as_str().expect("secret"));
+    let (_, c) = call(&app, Method::POST, &format!("/auth/v1/factors/{factor}/challenge"), &token, json!({})).await;
+    let right = code(secret);
+    let wrong = format!("{:06}", (right.parse::<u32>().expect("digits") + 500_000) % 1_000_000);
+    let path = format!("/auth/v1/factors/{factor}/verify");
+    for i in 0..5 {
+        let (s, e) = call(&app, Method::POST, &path, &token, json!({"challenge_id": c["id"], "code": wrong})).await;
+        assert_eq!((s, e["code"].as_str()), (422, Some("mfa_verification_failed")), "attempt {i}: {e}");
+    }
+    let (s, e) = call(&app, Method::POST, &path, &token, json!({"challenge_id": c["id"], "code": right})).await;
+    assert_eq!((s, e["code"].as_str()), (429, Some("over_request_rate_limit")), "{e}");
+}
+
+crate::both_backends!(wrong_codes_lock_the_factor);
