@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use totp_rs::{Algorithm, Builder, Secret, Totp};
 
 use super::error::{AuthError, AuthResult};
-use super::service::{AuthService, Caller, Client, Session};
+use super::service::{now_ts, AuthService, Caller, Client, Session};
 use crate::store::mfa_sql as q;
 use crate::store::portable::{Row, RowExt};
 
@@ -62,10 +62,6 @@ pub fn aal_of(amr: &Value) -> &'static str {
     } else {
         "aal1"
     }
-}
-
-fn now_ts() -> i64 {
-    chrono::Utc::now().timestamp()
 }
 
 impl AuthService {

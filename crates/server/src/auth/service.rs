@@ -80,7 +80,7 @@ fn provider(user: &Row) -> String {
     user.json("raw_app_meta_data").get("provider").and_then(Value::as_str).unwrap_or("email").to_string()
 }
 
-fn now_ts() -> i64 {
+pub(super) fn now_ts() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
