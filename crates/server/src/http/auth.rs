@@ -394,19 +394,7 @@ async fn authorize(
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
     headers: HeaderMap,
 ) -> R {
-    let ip = ip.to_string();
-    let pkce = json!({"code_challenge": p.code_challenge, "code_challenge_method": p.code_challenge_method});
-    let provider = p.provider.as_deref().unwrap_or_default();
-    let extra = passed_on(raw.as_deref());
-    let r = AuthorizeRequest {
-        provider,
-        redirect_to: p.redirect_to.as_deref(),
-        scopes: p.scopes.as_deref(),
-        pkce: &pkce,
-        extra: &extra,
-        link: None,
-    };
-    let to = app.auth.authorize(&r, &client(&ip, &headers)).await?;
+    let to = provider_url(&app, &p, raw.as_deref(), None, &client(&ip.to_string(), &headers)).await?;
     Ok(redirect(StatusCode::FOUND, &to))
 }
 
@@ -425,6 +413,21 @@ fn redirect(status: StatusCode, to: &str) -> Response {
         Ok(v) => (status, [(axum::http::header::LOCATION, v)]).into_response(),
         Err(_) => AuthError::validation("redirect_to is not a valid URL").into_response(),
     }
+}
+
+/// The provider's consent page for `/authorize` and `linkIdentity` (which names the user to link to).
+async fn provider_url(app: &AppState, p: &Params, raw: Option<&str>, link: Option<&str>, client: &Client<'_>) -> AuthResult<String> {
+    let pkce = json!({"code_challenge": p.code_challenge, "code_challenge_method": p.code_challenge_method});
+    let extra = passed_on(raw);
+    let r = AuthorizeRequest {
+        provider: p.provider.as_deref().unwrap_or_default(),
+        redirect_to: p.redirect_to.as_deref(),
+        scopes: p.scopes.as_deref(),
+        pkce: &pkce,
+        extra: &extra,
+        link,
+    };
+    app.auth.authorize(&r, client).await
 }
 
 /// supabase-js' `queryParams` (`access_type`, `prompt`, `login_hint`, …): the query parameters
@@ -451,20 +454,8 @@ async fn link_identity(
     if !app.auth.settings.manual_linking_enabled {
         return Err(AuthError::new(404, "manual_linking_disabled", "Manual linking is disabled"));
     }
-    let ip = ip.to_string();
     let (caller, _) = app.auth.caller(bearer(&headers)).await?;
-    let pkce = json!({"code_challenge": p.code_challenge, "code_challenge_method": p.code_challenge_method});
-    let provider = p.provider.as_deref().unwrap_or_default();
-    let extra = passed_on(raw.as_deref());
-    let r = AuthorizeRequest {
-        provider,
-        redirect_to: p.redirect_to.as_deref(),
-        scopes: p.scopes.as_deref(),
-        pkce: &pkce,
-        extra: &extra,
-        link: Some(&caller.user_id),
-    };
-    let to = app.auth.authorize(&r, &client(&ip, &headers)).await?;
+    let to = provider_url(&app, &p, raw.as_deref(), Some(&caller.user_id), &client(&ip.to_string(), &headers)).await?;
     if p.skip_http_redirect.as_deref() == Some("true") {
         return Ok(Json(json!({"url": to})).into_response());
     }
