@@ -79,6 +79,7 @@ fn schema_types_from_a_database() {
         assert!(std::env::var("CI").as_deref() != Ok("true"), "CI must set BASALT_TEST_DATABASE_URL");
         return;
     };
+    let _drop = crate::helpers::DropDatabase { admin, name };
     crate::helpers::admin_sql(
         &url,
         "create table public.notes (id bigint primary key, body text not null, tags text[]);
@@ -86,7 +87,6 @@ fn schema_types_from_a_database() {
          create function public.note_count() returns bigint language sql stable as $$ select count(*) from public.notes $$;",
     );
     let (ok, ts, err) = run_cli(&["schema", "types", "--database-url", &url], &[]);
-    crate::helpers::admin_sql(&admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
     assert!(ok, "{err}");
     assert!(
         ts.contains("      notes: {\n        Row: {\n          id: number\n          body: string\n          tags: string[] | null\n"),

@@ -73,6 +73,18 @@ pub fn admin_query(url: &str, sql: &str) -> Vec<String> {
 }
 
 /// Creates a fresh database (PostgreSQL) and returns its URL.
+/// Drops a database made by [`fresh_database`] when the test ends, passed or failed.
+pub struct DropDatabase {
+    pub admin: String,
+    pub name: String,
+}
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        admin_sql(&self.admin, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
 pub fn fresh_database() -> Option<(String, String, String)> {
     let admin = pg_admin_url()?;
     let name = format!("basalt_t_{}", uuid::Uuid::new_v4().simple());

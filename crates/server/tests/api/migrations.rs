@@ -3,21 +3,24 @@
 
 use serde_json::json;
 
-use crate::helpers::{fresh_database, run_cli, Backend, TestApp};
+use crate::helpers::{fresh_database, run_cli, Backend, DropDatabase, TestApp};
 
 const V1: &str = "[tables.items]\ncolumns.id = { type = \"bigint\", primary_key = true }\ncolumns.name = { type = \"text\" }\n";
 const V2: &str = "[tables.items]\ncolumns.id = { type = \"bigint\", primary_key = true }\ncolumns.name = { type = \"text\" }\ncolumns.qty = { type = \"integer\", not_null = true, default = \"0\" }\ncolumns.sku = { type = \"text\", unique = true }\ncolumns.at = { type = \"timestamptz\", default = \"now()\" }\nindexes = [{ columns = [\"qty desc\"] }]\n";
 
-fn target(b: Backend, dir: &std::path::Path) -> Option<Vec<String>> {
+/// The CLI's arguments for the backend, and the database to drop afterwards (PostgreSQL).
+fn target(b: Backend, dir: &std::path::Path) -> Option<(Vec<String>, Option<DropDatabase>)> {
     match b {
-        Backend::Sqlite => Some(vec!["--data-dir".into(), dir.join("data").display().to_string()]),
-        Backend::Postgres => fresh_database().map(|(url, _, _)| vec!["--database-url".into(), url]),
+        Backend::Sqlite => Some((vec!["--data-dir".into(), dir.join("data").display().to_string()], None)),
+        Backend::Postgres => {
+            fresh_database().map(|(url, admin, name)| (vec!["--database-url".into(), url], Some(DropDatabase { admin, name })))
+        }
     }
 }
 
 async fn evolve(b: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let Some(t) = target(b, dir.path()) else { return };
+    let Some((t, _drop)) = target(b, dir.path()) else { return };
     let (v1, v2) = (dir.path().join("v1.toml"), dir.path().join("v2.toml"));
     std::fs::write(&v1, V1).expect("write");
     std::fs::write(&v2, V2).expect("write");
